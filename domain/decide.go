@@ -1,0 +1,377 @@
+package domain
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+)
+
+// Command is a request to change a shadow. Commands are plain values; Decide validates them.
+type Command interface{ commandName() string }
+
+// Add asks to create an account. ShadowID and OperationID are chosen by the caller (fresh UUIDs)
+// so that Decide stays deterministic.
+type Add struct {
+	Resource    Resource
+	ShadowID    string
+	OperationID string
+	RequestID   string
+	ObjectClass string
+	Attributes  Attributes
+	Assigned    bool
+}
+
+// Modify asks to change attributes of an existing account.
+type Modify struct {
+	Resource    Resource
+	OperationID string
+	RequestID   string
+	Changes     Changes
+}
+
+// Delete asks to delete an account.
+type Delete struct {
+	Resource    Resource
+	OperationID string
+	RequestID   string
+}
+
+// Confirm carries the target system's answer for an operation.
+type Confirm struct {
+	Resource           Resource
+	OperationID        string
+	Result             ResultStatus
+	Message            string
+	PrimaryIdentifiers Attributes
+}
+
+// Refresh retries the operations whose retry is due (all of them with ForceRetry) and releases
+// queued operations that may go.
+type Refresh struct {
+	Resource   Resource
+	ForceRetry bool
+}
+
+// RecordDelivery is the dispatcher's report that the transport accepted an attempt.
+type RecordDelivery struct {
+	Resource    Resource
+	OperationID string
+	Attempt     int
+	Reference   string
+}
+
+// RecordFailure is the dispatcher's report that an attempt failed.
+type RecordFailure struct {
+	Resource    Resource
+	OperationID string
+	Attempt     int
+	Error       OperationError
+}
+
+func (Add) commandName() string            { return "add" }
+func (Modify) commandName() string         { return "modify" }
+func (Delete) commandName() string         { return "delete" }
+func (Confirm) commandName() string        { return "confirm" }
+func (Refresh) commandName() string        { return "refresh" }
+func (RecordDelivery) commandName() string { return "record-delivery" }
+func (RecordFailure) commandName() string  { return "record-failure" }
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// ValidID reports whether s is a lower-case canonical UUID, the form of shadow and operation ids.
+func ValidID(s string) bool { return uuidRE.MatchString(s) }
+
+// Decide answers a command against the current shadow: the events to record, or a typed error
+// (test with errors.Is against the sentinels or the categories). No events and no error means the
+// command was already applied (idempotent replays of dispatcher reports). now is the decision time.
+func Decide(s Shadow, cmd Command, now time.Time) ([]Event, error) {
+	var (
+		events []Event
+		err    error
+		res    Resource
+	)
+	switch c := cmd.(type) {
+	case Add:
+		res = c.Resource
+		events, err = decideAdd(s, c, now)
+	case Modify:
+		res = c.Resource
+		events, err = decideModify(s, c, now)
+	case Delete:
+		res = c.Resource
+		events, err = decideDelete(s, c, now)
+	case Confirm:
+		res = c.Resource
+		events, err = decideConfirm(s, c, now)
+	case Refresh:
+		res = c.Resource
+		events, err = decideRefresh(s, c, now)
+	case RecordDelivery:
+		res = c.Resource
+		events, err = decideDelivery(s, c, now)
+	case RecordFailure:
+		res = c.Resource
+		events, err = decideFailure(s, c, now)
+	default:
+		return nil, fmt.Errorf("%w: %T", ErrInvalidCommand, cmd)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.Created() && s.d.Resource != res.name {
+		return nil, wrap(cmd.commandName(), ErrShadowNotFound, "shadow %s belongs to resource %q, not %q", s.d.ShadowID, s.d.Resource, res.name)
+	}
+	if len(events) == 0 {
+		return nil, nil
+	}
+	return append(events, followUps(Fold(s, events), now)...), nil
+}
+
+func decideAdd(s Shadow, c Add, now time.Time) ([]Event, error) {
+	const op = "add"
+	if c.Resource.name == "" {
+		return nil, wrap(op, ErrUnknownResource, "")
+	}
+	if !ValidID(c.ShadowID) || !ValidID(c.OperationID) {
+		return nil, wrap(op, ErrInvalidID, "shadow and operation ids must be UUIDs")
+	}
+	if s.Created() {
+		return nil, wrap(op, ErrShadowExists, "%s", s.d.ShadowID)
+	}
+	oc, ok := c.Resource.ObjectClass(c.ObjectClass)
+	if !ok {
+		return nil, wrap(op, ErrUnknownObjectClass, "%q on resource %q", c.ObjectClass, c.Resource.name)
+	}
+	attrs, err := normalizeAttributes(c.Attributes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if len(attrs) == 0 {
+		return nil, wrap(op, ErrNoAttributes, "an add needs at least the %q attribute", oc.SecondaryIdentifier)
+	}
+	if n := len(attrs[oc.SecondaryIdentifier]); n != 1 {
+		return nil, wrap(op, ErrMissingIdentifier, "attribute %q needs exactly one value, got %d", oc.SecondaryIdentifier, n)
+	}
+	return []Event{AddRequested{
+		ShadowID: c.ShadowID, Resource: c.Resource.name, ObjectClass: oc.Name,
+		SecondaryIdentifier: oc.SecondaryIdentifier, OperationID: c.OperationID, RequestID: c.RequestID,
+		Attributes: attrs, Assigned: c.Assigned, Time: now,
+	}}, nil
+}
+
+// liveForChange checks that a modify or delete may be queued on s.
+func liveForChange(op string, s Shadow) error {
+	if !s.Created() {
+		return wrap(op, ErrShadowNotFound, "")
+	}
+	if s.d.Dead {
+		return wrap(op, ErrShadowDead, "shadow %s died at %s", s.d.ShadowID, s.d.DeathTimestamp.Format(time.RFC3339))
+	}
+	if s.unfinished(ChangeDelete) {
+		return wrap(op, ErrDeletePending, "shadow %s", s.d.ShadowID)
+	}
+	return nil
+}
+
+func decideModify(s Shadow, c Modify, now time.Time) ([]Event, error) {
+	const op = "modify"
+	if err := liveForChange(op, s); err != nil {
+		return nil, err
+	}
+	if !ValidID(c.OperationID) {
+		return nil, wrap(op, ErrInvalidID, "operation id must be a UUID")
+	}
+	changes, err := normalizeChanges(c.Changes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	oc, _ := c.Resource.ObjectClass(s.d.ObjectClass)
+	if _, ok := changes[oc.PrimaryIdentifier]; ok && oc.PrimaryIdentifier != "" {
+		return nil, wrap(op, ErrIdentifierImmutable, "attribute %q is assigned by the target system", oc.PrimaryIdentifier)
+	}
+	for attr := range s.d.SecondaryIdentifiers {
+		if _, touched := changes[attr]; !touched {
+			continue
+		}
+		if n := len(applyChanges(s.futureAttributes(), changes)[attr]); n != 1 {
+			return nil, wrap(op, ErrMissingIdentifier, "attribute %q must keep exactly one value, would have %d", attr, n)
+		}
+	}
+	return []Event{ModifyRequested{OperationID: c.OperationID, RequestID: c.RequestID, Changes: changes, Time: now}}, nil
+}
+
+func decideDelete(s Shadow, c Delete, now time.Time) ([]Event, error) {
+	const op = "delete"
+	if err := liveForChange(op, s); err != nil {
+		return nil, err
+	}
+	if !ValidID(c.OperationID) {
+		return nil, wrap(op, ErrInvalidID, "operation id must be a UUID")
+	}
+	return []Event{DeleteRequested{OperationID: c.OperationID, RequestID: c.RequestID, Time: now}}, nil
+}
+
+func decideConfirm(s Shadow, c Confirm, now time.Time) ([]Event, error) {
+	const op = "confirm"
+	if !c.Result.Final() {
+		return nil, wrap(op, ErrInvalidResult, "%q (want success, warning, partial_error, fatal_error, handled_error or not_applicable)", c.Result)
+	}
+	p, ok := s.Operation(c.OperationID)
+	if !ok {
+		return nil, wrap(op, ErrOperationNotFound, "%q", c.OperationID)
+	}
+	if p.Completed() {
+		return nil, wrap(op, ErrOperationFinished, "operation %s ended %s with %s", p.ID, p.CompletionTimestamp.Format(time.RFC3339), p.ResultStatus)
+	}
+	ids, err := normalizeAttributes(c.PrimaryIdentifiers)
+	if err != nil {
+		return nil, fmt.Errorf("%s: primaryIdentifiers: %w", op, err)
+	}
+	if len(ids) > 0 && p.Delta.ChangeType != ChangeAdd && len(s.d.PrimaryIdentifiers) > 0 && !sameAttributes(ids, s.d.PrimaryIdentifiers) {
+		return nil, wrap(op, ErrIdentifierImmutable, "shadow %s already has primary identifiers", s.d.ShadowID)
+	}
+	if len(ids) == 0 {
+		ids = nil
+	}
+	return []Event{OperationCompleted{
+		OperationID: p.ID, Result: c.Result, Message: c.Message, PrimaryIdentifiers: ids,
+		Source: SourceConfirmation, Time: now,
+	}}, nil
+}
+
+func sameAttributes(a, b Attributes) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// dispatchable finds the operation a dispatcher report is about. done means the report is a
+// replay (the attempt was already recorded, or the operation ended meanwhile) and changes nothing.
+func dispatchable(op string, s Shadow, id string, attempt int) (p PendingOperation, done bool, err error) {
+	p, ok := s.Operation(id)
+	if !ok {
+		return p, false, wrap(op, ErrOperationNotFound, "%q", id)
+	}
+	if p.Completed() || attempt <= p.AttemptNumber {
+		return p, true, nil
+	}
+	if attempt != p.AttemptNumber+1 || p.ExecutionStatus != StatusExecutionPending {
+		return p, false, wrap(op, ErrAttemptOutOfSequence, "operation %s: attempt %d reported, %d made, status %s", id, attempt, p.AttemptNumber, p.ExecutionStatus)
+	}
+	return p, false, nil
+}
+
+func decideDelivery(s Shadow, c RecordDelivery, now time.Time) ([]Event, error) {
+	p, done, err := dispatchable("record delivery", s, c.OperationID, c.Attempt)
+	if err != nil || done {
+		return nil, err
+	}
+	events := []Event{OperationSent{OperationID: p.ID, Attempt: c.Attempt, Reference: c.Reference, Time: now}}
+	if !c.Resource.confirmations {
+		events = append(events, OperationCompleted{OperationID: p.ID, Result: ResultSuccess, Source: SourceDelivery, Time: now})
+	}
+	return events, nil
+}
+
+func decideFailure(s Shadow, c RecordFailure, now time.Time) ([]Event, error) {
+	p, done, err := dispatchable("record failure", s, c.OperationID, c.Attempt)
+	if err != nil || done {
+		return nil, err
+	}
+	if c.Error.Category == "" {
+		c.Error.Category = CategoryGeneric
+	}
+	events := []Event{AttemptFailed{OperationID: p.ID, Attempt: c.Attempt, Error: c.Error, Time: now}}
+	max := c.Resource.consistency.OperationRetryMaxAttempts
+	if c.Error.Category != CategoryCommunication || c.Attempt >= max {
+		msg := c.Error.Message
+		if c.Error.Category == CategoryCommunication {
+			msg = fmt.Sprintf("gave up after %d attempt(s): %s", c.Attempt, msg)
+		}
+		events = append(events, OperationCompleted{OperationID: p.ID, Result: ResultFatalError, Message: msg, Source: SourceFailure, Time: now})
+	}
+	return events, nil
+}
+
+func decideRefresh(s Shadow, c Refresh, now time.Time) ([]Event, error) {
+	if !s.Created() {
+		return nil, wrap("refresh", ErrShadowNotFound, "")
+	}
+	cons := c.Resource.consistency
+	var events []Event
+	for _, p := range s.d.PendingOperations {
+		if p.Completed() || p.Type != TypeRetry || p.ExecutionStatus != StatusExecuting {
+			continue
+		}
+		if !c.ForceRetry && now.Before(p.LastAttemptTimestamp.Add(cons.OperationRetryPeriod)) {
+			continue
+		}
+		if p.AttemptNumber >= cons.OperationRetryMaxAttempts {
+			events = append(events, OperationCompleted{OperationID: p.ID, Result: ResultFatalError,
+				Message: fmt.Sprintf("gave up after %d attempt(s)", p.AttemptNumber), Source: SourceFailure, Time: now})
+			continue
+		}
+		events = append(events, DispatchRequested{OperationID: p.ID, Attempt: p.AttemptNumber + 1, Request: targetRequest(s, p), Time: now})
+	}
+	if len(events) == 0 {
+		// Releasing queued work is a refresh's job too (e.g. after a crash between decisions).
+		return followUps(s, now), nil
+	}
+	return events, nil
+}
+
+// followUps returns what must happen after a decision: queued operations of a dead shadow end,
+// and queued operations that nothing blocks any more are released to the dispatcher.
+//
+// Order rules: an unfinished add blocks everything after it (later requests need the account and
+// its primary identifier); an operation postponed for retry blocks everything after it; a queued
+// operation that stays queued keeps the ones behind it queued. Other operations go out at once and
+// rely on the transport keeping one shadow's messages in order.
+func followUps(s Shadow, now time.Time) []Event {
+	var out []Event
+	blocked := false
+	for _, p := range s.d.PendingOperations {
+		if p.Completed() {
+			continue
+		}
+		if s.d.Dead {
+			out = append(out, OperationCompleted{OperationID: p.ID, Result: ResultNotApplicable,
+				Message: "the shadow is dead", Source: SourceCascade, Time: now})
+			continue
+		}
+		if p.ExecutionStatus == StatusRequested {
+			if !blocked {
+				out = append(out, DispatchRequested{OperationID: p.ID, Attempt: p.AttemptNumber + 1, Request: targetRequest(s, p), Time: now})
+			} else {
+				continue
+			}
+		}
+		if p.Delta.ChangeType == ChangeAdd || p.Type == TypeRetry {
+			blocked = true
+		}
+	}
+	return out
+}
+
+// targetRequest builds what the target system gets for p, with the identifiers known now.
+func targetRequest(s Shadow, p PendingOperation) TargetRequest {
+	r := TargetRequest{Operation: p.Delta.ChangeType, ObjectClass: s.d.ObjectClass}
+	switch p.Delta.ChangeType {
+	case ChangeAdd:
+		r.Attributes = p.Delta.Attributes.Clone()
+	case ChangeModify:
+		r.Changes = p.Delta.Changes.Clone()
+		fallthrough
+	case ChangeDelete:
+		r.PrimaryIdentifiers = s.d.PrimaryIdentifiers.Clone()
+		r.SecondaryIdentifiers = s.d.SecondaryIdentifiers.Clone()
+	}
+	return r
+}

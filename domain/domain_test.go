@@ -1,0 +1,476 @@
+package domain
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
+
+const (
+	sid  = "11111111-1111-4111-8111-111111111111"
+	op1  = "22222222-2222-4222-8222-222222222221"
+	op2  = "22222222-2222-4222-8222-222222222222"
+	op3  = "22222222-2222-4222-8222-222222222223"
+	op4  = "22222222-2222-4222-8222-222222222224"
+	acct = "AccountObjectClass"
+)
+
+func testResource(t *testing.T, confirm bool, mut ...func(*Consistency)) Resource {
+	t.Helper()
+	c := DefaultConsistency()
+	for _, m := range mut {
+		m(&c)
+	}
+	r, err := NewResource("demo", []ObjectClass{{Name: acct, SecondaryIdentifier: "login", PrimaryIdentifier: "uid"}}, c, confirm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// run decides cmd on s at now, fails on error, and returns the new state and the events.
+func run(t *testing.T, s Shadow, cmd Command, now time.Time) (Shadow, []Event) {
+	t.Helper()
+	ev, err := Decide(s, cmd, now)
+	if err != nil {
+		t.Fatalf("Decide(%T): %v", cmd, err)
+	}
+	return Fold(s, ev), ev
+}
+
+func types(ev []Event) []string {
+	out := make([]string, len(ev))
+	for i, e := range ev {
+		out[i] = e.EventType()
+	}
+	return out
+}
+
+func eq[T comparable](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+func eqTypes(t *testing.T, got []Event, want ...string) {
+	t.Helper()
+	g := types(got)
+	if len(g) != len(want) {
+		t.Fatalf("events = %v, want %v", g, want)
+	}
+	for i := range g {
+		if g[i] != want[i] {
+			t.Fatalf("events = %v, want %v", g, want)
+		}
+	}
+}
+
+func added(t *testing.T, r Resource) Shadow {
+	s, _ := run(t, Shadow{}, Add{Resource: r, ShadowID: sid, OperationID: op1, RequestID: "r1", ObjectClass: acct,
+		Attributes: Attributes{"login": {"jack"}, "fullName": {"Jack Sparrow"}, "shoeSize": {42}}}, t0)
+	return s
+}
+
+func live(t *testing.T, r Resource) Shadow {
+	s := added(t, r)
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1, Reference: op1}, t0.Add(time.Second))
+	if r.Confirmations() {
+		s, _ = run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess, PrimaryIdentifiers: Attributes{"uid": {"u-1"}}}, t0.Add(2*time.Second))
+	}
+	return s
+}
+
+func TestAddLifecycle(t *testing.T) {
+	r := testResource(t, true)
+	s, ev := run(t, Shadow{}, Add{Resource: r, ShadowID: sid, OperationID: op1, RequestID: "r1", ObjectClass: acct,
+		Attributes: Attributes{"login": {"jack"}, "shoeSize": {42, 42}}}, t0)
+	eqTypes(t, ev, "AddRequested", "DispatchRequested")
+	d := s.Data()
+	eq(t, "lifecycle", d.LifecycleState, LifecycleProposed)
+	eq(t, "exists", d.Exists, false)
+	eq(t, "primary ids", len(d.PrimaryIdentifiers), 0)
+	eq(t, "secondary", d.SecondaryIdentifiers["login"][0], any("jack"))
+	eq(t, "shoe size keeps its type and loses duplicates", len(d.Attributes["shoeSize"]), 1)
+	eq(t, "shoe size int64", d.Attributes["shoeSize"][0], any(int64(42)))
+	p := d.PendingOperations[0]
+	eq(t, "status", p.ExecutionStatus, StatusExecutionPending)
+	eq(t, "result", p.ResultStatus, ResultInProgress)
+	eq(t, "type", p.Type, TypeAsynchronous)
+	eq(t, "requested at", p.RequestTimestamp, t0)
+	eq(t, "dispatch attempt", ev[1].(DispatchRequested).Attempt, 1)
+	eq(t, "request op", ev[1].(DispatchRequested).Request.Operation, ChangeAdd)
+
+	s, ev = run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1, Reference: op1}, t0.Add(time.Second))
+	eqTypes(t, ev, "OperationSent")
+	d = s.Data()
+	eq(t, "lifecycle after send", d.LifecycleState, LifecycleConceived)
+	eq(t, "status after send", d.PendingOperations[0].ExecutionStatus, StatusExecuting)
+	eq(t, "async ref", d.PendingOperations[0].AsynchronousOperationReference, op1)
+	eq(t, "attempts", d.PendingOperations[0].AttemptNumber, 1)
+	eq(t, "last attempt", d.PendingOperations[0].LastAttemptTimestamp, t0.Add(time.Second))
+
+	s, ev = run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess, PrimaryIdentifiers: Attributes{"uid": {"u-1"}}}, t0.Add(2*time.Second))
+	eqTypes(t, ev, "OperationCompleted")
+	d = s.Data()
+	eq(t, "lifecycle after confirm", d.LifecycleState, LifecycleLive)
+	eq(t, "exists", d.Exists, true)
+	eq(t, "uid", d.PrimaryIdentifiers["uid"][0], any("u-1"))
+	eq(t, "completed", d.PendingOperations[0].ExecutionStatus, StatusCompleted)
+	eq(t, "completion", d.PendingOperations[0].CompletionTimestamp, t0.Add(2*time.Second))
+	eq(t, "version counts events", d.Version, int64(4))
+}
+
+func TestDeliveryWithoutConfirmationCompletes(t *testing.T) {
+	r := testResource(t, false)
+	s := added(t, r)
+	s, ev := run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0.Add(time.Second))
+	eqTypes(t, ev, "OperationSent", "OperationCompleted")
+	eq(t, "lifecycle", s.Lifecycle(), LifecycleLive)
+	eq(t, "result", s.Data().PendingOperations[0].ResultStatus, ResultSuccess)
+}
+
+func TestModifyAppliesDeltaOnCompletion(t *testing.T) {
+	r := testResource(t, true)
+	s := live(t, r)
+	s, ev := run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{
+		"fullName": {Replace: []any{"Jack SPARROW"}},
+		"shoeSize": {Delete: []any{42}},
+		"group":    {Add: []any{"pirates", "captains"}},
+	}}, t0.Add(time.Minute))
+	eqTypes(t, ev, "ModifyRequested", "DispatchRequested")
+	req := ev[1].(DispatchRequested).Request
+	eq(t, "modify carries uid", req.PrimaryIdentifiers["uid"][0], any("u-1"))
+	eq(t, "modify carries login", req.SecondaryIdentifiers["login"][0], any("jack"))
+	eq(t, "cache untouched while pending", s.Data().Attributes["fullName"][0], any("Jack Sparrow"))
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op2, Attempt: 1}, t0.Add(time.Minute))
+	s, _ = run(t, s, Confirm{Resource: r, OperationID: op2, Result: ResultSuccess}, t0.Add(2*time.Minute))
+	a := s.Data().Attributes
+	eq(t, "replace", a["fullName"][0], any("Jack SPARROW"))
+	eq(t, "delete removes attribute", len(a["shoeSize"]), 0)
+	eq(t, "add", len(a["group"]), 2)
+
+	// A failed modify leaves the cache alone.
+	s, _ = run(t, s, Modify{Resource: r, OperationID: op3, Changes: Changes{"fullName": {Replace: []any{}}}}, t0.Add(3*time.Minute))
+	s, _ = run(t, s, Confirm{Resource: r, OperationID: op3, Result: ResultFatalError, Message: "no"}, t0.Add(4*time.Minute))
+	eq(t, "fatal modify not applied", s.Data().Attributes["fullName"][0], any("Jack SPARROW"))
+	eq(t, "still live", s.Lifecycle(), LifecycleLive)
+}
+
+func TestModifySecondaryIdentifier(t *testing.T) {
+	r := testResource(t, true)
+	s := live(t, r)
+	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"login": {Replace: []any{"jsparrow"}}}}, t0.Add(time.Minute))
+	claims := s.Claims()
+	var logins []any
+	for _, c := range claims {
+		if c.Kind == SecondaryIdentifier {
+			logins = append(logins, c.Value)
+		}
+	}
+	if len(logins) != 2 {
+		t.Fatalf("while the rename is pending both logins are held, got %v", logins)
+	}
+	s, _ = run(t, s, Confirm{Resource: r, OperationID: op2, Result: ResultSuccess}, t0.Add(2*time.Minute))
+	eq(t, "secondary follows cache", s.Data().SecondaryIdentifiers["login"][0], any("jsparrow"))
+	n := 0
+	for _, c := range s.Claims() {
+		if c.Kind == SecondaryIdentifier {
+			n++
+			eq(t, "claim", c.Value, any("jsparrow"))
+		}
+	}
+	eq(t, "one login claimed after rename", n, 1)
+}
+
+func TestQueuedBehindAdd(t *testing.T) {
+	r := testResource(t, true)
+	s := added(t, r)
+	s, ev := run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"fullName": {Replace: []any{"X"}}}}, t0.Add(time.Second))
+	eqTypes(t, ev, "ModifyRequested")
+	s, ev = run(t, s, Delete{Resource: r, OperationID: op3}, t0.Add(2*time.Second))
+	eqTypes(t, ev, "DeleteRequested")
+	eq(t, "queued delete is not reaping yet", s.Lifecycle(), LifecycleProposed)
+	eq(t, "modify waits", s.Data().PendingOperations[1].ExecutionStatus, StatusRequested)
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0.Add(3*time.Second))
+	s, ev = run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess, PrimaryIdentifiers: Attributes{"uid": {"u-9"}}}, t0.Add(4*time.Second))
+	eqTypes(t, ev, "OperationCompleted", "DispatchRequested", "DispatchRequested")
+	eq(t, "modify released with uid", ev[1].(DispatchRequested).Request.PrimaryIdentifiers["uid"][0], any("u-9"))
+	eq(t, "delete released", ev[2].(DispatchRequested).OperationID, op3)
+	eq(t, "reaping", s.Lifecycle(), LifecycleReaping)
+}
+
+func TestFailedAddKillsShadowAndCascades(t *testing.T) {
+	r := testResource(t, true)
+	s := added(t, r)
+	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"fullName": {Replace: []any{"X"}}}}, t0)
+	s, ev := run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultFatalError, Message: "already exists"}, t0.Add(time.Second))
+	eqTypes(t, ev, "OperationCompleted", "OperationCompleted")
+	d := s.Data()
+	eq(t, "dead", d.Dead, true)
+	eq(t, "tombstone", d.LifecycleState, LifecycleTombstone)
+	eq(t, "death", d.DeathTimestamp, t0.Add(time.Second))
+	eq(t, "queued modify not applicable", d.PendingOperations[1].ResultStatus, ResultNotApplicable)
+	eq(t, "dead holds no claims", len(s.Claims()), 0)
+}
+
+func TestDeleteKills(t *testing.T) {
+	r := testResource(t, false)
+	s := live(t, r)
+	s, ev := run(t, s, Delete{Resource: r, OperationID: op2}, t0.Add(time.Minute))
+	eqTypes(t, ev, "DeleteRequested", "DispatchRequested")
+	eq(t, "reaping", s.Lifecycle(), LifecycleReaping)
+	eq(t, "delete request has identifiers only", ev[1].(DispatchRequested).Request.Attributes == nil, true)
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op2, Attempt: 1}, t0.Add(2*time.Minute))
+	d := s.Data()
+	eq(t, "dead", d.Dead, true)
+	eq(t, "not exists", d.Exists, false)
+	eq(t, "tombstone", d.LifecycleState, LifecycleTombstone)
+}
+
+func TestCommunicationFailureRetries(t *testing.T) {
+	r := testResource(t, true)
+	s := added(t, r)
+	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: []any{"b"}}}}, t0)
+	boom := OperationError{Category: CategoryCommunication, Message: "connection refused"}
+	s, ev := run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 1, Error: boom}, t0.Add(time.Second))
+	eqTypes(t, ev, "AttemptFailed")
+	p, _ := s.Operation(op1)
+	eq(t, "type retry", p.Type, TypeRetry)
+	eq(t, "executing", p.ExecutionStatus, StatusExecuting)
+	eq(t, "attempts", p.AttemptNumber, 1)
+	eq(t, "last error", p.LastError.Message, "connection refused")
+	eq(t, "conceived", s.Lifecycle(), LifecycleConceived)
+
+	// Not due yet: nothing to do.
+	ev, err := Decide(s, Refresh{Resource: r}, t0.Add(time.Minute))
+	if err != nil || len(ev) != 0 {
+		t.Fatalf("refresh before the retry period: %v %v", types(ev), err)
+	}
+	// Due: retried.
+	s, ev = run(t, s, Refresh{Resource: r}, t0.Add(31*time.Minute))
+	eqTypes(t, ev, "DispatchRequested")
+	eq(t, "attempt 2", ev[0].(DispatchRequested).Attempt, 2)
+	s, _ = run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 2, Error: boom}, t0.Add(32*time.Minute))
+	// Forced: retried although not due.
+	s, ev = run(t, s, Refresh{Resource: r, ForceRetry: true}, t0.Add(33*time.Minute))
+	eqTypes(t, ev, "DispatchRequested")
+	s, ev = run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 3, Error: boom}, t0.Add(34*time.Minute))
+	eqTypes(t, ev, "AttemptFailed", "OperationCompleted", "OperationCompleted")
+	p, _ = s.Operation(op1)
+	eq(t, "gave up", p.ResultStatus, ResultFatalError)
+	eq(t, "dead after failed add", s.Dead(), true)
+}
+
+func TestRetryDisabled(t *testing.T) {
+	r := testResource(t, true, func(c *Consistency) { c.OperationRetryMaxAttempts = 0 })
+	s := added(t, r)
+	_, ev := run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 1, Error: OperationError{Category: CategoryCommunication, Message: "down"}}, t0)
+	eqTypes(t, ev, "AttemptFailed", "OperationCompleted")
+}
+
+func TestRetrySuccessReleasesQueue(t *testing.T) {
+	r := testResource(t, false)
+	s := live(t, r)
+	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: []any{"1"}}}}, t0)
+	s, _ = run(t, s, RecordFailure{Resource: r, OperationID: op2, Attempt: 1, Error: OperationError{Category: CategoryCommunication, Message: "down"}}, t0)
+	s, ev := run(t, s, Modify{Resource: r, OperationID: op3, Changes: Changes{"a": {Add: []any{"2"}}}}, t0)
+	eqTypes(t, ev, "ModifyRequested") // waits behind the failing retry
+	s, _ = run(t, s, Refresh{Resource: r, ForceRetry: true}, t0.Add(time.Second))
+	s, ev = run(t, s, RecordDelivery{Resource: r, OperationID: op2, Attempt: 2}, t0.Add(2*time.Second))
+	eqTypes(t, ev, "OperationSent", "OperationCompleted", "DispatchRequested")
+	eq(t, "released", ev[2].(DispatchRequested).OperationID, op3)
+	p, _ := s.Operation(op2)
+	eq(t, "attempts", p.AttemptNumber, 2)
+	eq(t, "error cleared", p.LastError == nil, true)
+}
+
+func TestNonCommunicationFailureIsFatal(t *testing.T) {
+	r := testResource(t, true)
+	s := live(t, r)
+	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: []any{"b"}}}}, t0)
+	s, ev := run(t, s, RecordFailure{Resource: r, OperationID: op2, Attempt: 1, Error: OperationError{Category: CategorySecurity, Message: "not authorized"}}, t0)
+	eqTypes(t, ev, "AttemptFailed", "OperationCompleted")
+	p, _ := s.Operation(op2)
+	eq(t, "fatal", p.ResultStatus, ResultFatalError)
+	eq(t, "category kept", p.LastError.Category, CategorySecurity)
+}
+
+func TestDispatcherReportsAreIdempotent(t *testing.T) {
+	r := testResource(t, true)
+	s := live(t, r)
+	for _, cmd := range []Command{
+		RecordDelivery{Resource: r, OperationID: op1, Attempt: 1},
+		RecordFailure{Resource: r, OperationID: op1, Attempt: 1, Error: OperationError{Category: CategoryCommunication}},
+	} {
+		ev, err := Decide(s, cmd, t0)
+		if err != nil || len(ev) != 0 {
+			t.Errorf("%T replay: events %v err %v, want none", cmd, types(ev), err)
+		}
+	}
+	// Confirmation raced ahead of the delivery report.
+	s = added(t, r)
+	s, _ = run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess}, t0)
+	ev, err := Decide(s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0)
+	if err != nil || len(ev) != 0 {
+		t.Errorf("late delivery report: %v %v", types(ev), err)
+	}
+}
+
+func TestRejections(t *testing.T) {
+	r := testResource(t, true)
+	other, _ := NewResource("other", []ObjectClass{{Name: acct, SecondaryIdentifier: "login"}}, DefaultConsistency(), false)
+	fresh := Shadow{}
+	pending := added(t, r)
+	lv := live(t, r)
+	dead := Fold(lv, mustDecide(t, lv, Delete{Resource: r, OperationID: op2}))
+	dead = Fold(dead, mustDecide(t, dead, RecordDelivery{Resource: r, OperationID: op2, Attempt: 1}))
+	dead = Fold(dead, mustDecide(t, dead, Confirm{Resource: r, OperationID: op2, Result: ResultSuccess}))
+	deleting := Fold(lv, mustDecide(t, lv, Delete{Resource: r, OperationID: op3}))
+	add := func(f func(*Add)) Add {
+		a := Add{Resource: r, ShadowID: sid, OperationID: op1, ObjectClass: acct, Attributes: Attributes{"login": {"x"}}}
+		f(&a)
+		return a
+	}
+	tests := []struct {
+		name  string
+		s     Shadow
+		cmd   Command
+		want  error
+		categ Category
+	}{
+		{"unknown resource", fresh, add(func(a *Add) { a.Resource = Resource{} }), ErrUnknownResource, CategorySchema},
+		{"bad shadow id", fresh, add(func(a *Add) { a.ShadowID = "x" }), ErrInvalidID, CategorySchema},
+		{"unknown object class", fresh, add(func(a *Add) { a.ObjectClass = "Group" }), ErrUnknownObjectClass, CategorySchema},
+		{"no attributes", fresh, add(func(a *Add) { a.Attributes = nil }), ErrNoAttributes, CategorySchema},
+		{"missing secondary identifier", fresh, add(func(a *Add) { a.Attributes = Attributes{"fullName": {"x"}} }), ErrMissingIdentifier, CategorySchema},
+		{"two logins", fresh, add(func(a *Add) { a.Attributes = Attributes{"login": {"a", "b"}} }), ErrMissingIdentifier, CategorySchema},
+		{"bad value type", fresh, add(func(a *Add) { a.Attributes = Attributes{"login": {"a"}, "x": {[]int{1}}} }), ErrInvalidValue, CategorySchema},
+		{"null value", fresh, add(func(a *Add) { a.Attributes = Attributes{"login": {"a"}, "x": {nil}} }), ErrInvalidValue, CategorySchema},
+		{"add twice", pending, add(func(*Add) {}), ErrShadowExists, CategoryAlreadyExists},
+		{"modify unknown shadow", fresh, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: []any{"b"}}}}, ErrShadowNotFound, CategoryNotFound},
+		{"modify empty changes", lv, Modify{Resource: r, OperationID: op2}, ErrEmptyChanges, CategorySchema},
+		{"modify no values", lv, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {}}}, ErrInvalidChange, CategorySchema},
+		{"modify replace+add", lv, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: []any{"x"}, Replace: []any{"y"}}}}, ErrInvalidChange, CategorySchema},
+		{"modify clears login", lv, Modify{Resource: r, OperationID: op2, Changes: Changes{"login": {Replace: []any{}}}}, ErrMissingIdentifier, CategorySchema},
+		{"modify primary id", lv, Modify{Resource: r, OperationID: op2, Changes: Changes{"uid": {Replace: []any{"u-2"}}}}, ErrIdentifierImmutable, CategorySchema},
+		{"modify dead", dead, Modify{Resource: r, OperationID: op4, Changes: Changes{"a": {Add: []any{"b"}}}}, ErrShadowDead, CategoryConflict},
+		{"modify while deleting", deleting, Modify{Resource: r, OperationID: op4, Changes: Changes{"a": {Add: []any{"b"}}}}, ErrDeletePending, CategoryConflict},
+		{"modify bad op id", lv, Modify{Resource: r, OperationID: "nope", Changes: Changes{"a": {Add: []any{"b"}}}}, ErrInvalidID, CategorySchema},
+		{"modify other resource", lv, Modify{Resource: other, OperationID: op2, Changes: Changes{"a": {Add: []any{"b"}}}}, ErrShadowNotFound, CategoryNotFound},
+		{"delete unknown", fresh, Delete{Resource: r, OperationID: op2}, ErrShadowNotFound, CategoryNotFound},
+		{"delete dead", dead, Delete{Resource: r, OperationID: op4}, ErrShadowDead, CategoryConflict},
+		{"delete twice", deleting, Delete{Resource: r, OperationID: op4}, ErrDeletePending, CategoryConflict},
+		{"confirm unknown op", lv, Confirm{Resource: r, OperationID: op4, Result: ResultSuccess}, ErrOperationNotFound, CategoryNotFound},
+		{"confirm finished op", lv, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess}, ErrOperationFinished, CategoryConflict},
+		{"confirm in_progress", pending, Confirm{Resource: r, OperationID: op1, Result: ResultInProgress}, ErrInvalidResult, CategorySchema},
+		{"confirm bogus result", pending, Confirm{Resource: r, OperationID: op1, Result: "great"}, ErrInvalidResult, CategorySchema},
+		{"refresh unknown", fresh, Refresh{Resource: r}, ErrShadowNotFound, CategoryNotFound},
+		{"delivery unknown op", lv, RecordDelivery{Resource: r, OperationID: op4, Attempt: 1}, ErrOperationNotFound, CategoryNotFound},
+		{"delivery skipping attempts", pending, RecordDelivery{Resource: r, OperationID: op1, Attempt: 3}, ErrAttemptOutOfSequence, CategoryConflict},
+		{"nil command", fresh, nil, ErrInvalidCommand, CategorySchema},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, err := Decide(tc.s, tc.cmd, t0)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if !errors.Is(err, tc.categ) {
+				t.Errorf("err %v is not in category %s", err, tc.categ)
+			}
+			if ev != nil {
+				t.Errorf("events on error: %v", types(ev))
+			}
+		})
+	}
+}
+
+func mustDecide(t *testing.T, s Shadow, c Command) []Event {
+	t.Helper()
+	ev, err := Decide(s, c, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func TestEvolveDoesNotMutateInput(t *testing.T) {
+	r := testResource(t, true)
+	s := live(t, r)
+	before := s.Data()
+	ev := mustDecide(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"fullName": {Replace: []any{"Y"}}}})
+	after := Fold(s, ev)
+	after = Fold(after, mustDecide(t, after, Confirm{Resource: r, OperationID: op2, Result: ResultSuccess}))
+	if got := s.Data(); got.Version != before.Version || len(got.PendingOperations) != 1 || got.Attributes["fullName"][0] != "Jack Sparrow" {
+		t.Fatalf("input shadow changed: %+v", got)
+	}
+	if after.Data().Attributes["fullName"][0] != "Y" {
+		t.Fatal("evolved state lost the change")
+	}
+}
+
+func TestNewResourceReportsEveryProblem(t *testing.T) {
+	c := DefaultConsistency()
+	c.OperationRetryMaxAttempts = -1
+	_, err := NewResource("bad name", []ObjectClass{{Name: "", SecondaryIdentifier: ""}, {Name: "A", SecondaryIdentifier: "x", PrimaryIdentifier: "x"}}, c, false)
+	if !errors.Is(err, ErrInvalidResource) || !errors.Is(err, CategoryConfiguration) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{"bad name", "name is required", "secondaryIdentifier is required", "must differ", "operationRetryMaxAttempts"} {
+		if !contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if _, err := NewResource("r", nil, DefaultConsistency(), false); err == nil {
+		t.Error("resource without object classes accepted")
+	}
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+func TestDefaults(t *testing.T) {
+	c := DefaultConsistency()
+	eq(t, "retry period", c.OperationRetryPeriod, 30*time.Minute)
+	eq(t, "max attempts", c.OperationRetryMaxAttempts, 3)
+	eq(t, "grace", c.PendingOperationGracePeriod, time.Duration(0))
+	eq(t, "retention", c.PendingOperationRetentionPeriod, 24*time.Hour)
+	eq(t, "dead retention", c.DeadShadowRetentionPeriod, 168*time.Hour)
+}
+
+func TestApplyChangesTable(t *testing.T) {
+	base := Attributes{"a": {"1", "2"}, "b": {true}}
+	tests := []struct {
+		name string
+		ch   Changes
+		want Attributes
+	}{
+		{"add new value", Changes{"a": {Add: []any{"3"}}}, Attributes{"a": {"1", "2", "3"}, "b": {true}}},
+		{"add existing is no-op", Changes{"a": {Add: []any{"1"}}}, Attributes{"a": {"1", "2"}, "b": {true}}},
+		{"delete one", Changes{"a": {Delete: []any{"1"}}}, Attributes{"a": {"2"}, "b": {true}}},
+		{"delete missing is no-op", Changes{"a": {Delete: []any{"9"}}}, Attributes{"a": {"1", "2"}, "b": {true}}},
+		{"replace", Changes{"a": {Replace: []any{"x"}}}, Attributes{"a": {"x"}, "b": {true}}},
+		{"replace empty removes", Changes{"b": {Replace: []any{}}}, Attributes{"a": {"1", "2"}}},
+		{"new attribute", Changes{"c": {Add: []any{1.5}}}, Attributes{"a": {"1", "2"}, "b": {true}, "c": {1.5}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := applyChanges(base, tc.ch)
+			if !sameAttributes(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			if len(base["a"]) != 2 {
+				t.Fatal("input mutated")
+			}
+		})
+	}
+}

@@ -1,0 +1,288 @@
+package domain
+
+import (
+	"fmt"
+	"time"
+)
+
+// Event is one recorded fact about a shadow. Events are plain values; the event store persists
+// them with their EventType name, which never changes once released.
+type Event interface {
+	EventType() string
+	EventTime() time.Time
+}
+
+// TargetRequest is exactly what is asked of the target system for one attempt, recorded in the
+// DispatchRequested event so that auditors see what was sent and the dispatcher needs no lookup.
+type TargetRequest struct {
+	Operation            ChangeType `json:"operation"`
+	ObjectClass          string     `json:"objectClass"`
+	Attributes           Attributes `json:"attributes,omitempty"`
+	PrimaryIdentifiers   Attributes `json:"primaryIdentifiers,omitempty"`
+	SecondaryIdentifiers Attributes `json:"secondaryIdentifiers,omitempty"`
+	Changes              Changes    `json:"changes,omitempty"`
+}
+
+// AddRequested creates the shadow with its attribute cache and a pending add.
+type AddRequested struct {
+	ShadowID            string     `json:"shadowId"`
+	Resource            string     `json:"resource"`
+	ObjectClass         string     `json:"objectClass"`
+	SecondaryIdentifier string     `json:"secondaryIdentifier"`
+	OperationID         string     `json:"operationId"`
+	RequestID           string     `json:"requestId,omitempty"`
+	Attributes          Attributes `json:"attributes"`
+	Assigned            bool       `json:"assigned,omitempty"`
+	Time                time.Time  `json:"time"`
+}
+
+// ModifyRequested queues a modification.
+type ModifyRequested struct {
+	OperationID string    `json:"operationId"`
+	RequestID   string    `json:"requestId,omitempty"`
+	Changes     Changes   `json:"changes"`
+	Time        time.Time `json:"time"`
+}
+
+// DeleteRequested queues a delete.
+type DeleteRequested struct {
+	OperationID string    `json:"operationId"`
+	RequestID   string    `json:"requestId,omitempty"`
+	Time        time.Time `json:"time"`
+}
+
+// DispatchRequested releases an operation to the dispatcher for attempt number Attempt.
+type DispatchRequested struct {
+	OperationID string        `json:"operationId"`
+	Attempt     int           `json:"attempt"`
+	Request     TargetRequest `json:"request"`
+	Time        time.Time     `json:"time"`
+}
+
+// OperationSent records that the transport accepted attempt Attempt (for AMQP: the broker's
+// Accepted outcome).
+type OperationSent struct {
+	OperationID string    `json:"operationId"`
+	Attempt     int       `json:"attempt"`
+	Reference   string    `json:"reference,omitempty"`
+	Time        time.Time `json:"time"`
+}
+
+// AttemptFailed records a failed attempt. A communication error leaves the operation pending as a
+// retry; any other category is followed by OperationCompleted with fatal_error.
+type AttemptFailed struct {
+	OperationID string         `json:"operationId"`
+	Attempt     int            `json:"attempt"`
+	Error       OperationError `json:"error"`
+	Time        time.Time      `json:"time"`
+}
+
+// Completion sources: how an operation came to its end.
+const (
+	SourceDelivery     = "delivery"     // accepted by the transport, no confirmation expected
+	SourceConfirmation = "confirmation" // confirmed by the target system
+	SourceFailure      = "failure"      // failed for good
+	SourceCascade      = "cascade"      // ended because an earlier operation ended the shadow
+)
+
+// OperationCompleted ends an operation. When the result means the target did the work, its effect
+// reaches the shadow: an add makes the account exist, a modify updates the cache, a delete kills
+// the shadow. A failed add kills the shadow too.
+type OperationCompleted struct {
+	OperationID        string       `json:"operationId"`
+	Result             ResultStatus `json:"result"`
+	Message            string       `json:"message,omitempty"`
+	PrimaryIdentifiers Attributes   `json:"primaryIdentifiers,omitempty"`
+	Source             string       `json:"source"`
+	Time               time.Time    `json:"time"`
+}
+
+// EventType names, as stored in the log. Never rename one.
+func (AddRequested) EventType() string       { return "AddRequested" }
+func (ModifyRequested) EventType() string    { return "ModifyRequested" }
+func (DeleteRequested) EventType() string    { return "DeleteRequested" }
+func (DispatchRequested) EventType() string  { return "DispatchRequested" }
+func (OperationSent) EventType() string      { return "OperationSent" }
+func (AttemptFailed) EventType() string      { return "AttemptFailed" }
+func (OperationCompleted) EventType() string { return "OperationCompleted" }
+
+// EventTime returns when the event happened.
+func (e AddRequested) EventTime() time.Time       { return e.Time }
+func (e ModifyRequested) EventTime() time.Time    { return e.Time }
+func (e DeleteRequested) EventTime() time.Time    { return e.Time }
+func (e DispatchRequested) EventTime() time.Time  { return e.Time }
+func (e OperationSent) EventTime() time.Time      { return e.Time }
+func (e AttemptFailed) EventTime() time.Time      { return e.Time }
+func (e OperationCompleted) EventTime() time.Time { return e.Time }
+
+// NewEvent returns a pointer to a zero event of the named type, for decoders. ok is false for an
+// unknown name.
+func NewEvent(eventType string) (ptr any, ok bool) {
+	switch eventType {
+	case "AddRequested":
+		return &AddRequested{}, true
+	case "ModifyRequested":
+		return &ModifyRequested{}, true
+	case "DeleteRequested":
+		return &DeleteRequested{}, true
+	case "DispatchRequested":
+		return &DispatchRequested{}, true
+	case "OperationSent":
+		return &OperationSent{}, true
+	case "AttemptFailed":
+		return &AttemptFailed{}, true
+	case "OperationCompleted":
+		return &OperationCompleted{}, true
+	}
+	return nil, false
+}
+
+// EventOperationID returns the operation an event is about ("" if none).
+func EventOperationID(e Event) string {
+	switch x := e.(type) {
+	case AddRequested:
+		return x.OperationID
+	case ModifyRequested:
+		return x.OperationID
+	case DeleteRequested:
+		return x.OperationID
+	case DispatchRequested:
+		return x.OperationID
+	case OperationSent:
+		return x.OperationID
+	case AttemptFailed:
+		return x.OperationID
+	case OperationCompleted:
+		return x.OperationID
+	}
+	return ""
+}
+
+// Evolve returns the shadow after the event. It never fails: events are facts that Decide already
+// checked. An event about an unknown operation changes nothing but the version (it cannot happen
+// for events Decide produced, and replay must not stop on it). s is not modified.
+func Evolve(s Shadow, e Event) Shadow {
+	d := s.d.clone()
+	at := e.EventTime()
+	switch x := e.(type) {
+	case AddRequested:
+		d = ShadowData{
+			ShadowID:             x.ShadowID,
+			Resource:             x.Resource,
+			ObjectClass:          x.ObjectClass,
+			Assigned:             x.Assigned,
+			PrimaryIdentifiers:   Attributes{},
+			SecondaryIdentifiers: Attributes{x.SecondaryIdentifier: x.Attributes.Clone()[x.SecondaryIdentifier]},
+			Attributes:           x.Attributes.Clone(),
+			CreateTimestamp:      at,
+			Version:              s.d.Version,
+			PendingOperations: []PendingOperation{{
+				ID: x.OperationID, Type: TypeAsynchronous, RequestID: x.RequestID,
+				Delta:           Delta{ChangeType: ChangeAdd, Attributes: x.Attributes.Clone()},
+				ExecutionStatus: StatusRequested, ResultStatus: ResultInProgress, RequestTimestamp: at,
+			}},
+		}
+	case ModifyRequested:
+		d.PendingOperations = append(d.PendingOperations, PendingOperation{
+			ID: x.OperationID, Type: TypeAsynchronous, RequestID: x.RequestID,
+			Delta:           Delta{ChangeType: ChangeModify, Changes: x.Changes.Clone()},
+			ExecutionStatus: StatusRequested, ResultStatus: ResultInProgress, RequestTimestamp: at,
+		})
+	case DeleteRequested:
+		d.PendingOperations = append(d.PendingOperations, PendingOperation{
+			ID: x.OperationID, Type: TypeAsynchronous, RequestID: x.RequestID,
+			Delta:           Delta{ChangeType: ChangeDelete},
+			ExecutionStatus: StatusRequested, ResultStatus: ResultInProgress, RequestTimestamp: at,
+		})
+	case DispatchRequested:
+		if op := findOp(&d, x.OperationID); op != nil {
+			op.ExecutionStatus = StatusExecutionPending
+		}
+	case OperationSent:
+		if op := findOp(&d, x.OperationID); op != nil {
+			op.ExecutionStatus = StatusExecuting
+			op.Type = TypeAsynchronous
+			op.AttemptNumber = x.Attempt
+			op.LastAttemptTimestamp = at
+			op.AsynchronousOperationReference = x.Reference
+			op.LastError = nil
+		}
+	case AttemptFailed:
+		if op := findOp(&d, x.OperationID); op != nil {
+			op.ExecutionStatus = StatusExecuting
+			op.AttemptNumber = x.Attempt
+			op.LastAttemptTimestamp = at
+			le := x.Error
+			op.LastError = &le
+			if x.Error.Category == CategoryCommunication {
+				op.Type = TypeRetry
+			}
+		}
+	case OperationCompleted:
+		completeOp(&d, x)
+	default:
+		panic(fmt.Sprintf("domain: Evolve: unknown event %T", e))
+	}
+	if _, ok := e.(AddRequested); !ok {
+		d.ModifyTimestamp = at
+	}
+	d.Version++
+	d.LifecycleState = deriveLifecycle(d)
+	return Shadow{d: d}
+}
+
+func findOp(d *ShadowData, id string) *PendingOperation {
+	for i := range d.PendingOperations {
+		if d.PendingOperations[i].ID == id {
+			return &d.PendingOperations[i]
+		}
+	}
+	return nil
+}
+
+func completeOp(d *ShadowData, x OperationCompleted) {
+	op := findOp(d, x.OperationID)
+	if op == nil {
+		return
+	}
+	op.ExecutionStatus = StatusCompleted
+	op.ResultStatus = x.Result
+	op.CompletionTimestamp = x.Time
+	op.Message = x.Message
+	if len(x.PrimaryIdentifiers) > 0 {
+		d.PrimaryIdentifiers = x.PrimaryIdentifiers.Clone()
+	}
+	switch op.Delta.ChangeType {
+	case ChangeAdd:
+		if x.Result.applied() {
+			d.Exists = true
+		} else if x.Result == ResultFatalError {
+			kill(d, x.Time)
+		}
+	case ChangeModify:
+		if x.Result.applied() {
+			d.Attributes = applyChanges(d.Attributes, op.Delta.Changes)
+			for attr := range d.SecondaryIdentifiers {
+				d.SecondaryIdentifiers[attr] = d.Attributes.Clone()[attr]
+			}
+		}
+	case ChangeDelete:
+		if x.Result.applied() {
+			kill(d, x.Time)
+		}
+	}
+}
+
+func kill(d *ShadowData, at time.Time) {
+	d.Dead = true
+	d.Exists = false
+	d.DeathTimestamp = at
+}
+
+// Fold applies events in order, starting from s.
+func Fold(s Shadow, events []Event) Shadow {
+	for _, e := range events {
+		s = Evolve(s, e)
+	}
+	return s
+}

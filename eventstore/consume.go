@@ -1,0 +1,204 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// History returns every record of one shadow in order (an empty slice for an unknown shadow).
+func (s *Store) History(ctx context.Context, shadowID string) ([]*Record, error) {
+	subject := s.cfg.Prefix + ".evt.*." + shadowID
+	last, err := s.LastRecord(ctx, subject)
+	if err != nil || last == nil {
+		return nil, err
+	}
+	var out []*Record
+	err = s.replay(ctx, []string{subject}, 1, last.Seq, func(r *Record) error {
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// Replay calls fn for every event record with sequence >= from, in order, up to the stream's
+// last sequence at the time of the call, and returns that sequence. fn's error stops the replay.
+func (s *Store) Replay(ctx context.Context, from uint64, fn func(*Record) error) (uint64, error) {
+	last, err := s.LastSeq(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if from == 0 {
+		from = 1
+	}
+	if last < from {
+		return last, nil
+	}
+	return last, s.replay(ctx, []string{s.cfg.Prefix + ".evt.>"}, from, last, fn)
+}
+
+func (s *Store) replay(ctx context.Context, filters []string, from, until uint64, fn func(*Record) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cons, err := s.js.OrderedConsumer(ctx, s.cfg.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: filters,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    from,
+	})
+	if err != nil {
+		return fmt.Errorf("eventstore: replay: %w", unavailable(err))
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(5000))
+	if err != nil {
+		return fmt.Errorf("eventstore: replay: %w", unavailable(err))
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("eventstore: replay: %w", unavailable(err))
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("eventstore: replay: %w", err)
+		}
+		r := s.newRecord(m.Subject(), md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data())
+		if err := fn(r); err != nil {
+			return err
+		}
+		if md.Sequence.Stream >= until || md.NumPending == 0 {
+			return nil
+		}
+	}
+}
+
+// SubscribeOptions tune a durable subscription.
+type SubscribeOptions struct {
+	// Batch is the most records handed to fn at once (default 256).
+	Batch int
+	// Logger receives retry notices (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Subscribe delivers every event record to fn through the durable consumer `name`, in stream
+// order, in batches. A batch is acknowledged (all of it, ack-all) only when fn returns nil; when fn
+// fails it is called again with the same batch after a backoff, so nothing is skipped and order is
+// kept. fn must therefore be idempotent. Several processes may subscribe with the same name: the
+// consumer hands each batch to one of them. Subscribe returns when ctx ends.
+func (s *Store) Subscribe(ctx context.Context, name string, o SubscribeOptions, fn func(context.Context, []*Record) error) error {
+	if o.Batch <= 0 {
+		o.Batch = 256
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "shadowbridge " + name,
+		FilterSubject: s.cfg.Prefix + ".evt.>",
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       time.Minute,
+		MaxAckPending: 4 * o.Batch,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("eventstore: consumer %s: %w", name, unavailable(err))
+	}
+	msgs := make(chan jetstream.Msg, 2*o.Batch)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(2*o.Batch))
+	if err != nil {
+		return fmt.Errorf("eventstore: consume %s: %w", name, unavailable(err))
+	}
+	defer cc.Stop()
+
+	batch := make([]jetstream.Msg, 0, o.Batch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			batch = append(batch, m)
+		}
+	drain:
+		for len(batch) < o.Batch {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break drain
+			}
+		}
+		recs := make([]*Record, 0, len(batch))
+		for _, m := range batch {
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			recs = append(recs, s.newRecord(m.Subject(), md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data()))
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		if err := s.process(ctx, name, batch[len(batch)-1], recs, o.Logger, fn); err != nil {
+			return nil // ctx ended; unacked records are redelivered to the next subscriber
+		}
+	}
+}
+
+// process runs fn until it succeeds, keeping the batch's lease alive, then acks the batch.
+func (s *Store) process(ctx context.Context, name string, last jetstream.Msg, recs []*Record, log *slog.Logger, fn func(context.Context, []*Record) error) error {
+	backoff := 50 * time.Millisecond
+	for {
+		done := make(chan error, 1)
+		go func() { done <- fn(ctx, recs) }()
+		tick := time.NewTicker(20 * time.Second)
+		var err error
+	wait:
+		for {
+			select {
+			case err = <-done:
+				break wait
+			case <-tick.C:
+				_ = last.InProgress()
+			}
+		}
+		tick.Stop()
+		if err == nil {
+			for {
+				aerr := last.DoubleAck(ctx)
+				if aerr == nil || errors.Is(aerr, jetstream.ErrMsgAlreadyAckd) {
+					return nil
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				time.Sleep(backoff)
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn("batch failed, retrying", "consumer", name, "records", len(recs), "first", recs[0].Seq, "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}

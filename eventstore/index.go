@@ -1,0 +1,202 @@
+package eventstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/domain"
+)
+
+// The index bucket (PROV_INDEX) holds what the log cannot answer by subject:
+//
+//	req.<resource>.<h(requestId)>          -> RequestRecord (idempotency beyond the dedup window)
+//	op.<operationId>                        -> "<resource>.<shadowId>" (confirmations name only the operation)
+//	id.<resource>.<kind>.<h(class,attr,v)>  -> shadowId (identifier claims and lookups)
+//
+// Every write is a compare-and-set on the key's revision, so several service instances stay
+// correct without locks of their own.
+
+// ErrIdentifierTaken is returned by Claim; errors.As to *TakenError for the owner.
+var ErrIdentifierTaken = domain.ErrIdentifierTaken
+
+// TakenError names the shadow holding a claimed identifier.
+type TakenError struct {
+	Claim domain.Claim
+	Owner string
+}
+
+func (e *TakenError) Error() string {
+	return fmt.Sprintf("%s %q=%v is already used by shadow %s", e.Claim.Kind, e.Claim.Attribute, e.Claim.Value, e.Owner)
+}
+
+// Unwrap makes errors.Is(err, domain.ErrIdentifierTaken) and the already-exists category work.
+func (e *TakenError) Unwrap() error { return domain.ErrIdentifierTaken }
+
+func hash(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// valueKey is a type-tagged form of an attribute value, so "42" and 42 are different identifiers.
+func valueKey(v any) string { return fmt.Sprintf("%T:%v", v, v) }
+
+func claimKey(c domain.Claim) string {
+	return "id." + c.Resource + "." + string(c.Kind) + "." + hash(c.ObjectClass, c.Attribute, valueKey(c.Value))
+}
+
+// Owner returns the shadow holding the identifier, or "" if none.
+func (s *Store) Owner(ctx context.Context, c domain.Claim) (string, error) {
+	e, err := s.index.Get(ctx, claimKey(c))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("eventstore: lookup identifier: %w", unavailable(err))
+	}
+	return string(e.Value()), nil
+}
+
+// Claim reserves an identifier for shadowID. Secondary identifiers are exclusive: if another shadow
+// holds it, stale(owner, claimedAt) decides whether that claim may be taken over (the owner died,
+// or never got its add stored); otherwise the error is a *TakenError. Primary identifiers are
+// recorded for lookups and simply overwritten. Claim is idempotent for the same shadow.
+func (s *Store) Claim(ctx context.Context, c domain.Claim, shadowID string, stale func(ctx context.Context, owner string, claimedAt time.Time) (bool, error)) error {
+	key := claimKey(c)
+	if c.Kind == domain.PrimaryIdentifier {
+		if _, err := s.index.PutString(ctx, key, shadowID); err != nil {
+			return fmt.Errorf("eventstore: claim: %w", unavailable(err))
+		}
+		return nil
+	}
+	for range 16 {
+		_, err := s.index.Create(ctx, key, []byte(shadowID))
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("eventstore: claim: %w", unavailable(err))
+		}
+		e, err := s.index.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // released meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("eventstore: claim: %w", unavailable(err))
+		}
+		owner := string(e.Value())
+		if owner == shadowID {
+			return nil
+		}
+		ok, err := stale(ctx, owner, e.Created())
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &TakenError{Claim: c, Owner: owner}
+		}
+		if _, err := s.index.Update(ctx, key, []byte(shadowID), e.Revision()); err == nil {
+			return nil
+		} else if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
+			return fmt.Errorf("eventstore: claim: %w", unavailable(err))
+		}
+	}
+	return fmt.Errorf("eventstore: claim: %w: too much contention on %v", ErrConflict, c.Value)
+}
+
+// Release frees an identifier if shadowID still holds it.
+func (s *Store) Release(ctx context.Context, c domain.Claim, shadowID string) error {
+	key := claimKey(c)
+	e, err := s.index.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("eventstore: release: %w", unavailable(err))
+	}
+	if string(e.Value()) != shadowID {
+		return nil
+	}
+	err = s.index.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
+		return fmt.Errorf("eventstore: release: %w", unavailable(err))
+	}
+	return nil
+}
+
+// PutOperation records which shadow an operation belongs to. Written before the commit that
+// creates the operation, so that a confirmation can never arrive before its index entry.
+func (s *Store) PutOperation(ctx context.Context, operationID, resource, shadowID string) error {
+	if _, err := s.index.PutString(ctx, "op."+operationID, resource+"."+shadowID); err != nil {
+		return fmt.Errorf("eventstore: index operation: %w", unavailable(err))
+	}
+	return nil
+}
+
+// LookupOperation returns the resource and shadow of an operation; ok is false if unknown.
+func (s *Store) LookupOperation(ctx context.Context, operationID string) (resource, shadowID string, ok bool, err error) {
+	if !domain.ValidID(operationID) {
+		return "", "", false, nil
+	}
+	e, err := s.index.Get(ctx, "op."+operationID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, fmt.Errorf("eventstore: lookup operation: %w", unavailable(err))
+	}
+	resource, shadowID, _ = strings.Cut(string(e.Value()), ".")
+	return resource, shadowID, true, nil
+}
+
+// RequestRecord is the durable answer to a request id.
+type RequestRecord struct {
+	// Fingerprint identifies the request body, so that a reused request id with a different
+	// request is refused instead of silently answered with the old reply.
+	Fingerprint string          `json:"fingerprint"`
+	Reply       json.RawMessage `json:"reply"`
+	Seq         uint64          `json:"seq"`
+}
+
+func requestKey(resource, requestID string) string { return "req." + resource + "." + hash(requestID) }
+
+// GetRequest returns the record of a request id, or nil.
+func (s *Store) GetRequest(ctx context.Context, resource, requestID string) (*RequestRecord, error) {
+	e, err := s.index.Get(ctx, requestKey(resource, requestID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: lookup request: %w", unavailable(err))
+	}
+	var r RequestRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return nil, fmt.Errorf("%w: request record: %w", ErrCorrupt, err)
+	}
+	return &r, nil
+}
+
+// PutRequest stores the record of a request id. The first record wins: a later put for the same
+// id leaves it unchanged.
+func (s *Store) PutRequest(ctx context.Context, resource, requestID string, r RequestRecord) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.index.Create(ctx, requestKey(resource, requestID), b)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("eventstore: record request: %w", unavailable(err))
+	}
+	return nil
+}

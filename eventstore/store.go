@@ -1,0 +1,406 @@
+// Package eventstore is the JetStream event log of shadowbridge: one stream, PROV_EVENTS, with a
+// subject per shadow (prov.evt.<resource>.<shadowId>). Each decision is stored as ONE message
+// holding all its events and the shadow they produced (atomic without batch cost), appended with
+// optimistic concurrency on the subject's last sequence. The package knows NATS and msgpack; it
+// knows nothing of projections or transports.
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/domain"
+)
+
+// Errors callers test with errors.Is.
+var (
+	// ErrConflict: the shadow changed since it was loaded; load, decide and append again.
+	ErrConflict = errors.New("eventstore: concurrent update of the shadow")
+	// ErrCorrupt: a stored message cannot be decoded by this build.
+	ErrCorrupt = errors.New("eventstore: undecodable record")
+	// ErrUnavailable: NATS or JetStream did not answer; nothing was written (or the write's
+	// outcome is unknown and a retry with the same request id is safe).
+	ErrUnavailable = fmt.Errorf("eventstore: %w", domain.CategoryCommunication)
+)
+
+// HeaderEventType carries the event types of a commit (one header value per event), so that
+// consumers can skip commits without decoding them.
+const HeaderEventType = "Prov-Event-Type"
+
+// Config names the JetStream resources. DefaultConfig returns the contract's names.
+type Config struct {
+	Prefix   string // subject prefix, "prov"
+	Stream   string // "PROV_EVENTS"
+	Index    string // KV bucket for request ids, operation ids and identifier claims, "PROV_INDEX"
+	Replicas int    // 1 for dev; 3 in a cluster
+	// DuplicateWindow is JetStream's Nats-Msg-Id window. Idempotency beyond it comes from the
+	// durable request records in the index bucket.
+	DuplicateWindow time.Duration
+	// Storage is file storage unless Memory is set (tests and benchmarks may use memory).
+	Memory bool
+}
+
+// DefaultConfig returns the contract's names with R1 file storage.
+func DefaultConfig() Config {
+	return Config{Prefix: "prov", Stream: "PROV_EVENTS", Index: "PROV_INDEX", Replicas: 1, DuplicateWindow: 2 * time.Minute}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if !domain.ValidToken(c.Prefix) {
+		errs = append(errs, fmt.Errorf("prefix %q must match [A-Za-z0-9_-]+", c.Prefix))
+	}
+	if !domain.ValidToken(c.Stream) {
+		errs = append(errs, fmt.Errorf("stream name %q must match [A-Za-z0-9_-]+", c.Stream))
+	}
+	if !domain.ValidToken(c.Index) {
+		errs = append(errs, fmt.Errorf("index bucket %q must match [A-Za-z0-9_-]+", c.Index))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d must be 1..5", c.Replicas))
+	}
+	if c.DuplicateWindow <= 0 {
+		errs = append(errs, errors.New("duplicate window must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Store is the JetStream event store. It is safe for concurrent use by many goroutines and many
+// processes: all coordination happens in JetStream (expected sequences, KV revisions).
+type Store struct {
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	index  jetstream.KeyValue
+}
+
+// Open creates or updates the stream and the index bucket (idempotent) and returns the store.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("eventstore: config: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: %w", err)
+	}
+	storage := jetstream.FileStorage
+	if cfg.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	p := cfg.Prefix
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              cfg.Stream,
+		Description:       "shadowbridge provisioning events, timers and timer firings",
+		Subjects:          []string{p + ".evt.>", p + ".timer.>", p + ".due.>"},
+		Storage:           storage,
+		Replicas:          cfg.Replicas,
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		Duplicates:        cfg.DuplicateWindow,
+		AllowDirect:       true,
+		AllowMsgSchedules: true,
+		MaxMsgSize:        -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: create stream %s: %w", cfg.Stream, unavailable(err))
+	}
+	kvStorage := jetstream.FileStorage
+	if cfg.Memory {
+		kvStorage = jetstream.MemoryStorage
+	}
+	index, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Index,
+		Description: "shadowbridge: request ids, operation ids, identifier claims",
+		History:     1,
+		Storage:     kvStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: create bucket %s: %w", cfg.Index, unavailable(err))
+	}
+	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, index: index}, nil
+}
+
+// Config returns the store's configuration.
+func (s *Store) Config() Config { return s.cfg }
+
+// JetStream returns the JetStream context the store uses (for components that share it).
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
+
+// Subject returns the event subject of a shadow.
+func (s *Store) Subject(resource, shadowID string) string {
+	return s.cfg.Prefix + ".evt." + resource + "." + shadowID
+}
+
+// Commit is one decision to append.
+type Commit struct {
+	Resource string
+	ShadowID string
+	// ExpectedSeq is the stream sequence of the shadow's last commit when it was loaded, 0 for a
+	// shadow that has none. The append fails with ErrConflict if the shadow moved on.
+	ExpectedSeq uint64
+	Events      []domain.Event
+	// State is the shadow after the events.
+	State domain.Shadow
+	// RequestID, when set, makes the append idempotent within the duplicate window
+	// (Nats-Msg-Id = resource:requestId).
+	RequestID string
+}
+
+// AppendResult tells where a commit landed.
+type AppendResult struct {
+	Seq uint64
+	// Duplicate is true when a commit with the same request id was already stored: Seq is that
+	// commit's sequence and nothing new was written.
+	Duplicate bool
+}
+
+func (s *Store) commitMsg(c Commit) (*nats.Msg, []jetstream.PublishOpt, error) {
+	if !domain.ValidToken(c.Resource) || !domain.ValidID(c.ShadowID) {
+		return nil, nil, fmt.Errorf("eventstore: append: bad resource %q or shadow id %q", c.Resource, c.ShadowID)
+	}
+	if len(c.Events) == 0 {
+		return nil, nil, errors.New("eventstore: append: a commit needs at least one event")
+	}
+	data, err := encodeCommit(c.RequestID, c.Events, c.State)
+	if err != nil {
+		return nil, nil, fmt.Errorf("eventstore: append: %w", err)
+	}
+	m := nats.NewMsg(s.Subject(c.Resource, c.ShadowID))
+	m.Data = data
+	for _, e := range c.Events {
+		m.Header.Add(HeaderEventType, e.EventType())
+	}
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(c.ExpectedSeq)}
+	if c.RequestID != "" {
+		opts = append(opts, jetstream.WithMsgID(c.Resource+":"+c.RequestID))
+	}
+	return m, opts, nil
+}
+
+// Append stores the commit synchronously. Errors: ErrConflict (reload and decide again),
+// ErrUnavailable (NATS down or timed out).
+func (s *Store) Append(ctx context.Context, c Commit) (AppendResult, error) {
+	m, opts, err := s.commitMsg(c)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	ack, err := s.js.PublishMsg(ctx, m, opts...)
+	if err != nil {
+		return AppendResult{}, appendErr(err)
+	}
+	return AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// PendingAppend is an append in flight (see AppendAsync).
+type PendingAppend struct{ f jetstream.PubAckFuture }
+
+// Wait returns the outcome of the append, with the same errors as Append.
+func (p PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
+	select {
+	case ack := <-p.f.Ok():
+		return AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+	case err := <-p.f.Err():
+		return AppendResult{}, appendErr(err)
+	case <-ctx.Done():
+		return AppendResult{}, fmt.Errorf("eventstore: append: %w: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+// AppendAsync starts an append without waiting for JetStream's answer, so that many commits
+// (of different shadows) can be in flight at once. Each one is still checked against its
+// expected sequence.
+func (s *Store) AppendAsync(c Commit) (PendingAppend, error) {
+	m, opts, err := s.commitMsg(c)
+	if err != nil {
+		return PendingAppend{}, err
+	}
+	f, err := s.js.PublishMsgAsync(m, opts...)
+	if err != nil {
+		return PendingAppend{}, appendErr(err)
+	}
+	return PendingAppend{f: f}, nil
+}
+
+
+func appendErr(err error) error {
+	if isWrongLastSeq(err) {
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return fmt.Errorf("eventstore: append: %w", unavailable(err))
+}
+
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+	}
+	return false
+}
+
+// unavailable marks infrastructure failures as communication errors while keeping the cause.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return err // the server answered: not an availability problem
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// Record is one stored commit. Its events and state are decoded on demand, so consumers that
+// need only one of them (history: events; projection: state) do not pay for the other.
+type Record struct {
+	Seq      uint64
+	Subject  string
+	Resource string
+	ShadowID string
+	Time     time.Time
+	Types    []string // event types, from the header
+	data     []byte
+	wc       *wireCommit
+}
+
+func (s *Store) newRecord(subject string, seq uint64, tm time.Time, h nats.Header, data []byte) *Record {
+	r := &Record{Seq: seq, Subject: subject, Time: tm, data: data, Types: h.Values(HeaderEventType)}
+	if rest, ok := strings.CutPrefix(subject, s.cfg.Prefix+".evt."); ok {
+		r.Resource, r.ShadowID, _ = strings.Cut(rest, ".")
+	}
+	return r
+}
+
+// Has reports whether the commit holds an event of the given type (header only, no decoding).
+func (r *Record) Has(eventType string) bool {
+	for _, t := range r.Types {
+		if t == eventType {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Record) decode() (*wireCommit, error) {
+	if r.wc == nil {
+		wc, err := decodeCommit(r.data)
+		if err != nil {
+			return nil, fmt.Errorf("record %d (%s): %w", r.Seq, r.Subject, err)
+		}
+		r.wc = &wc
+	}
+	return r.wc, nil
+}
+
+// Events decodes the commit's events. Not safe for concurrent use on one Record.
+func (r *Record) Events() ([]domain.Event, error) {
+	wc, err := r.decode()
+	if err != nil {
+		return nil, err
+	}
+	ev, err := decodeEvents(*wc)
+	if err != nil {
+		return nil, fmt.Errorf("record %d (%s): %w", r.Seq, r.Subject, err)
+	}
+	return ev, nil
+}
+
+// State decodes the shadow as it was after this commit. Not safe for concurrent use on one Record.
+func (r *Record) State() (domain.Shadow, error) {
+	wc, err := r.decode()
+	if err != nil {
+		return domain.Shadow{}, err
+	}
+	st, err := decodeState(wc.State)
+	if err != nil {
+		return domain.Shadow{}, fmt.Errorf("record %d (%s): %w", r.Seq, r.Subject, err)
+	}
+	return st, nil
+}
+
+// RawState returns the msgpack-encoded state without decoding it (for bulk rebuilds that keep
+// only the last state of each shadow).
+func (r *Record) RawState() ([]byte, error) {
+	wc, err := r.decode()
+	if err != nil {
+		return nil, err
+	}
+	return wc.State, nil
+}
+
+// DecodeState decodes a state returned by RawState.
+func DecodeState(raw []byte) (domain.Shadow, error) { return decodeState(raw) }
+
+// RequestID returns the request id of the command that made this commit ("" if none).
+func (r *Record) RequestID() (string, error) {
+	wc, err := r.decode()
+	if err != nil {
+		return "", err
+	}
+	return wc.RequestID, nil
+}
+
+// Load returns the current shadow and the sequence of its last commit (0 and the zero shadow if
+// it has none): one direct get of the subject's last message, whatever the size of the log.
+func (s *Store) Load(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error) {
+	return s.loadLast(ctx, s.Subject(resource, shadowID))
+}
+
+// LoadByID is Load when the resource is not known (queries by shadow id).
+func (s *Store) LoadByID(ctx context.Context, shadowID string) (domain.Shadow, uint64, error) {
+	if !domain.ValidID(shadowID) {
+		return domain.Shadow{}, 0, nil
+	}
+	return s.loadLast(ctx, s.cfg.Prefix+".evt.*."+shadowID)
+}
+
+func (s *Store) loadLast(ctx context.Context, subject string) (domain.Shadow, uint64, error) {
+	r, err := s.LastRecord(ctx, subject)
+	if err != nil || r == nil {
+		return domain.Shadow{}, 0, err
+	}
+	st, err := r.State()
+	if err != nil {
+		return domain.Shadow{}, 0, err
+	}
+	return st, r.Seq, nil
+}
+
+// LastRecord returns the last record on subject (wildcards allowed), or nil if there is none.
+func (s *Store) LastRecord(ctx context.Context, subject string) (*Record, error) {
+	m, err := s.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: load %s: %w", subject, unavailable(err))
+	}
+	return s.newRecord(m.Subject, m.Sequence, m.Time, m.Header, m.Data), nil
+}
+
+// RecordAt returns the record with the given stream sequence.
+func (s *Store) RecordAt(ctx context.Context, seq uint64) (*Record, error) {
+	m, err := s.stream.GetMsg(ctx, seq)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: get %d: %w", seq, unavailable(err))
+	}
+	return s.newRecord(m.Subject, m.Sequence, m.Time, m.Header, m.Data), nil
+}
+
+// LastSeq returns the stream's last sequence (0 when empty).
+func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("eventstore: stream info: %w", unavailable(err))
+	}
+	return info.State.LastSeq, nil
+}

@@ -1,0 +1,90 @@
+package eventstore_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+	"shadowbridge/eventstore/natstest"
+	"shadowbridge/eventstore/storetest"
+)
+
+func openStore(t *testing.T, memory bool) *eventstore.Store {
+	srv := natstest.Start(t)
+	cfg := eventstore.DefaultConfig()
+	cfg.Memory = memory
+	s, err := eventstore.Open(t.Context(), srv.Connect(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var _ storetest.Store = (*eventstore.Store)(nil)
+
+func TestContractFileStorage(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Store { return openStore(t, false) })
+}
+
+func TestContractMemoryStorage(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Store { return openStore(t, true) })
+}
+
+func TestOpenIsIdempotentAndSurvivesRestart(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := t.Context()
+	s1, err := eventstore.Open(ctx, srv.Connect(t), eventstore.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := storetest.Resource(t)
+	id := storetest.NewID()
+	_, r, err := storetest.Decide(ctx, t, s1, res, id, domain.Add{Resource: res, ShadowID: id, OperationID: storetest.NewID(),
+		ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {"jack"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	srv2 := natstest.StartIn(t, srv.Dir)
+	s2, err := eventstore.Open(ctx, srv2.Connect(t), eventstore.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, seq, err := s2.Load(ctx, "demo", id)
+	if err != nil || seq != r.Seq || !st.Created() {
+		t.Fatalf("after restart: %v %d %v", st.Created(), seq, err)
+	}
+}
+
+func TestOutageIsUnavailable(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := t.Context()
+	s, err := eventstore.Open(ctx, srv.Connect(t), eventstore.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	res := storetest.Resource(t)
+	id := storetest.NewID()
+	tctx, cancel := contextWithTimeout(t, 2*time.Second)
+	defer cancel()
+	_, _, err = storetest.Decide(tctx, t, s, res, id, domain.Add{Resource: res, ShadowID: id, OperationID: storetest.NewID(),
+		ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {"jack"}}})
+	if !errors.Is(err, eventstore.ErrUnavailable) || !errors.Is(err, domain.CategoryCommunication) {
+		t.Fatalf("append during an outage: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestConfigValidateJoinsProblems(t *testing.T) {
+	c := eventstore.Config{Prefix: "a.b", Stream: "", Index: "x y", Replicas: 9}
+	err := c.Validate()
+	for _, want := range []string{"prefix", "stream", "index", "replicas", "duplicate"} {
+		if err == nil || !contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, missing %q", err, want)
+		}
+	}
+}

@@ -1,0 +1,501 @@
+// Package storetest is the contract every event store implementation must pass. Run it from the
+// implementation's tests with a constructor that returns a fresh, empty store per test.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+)
+
+// Store is what the contract exercises.
+type Store interface {
+	Append(ctx context.Context, c eventstore.Commit) (eventstore.AppendResult, error)
+	Load(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error)
+	LoadByID(ctx context.Context, shadowID string) (domain.Shadow, uint64, error)
+	History(ctx context.Context, shadowID string) ([]*eventstore.Record, error)
+	Replay(ctx context.Context, from uint64, fn func(*eventstore.Record) error) (uint64, error)
+	Subscribe(ctx context.Context, name string, o eventstore.SubscribeOptions, fn func(context.Context, []*eventstore.Record) error) error
+	Claim(ctx context.Context, c domain.Claim, shadowID string, stale func(context.Context, string, time.Time) (bool, error)) error
+	Release(ctx context.Context, c domain.Claim, shadowID string) error
+	Owner(ctx context.Context, c domain.Claim) (string, error)
+	PutOperation(ctx context.Context, operationID, resource, shadowID string) error
+	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
+	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
+	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
+}
+
+// NewID returns a random UUID (v4).
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// Resource is the resource the contract's commits use.
+func Resource(t testing.TB) domain.Resource {
+	r, err := domain.NewResource("demo", []domain.ObjectClass{{Name: "AccountObjectClass", SecondaryIdentifier: "login", PrimaryIdentifier: "uid"}}, domain.DefaultConsistency(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// Decide runs a command on the current state and appends the result; helpers for the contract.
+func Decide(ctx context.Context, t testing.TB, s Store, res domain.Resource, shadowID string, cmd domain.Command) (domain.Shadow, eventstore.AppendResult, error) {
+	st, seq, err := s.Load(ctx, res.Name(), shadowID)
+	if err != nil {
+		return st, eventstore.AppendResult{}, err
+	}
+	ev, err := domain.Decide(st, cmd, time.Now().UTC())
+	if err != nil {
+		t.Fatalf("decide: %v", err)
+	}
+	next := domain.Fold(st, ev)
+	r, err := s.Append(ctx, eventstore.Commit{Resource: res.Name(), ShadowID: shadowID, ExpectedSeq: seq, Events: ev, State: next})
+	return next, r, err
+}
+
+func addCmd(res domain.Resource, shadowID, login string) domain.Add {
+	return domain.Add{Resource: res, ShadowID: shadowID, OperationID: NewID(), ObjectClass: "AccountObjectClass",
+		Attributes: domain.Attributes{"login": {login}, "shoeSize": {int64(42)}, "ratio": {1.5}, "active": {true}}}
+}
+
+// Run runs the whole contract.
+func Run(t *testing.T, open func(t *testing.T) Store) {
+	t.Run("AppendAndLoad", func(t *testing.T) { testAppendAndLoad(t, open(t)) })
+	t.Run("OneMessagePerDecision", func(t *testing.T) { testOneMessage(t, open(t)) })
+	t.Run("Conflict", func(t *testing.T) { testConflict(t, open(t)) })
+	t.Run("ConcurrentNoLostUpdate", func(t *testing.T) { testConcurrent(t, open(t)) })
+	t.Run("RequestIDIdempotent", func(t *testing.T) { testRequestID(t, open(t)) })
+	t.Run("StateEqualsFoldOfEvents", func(t *testing.T) { testFold(t, open(t)) })
+	t.Run("Replay", func(t *testing.T) { testReplay(t, open(t)) })
+	t.Run("Subscribe", func(t *testing.T) { testSubscribe(t, open(t)) })
+	t.Run("Claims", func(t *testing.T) { testClaims(t, open(t)) })
+	t.Run("Index", func(t *testing.T) { testIndex(t, open(t)) })
+	t.Run("BadCommit", func(t *testing.T) { testBadCommit(t, open(t)) })
+}
+
+func testAppendAndLoad(t *testing.T, s Store) {
+	ctx := t.Context()
+	res := Resource(t)
+	id := NewID()
+	st, seq, err := s.Load(ctx, "demo", id)
+	if err != nil || seq != 0 || st.Created() {
+		t.Fatalf("load of unknown shadow: %v %d %v", st.Created(), seq, err)
+	}
+	want, r, err := Decide(ctx, t, s, res, id, addCmd(res, id, "jack"))
+	if err != nil || r.Seq == 0 || r.Duplicate {
+		t.Fatalf("append: %+v %v", r, err)
+	}
+	got, seq, err := s.Load(ctx, "demo", id)
+	if err != nil || seq != r.Seq {
+		t.Fatalf("load: seq %d (want %d) err %v", seq, r.Seq, err)
+	}
+	gd := got.Data()
+	if gd.ShadowID != id || gd.Version != want.Version() || gd.LifecycleState != domain.LifecycleProposed {
+		t.Fatalf("loaded %+v", gd)
+	}
+	for name, v := range map[string]any{"shoeSize": int64(42), "ratio": 1.5, "active": true, "login": "jack"} {
+		if gd.Attributes[name][0] != v {
+			t.Errorf("attribute %s = %#v (%T), want %#v (%T)", name, gd.Attributes[name][0], gd.Attributes[name][0], v, v)
+		}
+	}
+	byID, seq2, err := s.LoadByID(ctx, id)
+	if err != nil || seq2 != seq || byID.ID() != id {
+		t.Fatalf("LoadByID: %v %d %v", byID.ID(), seq2, err)
+	}
+	if _, _, err := s.Load(ctx, "other", id); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := s.Load(ctx, "other", id); st.Created() {
+		t.Fatal("a shadow is found under another resource")
+	}
+}
+
+func testOneMessage(t *testing.T, s Store) {
+	ctx := t.Context()
+	res := Resource(t)
+	id := NewID()
+	_, r, err := Decide(ctx, t, s, res, id, addCmd(res, id, "jack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.History(ctx, id)
+	if err != nil || len(h) != 1 {
+		t.Fatalf("history: %d records, %v", len(h), err)
+	}
+	ev, err := h[0].Events()
+	if err != nil || len(ev) != 2 || h[0].Seq != r.Seq {
+		t.Fatalf("one commit with AddRequested+DispatchRequested expected: %d events %v", len(ev), err)
+	}
+	if !h[0].Has("DispatchRequested") || h[0].Has("OperationSent") || h[0].Resource != "demo" || h[0].ShadowID != id {
+		t.Fatalf("record header/subject: %+v", h[0])
+	}
+}
+
+func testConflict(t *testing.T, s Store) {
+	ctx := t.Context()
+	res := Resource(t)
+	id := NewID()
+	st, r, err := Decide(ctx, t, s, res, id, addCmd(res, id, "jack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := func() eventstore.Commit {
+		ev, err := domain.Decide(st, domain.Modify{Resource: res, OperationID: NewID(), Changes: domain.Changes{"x": {Add: []any{"1"}}}}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eventstore.Commit{Resource: "demo", ShadowID: id, ExpectedSeq: r.Seq, Events: ev, State: domain.Fold(st, ev)}
+	}
+	if _, err := s.Append(ctx, mod()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Append(ctx, mod())
+	if !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("second append on a stale sequence: %v, want ErrConflict", err)
+	}
+	// A new shadow id whose subject already has messages conflicts too.
+	_, err = s.Append(ctx, eventstore.Commit{Resource: "demo", ShadowID: id, ExpectedSeq: 0, Events: mod().Events, State: st})
+	if !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("append expecting an empty subject: %v, want ErrConflict", err)
+	}
+}
+
+func testConcurrent(t *testing.T, s Store) {
+	ctx := t.Context()
+	res := Resource(t)
+	id := NewID()
+	if _, _, err := Decide(ctx, t, s, res, id, addCmd(res, id, "jack")); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 10
+	var conflicts atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				for {
+					_, _, err := Decide(ctx, t, s, res, id, domain.Modify{Resource: res, OperationID: NewID(),
+						Changes: domain.Changes{"tag": {Add: []any{fmt.Sprintf("%d-%d", w, i)}}}})
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, eventstore.ErrConflict) {
+						t.Error(err)
+						return
+					}
+					conflicts.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st, _, err := s.Load(ctx, "demo", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods := 0
+	for _, p := range st.Data().PendingOperations {
+		if p.Delta.ChangeType == domain.ChangeModify {
+			mods++
+		}
+	}
+	if mods != workers*each {
+		t.Fatalf("%d modifications stored, want %d (lost updates)", mods, workers*each)
+	}
+	t.Logf("%d conflicts resolved by reloading", conflicts.Load())
+}
+
+func testRequestID(t *testing.T, s Store) {
+	ctx := t.Context()
+	res := Resource(t)
+	id := NewID()
+	cmd := addCmd(res, id, "jack")
+	ev, _ := domain.Decide(domain.Shadow{}, cmd, time.Now())
+	c := eventstore.Commit{Resource: "demo", ShadowID: id, Events: ev, State: domain.Fold(domain.Shadow{}, ev), RequestID: "req-1"}
+	r1, err := s.Append(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A retry of the same request lands on another (new) shadow id; it must still be a duplicate.
+	c.ShadowID = NewID()
+	r2, err := s.Append(ctx, c)
+	if err != nil || !r2.Duplicate || r2.Seq != r1.Seq {
+		t.Fatalf("retry with the same request id: %+v %v (first %+v)", r2, err, r1)
+	}
+	if st, _, _ := s.Load(ctx, "demo", c.ShadowID); st.Created() {
+		t.Fatal("duplicate wrote a second shadow")
+	}
+	// The same request id on another resource is another request.
+	c.Resource = "other"
+	r3, err := s.Append(ctx, c)
+	if err != nil || r3.Duplicate {
+		t.Fatalf("request id is per resource: %+v %v", r3, err)
+	}
+}
+
+func testFold(t *testing.T, s Store) {
+	ctx := t.Context()
+	res := Resource(t)
+	id := NewID()
+	st, _, err := Decide(ctx, t, s, res, id, addCmd(res, id, "jack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, _ := st.Operation(st.Data().PendingOperations[0].ID)
+	steps := []domain.Command{
+		domain.RecordDelivery{Resource: res, OperationID: op.ID, Attempt: 1, Reference: op.ID},
+		domain.Confirm{Resource: res, OperationID: op.ID, Result: domain.ResultSuccess, PrimaryIdentifiers: domain.Attributes{"uid": {int64(7)}}},
+		domain.Modify{Resource: res, OperationID: NewID(), Changes: domain.Changes{"shoeSize": {Replace: []any{int64(43)}}}},
+	}
+	for _, c := range steps {
+		if _, _, err := Decide(ctx, t, s, res, id, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := s.History(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	folded := domain.Shadow{}
+	for _, r := range h {
+		ev, err := r.Events()
+		if err != nil {
+			t.Fatal(err)
+		}
+		folded = domain.Fold(folded, ev)
+		snap, err := r.State()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b := fmt.Sprint(folded.Data()), fmt.Sprint(snap.Data()); a != b {
+			t.Fatalf("record %d: fold of events\n%s\n!= stored state\n%s", r.Seq, a, b)
+		}
+	}
+	if len(h) != 4 {
+		t.Fatalf("%d records, want 4", len(h))
+	}
+}
+
+func testReplay(t *testing.T, s Store) {
+	ctx := t.Context()
+	res := Resource(t)
+	var seqs []uint64
+	for i := range 5 {
+		id := NewID()
+		_, r, err := Decide(ctx, t, s, res, id, addCmd(res, id, fmt.Sprint("u", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, r.Seq)
+	}
+	var got []uint64
+	last, err := s.Replay(ctx, seqs[2], func(r *eventstore.Record) error { got = append(got, r.Seq); return nil })
+	if err != nil || last != seqs[4] || fmt.Sprint(got) != fmt.Sprint(seqs[2:]) {
+		t.Fatalf("replay from %d: %v last %d err %v", seqs[2], got, last, err)
+	}
+	stop := errors.New("stop")
+	n := 0
+	if _, err := s.Replay(ctx, 0, func(*eventstore.Record) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("callback error must stop the replay: %v after %d", err, n)
+	}
+	if h, err := s.History(ctx, NewID()); err != nil || len(h) != 0 {
+		t.Fatalf("history of unknown shadow: %d %v", len(h), err)
+	}
+}
+
+func testSubscribe(t *testing.T, s Store) {
+	ctx := t.Context()
+	res := Resource(t)
+	const n = 20
+	for i := range n {
+		id := NewID()
+		if _, _, err := Decide(ctx, t, s, res, id, addCmd(res, id, fmt.Sprint("u", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// First subscriber fails once on its first batch, then sees everything in order.
+	var mu sync.Mutex
+	var seen []uint64
+	failed := false
+	sub1, cancel1 := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Subscribe(sub1, "contract", eventstore.SubscribeOptions{Batch: 7}, func(_ context.Context, recs []*eventstore.Record) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if !failed {
+				failed = true
+				return errors.New("transient")
+			}
+			for _, r := range recs {
+				seen = append(seen, r.Seq)
+			}
+			return nil
+		})
+	}()
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) >= n })
+	cancel1()
+	<-done
+	mu.Lock()
+	for i := 1; i < len(seen); i++ {
+		if seen[i] <= seen[i-1] {
+			t.Fatalf("out of order or repeated after a failed batch: %v", seen)
+		}
+	}
+	mu.Unlock()
+	// A new subscriber on the same durable starts after what was acknowledged.
+	id := NewID()
+	_, r, err := Decide(ctx, t, s, res, id, addCmd(res, id, "late"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub2, cancel2 := context.WithCancel(ctx)
+	defer cancel2()
+	got := make(chan uint64, 100)
+	go func() {
+		_ = s.Subscribe(sub2, "contract", eventstore.SubscribeOptions{}, func(_ context.Context, recs []*eventstore.Record) error {
+			for _, r := range recs {
+				got <- r.Seq
+			}
+			return nil
+		})
+	}()
+	select {
+	case seq := <-got:
+		if seq != r.Seq {
+			t.Fatalf("resumed at %d, want %d", seq, r.Seq)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("resumed subscriber got nothing")
+	}
+}
+
+func testClaims(t *testing.T, s Store) {
+	ctx := t.Context()
+	c := domain.Claim{Kind: domain.SecondaryIdentifier, Resource: "demo", ObjectClass: "AccountObjectClass", Attribute: "login", Value: "jack"}
+	a, b := NewID(), NewID()
+	never := func(context.Context, string, time.Time) (bool, error) { return false, nil }
+	always := func(context.Context, string, time.Time) (bool, error) { return true, nil }
+	if err := s.Claim(ctx, c, a, never); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Claim(ctx, c, a, never); err != nil {
+		t.Fatalf("claim is idempotent for its owner: %v", err)
+	}
+	err := s.Claim(ctx, c, b, never)
+	var taken *eventstore.TakenError
+	if !errors.As(err, &taken) || taken.Owner != a || !errors.Is(err, domain.CategoryAlreadyExists) {
+		t.Fatalf("second claim: %v", err)
+	}
+	// Same value with another type is another identifier.
+	c42 := c
+	c42.Value = int64(42)
+	cs := c
+	cs.Value = "42"
+	if err := s.Claim(ctx, c42, a, never); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Claim(ctx, cs, b, never); err != nil {
+		t.Fatalf("\"42\" and 42 must not collide: %v", err)
+	}
+	if err := s.Claim(ctx, c, b, always); err != nil {
+		t.Fatalf("stale claim is taken over: %v", err)
+	}
+	if o, _ := s.Owner(ctx, c); o != b {
+		t.Fatalf("owner %s, want %s", o, b)
+	}
+	if err := s.Release(ctx, c, a); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := s.Owner(ctx, c); o != b {
+		t.Fatal("release by a non-owner freed the claim")
+	}
+	if err := s.Release(ctx, c, b); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := s.Owner(ctx, c); o != "" {
+		t.Fatal("released claim still owned")
+	}
+	if err := s.Claim(ctx, c, a, never); err != nil {
+		t.Fatalf("claim after release: %v", err)
+	}
+	// Concurrent claims: exactly one wins.
+	c2 := c
+	c2.Value = "race"
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			if s.Claim(ctx, c2, NewID(), never) == nil {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent claims won, want 1", wins.Load())
+	}
+}
+
+func testIndex(t *testing.T, s Store) {
+	ctx := t.Context()
+	op, sh := NewID(), NewID()
+	if err := s.PutOperation(ctx, op, "demo", sh); err != nil {
+		t.Fatal(err)
+	}
+	r, id, ok, err := s.LookupOperation(ctx, op)
+	if err != nil || !ok || r != "demo" || id != sh {
+		t.Fatalf("lookup: %s %s %v %v", r, id, ok, err)
+	}
+	if _, _, ok, _ := s.LookupOperation(ctx, NewID()); ok {
+		t.Fatal("unknown operation found")
+	}
+	if rr, err := s.GetRequest(ctx, "demo", "x"); rr != nil || err != nil {
+		t.Fatalf("unknown request: %v %v", rr, err)
+	}
+	if err := s.PutRequest(ctx, "demo", "x", eventstore.RequestRecord{Fingerprint: "a", Reply: []byte(`{"n":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutRequest(ctx, "demo", "x", eventstore.RequestRecord{Fingerprint: "b", Reply: []byte(`{"n":2}`)}); err != nil {
+		t.Fatal(err)
+	}
+	rr, err := s.GetRequest(ctx, "demo", "x")
+	if err != nil || rr.Fingerprint != "a" || string(rr.Reply) != `{"n":1}` {
+		t.Fatalf("first request record must win: %+v %v", rr, err)
+	}
+}
+
+func testBadCommit(t *testing.T, s Store) {
+	ctx := t.Context()
+	if _, err := s.Append(ctx, eventstore.Commit{Resource: "demo", ShadowID: NewID()}); err == nil {
+		t.Fatal("empty commit accepted")
+	}
+	if _, err := s.Append(ctx, eventstore.Commit{Resource: "a.b", ShadowID: NewID(), Events: []domain.Event{domain.DeleteRequested{}}}); err == nil {
+		t.Fatal("resource with a dot accepted")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 15s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -230,7 +230,6 @@ func (s *Store) AppendAsync(c Commit) (PendingAppend, error) {
 	return PendingAppend{f: f}, nil
 }
 
-
 func appendErr(err error) error {
 	if isWrongLastSeq(err) {
 		return fmt.Errorf("%w: %w", ErrConflict, err)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -140,4 +142,14 @@ func (c Catalog) Lookup(name string) (Resource, error) {
 		return Resource{}, fmt.Errorf("%w: %q is not configured", ErrUnknownResource, name)
 	}
 	return r, nil
+}
+
+// ObjectClasses returns the object classes sorted by name.
+func (r Resource) ObjectClasses() []ObjectClass {
+	out := make([]ObjectClass, 0, len(r.classes))
+	for _, oc := range r.classes {
+		out = append(out, oc)
+	}
+	slices.SortFunc(out, func(a, b ObjectClass) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"encoding/json"
 	"slices"
 	"time"
 )
@@ -305,3 +306,23 @@ func deriveLifecycle(d ShadowData) Lifecycle {
 	}
 	return LifecycleProposed
 }
+
+// MarshalJSON writes the contract's shape, with empty objects and lists instead of null.
+func (d ShadowData) MarshalJSON() ([]byte, error) {
+	type plain ShadowData
+	p := plain(d)
+	if p.PrimaryIdentifiers == nil {
+		p.PrimaryIdentifiers = Attributes{}
+	}
+	if p.SecondaryIdentifiers == nil {
+		p.SecondaryIdentifiers = Attributes{}
+	}
+	if p.Attributes == nil {
+		p.Attributes = Attributes{}
+	}
+	if p.PendingOperations == nil {
+		p.PendingOperations = []PendingOperation{}
+	}
+	return json.Marshal(p)
+}
+

@@ -1,0 +1,184 @@
+// Package bridge turns request events into messages for target systems and their outcomes into
+// commands. It declares the small interfaces it needs; the binary wires the event store and the
+// command service into them.
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+)
+
+// Log is what the dispatcher reads: the request events and the current shadows.
+type Log interface {
+	Subscribe(ctx context.Context, name string, o eventstore.SubscribeOptions, fn func(context.Context, []*eventstore.Record) error) error
+	Load(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error)
+}
+
+// Outcomes records what happened to an attempt (the command service implements it).
+type Outcomes interface {
+	Delivered(ctx context.Context, resource, shadowID, operationID string, attempt int, reference string) error
+	Failed(ctx context.Context, resource, shadowID, operationID string, attempt int, category domain.Category, message string) error
+}
+
+// Request is one attempt of one operation, as handed to a target.
+type Request struct {
+	Resource    string
+	ShadowID    string
+	OperationID string
+	Attempt     int
+	Body        domain.TargetRequest
+}
+
+// Properties returns the message properties every transport carries (AMQP application
+// properties, NATS headers).
+func (r Request) Properties() map[string]string {
+	return map[string]string{"shadowId": r.ShadowID, "operationId": r.OperationID, "resource": r.Resource, "attempt": strconv.Itoa(r.Attempt)}
+}
+
+// Target delivers requests to one target system. Send returns when the transport has taken
+// responsibility for the request (JetStream ack, AMQP Accepted), with a reference for
+// asynchronous confirmations. Errors carry a domain category: communication errors leave the
+// operation pending for a retry; any other category ends it with fatal_error. An error without
+// a category counts as communication (a retry is never wrong; losing an operation is).
+// Implementations must be safe for concurrent use; requests of one shadow are never sent
+// concurrently.
+type Target interface {
+	Send(ctx context.Context, r Request) (reference string, err error)
+	Close() error
+}
+
+// Dispatcher reads DispatchRequested events through a durable consumer and sends each operation
+// to its resource's target, then records the outcome. Shadows are sent in parallel; one shadow's
+// requests go one after the other in log order. The request event is acknowledged only after the
+// outcome is recorded, so a crash re-sends (with the same operation id, for the target's
+// duplicate detection) and never loses.
+type Dispatcher struct {
+	log      Log
+	outcomes Outcomes
+	targets  map[string]Target
+	logger   *slog.Logger
+	// Durable is the consumer name (default "PROV_DISPATCHER").
+	Durable string
+	// Parallel bounds the shadows sent at once (default 64).
+	Parallel int
+	// SendTimeout bounds one send (default 30s); a timeout is a communication error.
+	SendTimeout time.Duration
+}
+
+// NewDispatcher returns a dispatcher for the given targets (by resource name).
+func NewDispatcher(log Log, outcomes Outcomes, targets map[string]Target, logger *slog.Logger) *Dispatcher {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Dispatcher{log: log, outcomes: outcomes, targets: targets, logger: logger.WithGroup("dispatcher"),
+		Durable: "PROV_DISPATCHER", Parallel: 64, SendTimeout: 30 * time.Second}
+}
+
+// Run dispatches until ctx ends.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	return d.log.Subscribe(ctx, d.Durable, eventstore.SubscribeOptions{Batch: 256, Logger: d.logger}, d.Handle)
+}
+
+// Handle dispatches one batch of records (exported for tests and benchmarks).
+func (d *Dispatcher) Handle(ctx context.Context, recs []*eventstore.Record) error {
+	groups := map[string][]*eventstore.Record{}
+	var order []string
+	for _, r := range recs {
+		if !r.Has("DispatchRequested") {
+			continue
+		}
+		k := r.Resource + "." + r.ShadowID
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	sem := make(chan struct{}, max(d.Parallel, 1))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for _, k := range order {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			for _, r := range groups[k] {
+				if err := d.dispatchRecord(ctx, r); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return // keep this shadow's order: the batch is retried from here
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (d *Dispatcher) dispatchRecord(ctx context.Context, r *eventstore.Record) error {
+	evs, err := r.Events()
+	if err != nil {
+		d.logger.Error("record skipped", "seq", r.Seq, "err", err)
+		return nil
+	}
+	for _, e := range evs {
+		dr, ok := e.(domain.DispatchRequested)
+		if !ok {
+			continue
+		}
+		if err := d.dispatch(ctx, Request{Resource: r.Resource, ShadowID: r.ShadowID, OperationID: dr.OperationID, Attempt: dr.Attempt, Body: dr.Request}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dispatch sends one attempt unless the shadow says it was already made or is no longer wanted,
+// and records the outcome. It returns an error only when the outcome could not be recorded.
+func (d *Dispatcher) dispatch(ctx context.Context, req Request) error {
+	st, _, err := d.log.Load(ctx, req.Resource, req.ShadowID)
+	if err != nil {
+		return err
+	}
+	p, ok := st.Operation(req.OperationID)
+	if !ok || p.Completed() || p.ExecutionStatus != domain.StatusExecutionPending || p.AttemptNumber != req.Attempt-1 {
+		return nil // replay of a request already handled
+	}
+	t, ok := d.targets[req.Resource]
+	if !ok {
+		return d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, domain.CategoryConfiguration,
+			fmt.Sprintf("resource %q has no target", req.Resource))
+	}
+	sctx, cancel := context.WithTimeout(ctx, d.SendTimeout)
+	ref, err := t.Send(sctx, req)
+	cancel()
+	if ctx.Err() != nil {
+		return ctx.Err() // shutting down: leave it unacknowledged, it is sent again on restart
+	}
+	if err != nil {
+		cat := Categorize(err)
+		d.logger.Warn("send failed", "resource", req.Resource, "shadow", req.ShadowID, "operation", req.OperationID,
+			"attempt", req.Attempt, "category", cat, "err", err)
+		return d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, cat, err.Error())
+	}
+	return d.outcomes.Delivered(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, ref)
+}
+
+// Categorize returns the domain category of a send error; communication when it has none.
+func Categorize(err error) domain.Category {
+	for _, c := range []domain.Category{domain.CategoryConfiguration, domain.CategorySecurity, domain.CategorySchema,
+		domain.CategoryAlreadyExists, domain.CategoryNotFound, domain.CategoryConflict, domain.CategoryGeneric} {
+		if errors.Is(err, c) {
+			return c
+		}
+	}
+	return domain.CategoryCommunication
+}

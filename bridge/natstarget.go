@@ -1,0 +1,71 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/domain"
+)
+
+// NATSTarget publishes requests to a JetStream-backed work-queue subject. The message carries the
+// transformed body and the request properties as headers; Nats-Msg-Id is the operation id, so a
+// re-send inside the stream's duplicate window is stored once.
+type NATSTarget struct {
+	js             jetstream.JetStream
+	subject        string
+	transformation string
+}
+
+var _ Target = (*NATSTarget)(nil)
+
+// NewNATSTarget returns a target publishing to subject. If no stream captures the subject, a
+// work-queue stream named stream is created for it.
+func NewNATSTarget(ctx context.Context, js jetstream.JetStream, subject, stream, transformation string) (*NATSTarget, error) {
+	if subject == "" || strings.ContainsAny(subject, "*> ") {
+		return nil, fmt.Errorf("%w: nats target subject %q must be a literal subject", domain.CategoryConfiguration, subject)
+	}
+	if _, err := Transform(transformation, domain.TargetRequest{}); err != nil {
+		return nil, err
+	}
+	if _, err := js.StreamNameBySubject(ctx, subject); errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: stream, Subjects: []string{subject}, Retention: jetstream.WorkQueuePolicy,
+			Storage: jetstream.FileStorage, Description: "shadowbridge requests for a target system",
+		})
+		if err != nil {
+			return nil, fmt.Errorf("nats target: create stream %s: %w", stream, err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("nats target: %w", err)
+	}
+	return &NATSTarget{js: js, subject: subject, transformation: transformation}, nil
+}
+
+// Send publishes the request and returns its operation id as the reference.
+func (t *NATSTarget) Send(ctx context.Context, r Request) (string, error) {
+	body, err := Transform(t.transformation, r.Body)
+	if err != nil {
+		return "", err
+	}
+	m := nats.NewMsg(t.subject)
+	m.Data = body
+	for k, v := range r.Properties() {
+		m.Header.Set(k, v)
+	}
+	if _, err := t.js.PublishMsg(ctx, m, jetstream.WithMsgID(r.OperationID)); err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code == 403 {
+			return "", fmt.Errorf("%w: %w", domain.CategorySecurity, err)
+		}
+		return "", fmt.Errorf("%w: publish to %s: %w", domain.CategoryCommunication, t.subject, err)
+	}
+	return r.OperationID, nil
+}
+
+// Close does nothing: the connection belongs to the caller.
+func (t *NATSTarget) Close() error { return nil }

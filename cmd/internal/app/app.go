@@ -1,0 +1,148 @@
+// Package app composes shadowbridge: event store, command service, projections and bridge on one
+// NATS connection. `shadowbridge dev`, `serve`, the integration tests and the benchmarks all start
+// it the same way.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"shadowbridge/bridge"
+	"shadowbridge/cmd/internal/service"
+	"shadowbridge/eventstore"
+	"shadowbridge/projections"
+)
+
+// Options tune what Start runs.
+type Options struct {
+	// Memory keeps streams in memory (tests and benchmarks only).
+	Memory bool
+	// NoDispatcher and NoSample leave those parts out (for tests that drive them by hand).
+	NoDispatcher bool
+	NoSample     bool
+}
+
+// App is a running shadowbridge.
+type App struct {
+	Store     *eventstore.Store
+	Service   *service.Service
+	Projector *projections.Projector
+	Pending   *projections.PendingIndex
+	Micro     micro.Service
+	targets   map[string]bridge.Target
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	log    *slog.Logger
+}
+
+// Start wires and starts everything on nc. Stop it with Close.
+func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	catalog, err := cfg.Catalog()
+	if err != nil {
+		return nil, err
+	}
+	scfg := eventstore.DefaultConfig()
+	scfg.Prefix, scfg.Memory = cfg.Prefix, o.Memory
+	if cfg.NATS.Replicas > 0 {
+		scfg.Replicas = cfg.NATS.Replicas
+	}
+	store, err := eventstore.Open(ctx, nc, scfg)
+	if err != nil {
+		return nil, err
+	}
+	pcfg := projections.DefaultConfig()
+	pcfg.Memory, pcfg.Replicas = o.Memory, scfg.Replicas
+	proj, err := projections.NewProjector(ctx, store.JetStream(), store, pcfg, log)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := projections.OpenBucket(ctx, store.JetStream(), pcfg)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &App{Store: store, Projector: proj, ctx: runCtx, cancel: cancel, log: log, targets: map[string]bridge.Target{}}
+	fail := func(err error) (*App, error) { a.Close(); return nil, err }
+	if a.Pending, err = projections.NewPendingIndex(runCtx, kv, log); err != nil {
+		return fail(err)
+	}
+	a.Service = service.New(store, a.Pending, catalog, log)
+	if a.Micro, err = a.Service.Serve(runCtx, nc, service.ServeOptions{Prefix: cfg.Prefix}); err != nil {
+		return fail(err)
+	}
+	a.goRun("projector", proj.Run)
+
+	needSample := false
+	for _, r := range cfg.Resources {
+		var t bridge.Target
+		switch {
+		case r.Target.Sample != nil:
+			needSample = true
+			t, err = bridge.NewSampleTarget(ctx, store.JetStream(), cfg.Prefix, r.Name)
+		case r.Target.NATS != nil:
+			t, err = bridge.NewNATSTarget(ctx, store.JetStream(), r.Target.NATS.Subject, "PROV_TARGET_"+r.Name, r.Transformation)
+		case r.Target.AMQP != nil:
+			err = errors.New("the amqp target is not available in this build yet")
+		}
+		if err != nil {
+			return fail(fmt.Errorf("resource %s: target: %w", r.Name, err))
+		}
+		a.targets[r.Name] = t
+	}
+	if !o.NoDispatcher {
+		d := bridge.NewDispatcher(store, a.Service, a.targets, log)
+		a.goRun("dispatcher", d.Run)
+	}
+	if needSample && !o.NoSample {
+		primary := func(resource, class string) string {
+			if r, ok := catalog[resource]; ok {
+				if oc, ok := r.ObjectClass(class); ok {
+					return oc.PrimaryIdentifier
+				}
+			}
+			return ""
+		}
+		sys, err := bridge.NewSampleSystem(ctx, nc, cfg.Prefix, primary, log)
+		if err != nil {
+			return fail(err)
+		}
+		a.goRun("sample", sys.Run)
+	}
+	return a, nil
+}
+
+func (a *App) goRun(name string, fn func(context.Context) error) {
+	a.wg.Go(func() {
+		if err := fn(a.ctx); err != nil && a.ctx.Err() == nil {
+			a.log.Error("component stopped", "component", name, "err", err)
+		}
+	})
+}
+
+// Close stops every component and waits for them.
+func (a *App) Close() {
+	if a.Micro != nil {
+		_ = a.Micro.Stop()
+	}
+	a.cancel()
+	a.wg.Wait()
+	for _, t := range a.targets {
+		if t != nil {
+			_ = t.Close()
+		}
+	}
+}

@@ -1,0 +1,249 @@
+package app
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"shadowbridge/domain"
+)
+
+// Config is the YAML configuration (CONTRACT.md, "Configuration").
+type Config struct {
+	NATS      NATSConfig       `yaml:"nats"`
+	HTTP      HTTPConfig       `yaml:"http"`
+	Prefix    string           `yaml:"prefix"`
+	Resources []ResourceConfig `yaml:"resources"`
+}
+
+// NATSConfig is how to reach NATS.
+type NATSConfig struct {
+	URL      string    `yaml:"url"`
+	Creds    string    `yaml:"creds"`
+	User     string    `yaml:"user"`
+	Password string    `yaml:"password"`
+	TLS      TLSConfig `yaml:"tls"`
+	Embedded struct {
+		StoreDir string `yaml:"storeDir"`
+	} `yaml:"embedded"`
+	// Replicas of the streams and buckets (1 for a single server, 3 for a cluster).
+	Replicas int `yaml:"replicas"`
+}
+
+// TLSConfig names PEM files.
+type TLSConfig struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// HTTPConfig is the dashboard/ops listener.
+type HTTPConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// ObjectClassConfig is one object class.
+type ObjectClassConfig struct {
+	Name                string `yaml:"name"`
+	SecondaryIdentifier string `yaml:"secondaryIdentifier"`
+	PrimaryIdentifier   string `yaml:"primaryIdentifier"`
+}
+
+// TargetConfig selects exactly one transport.
+type TargetConfig struct {
+	AMQP   *AMQPConfig       `yaml:"amqp"`
+	NATS   *NATSTargetConfig `yaml:"nats"`
+	Sample *struct{}         `yaml:"sample"`
+}
+
+// AMQPConfig is an AMQP 1.0 broker target (Artemis in production).
+type AMQPConfig struct {
+	URL                 string    `yaml:"url"`
+	Address             string    `yaml:"address"`
+	Username            string    `yaml:"username"`
+	Password            string    `yaml:"password"`
+	TLS                 TLSConfig `yaml:"tls"`
+	ConfirmationAddress string    `yaml:"confirmationAddress"`
+}
+
+// NATSTargetConfig is a JetStream work-queue target.
+type NATSTargetConfig struct {
+	Subject string `yaml:"subject"`
+}
+
+// ConsistencyConfig uses midPoint's names; zero values mean midPoint's defaults except where a
+// pointer lets 0 be said explicitly.
+type ConsistencyConfig struct {
+	OperationRetryPeriod            *Duration `yaml:"operationRetryPeriod"`
+	OperationRetryMaxAttempts       *int      `yaml:"operationRetryMaxAttempts"`
+	PendingOperationGracePeriod     *Duration `yaml:"pendingOperationGracePeriod"`
+	PendingOperationRetentionPeriod *Duration `yaml:"pendingOperationRetentionPeriod"`
+	DeadShadowRetentionPeriod       *Duration `yaml:"deadShadowRetentionPeriod"`
+	RefreshOnRead                   bool      `yaml:"refreshOnRead"`
+	AvoidDuplicateOperations        bool      `yaml:"avoidDuplicateOperations"`
+}
+
+// ResourceConfig is one resource.
+type ResourceConfig struct {
+	Name                           string              `yaml:"name"`
+	ObjectClasses                  []ObjectClassConfig `yaml:"objectClasses"`
+	Target                         TargetConfig        `yaml:"target"`
+	Transformation                 string              `yaml:"transformation"`
+	OperationExecutionConfirmation *bool               `yaml:"operationExecutionConfirmation"`
+	Consistency                    ConsistencyConfig   `yaml:"consistency"`
+}
+
+// Duration parses Go durations ("30m", "168h", "0s").
+type Duration time.Duration
+
+// UnmarshalYAML accepts a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (e.g. 30m, 24h, 0s)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// DefaultConfig is the dev configuration: the demo resource served by the sample target system.
+func DefaultConfig() Config {
+	confirm := true
+	return Config{
+		NATS:   NATSConfig{URL: "nats://127.0.0.1:4222", Replicas: 1},
+		HTTP:   HTTPConfig{Listen: "127.0.0.1:8080"},
+		Prefix: "prov",
+		Resources: []ResourceConfig{{
+			Name:                           "demo",
+			ObjectClasses:                  []ObjectClassConfig{{Name: "AccountObjectClass", SecondaryIdentifier: "login", PrimaryIdentifier: "uid"}},
+			Target:                         TargetConfig{Sample: &struct{}{}},
+			Transformation:                 "simplifiedJson",
+			OperationExecutionConfirmation: &confirm,
+		}},
+	}
+}
+
+// Load reads a YAML file over the defaults (resources in the file replace the demo resource).
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b)
+}
+
+// Parse reads YAML over the defaults. Unknown keys are errors.
+func Parse(b []byte) (Config, error) {
+	c := DefaultConfig()
+	c.Resources = nil
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if !domain.ValidToken(c.Prefix) {
+		errs = append(errs, fmt.Errorf("prefix %q must match [A-Za-z0-9_-]+", c.Prefix))
+	}
+	if c.NATS.User != "" && c.NATS.Creds != "" {
+		errs = append(errs, errors.New("nats: use creds or user/password, not both"))
+	}
+	if (c.NATS.TLS.Cert == "") != (c.NATS.TLS.Key == "") {
+		errs = append(errs, errors.New("nats.tls: cert and key go together"))
+	}
+	if len(c.Resources) == 0 {
+		errs = append(errs, errors.New("resources: at least one resource is required"))
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Resources {
+		at := fmt.Sprintf("resources[%d] (%s)", i, r.Name)
+		if seen[r.Name] {
+			errs = append(errs, fmt.Errorf("%s: defined twice", at))
+		}
+		seen[r.Name] = true
+		if _, err := r.domain(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", at, err))
+		}
+		n := 0
+		if r.Target.AMQP != nil {
+			n++
+			a := r.Target.AMQP
+			if a.URL == "" || a.Address == "" {
+				errs = append(errs, fmt.Errorf("%s: target.amqp: url and address are required", at))
+			}
+		}
+		if r.Target.NATS != nil {
+			n++
+			if r.Target.NATS.Subject == "" {
+				errs = append(errs, fmt.Errorf("%s: target.nats: subject is required", at))
+			}
+		}
+		if r.Target.Sample != nil {
+			n++
+		}
+		if n != 1 {
+			errs = append(errs, fmt.Errorf("%s: target: exactly one of amqp, nats, sample is required (got %d)", at, n))
+		}
+		switch r.Transformation {
+		case "", "simplifiedJson":
+		case "simplifiedQualifiedJson", "fullJson":
+			errs = append(errs, fmt.Errorf("%s: transformation %q is not supported yet", at, r.Transformation))
+		default:
+			errs = append(errs, fmt.Errorf("%s: transformation %q: want simplifiedJson, simplifiedQualifiedJson or fullJson", at, r.Transformation))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r ResourceConfig) domain() (domain.Resource, error) {
+	cons := domain.DefaultConsistency()
+	cc := r.Consistency
+	if cc.OperationRetryPeriod != nil {
+		cons.OperationRetryPeriod = time.Duration(*cc.OperationRetryPeriod)
+	}
+	if cc.OperationRetryMaxAttempts != nil {
+		cons.OperationRetryMaxAttempts = *cc.OperationRetryMaxAttempts
+	}
+	if cc.PendingOperationGracePeriod != nil {
+		cons.PendingOperationGracePeriod = time.Duration(*cc.PendingOperationGracePeriod)
+	}
+	if cc.PendingOperationRetentionPeriod != nil {
+		cons.PendingOperationRetentionPeriod = time.Duration(*cc.PendingOperationRetentionPeriod)
+	}
+	if cc.DeadShadowRetentionPeriod != nil {
+		cons.DeadShadowRetentionPeriod = time.Duration(*cc.DeadShadowRetentionPeriod)
+	}
+	cons.RefreshOnRead, cons.AvoidDuplicateOperations = cc.RefreshOnRead, cc.AvoidDuplicateOperations
+	classes := make([]domain.ObjectClass, len(r.ObjectClasses))
+	for i, oc := range r.ObjectClasses {
+		classes[i] = domain.ObjectClass{Name: oc.Name, SecondaryIdentifier: oc.SecondaryIdentifier, PrimaryIdentifier: oc.PrimaryIdentifier}
+	}
+	// The sample target system always confirms, so by default its resources wait for that.
+	confirm := r.Target.Sample != nil
+	if r.OperationExecutionConfirmation != nil {
+		confirm = *r.OperationExecutionConfirmation
+	}
+	return domain.NewResource(r.Name, classes, cons, confirm)
+}
+
+// Catalog returns the validated resources.
+func (c Config) Catalog() (domain.Catalog, error) {
+	cat := domain.Catalog{}
+	for _, r := range c.Resources {
+		d, err := r.domain()
+		if err != nil {
+			return nil, err
+		}
+		cat[r.Name] = d
+	}
+	return cat, nil
+}

@@ -1,0 +1,276 @@
+package service
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"shadowbridge/domain"
+)
+
+// MaxBody is the largest request body accepted (1 MiB).
+const MaxBody = 1 << 20
+
+// ErrBadRequest is a request that cannot be decoded.
+var ErrBadRequest = &domain.Error{Category: domain.CategorySchema, Message: "bad request"}
+
+// AddBody is the JSON body of prov.cmd.<resource>.add.
+type AddBody struct {
+	RequestID   string           `json:"requestId,omitempty"`
+	ObjectClass string           `json:"objectClass"`
+	Attributes  map[string][]any `json:"attributes"`
+	Assigned    bool             `json:"assigned,omitempty"`
+}
+
+// ChangeBody is one attribute's change; Replace is a pointer so that "replace":[] (remove all
+// values) differs from no replace at all.
+type ChangeBody struct {
+	Add     []any  `json:"add,omitempty"`
+	Delete  []any  `json:"delete,omitempty"`
+	Replace *[]any `json:"replace,omitempty"`
+}
+
+// ModifyBody is the JSON body of prov.cmd.<resource>.modify.
+type ModifyBody struct {
+	RequestID   string                `json:"requestId,omitempty"`
+	ShadowID    string                `json:"shadowId,omitempty"`
+	ObjectClass string                `json:"objectClass,omitempty"`
+	Identifiers map[string][]any      `json:"identifiers,omitempty"`
+	Changes     map[string]ChangeBody `json:"changes"`
+}
+
+// DeleteBody is the JSON body of prov.cmd.<resource>.delete.
+type DeleteBody struct {
+	RequestID   string           `json:"requestId,omitempty"`
+	ShadowID    string           `json:"shadowId,omitempty"`
+	ObjectClass string           `json:"objectClass,omitempty"`
+	Identifiers map[string][]any `json:"identifiers,omitempty"`
+}
+
+// RefreshBody is the JSON body of prov.cmd.<resource>.refresh.
+type RefreshBody struct {
+	ShadowID   string `json:"shadowId,omitempty"`
+	ForceRetry bool   `json:"forceRetry,omitempty"`
+}
+
+// ConfirmBody is the JSON body of prov.cmd.<resource>.confirm (and of AMQP confirmations).
+type ConfirmBody struct {
+	OperationID        string           `json:"operationId"`
+	ResultStatus       string           `json:"resultStatus"`
+	Message            string           `json:"message,omitempty"`
+	PrimaryIdentifiers map[string][]any `json:"primaryIdentifiers,omitempty"`
+}
+
+// ShadowQuery is the body of prov.query.shadow.
+type ShadowQuery struct {
+	ShadowID string `json:"shadowId"`
+	AsOf     string `json:"asOf,omitempty"`
+}
+
+// PendingQuery is the body of prov.query.pending.
+type PendingQuery struct {
+	Resource string `json:"resource,omitempty"`
+}
+
+// HistoryQuery is the body of prov.query.history.
+type HistoryQuery struct {
+	ShadowID string `json:"shadowId"`
+}
+
+// Decode parses a request body strictly: valid UTF-8, at most MaxBody bytes, one JSON object, no
+// unknown fields (with a suggestion when a field looks like a typo), numbers kept exact. An
+// empty body decodes as {}.
+func Decode[T any](data []byte) (T, error) {
+	var v T
+	if len(data) > MaxBody {
+		return v, fmt.Errorf("%w: body is %d bytes, the limit is %d", ErrBadRequest, len(data), MaxBody)
+	}
+	if !utf8.Valid(data) {
+		return v, fmt.Errorf("%w: body is not valid UTF-8", ErrBadRequest)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		data = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return v, fmt.Errorf("%w: %s", ErrBadRequest, describe(err, v))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return v, fmt.Errorf("%w: unexpected data after the JSON object", ErrBadRequest)
+	}
+	return v, nil
+}
+
+func describe(err error, v any) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			return fmt.Sprintf("expected a JSON object, got %s", typeErr.Value)
+		}
+		return fmt.Sprintf("field %q: expected %s, got %s", field, jsonKind(typeErr.Type.String()), typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, err)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: unexpected end of input"
+	}
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		name = strings.Trim(name, `"`)
+		if s := suggest(name, fieldNames(v)); s != "" {
+			return fmt.Sprintf("unknown field %q (did you mean %q?)", name, s)
+		}
+		return fmt.Sprintf("unknown field %q (known: %s)", name, strings.Join(fieldNames(v), ", "))
+	}
+	return strings.TrimPrefix(msg, "json: ")
+}
+
+func jsonKind(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "[]"), strings.HasPrefix(goType, "*[]"):
+		return "an array"
+	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "service."):
+		return "an object"
+	case goType == "string":
+		return "a string"
+	case goType == "bool":
+		return "a boolean"
+	}
+	return goType
+}
+
+func fieldNames(v any) []string {
+	switch v.(type) {
+	case AddBody:
+		return []string{"requestId", "objectClass", "attributes", "assigned"}
+	case ModifyBody:
+		return []string{"requestId", "shadowId", "objectClass", "identifiers", "changes"}
+	case DeleteBody:
+		return []string{"requestId", "shadowId", "objectClass", "identifiers"}
+	case RefreshBody:
+		return []string{"shadowId", "forceRetry"}
+	case ConfirmBody:
+		return []string{"operationId", "resultStatus", "message", "primaryIdentifiers"}
+	case ShadowQuery:
+		return []string{"shadowId", "asOf"}
+	case PendingQuery:
+		return []string{"resource"}
+	case HistoryQuery:
+		return []string{"shadowId"}
+	case map[string]ChangeBody, ChangeBody:
+		return []string{"add", "delete", "replace"}
+	}
+	return []string{"add", "delete", "replace"}
+}
+
+// suggest returns the known name closest to name if it is close enough to be a typo.
+func suggest(name string, known []string) string {
+	best, bestD := "", 3
+	for _, k := range known {
+		d := distance(strings.ToLower(name), strings.ToLower(k))
+		if d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// Values converts decoded JSON values into domain values: json.Number becomes int64 when it is an
+// integer and float64 otherwise; strings and booleans stay; anything else is refused.
+func Values(attr string, in []any) ([]any, error) {
+	out := make([]any, 0, len(in))
+	for _, v := range in {
+		switch x := v.(type) {
+		case json.Number:
+			if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+				out = append(out, i)
+				continue
+			}
+			f, err := strconv.ParseFloat(string(x), 64)
+			if err != nil {
+				return nil, fmt.Errorf("%w: attribute %q: number %s out of range", domain.ErrInvalidValue, attr, x)
+			}
+			out = append(out, f)
+		case string, bool:
+			out = append(out, x)
+		case nil:
+			return nil, fmt.Errorf("%w: attribute %q: null is not a value", domain.ErrInvalidValue, attr)
+		default:
+			return nil, fmt.Errorf("%w: attribute %q: values must be strings, numbers or booleans, not %s", domain.ErrInvalidValue, attr, jsonKind(fmt.Sprintf("%T", v)))
+		}
+	}
+	return out, nil
+}
+
+// AttributesFrom converts a decoded attribute map.
+func AttributesFrom(in map[string][]any) (domain.Attributes, error) {
+	if in == nil {
+		return nil, nil
+	}
+	out := make(domain.Attributes, len(in))
+	for k, vs := range in {
+		v, err := Values(k, vs)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// ChangesFrom converts decoded changes.
+func ChangesFrom(in map[string]ChangeBody) (domain.Changes, error) {
+	out := make(domain.Changes, len(in))
+	for k, c := range in {
+		var ch domain.AttributeChange
+		var err error
+		if ch.Add, err = Values(k, c.Add); err != nil {
+			return nil, err
+		}
+		if ch.Delete, err = Values(k, c.Delete); err != nil {
+			return nil, err
+		}
+		if c.Replace != nil {
+			if ch.Replace, err = Values(k, *c.Replace); err != nil {
+				return nil, err
+			}
+		}
+		if len(ch.Add) == 0 {
+			ch.Add = nil
+		}
+		if len(ch.Delete) == 0 {
+			ch.Delete = nil
+		}
+		out[k] = ch
+	}
+	return out, nil
+}

@@ -1,0 +1,465 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+)
+
+// Version is reported by the micro service.
+const Version = "0.1.0"
+
+// Status codes of the micro error convention.
+const (
+	CodeBadRequest  = 400
+	CodeNotFound    = 404
+	CodeConflict    = 409
+	CodeUnavailable = 503
+)
+
+// ErrorBody is the JSON body of an error reply.
+type ErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// StatusOf maps an error to the micro status code by its category.
+func StatusOf(err error) (int, domain.Category) {
+	for _, c := range []struct {
+		cat  domain.Category
+		code int
+	}{
+		{domain.CategoryNotFound, CodeNotFound},
+		{domain.CategoryAlreadyExists, CodeConflict},
+		{domain.CategoryConflict, CodeConflict},
+		{domain.CategoryCommunication, CodeUnavailable},
+		{domain.CategorySchema, CodeBadRequest},
+		{domain.CategoryConfiguration, CodeBadRequest},
+		{domain.CategorySecurity, CodeBadRequest},
+	} {
+		if errors.Is(err, c.cat) {
+			return c.code, c.cat
+		}
+	}
+	if errors.Is(err, eventstore.ErrConflict) {
+		return CodeConflict, domain.CategoryConflict
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout) {
+		return CodeUnavailable, domain.CategoryCommunication
+	}
+	return CodeUnavailable, domain.CategoryGeneric
+}
+
+// Queries is what the query endpoints read.
+type Queries interface {
+	Pending
+}
+
+// ServeOptions configure the micro service.
+type ServeOptions struct {
+	Prefix string // "prov"
+	// Concurrency bounds the requests handled at once by this instance (default 256).
+	Concurrency int
+	// Timeout bounds the handling of one request (default 10s).
+	Timeout time.Duration
+}
+
+// Serve registers the micro service `shadowbridge` on nc: endpoint "commands" on <prefix>.cmd.>
+// and "queries" on <prefix>.query.>, in queue group "shadowbridge" so that instances share the
+// load. Stop the returned service to unsubscribe.
+func (s *Service) Serve(ctx context.Context, nc *nats.Conn, o ServeOptions) (micro.Service, error) {
+	if o.Prefix == "" {
+		o.Prefix = "prov"
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 256
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        "shadowbridge",
+		Version:     Version,
+		Description: "event-sourced provisioning: commands and queries",
+		QueueGroup:  "shadowbridge",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	sem := make(chan struct{}, o.Concurrency)
+	async := func(h func(context.Context, micro.Request)) micro.HandlerFunc {
+		return func(r micro.Request) {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				defer func() { <-sem }()
+				rctx, cancel := context.WithTimeout(ctx, o.Timeout)
+				defer cancel()
+				h(rctx, r)
+			}()
+		}
+	}
+	if err := svc.AddEndpoint("commands", async(func(ctx context.Context, r micro.Request) { s.handleCommand(ctx, o.Prefix, r) }),
+		micro.WithEndpointSubject(o.Prefix+".cmd.>")); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	if err := svc.AddEndpoint("queries", async(func(ctx context.Context, r micro.Request) { s.handleQuery(ctx, o.Prefix, r) }),
+		micro.WithEndpointSubject(o.Prefix+".query.>")); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("service: %w", err)
+	}
+	return svc, nil
+}
+
+func respondJSON(r micro.Request, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		respondErr(r, fmt.Errorf("encode reply: %w", err))
+		return
+	}
+	_ = r.Respond(b)
+}
+
+func respondErr(r micro.Request, err error) {
+	code, cat := StatusOf(err)
+	var body ErrorBody
+	body.Error.Code = string(cat)
+	body.Error.Message = err.Error()
+	b, _ := json.Marshal(body)
+	// The header carries one line; the body carries the full message.
+	desc := strings.ReplaceAll(err.Error(), "\n", "; ")
+	_ = r.Error(strconv.Itoa(code), desc, b)
+}
+
+func (s *Service) handleCommand(ctx context.Context, prefix string, r micro.Request) {
+	rest := strings.TrimPrefix(r.Subject(), prefix+".cmd.")
+	resource, verb, ok := strings.Cut(rest, ".")
+	if !ok || strings.Contains(verb, ".") {
+		respondErr(r, fmt.Errorf("%w: subject %q: want %s.cmd.<resource>.<add|modify|delete|refresh|confirm>", domain.ErrInvalidCommand, r.Subject(), prefix))
+		return
+	}
+	if _, err := s.catalog.Lookup(resource); err != nil {
+		respondErr(r, &notFound{err})
+		return
+	}
+	var (
+		reply any
+		err   error
+	)
+	switch verb {
+	case "add":
+		reply, err = s.cmdAdd(ctx, resource, r.Data())
+	case "modify":
+		reply, err = s.cmdModify(ctx, resource, r.Data())
+	case "delete":
+		reply, err = s.cmdDelete(ctx, resource, r.Data())
+	case "refresh":
+		reply, err = s.cmdRefresh(ctx, resource, r.Data())
+	case "confirm":
+		reply, err = s.cmdConfirm(ctx, resource, r.Data())
+	default:
+		err = &notFound{fmt.Errorf("unknown command %q (want add, modify, delete, refresh or confirm)", verb)}
+	}
+	if err != nil {
+		s.log.Debug("command refused", "subject", r.Subject(), "err", err)
+		respondErr(r, err)
+		return
+	}
+	respondJSON(r, reply)
+}
+
+// notFound turns an unknown resource or verb into a 404.
+type notFound struct{ err error }
+
+func (e *notFound) Error() string        { return e.err.Error() }
+func (e *notFound) Unwrap() error        { return e.err }
+func (e *notFound) Is(target error) bool { return target == domain.CategoryNotFound }
+
+func (s *Service) cmdAdd(ctx context.Context, resource string, data []byte) (any, error) {
+	b, err := Decode[AddBody](data)
+	if err != nil {
+		return nil, err
+	}
+	attrs, err := AttributesFrom(b.Attributes)
+	if err != nil {
+		return nil, fmt.Errorf("add: %w", err)
+	}
+	return s.provision(ctx, Request{Verb: "add", Resource: resource, RequestID: b.RequestID, Fingerprint: Fingerprint(b),
+		ObjectClass: b.ObjectClass, Attributes: attrs, Assigned: b.Assigned})
+}
+
+func (s *Service) target(ctx context.Context, verb, resource, shadowID, objectClass string, ids map[string][]any) (string, error) {
+	switch {
+	case shadowID != "" && len(ids) > 0:
+		return "", fmt.Errorf("%s: %w: give shadowId or identifiers, not both", verb, ErrBadRequest)
+	case shadowID != "":
+		if !domain.ValidID(shadowID) {
+			return "", fmt.Errorf("%s: %w: shadowId %q is not a UUID", verb, domain.ErrInvalidID, shadowID)
+		}
+		return shadowID, nil
+	case len(ids) > 0:
+		attrs, err := AttributesFrom(ids)
+		if err != nil {
+			return "", fmt.Errorf("%s: identifiers: %w", verb, err)
+		}
+		return s.Resolve(ctx, resource, objectClass, attrs)
+	}
+	return "", fmt.Errorf("%s: %w: shadowId or identifiers is required", verb, ErrBadRequest)
+}
+
+func (s *Service) cmdModify(ctx context.Context, resource string, data []byte) (any, error) {
+	b, err := Decode[ModifyBody](data)
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.target(ctx, "modify", resource, b.ShadowID, b.ObjectClass, b.Identifiers)
+	if err != nil {
+		return nil, err
+	}
+	changes, err := ChangesFrom(b.Changes)
+	if err != nil {
+		return nil, fmt.Errorf("modify: %w", err)
+	}
+	return s.provision(ctx, Request{Verb: "modify", Resource: resource, ShadowID: id, RequestID: b.RequestID,
+		Fingerprint: Fingerprint(b), Changes: changes})
+}
+
+func (s *Service) cmdDelete(ctx context.Context, resource string, data []byte) (any, error) {
+	b, err := Decode[DeleteBody](data)
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.target(ctx, "delete", resource, b.ShadowID, b.ObjectClass, b.Identifiers)
+	if err != nil {
+		return nil, err
+	}
+	return s.provision(ctx, Request{Verb: "delete", Resource: resource, ShadowID: id, RequestID: b.RequestID, Fingerprint: Fingerprint(b)})
+}
+
+// provision is Provision with one more rule for adds: a concurrent retry of the same request id
+// that lost the identifier race to its twin answers with the twin's reply.
+func (s *Service) provision(ctx context.Context, req Request) (Reply, error) {
+	reply, err := s.Provision(ctx, req)
+	var taken *eventstore.TakenError
+	if err != nil && req.RequestID != "" && errors.As(err, &taken) {
+		if st, _, lerr := s.store.LoadByID(ctx, taken.Owner); lerr == nil {
+			for _, p := range st.Data().PendingOperations {
+				if p.RequestID == req.RequestID {
+					return replyFor(st, p.ID), nil
+				}
+			}
+		}
+	}
+	return reply, err
+}
+
+func (s *Service) cmdRefresh(ctx context.Context, resource string, data []byte) (any, error) {
+	b, err := Decode[RefreshBody](data)
+	if err != nil {
+		return nil, err
+	}
+	if b.ShadowID != "" && !domain.ValidID(b.ShadowID) {
+		return nil, fmt.Errorf("refresh: %w: shadowId %q is not a UUID", domain.ErrInvalidID, b.ShadowID)
+	}
+	n, err := s.Refresh(ctx, resource, b.ShadowID, b.ForceRetry)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]int{"refreshed": n}, nil
+}
+
+func (s *Service) cmdConfirm(ctx context.Context, resource string, data []byte) (any, error) {
+	b, err := Decode[ConfirmBody](data)
+	if err != nil {
+		return nil, err
+	}
+	return s.ConfirmBody(ctx, resource, b)
+}
+
+// ConfirmBody runs a decoded confirmation (the NATS confirm command and AMQP confirmations).
+func (s *Service) ConfirmBody(ctx context.Context, resource string, b ConfirmBody) (Reply, error) {
+	if b.OperationID == "" {
+		return Reply{}, fmt.Errorf("confirm: %w: operationId is required", ErrBadRequest)
+	}
+	ids, err := AttributesFrom(b.PrimaryIdentifiers)
+	if err != nil {
+		return Reply{}, fmt.Errorf("confirm: primaryIdentifiers: %w", err)
+	}
+	return s.Confirm(ctx, ConfirmRequest{Resource: resource, OperationID: b.OperationID,
+		Result: domain.ResultStatus(b.ResultStatus), Message: b.Message, PrimaryIdentifiers: ids})
+}
+
+func (s *Service) handleQuery(ctx context.Context, prefix string, r micro.Request) {
+	var (
+		reply any
+		err   error
+	)
+	switch q := strings.TrimPrefix(r.Subject(), prefix+".query."); q {
+	case "shadow":
+		reply, err = s.queryShadow(ctx, r.Data())
+	case "pending":
+		reply, err = s.queryPending(ctx, r.Data())
+	case "history":
+		reply, err = s.queryHistory(ctx, r.Data())
+	default:
+		err = &notFound{fmt.Errorf("unknown query %q (want shadow, pending or history)", q)}
+	}
+	if err != nil {
+		respondErr(r, err)
+		return
+	}
+	respondJSON(r, reply)
+}
+
+// Shadow returns the shadow now, or as it was at asOf when asOf is not zero (folded from the log).
+func (s *Service) Shadow(ctx context.Context, shadowID string, asOf time.Time) (domain.ShadowData, error) {
+	if !domain.ValidID(shadowID) {
+		return domain.ShadowData{}, fmt.Errorf("shadow: %w: shadowId %q is not a UUID", domain.ErrInvalidID, shadowID)
+	}
+	if asOf.IsZero() {
+		st, _, err := s.store.LoadByID(ctx, shadowID)
+		if err != nil {
+			return domain.ShadowData{}, err
+		}
+		if !st.Created() {
+			return domain.ShadowData{}, fmt.Errorf("shadow: %w: %s", domain.ErrShadowNotFound, shadowID)
+		}
+		return st.Data(), nil
+	}
+	recs, err := s.store.History(ctx, shadowID)
+	if err != nil {
+		return domain.ShadowData{}, err
+	}
+	st := domain.Shadow{}
+	for _, rec := range recs {
+		ev, err := rec.Events()
+		if err != nil {
+			return domain.ShadowData{}, err
+		}
+		for _, e := range ev {
+			if e.EventTime().After(asOf) {
+				break
+			}
+			st = domain.Evolve(st, e)
+		}
+	}
+	if !st.Created() {
+		return domain.ShadowData{}, fmt.Errorf("shadow: %w: %s did not exist at %s", domain.ErrShadowNotFound, shadowID, asOf.Format(time.RFC3339Nano))
+	}
+	return st.Data(), nil
+}
+
+func (s *Service) queryShadow(ctx context.Context, data []byte) (any, error) {
+	q, err := Decode[ShadowQuery](data)
+	if err != nil {
+		return nil, err
+	}
+	var asOf time.Time
+	if q.AsOf != "" {
+		if asOf, err = time.Parse(time.RFC3339Nano, q.AsOf); err != nil {
+			return nil, fmt.Errorf("%w: asOf %q is not an RFC 3339 time", ErrBadRequest, q.AsOf)
+		}
+	}
+	return s.Shadow(ctx, q.ShadowID, asOf)
+}
+
+func (s *Service) queryPending(ctx context.Context, data []byte) (any, error) {
+	q, err := Decode[PendingQuery](data)
+	if err != nil {
+		return nil, err
+	}
+	if q.Resource != "" {
+		if _, err := s.catalog.Lookup(q.Resource); err != nil {
+			return nil, &notFound{err}
+		}
+	}
+	if s.pending == nil {
+		return nil, fmt.Errorf("%w: pending index not available", eventstore.ErrUnavailable)
+	}
+	list, err := s.pending.Pending(ctx, q.Resource)
+	if err != nil {
+		return nil, err
+	}
+	if list == nil {
+		list = []domain.ShadowData{}
+	}
+	return map[string]any{"shadows": list}, nil
+}
+
+// HistoryEvent is one event as history and audit show it.
+type HistoryEvent struct {
+	Seq         uint64       `json:"seq"`
+	Time        time.Time    `json:"time"`
+	Type        string       `json:"type"`
+	Resource    string       `json:"resource"`
+	ShadowID    string       `json:"shadowId"`
+	OperationID string       `json:"operationId,omitempty"`
+	RequestID   string       `json:"requestId,omitempty"`
+	Event       domain.Event `json:"event"`
+}
+
+// History returns a shadow's events in order.
+func (s *Service) History(ctx context.Context, shadowID string) ([]HistoryEvent, error) {
+	if !domain.ValidID(shadowID) {
+		return nil, fmt.Errorf("history: %w: shadowId %q is not a UUID", domain.ErrInvalidID, shadowID)
+	}
+	recs, err := s.store.History(ctx, shadowID)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("history: %w: %s", domain.ErrShadowNotFound, shadowID)
+	}
+	out := []HistoryEvent{}
+	for _, rec := range recs {
+		evs, err := HistoryOf(rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+	}
+	return out, nil
+}
+
+// HistoryOf turns one record into history events.
+func HistoryOf(rec *eventstore.Record) ([]HistoryEvent, error) {
+	ev, err := rec.Events()
+	if err != nil {
+		return nil, err
+	}
+	reqID, _ := rec.RequestID()
+	out := make([]HistoryEvent, 0, len(ev))
+	for _, e := range ev {
+		out = append(out, HistoryEvent{Seq: rec.Seq, Time: e.EventTime(), Type: e.EventType(), Resource: rec.Resource,
+			ShadowID: rec.ShadowID, OperationID: domain.EventOperationID(e), RequestID: reqID, Event: e})
+	}
+	return out, nil
+}
+
+func (s *Service) queryHistory(ctx context.Context, data []byte) (any, error) {
+	q, err := Decode[HistoryQuery](data)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := s.History(ctx, q.ShadowID)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"events": ev}, nil
+}

@@ -1,0 +1,481 @@
+// Package service is shadowbridge's command and query service: it loads a shadow, lets the domain
+// decide, reserves identifiers and appends the decision, retrying on conflicts, and serves all of it
+// as the NATS micro service `shadowbridge`. It holds no in-process locks: every instance against
+// one NATS coordinates through JetStream (expected sequences, KV revisions).
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+)
+
+// Store is what the service needs of the event store.
+type Store interface {
+	Append(ctx context.Context, c eventstore.Commit) (eventstore.AppendResult, error)
+	Load(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error)
+	LoadByID(ctx context.Context, shadowID string) (domain.Shadow, uint64, error)
+	History(ctx context.Context, shadowID string) ([]*eventstore.Record, error)
+	RecordAt(ctx context.Context, seq uint64) (*eventstore.Record, error)
+	Claim(ctx context.Context, c domain.Claim, shadowID string, stale func(context.Context, string, time.Time) (bool, error)) error
+	Release(ctx context.Context, c domain.Claim, shadowID string) error
+	Owner(ctx context.Context, c domain.Claim) (string, error)
+	PutOperation(ctx context.Context, operationID, resource, shadowID string) error
+	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
+	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
+	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
+}
+
+var _ Store = (*eventstore.Store)(nil)
+
+// Pending lists the shadows with unfinished operations (the projection's pending index).
+type Pending interface {
+	Pending(ctx context.Context, resource string) ([]domain.ShadowData, error)
+}
+
+// Service executes commands. Safe for concurrent use.
+type Service struct {
+	store   Store
+	pending Pending
+	catalog domain.Catalog
+	log     *slog.Logger
+	now     func() time.Time
+	// staleAfter is how old an identifier claim must be before a claim whose owner never stored
+	// its decision may be taken over (a crash between claim and append).
+	staleAfter time.Duration
+}
+
+// New returns a service over the given resources.
+func New(store Store, pending Pending, catalog domain.Catalog, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{store: store, pending: pending, catalog: catalog, log: log.WithGroup("service"),
+		now: func() time.Time { return time.Now().UTC() }, staleAfter: 30 * time.Second}
+}
+
+// Catalog returns the configured resources.
+func (s *Service) Catalog() domain.Catalog { return s.catalog }
+
+// NewID returns a random UUID v4, the form of shadow and operation ids.
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// Outcome is what a command did.
+type Outcome struct {
+	Shadow    domain.Shadow
+	Events    []domain.Event
+	Seq       uint64
+	Duplicate bool // the request id was already stored; Seq is the original commit
+}
+
+const maxAttempts = 64
+
+// Update loads the shadow, asks fn for the events to record, reserves the identifiers the new state
+// needs, indexes new operations and appends the decision; on a concurrent update it starts over
+// with the fresh state. fn may return no events (nothing to do). fn must be pure: it can run
+// several times.
+func (s *Service) Update(ctx context.Context, resource, shadowID, requestID string, fn func(domain.Shadow) ([]domain.Event, error)) (Outcome, error) {
+	for range maxAttempts {
+		st, seq, err := s.store.Load(ctx, resource, shadowID)
+		if err != nil {
+			return Outcome{}, err
+		}
+		events, err := fn(st)
+		if err != nil || len(events) == 0 {
+			return Outcome{Shadow: st, Seq: seq}, err
+		}
+		next := domain.Fold(st, events)
+		claimed, err := s.claim(ctx, st, next)
+		if err != nil {
+			return Outcome{}, err
+		}
+		for _, p := range next.Data().PendingOperations {
+			if _, old := st.Operation(p.ID); !old {
+				if err := s.store.PutOperation(ctx, p.ID, resource, shadowID); err != nil {
+					s.release(ctx, shadowID, claimed)
+					return Outcome{}, err
+				}
+			}
+		}
+		res, err := s.store.Append(ctx, eventstore.Commit{Resource: resource, ShadowID: shadowID, ExpectedSeq: seq,
+			Events: events, State: next, RequestID: requestID})
+		if errors.Is(err, eventstore.ErrConflict) {
+			s.release(ctx, shadowID, claimed)
+			continue
+		}
+		if err != nil {
+			s.release(ctx, shadowID, claimed)
+			return Outcome{}, err
+		}
+		if res.Duplicate {
+			s.release(ctx, shadowID, claimed)
+			return Outcome{Seq: res.Seq, Duplicate: true}, nil
+		}
+		s.release(ctx, shadowID, minus(st.Claims(), next.Claims()))
+		return Outcome{Shadow: next, Events: events, Seq: res.Seq}, nil
+	}
+	return Outcome{}, fmt.Errorf("%w: shadow %s: gave up after %d concurrent updates", eventstore.ErrConflict, shadowID, maxAttempts)
+}
+
+func minus(a, b []domain.Claim) []domain.Claim {
+	var out []domain.Claim
+	for _, c := range a {
+		if !slices.Contains(b, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// claim reserves the identifiers next holds and st does not, returning them.
+func (s *Service) claim(ctx context.Context, st, next domain.Shadow) ([]domain.Claim, error) {
+	var done []domain.Claim
+	for _, c := range minus(next.Claims(), st.Claims()) {
+		if err := s.store.Claim(ctx, c, next.ID(), s.isStale(c)); err != nil {
+			s.release(ctx, next.ID(), done)
+			return nil, err
+		}
+		done = append(done, c)
+	}
+	return done, nil
+}
+
+// isStale decides whether another shadow's claim may be taken over: its owner is dead, or it
+// does not hold the identifier (a claim left by a crash or a failed append) and is old enough
+// that no decision can still be on its way.
+func (s *Service) isStale(c domain.Claim) func(context.Context, string, time.Time) (bool, error) {
+	return func(ctx context.Context, owner string, claimedAt time.Time) (bool, error) {
+		st, _, err := s.store.LoadByID(ctx, owner)
+		if err != nil {
+			return false, err
+		}
+		if st.Created() && st.Dead() {
+			return true, nil
+		}
+		if st.Created() && slices.Contains(st.Claims(), domain.Claim{Kind: c.Kind, Resource: st.Resource(), ObjectClass: st.ObjectClass(), Attribute: c.Attribute, Value: c.Value}) {
+			return false, nil
+		}
+		return s.now().Sub(claimedAt) > s.staleAfter, nil
+	}
+}
+
+func (s *Service) release(ctx context.Context, shadowID string, claims []domain.Claim) {
+	for _, c := range claims {
+		if err := s.store.Release(ctx, c, shadowID); err != nil {
+			// Not fatal: a claim its owner no longer holds is taken over once it is stale.
+			s.log.Warn("identifier not released", "shadow", shadowID, "attribute", c.Attribute, "err", err)
+		}
+	}
+}
+
+// Reply is the answer to add, modify, delete and confirm.
+type Reply struct {
+	ShadowID        string                 `json:"shadowId"`
+	OperationID     string                 `json:"operationId"`
+	ExecutionStatus domain.ExecutionStatus `json:"executionStatus"`
+	ResultStatus    domain.ResultStatus    `json:"resultStatus"`
+}
+
+func replyFor(st domain.Shadow, opID string) Reply {
+	r := Reply{ShadowID: st.ID(), OperationID: opID}
+	if p, ok := st.Operation(opID); ok {
+		r.ExecutionStatus, r.ResultStatus = p.ExecutionStatus, p.ResultStatus
+	}
+	return r
+}
+
+// Request is a provisioning request (add, modify or delete) after decoding.
+type Request struct {
+	Verb     string
+	Resource string
+	// ShadowID of the target shadow; for add, empty (a new one is made).
+	ShadowID  string
+	RequestID string
+	// Fingerprint identifies the request's content for request-id reuse checks.
+	Fingerprint string
+	ObjectClass string
+	Attributes  domain.Attributes
+	Assigned    bool
+	Changes     domain.Changes
+}
+
+// ErrRequestIDReused: the request id was used before for a different request.
+var ErrRequestIDReused = &domain.Error{Category: domain.CategoryConflict, Message: "requestId already used for a different request"}
+
+// Provision runs an add, modify or delete. With a request id it is idempotent: the same request id
+// and content always yield the first reply and one set of events, even after the dedup window.
+func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
+	res, err := s.catalog.Lookup(req.Resource)
+	if err != nil {
+		return Reply{}, fmt.Errorf("%s: %w", req.Verb, err)
+	}
+	if req.RequestID != "" {
+		rec, err := s.store.GetRequest(ctx, req.Resource, req.RequestID)
+		if err != nil {
+			return Reply{}, err
+		}
+		if rec != nil {
+			return s.replay(rec, req)
+		}
+	}
+	opID := NewID()
+	shadowID := req.ShadowID
+	var cmd domain.Command
+	switch req.Verb {
+	case "add":
+		shadowID = NewID()
+		cmd = domain.Add{Resource: res, ShadowID: shadowID, OperationID: opID, RequestID: req.RequestID,
+			ObjectClass: req.ObjectClass, Attributes: req.Attributes, Assigned: req.Assigned}
+	case "modify":
+		cmd = domain.Modify{Resource: res, OperationID: opID, RequestID: req.RequestID, Changes: req.Changes}
+	case "delete":
+		cmd = domain.Delete{Resource: res, OperationID: opID, RequestID: req.RequestID}
+	default:
+		return Reply{}, fmt.Errorf("%w: unknown verb %q", domain.ErrInvalidCommand, req.Verb)
+	}
+	now := s.now()
+	out, err := s.Update(ctx, req.Resource, shadowID, req.RequestID, func(st domain.Shadow) ([]domain.Event, error) {
+		return domain.Decide(st, cmd, now)
+	})
+	if err != nil {
+		return Reply{}, err
+	}
+	var reply Reply
+	if out.Duplicate {
+		if reply, err = s.replyFromCommit(ctx, out.Seq); err != nil {
+			return Reply{}, err
+		}
+	} else {
+		reply = replyFor(out.Shadow, opID)
+	}
+	if req.RequestID != "" {
+		b, _ := json.Marshal(reply)
+		if err := s.store.PutRequest(ctx, req.Resource, req.RequestID, eventstore.RequestRecord{Fingerprint: req.Fingerprint, Reply: b, Seq: out.Seq}); err != nil {
+			s.log.Warn("request record not stored; the dedup window still covers retries", "requestId", req.RequestID, "err", err)
+		}
+		if out.Duplicate {
+			// Recorded now; answer as any later retry will be answered.
+			rec, err := s.store.GetRequest(ctx, req.Resource, req.RequestID)
+			if err == nil && rec != nil {
+				return s.replay(rec, req)
+			}
+		}
+	}
+	return reply, nil
+}
+
+func (s *Service) replay(rec *eventstore.RequestRecord, req Request) (Reply, error) {
+	if rec.Fingerprint != "" && req.Fingerprint != "" && rec.Fingerprint != req.Fingerprint {
+		return Reply{}, fmt.Errorf("%s: %w: %q", req.Verb, ErrRequestIDReused, req.RequestID)
+	}
+	var r Reply
+	if err := json.Unmarshal(rec.Reply, &r); err != nil {
+		return Reply{}, fmt.Errorf("%w: request record: %w", eventstore.ErrCorrupt, err)
+	}
+	return r, nil
+}
+
+// replyFromCommit rebuilds the reply of a stored commit (a retry that hit JetStream's dedup before
+// the request record was written).
+func (s *Service) replyFromCommit(ctx context.Context, seq uint64) (Reply, error) {
+	rec, err := s.store.RecordAt(ctx, seq)
+	if err != nil {
+		return Reply{}, err
+	}
+	ev, err := rec.Events()
+	if err != nil {
+		return Reply{}, err
+	}
+	st, err := rec.State()
+	if err != nil {
+		return Reply{}, err
+	}
+	for _, e := range ev {
+		switch e.(type) {
+		case domain.AddRequested, domain.ModifyRequested, domain.DeleteRequested:
+			return replyFor(st, domain.EventOperationID(e)), nil
+		}
+	}
+	return Reply{ShadowID: st.ID()}, nil
+}
+
+// Fingerprint returns a stable digest of a decoded request body.
+func Fingerprint(v any) string {
+	b, _ := json.Marshal(v)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:16])
+}
+
+// ConfirmRequest is the target system's answer to an operation.
+type ConfirmRequest struct {
+	Resource           string
+	OperationID        string
+	Result             domain.ResultStatus
+	Message            string
+	PrimaryIdentifiers domain.Attributes
+}
+
+// Confirm records the target system's answer. A confirmation of an already completed operation
+// returns an error matching domain.ErrOperationFinished, which confirmation receivers treat as
+// "already done".
+func (s *Service) Confirm(ctx context.Context, c ConfirmRequest) (Reply, error) {
+	res, err := s.catalog.Lookup(c.Resource)
+	if err != nil {
+		return Reply{}, fmt.Errorf("confirm: %w", err)
+	}
+	r, shadowID, ok, err := s.store.LookupOperation(ctx, c.OperationID)
+	if err != nil {
+		return Reply{}, err
+	}
+	if !ok || r != c.Resource {
+		return Reply{}, fmt.Errorf("confirm: %w: %q on resource %q", domain.ErrOperationNotFound, c.OperationID, c.Resource)
+	}
+	now := s.now()
+	out, err := s.Update(ctx, c.Resource, shadowID, "", func(st domain.Shadow) ([]domain.Event, error) {
+		return domain.Decide(st, domain.Confirm{Resource: res, OperationID: c.OperationID, Result: c.Result,
+			Message: c.Message, PrimaryIdentifiers: c.PrimaryIdentifiers}, now)
+	})
+	if err != nil {
+		return Reply{}, err
+	}
+	return replyFor(out.Shadow, c.OperationID), nil
+}
+
+// Delivered records that the transport accepted an attempt (used by the dispatcher).
+func (s *Service) Delivered(ctx context.Context, resource, shadowID, operationID string, attempt int, reference string) error {
+	return s.record(ctx, resource, shadowID, func(res domain.Resource) domain.Command {
+		return domain.RecordDelivery{Resource: res, OperationID: operationID, Attempt: attempt, Reference: reference}
+	})
+}
+
+// Failed records a failed attempt (used by the dispatcher).
+func (s *Service) Failed(ctx context.Context, resource, shadowID, operationID string, attempt int, category domain.Category, message string) error {
+	return s.record(ctx, resource, shadowID, func(res domain.Resource) domain.Command {
+		return domain.RecordFailure{Resource: res, OperationID: operationID, Attempt: attempt,
+			Error: domain.OperationError{Category: category, Message: message}}
+	})
+}
+
+func (s *Service) record(ctx context.Context, resource, shadowID string, mk func(domain.Resource) domain.Command) error {
+	res, err := s.catalog.Lookup(resource)
+	if err != nil {
+		return err
+	}
+	cmd := mk(res)
+	now := s.now()
+	_, err = s.Update(ctx, resource, shadowID, "", func(st domain.Shadow) ([]domain.Event, error) {
+		return domain.Decide(st, cmd, now)
+	})
+	return err
+}
+
+// Refresh refreshes one shadow, or every shadow of the resource with unfinished operations when
+// shadowID is empty, and returns how many shadows changed.
+func (s *Service) Refresh(ctx context.Context, resource, shadowID string, force bool) (int, error) {
+	res, err := s.catalog.Lookup(resource)
+	if err != nil {
+		return 0, fmt.Errorf("refresh: %w", err)
+	}
+	ids := []string{shadowID}
+	if shadowID == "" {
+		if s.pending == nil {
+			return 0, errors.New("refresh: no pending index configured")
+		}
+		list, err := s.pending.Pending(ctx, resource)
+		if err != nil {
+			return 0, err
+		}
+		ids = ids[:0]
+		for _, d := range list {
+			ids = append(ids, d.ShadowID)
+		}
+	}
+	n := 0
+	now := s.now()
+	for _, id := range ids {
+		out, err := s.Update(ctx, resource, id, "", func(st domain.Shadow) ([]domain.Event, error) {
+			return domain.Decide(st, domain.Refresh{Resource: res, ForceRetry: force}, now)
+		})
+		if err != nil {
+			if shadowID == "" && errors.Is(err, domain.CategoryNotFound) {
+				continue
+			}
+			return n, err
+		}
+		if len(out.Events) > 0 {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Resolve finds the live shadow holding an identifier: {attribute: [value]} naming the secondary or
+// primary identifier of one of the resource's object classes (objectClass narrows the search).
+func (s *Service) Resolve(ctx context.Context, resource, objectClass string, ids domain.Attributes) (string, error) {
+	res, err := s.catalog.Lookup(resource)
+	if err != nil {
+		return "", err
+	}
+	if len(ids) != 1 {
+		return "", fmt.Errorf("%w: identifiers must name exactly one attribute", domain.ErrInvalidCommand)
+	}
+	var attr string
+	var vals []any
+	for a, v := range ids {
+		attr, vals = a, v
+	}
+	if len(vals) != 1 {
+		return "", fmt.Errorf("%w: identifier %q needs exactly one value", domain.ErrInvalidCommand, attr)
+	}
+	v, err := domain.NormalizeValue(vals[0])
+	if err != nil {
+		return "", err
+	}
+	for _, oc := range objectClasses(res, objectClass) {
+		kind := domain.SecondaryIdentifier
+		switch attr {
+		case oc.SecondaryIdentifier:
+		case oc.PrimaryIdentifier:
+			kind = domain.PrimaryIdentifier
+		default:
+			continue
+		}
+		owner, err := s.store.Owner(ctx, domain.Claim{Kind: kind, Resource: resource, ObjectClass: oc.Name, Attribute: attr, Value: v})
+		if err != nil {
+			return "", err
+		}
+		if owner != "" {
+			return owner, nil
+		}
+	}
+	return "", fmt.Errorf("%w: no live shadow of resource %q with %s=%v", domain.ErrShadowNotFound, resource, attr, v)
+}
+
+func objectClasses(res domain.Resource, name string) []domain.ObjectClass {
+	if name != "" {
+		if oc, ok := res.ObjectClass(name); ok {
+			return []domain.ObjectClass{oc}
+		}
+		return nil
+	}
+	return res.ObjectClasses()
+}

@@ -1,0 +1,110 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/domain"
+)
+
+// PendingIndex is an in-memory index of the shadows with unfinished operations, kept current by
+// watching the shadow bucket. Each service instance runs its own. Safe for concurrent use.
+type PendingIndex struct {
+	kv  jetstream.KeyValue
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	pending map[string]domain.ShadowData // key -> shadow, only while it has unfinished work
+	ready   chan struct{}
+	err     error
+}
+
+// NewPendingIndex starts watching the bucket; Pending waits until the initial values are loaded.
+func NewPendingIndex(ctx context.Context, kv jetstream.KeyValue, log *slog.Logger) (*PendingIndex, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("projections: watch %s: %w", kv.Bucket(), err)
+	}
+	ix := &PendingIndex{kv: kv, log: log.WithGroup("pending"), pending: map[string]domain.ShadowData{}, ready: make(chan struct{})}
+	go ix.run(ctx, w)
+	return ix, nil
+}
+
+func (ix *PendingIndex) run(ctx context.Context, w jetstream.KeyWatcher) {
+	defer func() { _ = w.Stop() }()
+	readyOnce := sync.OnceFunc(func() { close(ix.ready) })
+	defer readyOnce()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				readyOnce()
+				continue
+			}
+			ix.apply(e)
+		}
+	}
+}
+
+func (ix *PendingIndex) apply(e jetstream.KeyValueEntry) {
+	key := e.Key()
+	if e.Operation() != jetstream.KeyValuePut {
+		ix.mu.Lock()
+		delete(ix.pending, key)
+		ix.mu.Unlock()
+		return
+	}
+	var d domain.ShadowData
+	if err := json.Unmarshal(e.Value(), &d); err != nil {
+		ix.log.Error("undecodable shadow in projection", "key", key, "err", err)
+		return
+	}
+	has := slices.ContainsFunc(d.PendingOperations, func(p domain.PendingOperation) bool { return !p.Completed() })
+	ix.mu.Lock()
+	if has {
+		ix.pending[key] = d
+	} else {
+		delete(ix.pending, key)
+	}
+	ix.mu.Unlock()
+}
+
+// Pending returns the shadows with unfinished operations, of one resource or of all ("").
+// The order is by resource, then shadow id.
+func (ix *PendingIndex) Pending(ctx context.Context, resource string) ([]domain.ShadowData, error) {
+	select {
+	case <-ix.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("projections: pending index still loading: %w", ctx.Err())
+	}
+	ix.mu.RLock()
+	out := make([]domain.ShadowData, 0, len(ix.pending))
+	for k, d := range ix.pending {
+		if resource == "" || strings.HasPrefix(k, resource+".") {
+			out = append(out, d)
+		}
+	}
+	ix.mu.RUnlock()
+	slices.SortFunc(out, func(a, b domain.ShadowData) int {
+		if c := strings.Compare(a.Resource, b.Resource); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ShadowID, b.ShadowID)
+	})
+	return out, nil
+}

@@ -1,0 +1,243 @@
+// Package projections builds shadowbridge's read models from the event log: the shadow projection
+// in KV PROV_SHADOWS (the JSON of CONTRACT.md, watched by dashboards) and the pending-operations
+// index behind prov.query.pending. Every write is guarded by the shadow's version and the KV
+// revision, so the projection is idempotent under redelivery, safe with several projector
+// instances, and rebuildable from the stream at any time.
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+)
+
+// Source is what the projections read from the event log.
+type Source interface {
+	Subscribe(ctx context.Context, name string, o eventstore.SubscribeOptions, fn func(context.Context, []*eventstore.Record) error) error
+	Replay(ctx context.Context, from uint64, fn func(*eventstore.Record) error) (uint64, error)
+}
+
+// Config names the projection's resources.
+type Config struct {
+	Bucket   string // "PROV_SHADOWS"
+	Durable  string // "PROV_PROJECTOR"
+	Replicas int
+	Memory   bool
+	// Writers bounds the concurrent KV writes of one batch (default 32).
+	Writers int
+}
+
+// DefaultConfig returns the contract's names.
+func DefaultConfig() Config {
+	return Config{Bucket: "PROV_SHADOWS", Durable: "PROV_PROJECTOR", Replicas: 1, Writers: 32}
+}
+
+// Projector keeps KV PROV_SHADOWS equal to the last state of every shadow in the log.
+// Run it in one or more processes; it is safe for concurrent use.
+type Projector struct {
+	cfg Config
+	src Source
+	kv  jetstream.KeyValue
+	log *slog.Logger
+
+	mu    sync.Mutex
+	known map[string]kvVersion // key -> what this projector last saw in the bucket
+}
+
+type kvVersion struct {
+	revision uint64
+	version  int64
+}
+
+// OpenBucket creates or updates the shadow bucket (idempotent).
+func OpenBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.KeyValue, error) {
+	storage := jetstream.FileStorage
+	if cfg.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "shadowbridge shadow projection (JSON per CONTRACT.md); key <resource>.<shadowId>",
+		History:     1,
+		Storage:     storage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("projections: bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// NewProjector opens the bucket and returns a projector reading from src.
+func NewProjector(ctx context.Context, js jetstream.JetStream, src Source, cfg Config, log *slog.Logger) (*Projector, error) {
+	if cfg.Writers <= 0 {
+		cfg.Writers = 32
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	kv, err := OpenBucket(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Projector{cfg: cfg, src: src, kv: kv, log: log.WithGroup("projector"), known: map[string]kvVersion{}}, nil
+}
+
+// Key returns the projection key of a shadow.
+func Key(resource, shadowID string) string { return resource + "." + shadowID }
+
+// Run follows the log through the durable consumer until ctx ends. Records already projected
+// (after a crash between projection and acknowledgement) are skipped by version.
+func (p *Projector) Run(ctx context.Context) error {
+	return p.src.Subscribe(ctx, p.cfg.Durable, eventstore.SubscribeOptions{Batch: 512, Logger: p.log}, p.Apply)
+}
+
+// Apply projects a batch of records: the last state of each shadow in the batch is written.
+func (p *Projector) Apply(ctx context.Context, recs []*eventstore.Record) error {
+	last := make(map[string]*eventstore.Record, len(recs))
+	for _, r := range recs {
+		if r.ShadowID == "" {
+			continue
+		}
+		k := Key(r.Resource, r.ShadowID)
+		if prev, ok := last[k]; !ok || r.Seq > prev.Seq {
+			last[k] = r
+		}
+	}
+	states := make(map[string]domain.ShadowData, len(last))
+	for k, r := range last {
+		st, err := r.State()
+		if err != nil {
+			// A record this build cannot read must not stop the projection of everything else.
+			p.log.Error("record skipped", "seq", r.Seq, "subject", r.Subject, "err", err)
+			continue
+		}
+		states[k] = st.Data()
+	}
+	return p.writeAll(ctx, states)
+}
+
+func (p *Projector) writeAll(ctx context.Context, states map[string]domain.ShadowData) error {
+	sem := make(chan struct{}, p.cfg.Writers)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for k, d := range states {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := p.write(ctx, k, d); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// write stores d under key unless the bucket already holds that version or a newer one.
+func (p *Projector) write(ctx context.Context, key string, d domain.ShadowData) error {
+	val, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("projections: encode %s: %w", key, err)
+	}
+	p.mu.Lock()
+	kn, cached := p.known[key]
+	p.mu.Unlock()
+	for range 32 {
+		if !cached {
+			e, err := p.kv.Get(ctx, key)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+				kn = kvVersion{}
+			case err != nil:
+				return fmt.Errorf("projections: read %s: %w", key, err)
+			default:
+				var v struct {
+					Version int64 `json:"version"`
+				}
+				_ = json.Unmarshal(e.Value(), &v)
+				kn = kvVersion{revision: e.Revision(), version: v.Version}
+			}
+		}
+		if kn.revision != 0 && kn.version >= d.Version {
+			return nil
+		}
+		var rev uint64
+		if kn.revision == 0 {
+			rev, err = p.kv.Create(ctx, key, val)
+		} else {
+			rev, err = p.kv.Update(ctx, key, val, kn.revision)
+		}
+		if err == nil {
+			p.mu.Lock()
+			p.known[key] = kvVersion{revision: rev, version: d.Version}
+			p.mu.Unlock()
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("projections: write %s: %w", key, err)
+		}
+		cached = false // someone else wrote it: look again
+	}
+	return fmt.Errorf("projections: write %s: too much contention", key)
+}
+
+// Progress reports a rebuild's progress.
+type Progress struct {
+	Events  uint64 // records read so far
+	Last    uint64 // the stream sequence the rebuild reads up to
+	Shadows int
+	Phase   string // "replay" or "write"
+}
+
+// Rebuild replays the whole log and writes the last state of every shadow. It may run while the
+// projector runs: both write only newer versions. progress (may be nil) is called now and then.
+func (p *Projector) Rebuild(ctx context.Context, progress func(Progress)) (Progress, error) {
+	last := map[string]*eventstore.Record{}
+	var n uint64
+	var pr Progress
+	upto, err := p.src.Replay(ctx, 1, func(r *eventstore.Record) error {
+		n++
+		if r.ShadowID != "" {
+			last[Key(r.Resource, r.ShadowID)] = r
+		}
+		if progress != nil && n%10000 == 0 {
+			progress(Progress{Events: n, Shadows: len(last), Phase: "replay"})
+		}
+		return nil
+	})
+	if err != nil {
+		return pr, err
+	}
+	pr = Progress{Events: n, Last: upto, Shadows: len(last), Phase: "write"}
+	if progress != nil {
+		progress(pr)
+	}
+	states := make(map[string]domain.ShadowData, len(last))
+	for k, r := range last {
+		st, err := r.State()
+		if err != nil {
+			p.log.Error("record skipped", "seq", r.Seq, "subject", r.Subject, "err", err)
+			continue
+		}
+		states[k] = st.Data()
+	}
+	p.mu.Lock()
+	p.known = map[string]kvVersion{} // trust the bucket, not the cache, after a rebuild
+	p.mu.Unlock()
+	if err := p.writeAll(ctx, states); err != nil {
+		return pr, err
+	}
+	return pr, nil
+}

@@ -16,17 +16,17 @@ const (
 
 // simplifiedRequest is midPoint's simplifiedJson request, field order included.
 type simplifiedRequest struct {
-	Operation            domain.ChangeType            `json:"operation"`
-	ObjectClass          string                       `json:"objectClass"`
-	Attributes           map[string][]any             `json:"attributes,omitempty"`
-	PrimaryIdentifiers   *map[string][]any            `json:"primaryIdentifiers,omitempty"`
-	SecondaryIdentifiers *map[string][]any            `json:"secondaryIdentifiers,omitempty"`
+	Operation            domain.ChangeType           `json:"operation"`
+	ObjectClass          string                      `json:"objectClass"`
+	Attributes           map[string][]any            `json:"attributes,omitempty"`
+	PrimaryIdentifiers   *map[string][]any           `json:"primaryIdentifiers,omitempty"`
+	SecondaryIdentifiers *map[string][]any           `json:"secondaryIdentifiers,omitempty"`
 	Changes              map[string]simplifiedChange `json:"changes,omitempty"`
 }
 
 type simplifiedChange struct {
-	Add     []any `json:"add,omitempty"`
-	Delete  []any `json:"delete,omitempty"`
+	Add     []any  `json:"add,omitempty"`
+	Delete  []any  `json:"delete,omitempty"`
 	Replace *[]any `json:"replace,omitempty"` // present and empty: remove every value
 }
 

@@ -325,4 +325,3 @@ func (d ShadowData) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(p)
 }
-

@@ -26,6 +26,8 @@ type Options struct {
 	// NoDispatcher and NoSample leave those parts out (for tests that drive them by hand).
 	NoDispatcher bool
 	NoSample     bool
+	// NoProjector runs without the projector (a service killed between append and projection).
+	NoProjector bool
 }
 
 // App is a running shadowbridge.
@@ -84,7 +86,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	if a.Micro, err = a.Service.Serve(runCtx, nc, service.ServeOptions{Prefix: cfg.Prefix}); err != nil {
 		return fail(err)
 	}
-	a.goRun("projector", proj.Run)
+	if !o.NoProjector {
+		a.goRun("projector", proj.Run)
+	}
 
 	needSample := false
 	for _, r := range cfg.Resources {

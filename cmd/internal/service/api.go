@@ -153,7 +153,8 @@ func fieldNames(v any) []string {
 	case AddBody:
 		return []string{"requestId", "objectClass", "attributes", "assigned"}
 	case ModifyBody:
-		return []string{"requestId", "shadowId", "objectClass", "identifiers", "changes"}
+		// Unknown fields inside a change are reported by name only, so suggest those too.
+		return []string{"requestId", "shadowId", "objectClass", "identifiers", "changes", "add", "delete", "replace"}
 	case DeleteBody:
 		return []string{"requestId", "shadowId", "objectClass", "identifiers"}
 	case RefreshBody:

@@ -342,6 +342,9 @@ func (s *Service) Confirm(ctx context.Context, c ConfirmRequest) (Reply, error) 
 	if err != nil {
 		return Reply{}, fmt.Errorf("confirm: %w", err)
 	}
+	if !c.Result.Final() {
+		return Reply{}, fmt.Errorf("confirm: %w: %q (want success, warning, partial_error, fatal_error, handled_error or not_applicable)", domain.ErrInvalidResult, c.Result)
+	}
 	r, shadowID, ok, err := s.store.LookupOperation(ctx, c.OperationID)
 	if err != nil {
 		return Reply{}, err

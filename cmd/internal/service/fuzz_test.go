@@ -1,0 +1,56 @@
+package service
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"shadowbridge/domain"
+)
+
+// FuzzDecodeCommands feeds arbitrary bytes to every command decoder: they must never panic, every
+// refusal must be a categorized domain error, and whatever they accept must convert to domain
+// values or be refused with one.
+func FuzzDecodeCommands(f *testing.F) {
+	for _, s := range []string{
+		`{"objectClass":"AccountObjectClass","attributes":{"login":["jack"],"shoeSize":[42],"ratio":[1.5],"on":[true]}}`,
+		`{"shadowId":"00000000-0000-4000-8000-000000000000","changes":{"a":{"add":["b"],"replace":[]}}}`,
+		`{"identifiers":{"login":["jack"]}}`, `{"operationId":"x","resultStatus":"success","primaryIdentifiers":{"uid":[1]}}`,
+		`{"atributes":{}}`, `[]`, `{"attributes":{"x":[{"y":1}]}}`, `{"attributes":{"x":[1e400]}}`, "\xff", ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		check := func(err error) {
+			if err != nil && !errors.Is(err, domain.CategorySchema) {
+				t.Fatalf("uncategorized error %v for %q", err, data)
+			}
+		}
+		if b, err := Decode[AddBody](data); err == nil {
+			attrs, err := AttributesFrom(b.Attributes)
+			check(err)
+			for _, vs := range attrs {
+				for _, v := range vs {
+					if _, err := domain.NormalizeValue(v); err != nil {
+						t.Fatalf("accepted a value the domain refuses: %#v", v)
+					}
+				}
+			}
+			if _, err := json.Marshal(attrs); err != nil {
+				t.Fatalf("accepted attributes do not re-encode: %v", err)
+			}
+		} else {
+			check(err)
+		}
+		if b, err := Decode[ModifyBody](data); err == nil {
+			_, err = ChangesFrom(b.Changes)
+			check(err)
+		} else {
+			check(err)
+		}
+		_, err := Decode[ConfirmBody](data)
+		check(err)
+		_, err = Decode[DeleteBody](data)
+		check(err)
+	})
+}

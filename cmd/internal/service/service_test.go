@@ -1,0 +1,475 @@
+package service_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/cmd/internal/app"
+	"shadowbridge/cmd/internal/service"
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+	"shadowbridge/eventstore/natstest"
+)
+
+type env struct {
+	srv *natstest.Server
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	app *app.App
+}
+
+func start(t *testing.T, o app.Options) *env {
+	t.Helper()
+	return startOn(t, natstest.Start(t), o)
+}
+
+func startOn(t *testing.T, srv *natstest.Server, o app.Options) *env {
+	t.Helper()
+	nc := srv.Connect(t)
+	a, err := app.Start(t.Context(), nc, app.DefaultConfig(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	js, _ := jetstream.New(nc)
+	return &env{srv: srv, nc: nc, js: js, app: a}
+}
+
+func (e *env) request(t *testing.T, subject string, data []byte) (map[string]any, string, string) {
+	t.Helper()
+	m, err := e.nc.Request(subject, data, 10*time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", subject, err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(m.Data, &out); err != nil {
+		t.Fatalf("%s: reply is not JSON: %q", subject, m.Data)
+	}
+	return out, m.Header.Get("Nats-Service-Error-Code"), m.Header.Get("Nats-Service-Error")
+}
+
+func (e *env) ok(t *testing.T, subject string, body any) map[string]any {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	out, code, msg := e.request(t, subject, b)
+	if code != "" {
+		t.Fatalf("%s: %s %s", subject, code, msg)
+	}
+	return out
+}
+
+func (e *env) streamMsgs(t *testing.T) uint64 {
+	t.Helper()
+	s, err := e.js.Stream(t.Context(), "PROV_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func addBody(login string) map[string]any {
+	return map[string]any{"objectClass": "AccountObjectClass", "attributes": map[string]any{"login": []any{login}}}
+}
+
+func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
+	e := start(t, app.Options{NoDispatcher: true, NoSample: true})
+	live := e.ok(t, "prov.cmd.demo.add", addBody("jack"))["shadowId"].(string)
+	before := e.streamMsgs(t)
+	huge := `{"objectClass":"AccountObjectClass","attributes":{"login":["` + strings.Repeat("x", 1<<20) + `"]}}`
+	tests := []struct {
+		name, subject, body, code, want string
+	}{
+		{"malformed json", "prov.cmd.demo.add", `{"objectClass":`, "400", "malformed JSON"},
+		{"not an object", "prov.cmd.demo.add", `[1,2]`, "400", "expected a JSON object"},
+		{"trailing data", "prov.cmd.demo.add", `{} {}`, "400", "unexpected data"},
+		{"wrong type", "prov.cmd.demo.add", `{"objectClass":42,"attributes":{"login":["a"]}}`, "400", `field "objectClass": expected a string`},
+		{"scalar instead of list", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":"a"}}`, "400", "expected an array"},
+		{"typo", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","atributes":{"login":["a"]}}`, "400", `did you mean "attributes"`},
+		{"unknown field", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","colour":1}`, "400", "known: requestId"},
+		{"oversized", "prov.cmd.demo.add", huge, "400", "the limit is 1048576"},
+		{"not utf-8", "prov.cmd.demo.add", "{\"objectClass\":\"\xff\xfe\"}", "400", "UTF-8"},
+		{"nested value", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":["a"],"x":[{"a":1}]}}`, "400", "strings, numbers or booleans"},
+		{"null value", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":["a"],"x":[null]}}`, "400", "null"},
+		{"no attributes", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass"}`, "400", "no attributes"},
+		{"missing login", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"fullName":["x"]}}`, "400", "missing secondary identifier"},
+		{"unknown class", "prov.cmd.demo.add", `{"objectClass":"Group","attributes":{"login":["x"]}}`, "400", "unknown object class"},
+		{"login taken", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":["jack"]}}`, "409", live},
+		{"unknown resource", "prov.cmd.nope.add", `{}`, "404", `"nope" is not configured`},
+		{"unknown verb", "prov.cmd.demo.rename", `{}`, "404", "unknown command"},
+		{"too many tokens", "prov.cmd.demo.add.x", `{}`, "400", "want prov.cmd.<resource>"},
+		{"unknown query", "prov.query.everything", `{}`, "404", "unknown query"},
+		{"modify without target", "prov.cmd.demo.modify", `{"changes":{"a":{"add":["b"]}}}`, "400", "shadowId or identifiers is required"},
+		{"modify bad id", "prov.cmd.demo.modify", `{"shadowId":"42","changes":{"a":{"add":["b"]}}}`, "400", "not a UUID"},
+		{"modify unknown shadow", "prov.cmd.demo.modify", `{"shadowId":"00000000-0000-4000-8000-000000000000","changes":{"a":{"add":["b"]}}}`, "404", "shadow not found"},
+		{"modify unknown identifier", "prov.cmd.demo.modify", `{"identifiers":{"login":["nobody"]},"changes":{"a":{"add":["b"]}}}`, "404", "no live shadow"},
+		{"modify empty changes", "prov.cmd.demo.modify", `{"shadowId":"` + live + `","changes":{}}`, "400", "empty changes"},
+		{"modify both targets", "prov.cmd.demo.modify", `{"shadowId":"` + live + `","identifiers":{"login":["jack"]},"changes":{"a":{"add":["b"]}}}`, "400", "not both"},
+		{"modify change typo", "prov.cmd.demo.modify", `{"shadowId":"` + live + `","changes":{"a":{"replce":["b"]}}}`, "400", `did you mean "replace"`},
+		{"delete unknown", "prov.cmd.demo.delete", `{"shadowId":"00000000-0000-4000-8000-000000000000"}`, "404", "shadow not found"},
+		{"confirm unknown op", "prov.cmd.demo.confirm", `{"operationId":"00000000-0000-4000-8000-000000000000","resultStatus":"success"}`, "404", "operation not found"},
+		{"confirm bad result", "prov.cmd.demo.confirm", `{"operationId":"00000000-0000-4000-8000-000000000000","resultStatus":"great"}`, "400", "invalid result status"},
+		{"confirm without op", "prov.cmd.demo.confirm", `{"resultStatus":"success"}`, "400", "operationId is required"},
+		{"shadow query bad id", "prov.query.shadow", `{"shadowId":"x"}`, "400", "not a UUID"},
+		{"shadow query unknown", "prov.query.shadow", `{"shadowId":"00000000-0000-4000-8000-000000000000"}`, "404", "shadow not found"},
+		{"shadow query bad time", "prov.query.shadow", `{"shadowId":"` + live + `","asOf":"yesterday"}`, "400", "RFC 3339"},
+		{"pending unknown resource", "prov.query.pending", `{"resource":"nope"}`, "404", "not configured"},
+		{"history unknown", "prov.query.history", `{"shadowId":"00000000-0000-4000-8000-000000000000"}`, "404", "shadow not found"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code, header := e.request(t, tc.subject, []byte(tc.body))
+			if code != tc.code {
+				t.Fatalf("code %q (%s), want %s", code, header, tc.code)
+			}
+			eb, _ := out["error"].(map[string]any)
+			msg, _ := eb["message"].(string)
+			if !strings.Contains(msg, tc.want) || eb["code"] == "" {
+				t.Fatalf("error body %v does not say %q", out, tc.want)
+			}
+			if header == "" || strings.Contains(header, "\n") {
+				t.Fatalf("Nats-Service-Error header %q", header)
+			}
+		})
+	}
+	if after := e.streamMsgs(t); after != before {
+		t.Fatalf("refused requests wrote %d messages", after-before)
+	}
+}
+
+func TestRequestIDIsIdempotent(t *testing.T) {
+	e := start(t, app.Options{NoDispatcher: true, NoSample: true})
+	body := addBody("jack")
+	body["requestId"] = "req-1"
+	r1 := e.ok(t, "prov.cmd.demo.add", body)
+	n := e.streamMsgs(t)
+	r2 := e.ok(t, "prov.cmd.demo.add", body)
+	if fmt.Sprint(r1) != fmt.Sprint(r2) {
+		t.Fatalf("replies differ: %v vs %v", r1, r2)
+	}
+	if e.streamMsgs(t) != n {
+		t.Fatal("the retry wrote events")
+	}
+	// Concurrent retries of a new request: one set of events, one reply.
+	body2 := addBody("anne")
+	body2["requestId"] = "req-2"
+	var wg sync.WaitGroup
+	replies := make([]string, 8)
+	for i := range replies {
+		wg.Go(func() {
+			b, _ := json.Marshal(body2)
+			m, err := e.nc.Request("prov.cmd.demo.add", b, 10*time.Second)
+			if err == nil {
+				replies[i] = string(m.Data)
+			}
+		})
+	}
+	wg.Wait()
+	for _, r := range replies[1:] {
+		if r != replies[0] || !strings.Contains(r, "shadowId") {
+			t.Fatalf("concurrent retries answered differently:\n%s", strings.Join(replies, "\n"))
+		}
+	}
+	if got := e.streamMsgs(t); got != n+1 {
+		t.Fatalf("%d commits for one request", got-n)
+	}
+	// The same id with another body is refused.
+	body3 := addBody("other")
+	body3["requestId"] = "req-1"
+	b, _ := json.Marshal(body3)
+	if _, code, _ := e.request(t, "prov.cmd.demo.add", b); code != "409" {
+		t.Fatalf("reused request id: code %q, want 409", code)
+	}
+	// Request ids are per resource: nothing else to test with one resource; a modify with the
+	// same request id as an add is a different body, so it is refused too.
+	b, _ = json.Marshal(map[string]any{"requestId": "req-1", "shadowId": r1["shadowId"], "changes": map[string]any{"a": map[string]any{"add": []any{"b"}}}})
+	if _, code, _ := e.request(t, "prov.cmd.demo.modify", b); code != "409" {
+		t.Fatalf("request id reused by a modify: %q", code)
+	}
+}
+
+// A retry after a crash between the append and the request record, inside the dedup window:
+// JetStream's Nats-Msg-Id finds the commit and the reply is rebuilt from it.
+func TestRequestIDAfterCrashBeforeRecord(t *testing.T) {
+	e := start(t, app.Options{NoDispatcher: true, NoSample: true})
+	res, _ := e.app.Service.Catalog().Lookup("demo")
+	shadowID, opID := service.NewID(), service.NewID()
+	ev, err := domain.Decide(domain.Shadow{}, domain.Add{Resource: res, ShadowID: shadowID, OperationID: opID, RequestID: "crash-1",
+		ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {"crash"}}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.app.Store.Append(t.Context(), eventstore.Commit{Resource: "demo", ShadowID: shadowID, Events: ev,
+		State: domain.Fold(domain.Shadow{}, ev), RequestID: "crash-1"}); err != nil {
+		t.Fatal(err)
+	}
+	n := e.streamMsgs(t)
+	body := addBody("crash-twin") // a different login, so no identifier conflict hides the dedup
+	body["requestId"] = "crash-1"
+	r := e.ok(t, "prov.cmd.demo.add", body)
+	if r["shadowId"] != shadowID || r["operationId"] != opID {
+		t.Fatalf("retry answered %v, want the stored shadow %s / op %s", r, shadowID, opID)
+	}
+	if e.streamMsgs(t) != n {
+		t.Fatal("retry wrote events")
+	}
+}
+
+// Beyond JetStream's dedup window the durable request record answers.
+func TestRequestIDBeyondDedupWindow(t *testing.T) {
+	srv := natstest.Start(t)
+	nc := srv.Connect(t)
+	ctx := t.Context()
+	cfg := eventstore.DefaultConfig()
+	cfg.DuplicateWindow = 200 * time.Millisecond
+	if _, err := eventstore.Open(ctx, nc, cfg); err != nil { // the stream exists with a short window
+		t.Fatal(err)
+	}
+	store, err := eventstore.Open(ctx, nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, _ := app.DefaultConfig().Catalog()
+	svc := service.New(store, nil, cat, nil)
+	req := service.Request{Verb: "add", Resource: "demo", RequestID: "late", Fingerprint: "f", ObjectClass: "AccountObjectClass",
+		Attributes: domain.Attributes{"login": {"late"}}}
+	r1, err := svc.Provision(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	r2, err := svc.Provision(ctx, req)
+	if err != nil || r2 != r1 {
+		t.Fatalf("after the dedup window: %+v %v, want %+v", r2, err, r1)
+	}
+}
+
+func TestSecondaryIdentifierIsUnique(t *testing.T) {
+	e := start(t, app.Options{NoDispatcher: true, NoSample: true})
+	const n = 12
+	var wg sync.WaitGroup
+	type result struct {
+		out  map[string]any
+		code string
+	}
+	results := make([]result, n)
+	for i := range n {
+		wg.Go(func() {
+			b, _ := json.Marshal(addBody("racer"))
+			m, err := e.nc.Request("prov.cmd.demo.add", b, 10*time.Second)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			var out map[string]any
+			_ = json.Unmarshal(m.Data, &out)
+			results[i] = result{out, m.Header.Get("Nats-Service-Error-Code")}
+		})
+	}
+	wg.Wait()
+	var winner string
+	for _, r := range results {
+		if r.code == "" {
+			if winner != "" {
+				t.Fatalf("two adds of the same login succeeded: %s and %s", winner, r.out["shadowId"])
+			}
+			winner = r.out["shadowId"].(string)
+		}
+	}
+	if winner == "" {
+		t.Fatal("no add succeeded")
+	}
+	for _, r := range results {
+		if r.code != "" {
+			msg := r.out["error"].(map[string]any)["message"].(string)
+			if r.code != "409" || !strings.Contains(msg, winner) {
+				t.Fatalf("loser got %s %q, want 409 naming %s", r.code, msg, winner)
+			}
+		}
+	}
+	// A rename claims the new login and frees the old one once it completes.
+	e.ok(t, "prov.cmd.demo.add", addBody("other"))
+	b, _ := json.Marshal(map[string]any{"shadowId": winner, "changes": map[string]any{"login": map[string]any{"replace": []any{"other"}}}})
+	if _, code, _ := e.request(t, "prov.cmd.demo.modify", b); code != "409" {
+		t.Fatalf("rename onto a taken login: %q, want 409", code)
+	}
+}
+
+func TestConcurrentModifiesLoseNothing(t *testing.T) {
+	e := start(t, app.Options{NoDispatcher: true, NoSample: true})
+	id := e.ok(t, "prov.cmd.demo.add", addBody("busy"))["shadowId"].(string)
+	const n = 40
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			b, _ := json.Marshal(map[string]any{"shadowId": id, "changes": map[string]any{"tag": map[string]any{"add": []any{fmt.Sprint(i)}}}})
+			m, err := e.nc.Request("prov.cmd.demo.modify", b, 10*time.Second)
+			if err != nil || m.Header.Get("Nats-Service-Error-Code") != "" {
+				t.Errorf("modify %d: %v %s", i, err, m.Data)
+			}
+		})
+	}
+	wg.Wait()
+	d, err := e.app.Service.Shadow(t.Context(), id, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(d.PendingOperations); got != n+1 {
+		t.Fatalf("%d operations, want %d", got, n+1)
+	}
+}
+
+func TestModifyAndDeleteByIdentifiersAndAsOf(t *testing.T) {
+	e := start(t, app.Options{})
+	r := e.ok(t, "prov.cmd.demo.add", addBody("jack"))
+	id := r["shadowId"].(string)
+	waitLive(t, e, id)
+	mid := time.Now().UTC()
+	time.Sleep(5 * time.Millisecond)
+	e.ok(t, "prov.cmd.demo.modify", map[string]any{"identifiers": map[string]any{"login": []any{"jack"}},
+		"changes": map[string]any{"fullName": map[string]any{"replace": []any{"Jack"}}}})
+	d, _ := e.app.Service.Shadow(t.Context(), id, time.Time{})
+	uid := d.PrimaryIdentifiers["uid"][0]
+	// By primary identifier too.
+	e.ok(t, "prov.cmd.demo.delete", map[string]any{"identifiers": map[string]any{"uid": []any{uid}}})
+	past := e.ok(t, "prov.query.shadow", map[string]any{"shadowId": id, "asOf": mid.Format(time.RFC3339Nano)})
+	if len(past["pendingOperations"].([]any)) != 1 || past["lifecycleState"] != "live" {
+		t.Fatalf("as of %s: %v", mid, past)
+	}
+	if _, code, _ := e.request(t, "prov.query.shadow", []byte(`{"shadowId":"`+id+`","asOf":"2000-01-01T00:00:00Z"}`)); code != "404" {
+		t.Fatalf("before creation: %q, want 404", code)
+	}
+}
+
+func waitLive(t *testing.T, e *env, id string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		d, err := e.app.Service.Shadow(t.Context(), id, time.Time{})
+		if err == nil && d.LifecycleState == domain.LifecycleLive {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("shadow %s not live", id)
+}
+
+func TestTwoInstancesShareTheWork(t *testing.T) {
+	srv := natstest.Start(t)
+	a := startOn(t, srv, app.Options{})
+	b := startOn(t, srv, app.Options{})
+	const n = 30
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ids := map[string]bool{}
+	for i := range n {
+		wg.Go(func() {
+			c := a
+			if i%2 == 1 {
+				c = b
+			}
+			out := c.ok(t, "prov.cmd.demo.add", addBody(fmt.Sprint("user", i)))
+			mu.Lock()
+			ids[out["shadowId"].(string)] = true
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	// Same login on both instances at once: still only one.
+	var wins int
+	var wg2 sync.WaitGroup
+	for _, c := range []*env{a, b, a, b} {
+		wg2.Go(func() {
+			bb, _ := json.Marshal(addBody("both"))
+			m, err := c.nc.Request("prov.cmd.demo.add", bb, 10*time.Second)
+			if err == nil && m.Header.Get("Nats-Service-Error-Code") == "" {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			}
+		})
+	}
+	wg2.Wait()
+	if wins != 1 {
+		t.Fatalf("%d instances accepted the same login", wins)
+	}
+	for id := range ids {
+		waitLive(t, a, id)
+	}
+	kv, _ := a.js.KeyValue(t.Context(), "PROV_SHADOWS")
+	deadline := time.Now().Add(10 * time.Second)
+	for id := range ids {
+		for {
+			en, err := kv.Get(t.Context(), "demo."+id)
+			if err == nil && bytes.Contains(en.Value(), []byte(`"live"`)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("projection of %s not live", id)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func TestProjectionCatchesUpAfterKill(t *testing.T) {
+	srv := natstest.Start(t)
+	nc := srv.Connect(t)
+	ctx := t.Context()
+	// The service appends, but its projector and dispatcher are gone (killed right after append).
+	a, err := app.Start(ctx, nc, app.DefaultConfig(), app.Options{NoDispatcher: true, NoSample: true, NoProjector: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 20 {
+		r, err := a.Service.Provision(ctx, service.Request{Verb: "add", Resource: "demo", ObjectClass: "AccountObjectClass",
+			Attributes: domain.Attributes{"login": {fmt.Sprint("k", i)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ShadowID)
+	}
+	a.Close()
+	js, _ := jetstream.New(nc)
+	kv, _ := js.KeyValue(ctx, "PROV_SHADOWS")
+	if _, err := kv.Get(ctx, "demo."+ids[0]); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("projection written without a projector: %v", err)
+	}
+	// Restart: the durable projector catches up and the dispatcher sends what was pending.
+	b := startOn(t, srv, app.Options{})
+	for _, id := range ids {
+		waitLive(t, b, id)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, id := range ids {
+		for {
+			en, err := kv.Get(ctx, "demo."+id)
+			if err == nil && bytes.Contains(en.Value(), []byte(`"live"`)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("projection of %s did not catch up: %v", id, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	list, err := b.app.Pending.Pending(ctx, "demo")
+	if err != nil || len(list) != 0 {
+		t.Fatalf("pending after catch-up: %d %v", len(list), err)
+	}
+	_ = context.Background
+}

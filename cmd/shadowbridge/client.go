@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"shadowbridge/cmd/internal/app"
+	"shadowbridge/eventstore"
+)
+
+type cflags struct {
+	server, creds, user, password, tlsCA, prefix *string
+	timeout                                      *time.Duration
+}
+
+func clientFlags(fs *flag.FlagSet, getenv func(string) string) *cflags {
+	def := getenv("NATS_URL")
+	if def == "" {
+		def = "nats://127.0.0.1:4222"
+	}
+	return &cflags{
+		server:   fs.String("server", def, "NATS URL (env NATS_URL)"),
+		creds:    fs.String("creds", "", "NATS credentials file"),
+		user:     fs.String("user", "", "NATS user"),
+		password: fs.String("password", "", "NATS password"),
+		tlsCA:    fs.String("tls-ca", "", "CA certificate (PEM) to verify the NATS server"),
+		prefix:   fs.String("prefix", "prov", "subject prefix"),
+		timeout:  fs.Duration("timeout", 10*time.Second, "request timeout"),
+	}
+}
+
+func (c *cflags) connect() (*nats.Conn, error) {
+	nc, err := connect(app.NATSConfig{URL: *c.server, Creds: *c.creds, User: *c.user, Password: *c.password,
+		TLS: app.TLSConfig{CA: *c.tlsCA}}, "shadowbridge client")
+	if err != nil {
+		return nil, err
+	}
+	return nc, nil
+}
+
+func openStore(ctx context.Context, nc *nats.Conn) (*eventstore.Store, error) {
+	return eventstore.Open(ctx, nc, eventstore.DefaultConfig())
+}
+
+// multiFlag collects repeated flags.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// parseValue reads attr=value (a string) or attr:=<json> (a number, boolean or string in JSON).
+func parseAssign(arg string) (name, op string, value any, err error) {
+	for _, sep := range []string{":=", "+=", "-=", "="} {
+		if i := strings.Index(arg, sep); i > 0 {
+			name, raw := arg[:i], arg[i+len(sep):]
+			if sep == ":=" {
+				if err := json.Unmarshal([]byte(raw), &value); err != nil {
+					return "", "", nil, fmt.Errorf("%s: %q is not JSON", name, raw)
+				}
+				return name, "=", value, nil
+			}
+			return name, sep, raw, nil
+		}
+	}
+	return "", "", nil, fmt.Errorf("%q: want attr=value, attr:=<json>, attr+=value or attr-=value", arg)
+}
+
+func runClient(ctx context.Context, verb string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf := clientFlags(fs, getenv)
+	var (
+		ids, primary multiFlag
+		objectClass  = fs.String("object-class", "AccountObjectClass", "object class (add)")
+		assigned     = fs.Bool("assigned", false, "the account comes from an assignment (add)")
+		requestID    = fs.String("request-id", "", "idempotency key")
+		force        = fs.Bool("force", false, "retry even if the retry period has not passed (refresh)")
+		result       = fs.String("result", "success", "result status (confirm)")
+		message      = fs.String("message", "", "message (confirm)")
+		asOf         = fs.String("as-of", "", "RFC 3339 time (get)")
+		resource     = fs.String("resource", "", "resource (pending)")
+		asJSON       = fs.Bool("json", false, "print JSON lines (history)")
+	)
+	fs.Var(&ids, "id", "address the shadow by identifier attr=value (modify, delete)")
+	fs.Var(&primary, "primary", "primary identifier attr=value (confirm)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	need := func(n int, what string) error {
+		if len(pos) < n {
+			return fmt.Errorf("%s: missing %s", verb, what)
+		}
+		return nil
+	}
+	var subject string
+	body := map[string]any{}
+	if *requestID != "" {
+		body["requestId"] = *requestID
+	}
+	target := func() error {
+		if len(ids) > 0 {
+			m, err := assignments(ids)
+			if err != nil {
+				return err
+			}
+			body["identifiers"] = m
+			return nil
+		}
+		if err := need(2, "SHADOW (or --id attr=value)"); err != nil {
+			return err
+		}
+		body["shadowId"] = pos[1]
+		pos = append(pos[:1], pos[2:]...)
+		return nil
+	}
+	switch verb {
+	case "add":
+		if err := need(1, "RESOURCE"); err != nil {
+			return err
+		}
+		attrs, err := assignments(pos[1:])
+		if err != nil {
+			return err
+		}
+		subject = *cf.prefix + ".cmd." + pos[0] + ".add"
+		body["objectClass"], body["attributes"] = *objectClass, attrs
+		if *assigned {
+			body["assigned"] = true
+		}
+	case "modify":
+		if err := need(1, "RESOURCE"); err != nil {
+			return err
+		}
+		if err := target(); err != nil {
+			return err
+		}
+		changes := map[string]map[string][]any{}
+		for _, a := range pos[1:] {
+			name, op, v, err := parseAssign(a)
+			if err != nil {
+				return err
+			}
+			c := changes[name]
+			if c == nil {
+				c = map[string][]any{}
+				changes[name] = c
+			}
+			key := map[string]string{"=": "replace", "+=": "add", "-=": "delete"}[op]
+			c[key] = append(c[key], v)
+		}
+		subject = *cf.prefix + ".cmd." + pos[0] + ".modify"
+		body["changes"] = changes
+	case "delete":
+		if err := need(1, "RESOURCE"); err != nil {
+			return err
+		}
+		if err := target(); err != nil {
+			return err
+		}
+		subject = *cf.prefix + ".cmd." + pos[0] + ".delete"
+	case "refresh":
+		if err := need(1, "RESOURCE"); err != nil {
+			return err
+		}
+		if len(pos) > 1 {
+			body["shadowId"] = pos[1]
+		}
+		if *force {
+			body["forceRetry"] = true
+		}
+		subject = *cf.prefix + ".cmd." + pos[0] + ".refresh"
+	case "confirm":
+		if err := need(2, "RESOURCE OPERATION"); err != nil {
+			return err
+		}
+		body["operationId"], body["resultStatus"] = pos[1], *result
+		if *message != "" {
+			body["message"] = *message
+		}
+		if len(primary) > 0 {
+			m, err := assignments(primary)
+			if err != nil {
+				return err
+			}
+			body["primaryIdentifiers"] = m
+		}
+		subject = *cf.prefix + ".cmd." + pos[0] + ".confirm"
+	case "get":
+		if err := need(1, "SHADOW"); err != nil {
+			return err
+		}
+		body["shadowId"] = pos[0]
+		if *asOf != "" {
+			body["asOf"] = *asOf
+		}
+		subject = *cf.prefix + ".query.shadow"
+	case "pending":
+		if *resource != "" {
+			body["resource"] = *resource
+		}
+		subject = *cf.prefix + ".query.pending"
+	case "history":
+		if err := need(1, "SHADOW"); err != nil {
+			return err
+		}
+		body["shadowId"] = pos[0]
+		subject = *cf.prefix + ".query.history"
+	}
+	nc, err := cf.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	data, _ := json.Marshal(body)
+	rctx, cancel := context.WithTimeout(ctx, *cf.timeout)
+	defer cancel()
+	reply, err := nc.RequestWithContext(rctx, subject, data)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("no shadowbridge service answers on %s (is it running?)", subject)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", subject, err)
+	}
+	if code := reply.Header.Get("Nats-Service-Error-Code"); code != "" {
+		return fmt.Errorf("%s %s", code, reply.Header.Get("Nats-Service-Error"))
+	}
+	if verb == "history" {
+		return printHistory(reply.Data, *asJSON, stdout)
+	}
+	var pretty any
+	if err := json.Unmarshal(reply.Data, &pretty); err != nil {
+		return fmt.Errorf("reply is not JSON: %w", err)
+	}
+	out, _ := json.MarshalIndent(pretty, "", "  ")
+	fmt.Fprintln(stdout, string(out))
+	return nil
+}
+
+func assignments(args []string) (map[string][]any, error) {
+	m := map[string][]any{}
+	for _, a := range args {
+		name, op, v, err := parseAssign(a)
+		if err != nil {
+			return nil, err
+		}
+		if op != "=" {
+			return nil, fmt.Errorf("%q: only attr=value or attr:=<json> here", a)
+		}
+		m[name] = append(m[name], v)
+	}
+	return m, nil
+}
+
+func printHistory(data []byte, asJSON bool, stdout io.Writer) error {
+	var h struct {
+		Events []map[string]any `json:"events"`
+	}
+	if err := json.Unmarshal(data, &h); err != nil {
+		return err
+	}
+	if asJSON {
+		for _, e := range h.Events {
+			b, _ := json.Marshal(e)
+			fmt.Fprintln(stdout, string(b))
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTIME\tEVENT\tOPERATION\tDETAIL")
+	for _, e := range h.Events {
+		ev, _ := e["event"].(map[string]any)
+		fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%s\n", e["seq"], e["time"], e["type"], e["operationId"], detail(ev))
+	}
+	return tw.Flush()
+}
+
+func detail(ev map[string]any) string {
+	var parts []string
+	for _, k := range []string{"attempt", "result", "message", "source", "reference"} {
+		if v, ok := ev[k]; ok && v != "" {
+			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	if e, ok := ev["error"].(map[string]any); ok {
+		parts = append(parts, fmt.Sprintf("error=%v: %v", e["category"], e["message"]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// parseInterleaved parses flags anywhere among the positional arguments ("--" ends flags).
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"shadowbridge/cmd/internal/app"
+	"shadowbridge/eventstore/embedded"
+	"shadowbridge/projections"
+)
+
+func newLogger(stderr io.Writer, getenv func(string) string) *slog.Logger {
+	level := slog.LevelInfo
+	if getenv("SHADOWBRIDGE_LOG") == "debug" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "./.shadowbridge", "directory for JetStream's files (state survives restarts)")
+	listen := fs.String("nats", "127.0.0.1:4222", "address of the embedded NATS server")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the dashboard")
+	cfgFile := fs.String("config", "", "YAML configuration (default: the demo resource on the sample target system)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := app.DefaultConfig()
+	if *cfgFile != "" {
+		var err error
+		if cfg, err = app.Load(*cfgFile); err != nil {
+			return err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log := newLogger(stderr, getenv)
+	dir, err := filepath.Abs(*data)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	srv, err := embedded.Start(embedded.Options{Listen: *listen, StoreDir: filepath.Join(dir, "jetstream")})
+	if err != nil {
+		return err
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	nc, err := nats.Connect(srv.ClientURL(), nats.Name("shadowbridge dev"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	a, err := app.Start(ctx, nc, cfg, app.Options{}, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	hs, err := startHTTP(*httpAddr, a)
+	if err != nil {
+		return err
+	}
+	defer hs.Close()
+	fmt.Fprintf(stdout, "shadowbridge dev is running\n  NATS:      %s\n  dashboard: http://%s/\n  data:      %s\n  resources:", srv.ClientURL(), hs.Addr(), dir)
+	for _, r := range cfg.Resources {
+		fmt.Fprintf(stdout, " %s", r.Name)
+	}
+	fmt.Fprintf(stdout, "\nTry: shadowbridge add demo login=jack fullName=\"Jack Sparrow\"\nStop with Ctrl-C.\n")
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "shutting down")
+	return nil
+}
+
+// connect dials NATS with the configured auth and TLS.
+func connect(c app.NATSConfig, name string) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	if c.Creds != "" {
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	}
+	if c.User != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.TLS.CA != "" {
+		opts = append(opts, nats.RootCAs(c.TLS.CA))
+	}
+	if c.TLS.Cert != "" {
+		opts = append(opts, nats.ClientCert(c.TLS.Cert, c.TLS.Key))
+	}
+	nc, err := nats.Connect(c.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", c.URL, err)
+	}
+	return nc, nil
+}
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgFile := fs.String("config", "", "YAML configuration (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cfgFile == "" {
+		return errors.New("serve: --config FILE is required")
+	}
+	cfg, err := app.Load(*cfgFile)
+	if err != nil {
+		return err
+	}
+	if u := getenv("NATS_URL"); u != "" && cfg.NATS.URL == app.DefaultConfig().NATS.URL {
+		cfg.NATS.URL = u
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log := newLogger(stderr, getenv)
+	nc, err := connect(cfg.NATS, "shadowbridge")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	a, err := app.Start(ctx, nc, cfg, app.Options{}, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	hs, err := startHTTP(cfg.HTTP.Listen, a)
+	if err != nil {
+		return err
+	}
+	defer hs.Close()
+	log.Info("serving", "nats", nc.ConnectedUrlRedacted(), "http", hs.Addr())
+	<-ctx.Done()
+	return nil
+}
+
+func runRebuild(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf := clientFlags(fs, getenv)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	nc, err := cf.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	store, err := openStore(ctx, nc)
+	if err != nil {
+		return err
+	}
+	p, err := projections.NewProjector(ctx, store.JetStream(), store, projections.DefaultConfig(), newLogger(stderr, getenv))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	pr, err := p.Rebuild(ctx, func(pr projections.Progress) {
+		rate := float64(pr.Events) / time.Since(start).Seconds()
+		fmt.Fprintf(stderr, "\r%s: %d events, %d shadows, %.0f events/s", pr.Phase, pr.Events, pr.Shadows, rate)
+	})
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "rebuilt %d shadows from %d events (up to sequence %d) in %s\n", pr.Shadows, pr.Events, pr.Last, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// httpServer is the ops and dashboard listener.
+type httpServer struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+func startHTTP(addr string, a *app.App) (*httpServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return &httpServer{ln: ln, srv: srv}, nil
+}
+
+func (h *httpServer) Addr() string { return h.ln.Addr().String() }
+func (h *httpServer) Close() error { return h.srv.Close() }

@@ -1,0 +1,208 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+	"shadowbridge/eventstore/natstest"
+	"shadowbridge/eventstore/storetest"
+	"shadowbridge/projections"
+)
+
+var _ projections.Source = (*eventstore.Store)(nil)
+
+type fixture struct {
+	store *eventstore.Store
+	proj  *projections.Projector
+	kv    jetstream.KeyValue
+	res   domain.Resource
+}
+
+func setup(t *testing.T) *fixture {
+	srv := natstest.Start(t)
+	nc := srv.Connect(t)
+	store, err := eventstore.Open(t.Context(), nc, eventstore.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := projections.NewProjector(t.Context(), store.JetStream(), store, projections.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, _ := store.JetStream().KeyValue(t.Context(), "PROV_SHADOWS")
+	return &fixture{store: store, proj: p, kv: kv, res: storetest.Resource(t)}
+}
+
+func (f *fixture) add(t *testing.T, login string) string {
+	id := storetest.NewID()
+	if _, _, err := storetest.Decide(t.Context(), t, f.store, f.res, id, domain.Add{Resource: f.res, ShadowID: id,
+		OperationID: storetest.NewID(), ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {login}}}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func (f *fixture) get(t *testing.T, id string) (domain.ShadowData, bool) {
+	e, err := f.kv.Get(t.Context(), "demo."+id)
+	if err != nil {
+		return domain.ShadowData{}, false
+	}
+	var d domain.ShadowData
+	if err := json.Unmarshal(e.Value(), &d); err != nil {
+		t.Fatal(err)
+	}
+	return d, true
+}
+
+func history(t *testing.T, f *fixture, id string) []*eventstore.Record {
+	h, err := f.store.History(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestApplyIsIdempotentAndIgnoresOlderVersions(t *testing.T) {
+	f := setup(t)
+	id := f.add(t, "jack")
+	op := ""
+	if st, _, _ := f.store.Load(t.Context(), "demo", id); true {
+		op = st.Data().PendingOperations[0].ID
+	}
+	if _, _, err := storetest.Decide(t.Context(), t, f.store, f.res, id, domain.RecordDelivery{Resource: f.res, OperationID: op, Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	h := history(t, f, id)
+	if err := f.proj.Apply(t.Context(), h); err != nil {
+		t.Fatal(err)
+	}
+	d, ok := f.get(t, id)
+	if !ok || d.Version != 3 || d.LifecycleState != domain.LifecycleConceived {
+		t.Fatalf("after apply: %+v", d)
+	}
+	// Redelivery of the same batch, and of the older record alone, change nothing.
+	for _, batch := range [][]*eventstore.Record{h, h[:1]} {
+		if err := f.proj.Apply(t.Context(), batch); err != nil {
+			t.Fatal(err)
+		}
+		if d2, _ := f.get(t, id); d2.Version != 3 {
+			t.Fatalf("redelivery moved the projection back to version %d", d2.Version)
+		}
+	}
+	// A second projector (another instance, cold cache) also refuses to go back.
+	p2, _ := projections.NewProjector(t.Context(), f.store.JetStream(), f.store, projections.DefaultConfig(), nil)
+	if err := p2.Apply(t.Context(), h[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if d2, _ := f.get(t, id); d2.Version != 3 {
+		t.Fatalf("second projector overwrote a newer version with %d", d2.Version)
+	}
+}
+
+func TestRunFollowsTheLogAndRebuildRestores(t *testing.T) {
+	f := setup(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.proj.Run(ctx) }()
+	var ids []string
+	for i := range 25 {
+		ids = append(ids, f.add(t, fmt.Sprint("u", i)))
+	}
+	waitAll(t, f, ids)
+	cancel()
+	<-done
+	// Wipe the bucket, rebuild, and everything is back, equal to the stored state.
+	for _, id := range ids {
+		if err := f.kv.Purge(t.Context(), "demo."+id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var last projections.Progress
+	pr, err := f.proj.Rebuild(t.Context(), func(p projections.Progress) { last = p })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.Events != 25 || pr.Shadows != 25 || last.Phase != "write" {
+		t.Fatalf("rebuild progress %+v / %+v", pr, last)
+	}
+	for _, id := range ids {
+		d, ok := f.get(t, id)
+		st, _, _ := f.store.Load(t.Context(), "demo", id)
+		want, _ := json.Marshal(st.Data())
+		got, _ := json.Marshal(d)
+		if !ok || string(got) != string(want) {
+			t.Fatalf("rebuilt %s:\n got %s\nwant %s", id, got, want)
+		}
+	}
+}
+
+func waitAll(t *testing.T, f *fixture, ids []string) {
+	deadline := time.Now().Add(10 * time.Second)
+	for _, id := range ids {
+		for {
+			if _, ok := f.get(t, id); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not projected", id)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func TestPendingIndexFollowsTheBucket(t *testing.T) {
+	f := setup(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _ = f.proj.Run(ctx) }()
+	a := f.add(t, "a")
+	ix, err := projections.NewPendingIndex(ctx, f.kv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := f.add(t, "b")
+	waitPending(t, ix, "demo", 2)
+	// Complete a's add: it leaves the index.
+	st, _, _ := f.store.Load(ctx, "demo", a)
+	op := st.Data().PendingOperations[0].ID
+	for _, c := range []domain.Command{
+		domain.RecordDelivery{Resource: f.res, OperationID: op, Attempt: 1},
+		domain.Confirm{Resource: f.res, OperationID: op, Result: domain.ResultSuccess},
+	} {
+		if _, _, err := storetest.Decide(ctx, t, f.store, f.res, a, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := waitPending(t, ix, "demo", 1)
+	if list[0].ShadowID != b {
+		t.Fatalf("pending %s, want %s", list[0].ShadowID, b)
+	}
+	if l, _ := ix.Pending(ctx, "other"); len(l) != 0 {
+		t.Fatalf("other resource: %d", len(l))
+	}
+}
+
+func waitPending(t *testing.T, ix *projections.PendingIndex, res string, n int) []domain.ShadowData {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l, err := ix.Pending(t.Context(), res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l) == n {
+			return l
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pending: %d, want %d", len(l), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

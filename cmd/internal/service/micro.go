@@ -89,6 +89,7 @@ func (s *Service) Serve(ctx context.Context, nc *nats.Conn, o ServeOptions) (mic
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
+	s.nc = nc
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        "shadowbridge",
 		Version:     Version,
@@ -127,35 +128,50 @@ func (s *Service) Serve(ctx context.Context, nc *nats.Conn, o ServeOptions) (mic
 	return svc, nil
 }
 
-func respondJSON(r micro.Request, v any) {
+// Replies are published on the request's reply subject directly rather than through
+// micro.Request.Respond/Error: handlers run on worker goroutines, and micro reads a request's error
+// state after its handler returns, which would race. The headers and body follow micro's
+// convention exactly; micro still counts the requests.
+func (s *Service) respondJSON(r micro.Request, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		respondErr(r, fmt.Errorf("encode reply: %w", err))
+		s.respondErr(r, fmt.Errorf("encode reply: %w", err))
 		return
 	}
-	_ = r.Respond(b)
+	s.reply(r, b, nil)
 }
 
-func respondErr(r micro.Request, err error) {
+func (s *Service) respondErr(r micro.Request, err error) {
 	code, cat := StatusOf(err)
 	var body ErrorBody
 	body.Error.Code = string(cat)
 	body.Error.Message = err.Error()
 	b, _ := json.Marshal(body)
+	h := nats.Header{}
+	h.Set(micro.ErrorCodeHeader, strconv.Itoa(code))
 	// The header carries one line; the body carries the full message.
-	desc := strings.ReplaceAll(err.Error(), "\n", "; ")
-	_ = r.Error(strconv.Itoa(code), desc, b)
+	h.Set(micro.ErrorHeader, strings.ReplaceAll(err.Error(), "\n", "; "))
+	s.reply(r, b, h)
+}
+
+func (s *Service) reply(r micro.Request, data []byte, h nats.Header) {
+	if r.Reply() == "" {
+		return // a publish without a reply subject: nobody to answer
+	}
+	if err := s.nc.PublishMsg(&nats.Msg{Subject: r.Reply(), Data: data, Header: h}); err != nil {
+		s.log.Warn("reply not sent", "subject", r.Subject(), "err", err)
+	}
 }
 
 func (s *Service) handleCommand(ctx context.Context, prefix string, r micro.Request) {
 	rest := strings.TrimPrefix(r.Subject(), prefix+".cmd.")
 	resource, verb, ok := strings.Cut(rest, ".")
 	if !ok || strings.Contains(verb, ".") {
-		respondErr(r, fmt.Errorf("%w: subject %q: want %s.cmd.<resource>.<add|modify|delete|refresh|confirm>", domain.ErrInvalidCommand, r.Subject(), prefix))
+		s.respondErr(r, fmt.Errorf("%w: subject %q: want %s.cmd.<resource>.<add|modify|delete|refresh|confirm>", domain.ErrInvalidCommand, r.Subject(), prefix))
 		return
 	}
 	if _, err := s.catalog.Lookup(resource); err != nil {
-		respondErr(r, &notFound{err})
+		s.respondErr(r, &notFound{err})
 		return
 	}
 	var (
@@ -178,10 +194,10 @@ func (s *Service) handleCommand(ctx context.Context, prefix string, r micro.Requ
 	}
 	if err != nil {
 		s.log.Debug("command refused", "subject", r.Subject(), "err", err)
-		respondErr(r, err)
+		s.respondErr(r, err)
 		return
 	}
-	respondJSON(r, reply)
+	s.respondJSON(r, reply)
 }
 
 // notFound turns an unknown resource or verb into a 404.
@@ -321,10 +337,10 @@ func (s *Service) handleQuery(ctx context.Context, prefix string, r micro.Reques
 		err = &notFound{fmt.Errorf("unknown query %q (want shadow, pending or history)", q)}
 	}
 	if err != nil {
-		respondErr(r, err)
+		s.respondErr(r, err)
 		return
 	}
-	respondJSON(r, reply)
+	s.respondJSON(r, reply)
 }
 
 // Shadow returns the shadow now, or as it was at asOf when asOf is not zero (folded from the log).

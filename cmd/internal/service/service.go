@@ -16,6 +16,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 )
@@ -53,6 +55,7 @@ type Service struct {
 	// staleAfter is how old an identifier claim must be before a claim whose owner never stored
 	// its decision may be taken over (a crash between claim and append).
 	staleAfter time.Duration
+	nc         *nats.Conn // set by Serve
 }
 
 // New returns a service over the given resources.

@@ -1,0 +1,120 @@
+package app_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"shadowbridge/cmd/internal/app"
+)
+
+func TestDefaultConfigIsTheDemo(t *testing.T) {
+	c := app.DefaultConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := c.Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, err := cat.Lookup("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, ok := demo.ObjectClass("AccountObjectClass")
+	if !ok || oc.SecondaryIdentifier != "login" || !demo.Confirmations() {
+		t.Fatalf("demo resource: %+v", oc)
+	}
+	if demo.Consistency().OperationRetryPeriod != 30*time.Minute || demo.Consistency().OperationRetryMaxAttempts != 3 {
+		t.Fatalf("midPoint defaults: %+v", demo.Consistency())
+	}
+}
+
+func TestParseAndValidate(t *testing.T) {
+	good := `
+resources:
+  - name: fs
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login, primaryIdentifier: uid}]
+    target: {nats: {subject: target.fs}}
+    consistency: {operationRetryPeriod: 1s, operationRetryMaxAttempts: 0, deadShadowRetentionPeriod: 1h}
+`
+	c, err := app.Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cat, _ := c.Catalog()
+	fs, _ := cat.Lookup("fs")
+	if got := fs.Consistency(); got.OperationRetryPeriod != time.Second || got.OperationRetryMaxAttempts != 0 ||
+		got.DeadShadowRetentionPeriod != time.Hour || got.PendingOperationRetentionPeriod != 24*time.Hour || fs.Confirmations() {
+		t.Fatalf("consistency %+v confirmations %v", got, fs.Confirmations())
+	}
+
+	bad := `
+prefix: "a.b"
+nats: {user: u, creds: /x, tls: {cert: c}}
+resources:
+  - name: "bad name"
+    objectClasses: []
+    target: {}
+    transformation: xml
+  - name: twice
+    objectClasses: [{name: A, secondaryIdentifier: login}]
+    target: {sample: {}, nats: {subject: ""}}
+    consistency: {operationRetryMaxAttempts: -1}
+  - name: twice
+    objectClasses: [{name: A, secondaryIdentifier: login}]
+    target: {amqp: {url: ""}}
+`
+	c, err = app.Parse([]byte(bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate()
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, want := range []string{"prefix", "creds or user", "cert and key", "bad name", "at least one object class",
+		"exactly one of amqp, nats, sample", "transformation \"xml\"", "defined twice", "subject is required",
+		"operationRetryMaxAttempts", "url and address are required"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() does not report %q:\n%v", want, err)
+		}
+	}
+	if _, err := app.Parse([]byte("resources: []\nnatz: {}\n")); err == nil || !strings.Contains(err.Error(), "natz") {
+		t.Fatalf("unknown key: %v", err)
+	}
+	if _, err := app.Parse([]byte("resources:\n  - name: x\n    consistency: {operationRetryPeriod: soon}\n")); err == nil || !strings.Contains(err.Error(), "not a duration") {
+		t.Fatalf("bad duration: %v", err)
+	}
+}
+
+// The shipped deployment files must stay valid.
+func TestDeploymentFilesAreValid(t *testing.T) {
+	root := filepath.Join("..", "..", "..", "deployments")
+	t.Setenv("SHADOWBRIDGE_NATS_PASSWORD", "x")
+	t.Setenv("IDM_NATS_PASSWORD", "y")
+	opts, err := server.ProcessConfigFile(filepath.Join(root, "nats", "nats-server.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !opts.JetStream || opts.MaxPayload < 2<<20 {
+		t.Fatalf("nats-server.conf: jetstream %v max_payload %d", opts.JetStream, opts.MaxPayload)
+	}
+	c, err := app.Load(filepath.Join(root, "shadowbridge.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "systemd", "shadowbridge.service")); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// startDev runs `shadowbridge dev` on free ports and returns its NATS and dashboard URLs.
+func startDev(t *testing.T, dir string) (natsURL, httpURL string, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	out, errb := &syncBuf{}, &syncBuf{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--data", dir, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0"}, func(string) string { return "" }, out, errb)
+	}()
+	re := regexp.MustCompile(`NATS:\s+(\S+)\s+dashboard:\s+(\S+)`)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			natsURL, httpURL = m[1], m[2]
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("dev exited: %v\n%s", err, errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev did not start:\n%s\n%s", out.String(), errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return natsURL, httpURL, func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("dev stopped with %v", err)
+			}
+			if !strings.Contains(out.String(), "shutting down") {
+				t.Error("no clean shutdown message")
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("dev did not stop")
+		}
+	}
+}
+
+func client(t *testing.T, natsURL string, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(t.Context(), args, func(k string) string {
+		if k == "NATS_URL" {
+			return natsURL
+		}
+		return ""
+	}, &out, &errb)
+	return out.String(), err
+}
+
+func TestDevEndToEndAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	natsURL, httpURL, stop := startDev(t, dir)
+	out, err := client(t, natsURL, "add", "demo", "login=jack", "fullName=Jack Sparrow", "shoeSize:=42", "--request-id", "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply map[string]string
+	if err := json.Unmarshal([]byte(out), &reply); err != nil {
+		t.Fatalf("add output %q: %v", out, err)
+	}
+	id := reply["shadowId"]
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, err = client(t, natsURL, "get", id)
+		if err == nil && strings.Contains(out, `"lifecycleState": "live"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not live: %s %v", out, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !regexp.MustCompile(`"shoeSize": \[\s*42\s*\]`).MatchString(out) {
+		t.Fatalf("shoe size not a number:\n%s", out)
+	}
+	if _, err := client(t, natsURL, "modify", "demo", "--id", "login=jack", "fullName=Jack SPARROW", "group+=pirates"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client(t, natsURL, "add", "demo", "login=jack"); err == nil || !strings.HasPrefix(err.Error(), "409 ") {
+		t.Fatalf("duplicate login: %v", err)
+	}
+	if _, err := client(t, natsURL, "add", "nowhere", "login=x"); err == nil || !strings.HasPrefix(err.Error(), "404 ") {
+		t.Fatalf("unknown resource: %v", err)
+	}
+	hist, err := client(t, natsURL, "history", id)
+	if err != nil || !strings.Contains(hist, "AddRequested") || !strings.Contains(hist, "ModifyRequested") {
+		t.Fatalf("history: %v\n%s", err, hist)
+	}
+	jl, err := client(t, natsURL, "history", id, "--json")
+	if err != nil || strings.Count(jl, "\n") < 4 || !strings.HasPrefix(jl, `{"event":`) {
+		t.Fatalf("history --json: %v\n%s", err, jl)
+	}
+	if out, err := client(t, natsURL, "pending"); err != nil || !strings.Contains(out, `"shadows"`) {
+		t.Fatalf("pending: %v %s", err, out)
+	}
+	if out, err := client(t, natsURL, "refresh", "demo"); err != nil || !strings.Contains(out, `"refreshed"`) {
+		t.Fatalf("refresh: %v %s", err, out)
+	}
+	resp, err := http.Get(httpURL + "healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "ok\n" {
+		t.Fatalf("healthz body %q", body)
+	}
+	stop()
+
+	// Same data dir: the shadow, its login claim and the request id survive.
+	natsURL, _, stop = startDev(t, dir)
+	defer stop()
+	out, err = client(t, natsURL, "get", id)
+	if err != nil || !strings.Contains(out, "Jack SPARROW") {
+		t.Fatalf("after restart: %v\n%s", err, out)
+	}
+	again, err := client(t, natsURL, "add", "demo", "login=jack", "fullName=Jack Sparrow", "shoeSize:=42", "--request-id", "r1")
+	if err != nil || !strings.Contains(again, id) {
+		t.Fatalf("request id after restart: %v %s", err, again)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"bogus"}, {"serve"}, {"add"}, {"modify", "demo"}, {"add", "demo", "login"}, {"add", "demo", "x:=notjson"}} {
+		if _, err := client(t, "nats://127.0.0.1:1", args...); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+	_, err := client(t, "nats://127.0.0.1:1", "get", "00000000-0000-4000-8000-000000000000", "--timeout", "500ms")
+	if err == nil || !strings.Contains(err.Error(), "connect to NATS") {
+		t.Fatalf("no server: %v", err)
+	}
+}

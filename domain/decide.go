@@ -2,7 +2,6 @@ package domain
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"time"
 )
@@ -77,10 +76,27 @@ func (Refresh) commandName() string        { return "refresh" }
 func (RecordDelivery) commandName() string { return "record-delivery" }
 func (RecordFailure) commandName() string  { return "record-failure" }
 
-var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-
-// ValidID reports whether s is a lower-case canonical UUID, the form of shadow and operation ids.
-func ValidID(s string) bool { return uuidRE.MatchString(s) }
+// ValidID reports whether s is a lower-case canonical UUID (8-4-4-4-12 hex digits), the form of
+// shadow and operation ids.
+func ValidID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // Decide answers a command against the current shadow: the events to record, or a typed error
 // (test with errors.Is against the sentinels or the categories). No events and no error means the

@@ -474,3 +474,17 @@ func TestApplyChangesTable(t *testing.T) {
 		})
 	}
 }
+
+func TestValidators(t *testing.T) {
+	for s, want := range map[string]bool{"demo": true, "a_b-C9": true, "": false, "a.b": false, "a b": false, "ä": false, "*": false} {
+		if ValidToken(s) != want {
+			t.Errorf("ValidToken(%q) = %v", s, !want)
+		}
+	}
+	for s, want := range map[string]bool{sid: true, "11111111-1111-4111-8111-11111111111": false, "11111111-1111-4111-8111-11111111111G": false,
+		"11111111-1111-4111-8111-11111111111A": false, "111111111-111-4111-8111-111111111111": false, "": false} {
+		if ValidID(s) != want {
+			t.Errorf("ValidID(%q) = %v", s, !want)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package domain
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -76,10 +75,20 @@ type Resource struct {
 	confirmations bool
 }
 
-var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
-// ValidToken reports whether s may be used as a resource name (a NATS subject token).
-func ValidToken(s string) bool { return tokenRE.MatchString(s) }
+// ValidToken reports whether s may be used as a resource name (a NATS subject token):
+// [A-Za-z0-9_-]+. It runs on every append, hence no regexp.
+func ValidToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // NewResource validates and returns a resource definition. confirmations is midPoint's
 // operationExecutionConfirmation: when true an operation delivered to the target stays executing

@@ -177,6 +177,10 @@ func RestoreShadow(d ShadowData) Shadow { return Shadow{d: d.clone()} }
 // Data returns a deep copy of the shadow's plain form.
 func (s Shadow) Data() ShadowData { return s.d.clone() }
 
+// View calls fn with the shadow's plain form without copying it, for encoders on hot paths.
+// fn must not modify or retain it.
+func (s Shadow) View(fn func(any) error) error { return fn(&s.d) }
+
 // ID returns the shadow id ("" for the zero shadow).
 func (s Shadow) ID() string { return s.d.ShadowID }
 

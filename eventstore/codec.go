@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -29,10 +30,14 @@ type wireEvent struct {
 	Data msgpack.RawMessage `msgpack:"d"`
 }
 
-var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+var (
+	bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	encPool = sync.Pool{New: func() any { return msgpack.NewEncoder(nil) }}
+)
 
-func newEncoder(buf *bytes.Buffer) *msgpack.Encoder {
-	enc := msgpack.NewEncoder(buf)
+func getEncoder(buf *bytes.Buffer) *msgpack.Encoder {
+	enc := encPool.Get().(*msgpack.Encoder)
+	enc.Reset(buf) // Reset clears the options too: set them every time
 	enc.SetCustomStructTag("json")
 	enc.UseCompactInts(true)
 	return enc
@@ -42,7 +47,9 @@ func marshal(v any) ([]byte, error) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufPool.Put(buf)
-	if err := newEncoder(buf).Encode(v); err != nil {
+	enc := getEncoder(buf)
+	defer encPool.Put(enc)
+	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
 	return bytes.Clone(buf.Bytes()), nil
@@ -57,21 +64,41 @@ func unmarshal(data []byte, v any) error {
 	return dec.Decode(v)
 }
 
+// encodeCommit writes the wireCommit layout in one pass (no intermediate encodings): this is the
+// hot path of every append.
 func encodeCommit(requestID string, events []domain.Event, state domain.Shadow) ([]byte, error) {
-	wc := wireCommit{V: wireVersion, RequestID: requestID, Events: make([]wireEvent, len(events))}
-	for i, e := range events {
-		b, err := marshal(e)
-		if err != nil {
-			return nil, fmt.Errorf("encode %s: %w", e.EventType(), err)
-		}
-		wc.Events[i] = wireEvent{Type: e.EventType(), Data: b}
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bufPool.Put(buf)
+	enc := getEncoder(buf)
+	defer encPool.Put(enc)
+	n := 3
+	if requestID != "" {
+		n = 4
 	}
-	s, err := marshal(state.Data())
+	err := errors.Join(enc.EncodeMapLen(n), enc.EncodeString("v"), enc.EncodeInt(wireVersion))
+	if requestID != "" {
+		err = errors.Join(err, enc.EncodeString("r"), enc.EncodeString(requestID))
+	}
+	err = errors.Join(err, enc.EncodeString("e"), enc.EncodeArrayLen(len(events)))
+	w := &writer{e: enc}
+	for _, e := range events {
+		err = errors.Join(err, enc.EncodeMapLen(2), enc.EncodeString("t"), enc.EncodeString(e.EventType()), enc.EncodeString("d"))
+		if !w.event(e) {
+			w.fail(enc.Encode(e))
+		}
+		if w.err != nil {
+			return nil, fmt.Errorf("encode %s: %w", e.EventType(), w.err)
+		}
+	}
+	err = errors.Join(err, enc.EncodeString("s"))
 	if err != nil {
+		return nil, err
+	}
+	if err := state.View(w.shadowAny); err != nil {
 		return nil, fmt.Errorf("encode state: %w", err)
 	}
-	wc.State = s
-	return marshal(wc)
+	return bytes.Clone(buf.Bytes()), nil
 }
 
 func decodeCommit(data []byte) (wireCommit, error) {
@@ -106,4 +133,10 @@ func decodeState(raw []byte) (domain.Shadow, error) {
 		return domain.Shadow{}, fmt.Errorf("%w: state: %w", ErrCorrupt, err)
 	}
 	return domain.RestoreShadow(d), nil
+}
+
+// EncodeCommit encodes a commit body exactly as Append stores it (for tools and benchmarks that
+// publish commits in bulk).
+func EncodeCommit(requestID string, events []domain.Event, state domain.Shadow) ([]byte, error) {
+	return encodeCommit(requestID, events, state)
 }

@@ -17,8 +17,10 @@ func (s *Store) History(ctx context.Context, shadowID string) ([]*Record, error)
 	if err != nil || last == nil {
 		return nil, err
 	}
+	// The last record names the exact subject: a consumer filtered on it reads only the shadow's
+	// messages, where the wildcard filter would make the server scan the stream.
 	var out []*Record
-	err = s.replay(ctx, []string{subject}, 1, last.Seq, func(r *Record) error {
+	err = s.replay(ctx, []string{last.Subject}, 1, last.Seq, func(r *Record) error {
 		out = append(out, r)
 		return nil
 	})

@@ -1,0 +1,245 @@
+package eventstore_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+	"shadowbridge/eventstore/natstest"
+	"shadowbridge/eventstore/storetest"
+)
+
+// Benchmarks run a fixed workload once (go test -bench . -benchtime 1x) and report figures with
+// ReportMetric: "ratio" is ours / raw in the same run; "name:unit" is a figure with a suffix.
+
+func benchStore(b *testing.B) *eventstore.Store {
+	srv := natstest.Start(b)
+	s, err := eventstore.Open(context.Background(), srv.Connect(b), eventstore.DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func addCommit(b *testing.B, res domain.Resource) eventstore.Commit {
+	id := storetest.NewID()
+	ev, err := domain.Decide(domain.Shadow{}, domain.Add{Resource: res, ShadowID: id, OperationID: storetest.NewID(),
+		ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {id[:8]}, "fullName": {"Jack Sparrow"}}}, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return eventstore.Commit{Resource: res.Name(), ShadowID: id, Events: ev, State: domain.Fold(domain.Shadow{}, ev)}
+}
+
+// rawMsg is the raw baseline: a ~105-byte event on a fresh subject with the expected-sequence
+// check, as measured in FACTS.md.
+func rawMsg(i int) *nats.Msg {
+	m := nats.NewMsg(fmt.Sprintf("prov.evt.raw.%d", i))
+	m.Data = make([]byte, 105)
+	return m
+}
+
+const (
+	appendN = 20000
+	block   = 1000 // raw and ours alternate in blocks, so neither runs on a fuller stream or heap
+)
+
+// alternate runs raw and ours over [0,appendN) in alternating blocks and returns the rate of
+// each. prepare builds the next block of our commits outside the timed region, so that the
+// benchmark does not keep appendN decided commits alive for the GC to scan.
+func alternate(b *testing.B, raw func(lo, hi int), prepare func(), ours func(lo, hi int)) (rawRate, ourRate float64) {
+	var rawD, ourD time.Duration
+	for lo := 0; lo < appendN; lo += block {
+		runtime.GC() // both sides start each block with a clean heap
+		start := time.Now()
+		raw(lo, lo+block)
+		rawD += time.Since(start)
+		prepare()
+		runtime.GC()
+		start = time.Now()
+		ours(lo, lo+block)
+		ourD += time.Since(start)
+	}
+	return appendN / rawD.Seconds(), appendN / ourD.Seconds()
+}
+
+func BenchmarkAppendSync(b *testing.B) {
+	for range b.N {
+		s := benchStore(b)
+		res := storetest.Resource(b)
+		ctx := context.Background()
+		commits := make([]eventstore.Commit, block)
+		raw, ours := alternate(b, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				if _, err := s.JetStream().PublishMsg(ctx, rawMsg(i), jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}, func() {
+			for i := range commits {
+				commits[i] = addCommit(b, res)
+			}
+		}, func(lo, hi int) {
+			for _, c := range commits {
+				if _, err := s.Append(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.ReportMetric(raw, "raw:ops/s")
+		b.ReportMetric(ours, "ops/s")
+		b.ReportMetric(ours/raw, "ratio")
+	}
+}
+
+func BenchmarkAppendPipelined(b *testing.B) {
+	const window = 1024
+	for range b.N {
+		s := benchStore(b)
+		res := storetest.Resource(b)
+		ctx := context.Background()
+		commits := make([]eventstore.Commit, block)
+		raw, ours := alternate(b, func(lo, hi int) {
+			var futs []jetstream.PubAckFuture
+			for i := lo; i < hi; i++ {
+				f, err := s.JetStream().PublishMsgAsync(rawMsg(i), jetstream.WithExpectLastSequencePerSubject(0))
+				if err != nil {
+					b.Fatal(err)
+				}
+				futs = append(futs, f)
+				if len(futs) == window {
+					waitAll(b, futs)
+					futs = futs[:0]
+				}
+			}
+			waitAll(b, futs)
+		}, func() {
+			for i := range commits {
+				commits[i] = addCommit(b, res)
+			}
+		}, func(lo, hi int) {
+			var pend []eventstore.PendingAppend
+			for _, c := range commits {
+				p, err := s.AppendAsync(c)
+				if err != nil {
+					b.Fatal(err)
+				}
+				pend = append(pend, p)
+				if len(pend) == window {
+					waitPending(b, ctx, pend)
+					pend = pend[:0]
+				}
+			}
+			waitPending(b, ctx, pend)
+		})
+		b.ReportMetric(raw, "raw:ops/s")
+		b.ReportMetric(ours, "ops/s")
+		b.ReportMetric(ours/raw, "ratio")
+	}
+}
+
+func waitAll(b *testing.B, futs []jetstream.PubAckFuture) {
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatal(err)
+		}
+	}
+}
+
+func waitPending(b *testing.B, ctx context.Context, pend []eventstore.PendingAppend) {
+	for _, p := range pend {
+		if _, err := p.Wait(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func pct(d []time.Duration, p float64) float64 {
+	slices.Sort(d)
+	return float64(d[int(float64(len(d)-1)*p)].Microseconds())
+}
+
+// BenchmarkLoad100Of1M: 10,000 shadows x 100 commits interleaved = 1M messages; load a shadow.
+// The raw baseline reads one shadow's 100 messages by a filtered ordered consumer.
+func BenchmarkLoad100Of1M(b *testing.B) {
+	for range b.N {
+		s := benchStore(b)
+		ctx := context.Background()
+		ids, err := storetest.Populate(ctx, s, storetest.Resource(b), 10000, 100)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var raw []time.Duration
+		for range 30 {
+			id := ids[rand.IntN(len(ids))]
+			start := time.Now()
+			if n := rawRead(b, s, "prov.evt.demo."+id); n != 100 {
+				b.Fatalf("raw read: %d messages", n)
+			}
+			raw = append(raw, time.Since(start))
+		}
+		var hist []time.Duration
+		for range 30 {
+			id := ids[rand.IntN(len(ids))]
+			start := time.Now()
+			if h, err := s.History(ctx, id); err != nil || len(h) != 100 {
+				b.Fatalf("history: %d, %v", len(h), err)
+			}
+			hist = append(hist, time.Since(start))
+		}
+		b.ReportMetric(pct(hist, 0.5)/1000, "history_p50:ms")
+		var ours []time.Duration
+		for range 5000 {
+			id := ids[rand.IntN(len(ids))]
+			start := time.Now()
+			st, _, err := s.Load(ctx, "demo", id)
+			if err != nil || !st.Created() {
+				b.Fatal(err)
+			}
+			ours = append(ours, time.Since(start))
+		}
+		rawP50, oursP50 := pct(raw, 0.5), pct(ours, 0.5)
+		b.ReportMetric(rawP50, "raw_p50:us")
+		b.ReportMetric(oursP50, "p50:us")
+		b.ReportMetric(pct(ours, 0.99), "p99:us")
+		b.ReportMetric(rawP50/max(oursP50, 1), "ratio")
+	}
+}
+
+// rawRead reads every message of one subject with a plain ordered consumer: the raw way to load
+// an aggregate by replaying its events.
+func rawRead(b *testing.B, s *eventstore.Store, subject string) int {
+	ctx := context.Background()
+	cons, err := s.JetStream().OrderedConsumer(ctx, "PROV_EVENTS", jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer it.Stop()
+	n := 0
+	for {
+		m, err := it.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		n++
+		md, _ := m.Metadata()
+		if md.NumPending == 0 {
+			return n
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package eventstore
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+	"time"
+
+	"shadowbridge/domain"
+)
+
+// Every field set to a non-zero value, so a field the fast writer forgets shows up as a diff.
+func fullEvents() []domain.Event {
+	at := time.Unix(1763884800, 123456789)
+	attrs := domain.Attributes{"login": {"jack"}, "n": {int64(42)}, "f": {1.5}, "b": {true}}
+	ch := domain.Changes{"a": {Add: []any{"x"}, Delete: []any{int64(1)}}, "r": {Replace: []any{"y"}}, "clear": {Replace: []any{}}}
+	tr := domain.TargetRequest{Operation: domain.ChangeModify, ObjectClass: "C", Attributes: attrs, PrimaryIdentifiers: domain.Attributes{"uid": {"u"}},
+		SecondaryIdentifiers: domain.Attributes{"login": {"jack"}}, Changes: ch}
+	return []domain.Event{
+		domain.AddRequested{ShadowID: "s", Resource: "r", ObjectClass: "C", SecondaryIdentifier: "login", OperationID: "o", RequestID: "q", Attributes: attrs, Assigned: true, Time: at},
+		domain.ModifyRequested{OperationID: "o", RequestID: "q", Changes: ch, Time: at},
+		domain.DeleteRequested{OperationID: "o", RequestID: "q", Time: at},
+		domain.DispatchRequested{OperationID: "o", Attempt: 3, Request: tr, Time: at},
+		domain.OperationSent{OperationID: "o", Attempt: 2, Reference: "ref", Time: at},
+		domain.AttemptFailed{OperationID: "o", Attempt: 2, Error: domain.OperationError{Category: domain.CategorySecurity, Message: "m"}, Time: at},
+		domain.OperationCompleted{OperationID: "o", Result: domain.ResultWarning, Message: "m", PrimaryIdentifiers: domain.Attributes{"uid": {int64(7)}}, Source: "s", Time: at},
+	}
+}
+
+func fullState() domain.ShadowData {
+	at := time.Unix(1763884800, 5)
+	return domain.ShadowData{
+		ShadowID: "s", Resource: "r", ObjectClass: "C", LifecycleState: domain.LifecycleCorpse, Exists: true, Dead: true, Assigned: true,
+		PrimaryIdentifiers: domain.Attributes{"uid": {"u"}}, SecondaryIdentifiers: domain.Attributes{"login": {"j"}},
+		Attributes: domain.Attributes{"login": {"j"}, "n": {int64(-3)}},
+		PendingOperations: []domain.PendingOperation{{
+			ID: "o", Type: domain.TypeRetry, Delta: domain.Delta{ChangeType: domain.ChangeAdd, Attributes: domain.Attributes{"a": {"b"}},
+				Changes: domain.Changes{"c": {Replace: []any{}}}},
+			ExecutionStatus: domain.StatusExecuting, ResultStatus: domain.ResultInProgress, AttemptNumber: 2, RequestTimestamp: at,
+			LastAttemptTimestamp: at.Add(1), CompletionTimestamp: at.Add(2), AsynchronousOperationReference: "ref",
+			LastError: &domain.OperationError{Category: domain.CategoryCommunication, Message: "down"}, RequestID: "q", Message: "msg",
+		}},
+		CreateTimestamp: at, ModifyTimestamp: at.Add(3), DeathTimestamp: at.Add(4), Version: 9,
+	}
+}
+
+func TestFastWriterCoversEveryField(t *testing.T) {
+	events := fullEvents()
+	// Every event type the domain knows is in the fixture.
+	for _, name := range []string{"AddRequested", "ModifyRequested", "DeleteRequested", "DispatchRequested", "OperationSent", "AttemptFailed", "OperationCompleted"} {
+		found := false
+		for _, e := range events {
+			found = found || e.EventType() == name
+		}
+		if !found {
+			t.Fatalf("fixture misses %s", name)
+		}
+	}
+	checkAllFieldsSet(t, reflect.ValueOf(fullState()), "ShadowData")
+	for _, e := range events {
+		checkAllFieldsSet(t, reflect.ValueOf(e), e.EventType())
+	}
+	state := domain.RestoreShadow(fullState())
+	data, err := encodeCommit("req", events, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, err := decodeCommit(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeEvents(wc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range events {
+		if !reflect.DeepEqual(got[i], events[i]) {
+			t.Errorf("%s:\n got %#v\nwant %#v", events[i].EventType(), got[i], events[i])
+		}
+	}
+	st, err := decodeState(wc.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fullState(); !reflect.DeepEqual(st.Data(), want) {
+		t.Errorf("state:\n got %#v\nwant %#v", st.Data(), want)
+	}
+	if wc.RequestID != "req" {
+		t.Errorf("request id %q", wc.RequestID)
+	}
+	// The fast writer and the reflective encoder produce the same bytes for the state.
+	var buf bytes.Buffer
+	enc := getEncoder(&buf)
+	w := &writer{e: enc}
+	full := fullState()
+	w.shadow(&full)
+	ref, err := marshal(full)
+	if err != nil || w.err != nil {
+		t.Fatal(err, w.err)
+	}
+	if len(ref) != buf.Len() {
+		t.Errorf("fast state is %d bytes, reflective %d", buf.Len(), len(ref))
+	}
+}
+
+// checkAllFieldsSet fails if a struct field (recursively) has its zero value.
+func checkAllFieldsSet(t *testing.T, v reflect.Value, path string) {
+	t.Helper()
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct || v.Type() == reflect.TypeOf(time.Time{}) {
+		return
+	}
+	for i := range v.NumField() {
+		f := v.Field(i)
+		name := path + "." + v.Type().Field(i).Name
+		if f.IsZero() {
+			t.Errorf("fixture leaves %s zero", name)
+			continue
+		}
+		switch f.Kind() {
+		case reflect.Struct, reflect.Pointer:
+			checkAllFieldsSet(t, f, name)
+		case reflect.Slice:
+			for j := range f.Len() {
+				checkAllFieldsSet(t, f.Index(j), name)
+			}
+		}
+	}
+}

@@ -1,0 +1,65 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+)
+
+// Populate fills the store's stream with shadows*perShadow valid commits, interleaved round-robin
+// so that each shadow's commits are spread over the whole stream (the worst case for reading one
+// shadow by scanning). It publishes asynchronously for speed and returns the shadow ids.
+func Populate(ctx context.Context, s *eventstore.Store, res domain.Resource, shadows, perShadow int) ([]string, error) {
+	ids := make([]string, shadows)
+	bodies := make([][]byte, shadows)
+	for i := range ids {
+		ids[i] = NewID()
+		ev, err := domain.Decide(domain.Shadow{}, domain.Add{Resource: res, ShadowID: ids[i], OperationID: NewID(),
+			ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {fmt.Sprint("user", i)}, "shoeSize": {int64(42)}}}, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if bodies[i], err = eventstore.EncodeCommit("", ev, domain.Fold(domain.Shadow{}, ev)); err != nil {
+			return nil, err
+		}
+	}
+	js := s.JetStream()
+	var pending []jetstream.PubAckFuture
+	flush := func() error {
+		for _, f := range pending {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		pending = pending[:0]
+		return nil
+	}
+	for round := range perShadow {
+		for i, id := range ids {
+			m := nats.NewMsg(s.Subject(res.Name(), id))
+			m.Data = bodies[i]
+			m.Header.Add(eventstore.HeaderEventType, "AddRequested")
+			f, err := js.PublishMsgAsync(m)
+			if err != nil {
+				return nil, err
+			}
+			pending = append(pending, f)
+			if len(pending) >= 4096 {
+				if err := flush(); err != nil {
+					return nil, fmt.Errorf("round %d: %w", round, err)
+				}
+			}
+		}
+	}
+	return ids, flush()
+}

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -90,14 +92,40 @@ type sampleRequest struct {
 	} `json:"changes"`
 }
 
-// Run consumes requests until ctx ends.
+// Run consumes requests until ctx ends. Requests are handled by sampleWorkers workers; a
+// shadow's requests always go to the same worker, so they are applied in the order sent.
 func (s *SampleSystem) Run(ctx context.Context) error {
+	const sampleWorkers = 32
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, SampleStream, jetstream.ConsumerConfig{
-		Durable: sampleDurable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxAckPending: 1,
+		Durable: sampleDurable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxAckPending: 1024,
 	})
 	if err != nil {
 		return fmt.Errorf("sample system: consumer: %w", err)
 	}
+	var queues [sampleWorkers]chan jetstream.Msg
+	var wg sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan jetstream.Msg, 64)
+		wg.Go(func() {
+			for m := range queues[i] {
+				if err := s.handle(ctx, m); err != nil {
+					if ctx.Err() != nil {
+						continue // shutting down: redelivered after AckWait
+					}
+					s.log.Warn("request not handled; redelivering", "operation", m.Headers().Get("operationId"), "err", err)
+					_ = m.NakWithDelay(time.Second)
+					continue
+				}
+				_ = m.Ack()
+			}
+		})
+	}
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait()
+	}()
 	it, err := cons.Messages()
 	if err != nil {
 		return fmt.Errorf("sample system: %w", err)
@@ -114,12 +142,13 @@ func (s *SampleSystem) Run(ctx context.Context) error {
 			time.Sleep(200 * time.Millisecond)
 			continue
 		}
-		if err := s.handle(ctx, m); err != nil {
-			s.log.Warn("request not handled; redelivering", "operation", m.Headers().Get("operationId"), "err", err)
-			_ = m.NakWithDelay(time.Second)
-			continue
+		h := fnv.New32a()
+		h.Write([]byte(m.Headers().Get("shadowId")))
+		select {
+		case queues[h.Sum32()%sampleWorkers] <- m:
+		case <-ctx.Done():
+			return nil
 		}
-		_ = m.Ack()
 	}
 }
 

@@ -170,9 +170,9 @@ func pct(d []time.Duration, p float64) float64 {
 	return float64(d[int(float64(len(d)-1)*p)].Microseconds())
 }
 
-// BenchmarkLoad100Of1M: 10,000 shadows x 100 commits interleaved = 1M messages; load a shadow.
+// BenchmarkAggregateLoad: 10,000 shadows x 100 commits interleaved = 1M messages; load a shadow.
 // The raw baseline reads one shadow's 100 messages by a filtered ordered consumer.
-func BenchmarkLoad100Of1M(b *testing.B) {
+func BenchmarkAggregateLoad(b *testing.B) {
 	for range b.N {
 		s := benchStore(b)
 		ctx := context.Background()

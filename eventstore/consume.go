@@ -43,14 +43,35 @@ func (s *Store) Replay(ctx context.Context, from uint64, fn func(*Record) error)
 	return last, s.replay(ctx, []string{s.cfg.Prefix + ".evt.>"}, from, last, fn)
 }
 
+// LastPerShadow calls fn with the last record of every shadow (the stream's last message per
+// event subject), in stream order, and returns the stream's last sequence when it started. Each
+// record holds its shadow's state, so this is all a projection rebuild needs: its cost grows with
+// the number of shadows, not with the length of their histories.
+func (s *Store) LastPerShadow(ctx context.Context, fn func(*Record) error) (uint64, error) {
+	last, err := s.LastSeq(ctx)
+	if err != nil || last == 0 {
+		return last, err
+	}
+	return last, s.consume(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{s.cfg.Prefix + ".evt.>"},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	}, 0, fn)
+}
+
 func (s *Store) replay(ctx context.Context, filters []string, from, until uint64, fn func(*Record) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cons, err := s.js.OrderedConsumer(ctx, s.cfg.Stream, jetstream.OrderedConsumerConfig{
+	return s.consume(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: filters,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    from,
-	})
+	}, until, fn)
+}
+
+// consume runs an ordered consumer until it has delivered everything pending when it started
+// (or the record with sequence until, if not 0).
+func (s *Store) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig, until uint64, fn func(*Record) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cons, err := s.js.OrderedConsumer(ctx, s.cfg.Stream, cfg)
 	if err != nil {
 		return fmt.Errorf("eventstore: replay: %w", unavailable(err))
 	}
@@ -77,7 +98,7 @@ func (s *Store) replay(ctx context.Context, filters []string, from, until uint64
 		if err := fn(r); err != nil {
 			return err
 		}
-		if md.Sequence.Stream >= until || md.NumPending == 0 {
+		if (until > 0 && md.Sequence.Stream >= until) || md.NumPending == 0 {
 			return nil
 		}
 	}

@@ -21,7 +21,7 @@ type PendingIndex struct {
 	log *slog.Logger
 
 	mu      sync.RWMutex
-	pending map[string]domain.ShadowData // key -> shadow, only while it has unfinished work
+	pending map[string][]byte // key -> shadow JSON, only while it has unfinished work
 	ready   chan struct{}
 	err     error
 }
@@ -35,7 +35,7 @@ func NewPendingIndex(ctx context.Context, kv jetstream.KeyValue, log *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("projections: watch %s: %w", kv.Bucket(), err)
 	}
-	ix := &PendingIndex{kv: kv, log: log.WithGroup("pending"), pending: map[string]domain.ShadowData{}, ready: make(chan struct{})}
+	ix := &PendingIndex{kv: kv, log: log.WithGroup("pending"), pending: map[string][]byte{}, ready: make(chan struct{})}
 	go ix.run(ctx, w)
 	return ix, nil
 }
@@ -69,15 +69,23 @@ func (ix *PendingIndex) apply(e jetstream.KeyValueEntry) {
 		ix.mu.Unlock()
 		return
 	}
-	var d domain.ShadowData
+	// Only the execution statuses matter here; the whole shadow is decoded when queried.
+	var d struct {
+		PendingOperations []struct {
+			ExecutionStatus domain.ExecutionStatus `json:"executionStatus"`
+		} `json:"pendingOperations"`
+	}
 	if err := json.Unmarshal(e.Value(), &d); err != nil {
 		ix.log.Error("undecodable shadow in projection", "key", key, "err", err)
 		return
 	}
-	has := slices.ContainsFunc(d.PendingOperations, func(p domain.PendingOperation) bool { return !p.Completed() })
+	has := false
+	for _, p := range d.PendingOperations {
+		has = has || p.ExecutionStatus != domain.StatusCompleted
+	}
 	ix.mu.Lock()
 	if has {
-		ix.pending[key] = d
+		ix.pending[key] = e.Value()
 	} else {
 		delete(ix.pending, key)
 	}
@@ -93,13 +101,21 @@ func (ix *PendingIndex) Pending(ctx context.Context, resource string) ([]domain.
 		return nil, fmt.Errorf("projections: pending index still loading: %w", ctx.Err())
 	}
 	ix.mu.RLock()
-	out := make([]domain.ShadowData, 0, len(ix.pending))
-	for k, d := range ix.pending {
+	raw := make([][]byte, 0, len(ix.pending))
+	for k, v := range ix.pending {
 		if resource == "" || strings.HasPrefix(k, resource+".") {
-			out = append(out, d)
+			raw = append(raw, v)
 		}
 	}
 	ix.mu.RUnlock()
+	out := make([]domain.ShadowData, 0, len(raw))
+	for _, v := range raw {
+		var d domain.ShadowData
+		if err := json.Unmarshal(v, &d); err != nil {
+			return nil, fmt.Errorf("projections: pending: %w", err)
+		}
+		out = append(out, d)
+	}
 	slices.SortFunc(out, func(a, b domain.ShadowData) int {
 		if c := strings.Compare(a.Resource, b.Resource); c != 0 {
 			return c

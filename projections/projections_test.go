@@ -129,8 +129,17 @@ func TestRunFollowsTheLogAndRebuildRestores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pr.Events != 25 || pr.Shadows != 25 || last.Phase != "write" {
+	if pr.Shadows != 25 || pr.Last == 0 || last.Phase != "done" {
 		t.Fatalf("rebuild progress %+v / %+v", pr, last)
+	}
+	if _, err := f.kv.Put(t.Context(), "demo.00000000-0000-4000-8000-000000000000", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.proj.Rebuild(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.get(t, "00000000-0000-4000-8000-000000000000"); ok {
+		t.Fatal("rebuild kept a shadow the log does not know")
 	}
 	for _, id := range ids {
 		d, ok := f.get(t, id)

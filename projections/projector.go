@@ -22,7 +22,7 @@ import (
 // Source is what the projections read from the event log.
 type Source interface {
 	Subscribe(ctx context.Context, name string, o eventstore.SubscribeOptions, fn func(context.Context, []*eventstore.Record) error) error
-	Replay(ctx context.Context, from uint64, fn func(*eventstore.Record) error) (uint64, error)
+	LastPerShadow(ctx context.Context, fn func(*eventstore.Record) error) (uint64, error)
 }
 
 // Config names the projection's resources.
@@ -195,49 +195,86 @@ func (p *Projector) write(ctx context.Context, key string, d domain.ShadowData) 
 
 // Progress reports a rebuild's progress.
 type Progress struct {
-	Events  uint64 // records read so far
-	Last    uint64 // the stream sequence the rebuild reads up to
-	Shadows int
-	Phase   string // "replay" or "write"
+	Shadows int    // shadows rebuilt so far
+	Last    uint64 // the stream sequence the rebuild covers: every event up to it is reflected
+	Phase   string // "read" or "done"
 }
 
-// Rebuild replays the whole log and writes the last state of every shadow. It may run while the
-// projector runs: both write only newer versions. progress (may be nil) is called now and then.
+// Rebuild recreates the projection of every shadow from the log: the last commit of each shadow
+// holds its state (checked against the fold of its events by the event store's contract), so
+// only those are read, and they are written in batches. It may run while the projector runs:
+// both write only newer versions. progress (may be nil) is called now and then. Shadows in the
+// bucket that the log does not know are removed.
 func (p *Projector) Rebuild(ctx context.Context, progress func(Progress)) (Progress, error) {
-	last := map[string]*eventstore.Record{}
-	var n uint64
+	p.mu.Lock()
+	p.known = map[string]kvVersion{} // trust the bucket, not the cache, during a rebuild
+	p.mu.Unlock()
 	var pr Progress
-	upto, err := p.src.Replay(ctx, 1, func(r *eventstore.Record) error {
-		n++
-		if r.ShadowID != "" {
-			last[Key(r.Resource, r.ShadowID)] = r
-		}
-		if progress != nil && n%10000 == 0 {
-			progress(Progress{Events: n, Shadows: len(last), Phase: "replay"})
-		}
-		return nil
-	})
-	if err != nil {
-		return pr, err
+	seen := map[string]bool{}
+	batch := map[string]domain.ShadowData{}
+	flush := func() error {
+		err := p.writeAll(ctx, batch)
+		clear(batch)
+		return err
 	}
-	pr = Progress{Events: n, Last: upto, Shadows: len(last), Phase: "write"}
-	if progress != nil {
-		progress(pr)
-	}
-	states := make(map[string]domain.ShadowData, len(last))
-	for k, r := range last {
+	upto, err := p.src.LastPerShadow(ctx, func(r *eventstore.Record) error {
+		if r.ShadowID == "" {
+			return nil
+		}
 		st, err := r.State()
 		if err != nil {
 			p.log.Error("record skipped", "seq", r.Seq, "subject", r.Subject, "err", err)
-			continue
+			return nil
 		}
-		states[k] = st.Data()
+		k := Key(r.Resource, r.ShadowID)
+		seen[k] = true
+		batch[k] = st.Data()
+		pr.Shadows++
+		if len(batch) >= 1024 {
+			if err := flush(); err != nil {
+				return err
+			}
+			if progress != nil {
+				progress(Progress{Shadows: pr.Shadows, Phase: "read"})
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
 	}
-	p.mu.Lock()
-	p.known = map[string]kvVersion{} // trust the bucket, not the cache, after a rebuild
-	p.mu.Unlock()
-	if err := p.writeAll(ctx, states); err != nil {
+	if err != nil {
 		return pr, err
 	}
+	pr.Last, pr.Phase = upto, "done"
+	if err := p.prune(ctx, seen); err != nil {
+		return pr, err
+	}
+	if progress != nil {
+		progress(pr)
+	}
 	return pr, nil
+}
+
+// prune deletes projection entries of shadows the log does not have.
+func (p *Projector) prune(ctx context.Context, keep map[string]bool) error {
+	lister, err := p.kv.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil
+		}
+		return fmt.Errorf("projections: list keys: %w", err)
+	}
+	var stale []string
+	for k := range lister.Keys() {
+		if !keep[k] {
+			stale = append(stale, k)
+		}
+	}
+	for _, k := range stale {
+		if err := p.kv.Purge(ctx, k); err != nil {
+			return fmt.Errorf("projections: prune %s: %w", k, err)
+		}
+	}
+	return nil
 }

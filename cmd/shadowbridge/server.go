@@ -171,14 +171,14 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	start := time.Now()
 	pr, err := p.Rebuild(ctx, func(pr projections.Progress) {
-		rate := float64(pr.Events) / time.Since(start).Seconds()
-		fmt.Fprintf(stderr, "\r%s: %d events, %d shadows, %.0f events/s", pr.Phase, pr.Events, pr.Shadows, rate)
+		rate := float64(pr.Shadows) / time.Since(start).Seconds()
+		fmt.Fprintf(stderr, "\r%s: %d shadows, %.0f shadows/s", pr.Phase, pr.Shadows, rate)
 	})
 	fmt.Fprintln(stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "rebuilt %d shadows from %d events (up to sequence %d) in %s\n", pr.Shadows, pr.Events, pr.Last, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "rebuilt %d shadows, covering the log up to sequence %d, in %s\n", pr.Shadows, pr.Last, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

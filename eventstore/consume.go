@@ -43,6 +43,27 @@ func (s *Store) Replay(ctx context.Context, from uint64, fn func(*Record) error)
 	return last, s.replay(ctx, []string{s.cfg.Prefix + ".evt.>"}, from, last, fn)
 }
 
+// Follow calls fn for every event record with sequence >= from, in order, and keeps following
+// new ones until ctx ends or fn fails (ephemeral: nothing is stored about the reader). It returns
+// nil when ctx ends.
+func (s *Store) Follow(ctx context.Context, from uint64, fn func(*Record) error) error {
+	if from == 0 {
+		from = 1
+	}
+	err := s.consume(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{s.cfg.Prefix + ".evt.>"},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    from,
+	}, followForever, fn)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// followForever as consume's until: never stop at the end of the stream.
+const followForever = ^uint64(0)
+
 // LastPerShadow calls fn with the last record of every shadow (the stream's last message per
 // event subject), in stream order, and returns the stream's last sequence when it started. Each
 // record holds its shadow's state, so this is all a projection rebuild needs: its cost grows with
@@ -97,6 +118,9 @@ func (s *Store) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig
 		r := s.newRecord(m.Subject(), md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data())
 		if err := fn(r); err != nil {
 			return err
+		}
+		if until == followForever {
+			continue
 		}
 		if (until > 0 && md.Sequence.Stream >= until) || md.NumPending == 0 {
 			return nil

@@ -124,6 +124,9 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	if out, err := client(t, natsURL, "refresh", "demo"); err != nil || !strings.Contains(out, `"refreshed"`) {
 		t.Fatalf("refresh: %v %s", err, out)
 	}
+	if out, err := client(t, natsURL, "rebuild"); err != nil || !strings.Contains(out, "rebuilt 1 shadows") {
+		t.Fatalf("rebuild: %v %s", err, out)
+	}
 	resp, err := http.Get(httpURL + "healthz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz: %v", err)

@@ -17,6 +17,8 @@ type Options struct {
 	Listen string
 	// StoreDir holds JetStream's file storage; the state survives restarts with the same dir.
 	StoreDir string
+	// Username and Password, when set, require clients to authenticate.
+	Username, Password string
 	// MaxPayload in bytes (default 8 MiB: large enough that oversized commands reach the service
 	// and get a clear error instead of a client-side refusal).
 	MaxPayload int32
@@ -47,6 +49,8 @@ func Start(o Options) (*server.Server, error) {
 		MaxPayload: o.MaxPayload,
 		NoSigs:     true,
 		NoLog:      true,
+		Username:   o.Username,
+		Password:   o.Password,
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

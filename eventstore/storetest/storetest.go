@@ -23,6 +23,7 @@ type Store interface {
 	LoadByID(ctx context.Context, shadowID string) (domain.Shadow, uint64, error)
 	History(ctx context.Context, shadowID string) ([]*eventstore.Record, error)
 	Replay(ctx context.Context, from uint64, fn func(*eventstore.Record) error) (uint64, error)
+	Follow(ctx context.Context, from uint64, fn func(*eventstore.Record) error) error
 	Subscribe(ctx context.Context, name string, o eventstore.SubscribeOptions, fn func(context.Context, []*eventstore.Record) error) error
 	Claim(ctx context.Context, c domain.Claim, shadowID string, stale func(context.Context, string, time.Time) (bool, error)) error
 	Release(ctx context.Context, c domain.Claim, shadowID string) error
@@ -81,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("StateEqualsFoldOfEvents", func(t *testing.T) { testFold(t, open(t)) })
 	t.Run("Replay", func(t *testing.T) { testReplay(t, open(t)) })
 	t.Run("Subscribe", func(t *testing.T) { testSubscribe(t, open(t)) })
+	t.Run("Follow", func(t *testing.T) { testFollow(t, open(t)) })
 	t.Run("Claims", func(t *testing.T) { testClaims(t, open(t)) })
 	t.Run("Index", func(t *testing.T) { testIndex(t, open(t)) })
 	t.Run("BadCommit", func(t *testing.T) { testBadCommit(t, open(t)) })
@@ -497,5 +499,40 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 15s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func testFollow(t *testing.T, s Store) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	res := Resource(t)
+	id1 := NewID()
+	_, r1, err := Decide(ctx, t, s, res, id1, addCmd(res, id1, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan uint64, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Follow(ctx, r1.Seq, func(r *eventstore.Record) error { got <- r.Seq; return nil })
+	}()
+	id2 := NewID()
+	_, r2, err := Decide(ctx, t, s, res, id2, addCmd(res, id2, "b")) // written after Follow started
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []uint64{r1.Seq, r2.Seq} {
+		select {
+		case seq := <-got:
+			if seq != want {
+				t.Fatalf("followed %d, want %d", seq, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("follow did not deliver %d", want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Follow after cancel: %v", err)
 	}
 }

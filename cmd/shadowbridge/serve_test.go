@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"shadowbridge/eventstore/embedded"
+)
+
+// serve against an external NATS that requires a password; the client verbs use the same auth.
+func TestServeWithAuthAndConfirmVerb(t *testing.T) {
+	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Username: "sb", Password: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	cfgFile := filepath.Join(t.TempDir(), "sb.yaml")
+	cfg := `
+nats: {url: "` + srv.ClientURL() + `", user: sb, password: s3cret}
+http: {listen: "127.0.0.1:0"}
+resources:
+  - name: hr
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login, primaryIdentifier: uid}]
+    target: {nats: {subject: target.hr}}
+    operationExecutionConfirmation: true
+`
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	errb := &syncBuf{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "--config", cfgFile}, func(string) string { return "" }, &syncBuf{}, errb) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if strings.Contains(errb.String(), "s3cret") {
+			t.Error("the password was logged")
+		}
+	}()
+	auth := []string{"--user", "sb", "--password", "s3cret", "--server", srv.ClientURL()}
+	var out string
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, err = client(t, "", append([]string{"add", "hr", "login=anne"}, auth...)...)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve never answered: %v\n%s", err, errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var r map[string]string
+	_ = json.Unmarshal([]byte(out), &r)
+	// The target system (here: us) confirms through the CLI, assigning the uid.
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		out, err = client(t, "", append([]string{"confirm", "hr", r["operationId"], "--result", "success", "--primary", "uid=4711"}, auth...)...)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("confirm: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // the dispatcher may not have recorded the send yet: fine either way
+	}
+	if !strings.Contains(out, `"resultStatus": "success"`) {
+		t.Fatalf("confirm reply: %s", out)
+	}
+	got, err := client(t, "", append([]string{"get", r["shadowId"]}, auth...)...)
+	if err != nil || !strings.Contains(got, `"live"`) || !strings.Contains(got, "4711") {
+		t.Fatalf("after confirm: %v\n%s", err, got)
+	}
+	if _, err := client(t, "", "get", r["shadowId"], "--server", srv.ClientURL(), "--timeout", "1s"); err == nil {
+		t.Fatal("a client without credentials was served")
+	}
+	if _, err := client(t, "", append([]string{"confirm", "hr", r["operationId"]}, auth...)...); err == nil || !strings.HasPrefix(err.Error(), "409 ") {
+		t.Fatalf("second confirm: %v", err)
+	}
+}

@@ -35,7 +35,9 @@ resources:
 	ctx, cancel := context.WithCancel(t.Context())
 	errb := &syncBuf{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfgFile}, func(string) string { return "" }, &syncBuf{}, errb) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", cfgFile}, func(string) string { return "" }, &syncBuf{}, errb)
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

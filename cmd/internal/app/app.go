@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -100,7 +99,16 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		case r.Target.NATS != nil:
 			t, err = bridge.NewNATSTarget(ctx, store.JetStream(), r.Target.NATS.Subject, "PROV_TARGET_"+r.Name, r.Transformation)
 		case r.Target.AMQP != nil:
-			err = errors.New("the amqp target is not available in this build yet")
+			var o bridge.AMQPOptions
+			if o, err = amqpOptions(r, log); err == nil {
+				t, err = bridge.NewAMQPTarget(o)
+			}
+			if err == nil && o.ConfirmationAddress != "" {
+				var rcv *bridge.ConfirmationReceiver
+				if rcv, err = bridge.NewConfirmationReceiver(o, r.Name, confirmer{a.Service}); err == nil {
+					a.goRun("confirmations-"+r.Name, rcv.Run)
+				}
+			}
 		}
 		if err != nil {
 			return fail(fmt.Errorf("resource %s: target: %w", r.Name, err))
@@ -127,6 +135,30 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		a.goRun("sample", sys.Run)
 	}
 	return a, nil
+}
+
+
+// confirmer adapts the command service to the bridge's Confirmer.
+type confirmer struct{ s *service.Service }
+
+func (c confirmer) Confirm(ctx context.Context, resource string, b bridge.Confirmation) error {
+	_, err := c.s.ConfirmBody(ctx, resource, service.ConfirmBody{OperationID: b.OperationID, ResultStatus: b.ResultStatus,
+		Message: b.Message, PrimaryIdentifiers: b.PrimaryIdentifiers})
+	return err
+}
+
+func amqpOptions(r ResourceConfig, log *slog.Logger) (bridge.AMQPOptions, error) {
+	a := r.Target.AMQP
+	o := bridge.AMQPOptions{URL: a.URL, Address: a.Address, Username: a.Username, Password: a.Password,
+		ConfirmationAddress: a.ConfirmationAddress, Transformation: r.Transformation, Logger: log.WithGroup("amqp")}
+	if a.TLS.CA != "" || a.TLS.Cert != "" {
+		tc, err := tlsConfig(a.TLS)
+		if err != nil {
+			return o, fmt.Errorf("resource %s: target.amqp.tls: %w", r.Name, err)
+		}
+		o.TLS = tc
+	}
+	return o, nil
 }
 
 func (a *App) goRun(name string, fn func(context.Context) error) {

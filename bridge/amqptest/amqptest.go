@@ -1,0 +1,183 @@
+// Package amqptest gives tests a real AMQP 1.0 broker: RabbitMQ started by
+// deployments/amqp/test-broker.sh by default, or any broker (Apache Artemis) named by:
+//
+//	SHADOWBRIDGE_TEST_AMQP_URL             amqp://guest:guest@127.0.0.1:5672
+//	SHADOWBRIDGE_TEST_AMQP_ADDRESS_PREFIX  /amq/queue/ (RabbitMQ); "" for Artemis
+//	SHADOWBRIDGE_TEST_AMQP_ADMIN           http://guest:guest@127.0.0.1:15672 (RabbitMQ's HTTP API,
+//	                                       to declare queues); "none" for brokers that create them
+//	SHADOWBRIDGE_REQUIRE_AMQP=1            fail instead of skipping when no broker answers
+package amqptest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/go-amqp"
+)
+
+// Broker describes the broker under test.
+type Broker struct {
+	URL    string
+	Prefix string
+	Admin  string
+}
+
+func env(k, def string) string {
+	if v, ok := os.LookupEnv(k); ok {
+		return v
+	}
+	return def
+}
+
+// Start returns the broker, skipping (or failing, with SHADOWBRIDGE_REQUIRE_AMQP=1) when none answers.
+func Start(t testing.TB) Broker {
+	t.Helper()
+	b := Broker{
+		URL:    env("SHADOWBRIDGE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672"),
+		Prefix: env("SHADOWBRIDGE_TEST_AMQP_ADDRESS_PREFIX", "/amq/queue/"),
+		Admin:  env("SHADOWBRIDGE_TEST_AMQP_ADMIN", "http://guest:guest@127.0.0.1:15672"),
+	}
+	u, err := url.Parse(b.URL)
+	if err != nil {
+		t.Fatalf("SHADOWBRIDGE_TEST_AMQP_URL: %v", err)
+	}
+	c, err := net.DialTimeout("tcp", u.Host, 2*time.Second)
+	if err != nil {
+		msg := fmt.Sprintf("no AMQP broker at %s (run deployments/amqp/test-broker.sh, or set SHADOWBRIDGE_TEST_AMQP_URL): %v", u.Host, err)
+		if os.Getenv("SHADOWBRIDGE_REQUIRE_AMQP") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	c.Close()
+	return b
+}
+
+// HostPort returns the broker's host:port.
+func (b Broker) HostPort() string {
+	u, _ := url.Parse(b.URL)
+	return u.Host
+}
+
+// Queue declares a fresh durable queue for one test and returns its address.
+func (b Broker) Queue(t testing.TB, name string) string {
+	t.Helper()
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	q := name + "-" + hex.EncodeToString(r[:])
+	if b.Admin != "none" && b.Admin != "" {
+		u, err := url.Parse(b.Admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pass, _ := u.User.Password()
+		do := func(method string) {
+			req, _ := http.NewRequest(method, fmt.Sprintf("%s://%s/api/queues/%%2F/%s", u.Scheme, u.Host, q), strings.NewReader(`{"durable":true}`))
+			req.SetBasicAuth(u.User.Username(), pass)
+			req.Header.Set("content-type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("declare queue %s: %v", q, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode >= 300 && method == http.MethodPut {
+				t.Fatalf("declare queue %s: %s", q, resp.Status)
+			}
+		}
+		do(http.MethodPut)
+		t.Cleanup(func() { do(http.MethodDelete) })
+	}
+	return b.Prefix + q
+}
+
+// Dial connects with the URL's credentials.
+func (b Broker) Dial(t testing.TB) *amqp.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := amqp.Dial(ctx, b.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		done := make(chan struct{})
+		go func() { _ = c.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+	})
+	return c
+}
+
+// Receiver opens a receiver (credit 1000: RabbitMQ 3.10 can stall go-amqp receivers with
+// credit 10..500) on address.
+func (b Broker) Receiver(t testing.TB, address string) *amqp.Receiver {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := b.Dial(t).NewSession(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.NewReceiver(ctx, address, &amqp.ReceiverOptions{Credit: 1000, SourceCapabilities: []string{"queue"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// Sender opens a sender on address.
+func (b Broker) Sender(t testing.TB, address string) *amqp.Sender {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := b.Dial(t).NewSession(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snd, err := s.NewSender(ctx, address, &amqp.SenderOptions{TargetCapabilities: []string{"queue"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snd
+}
+
+// ReceiveN receives and accepts n messages, failing after timeout.
+func ReceiveN(t testing.TB, r *amqp.Receiver, n int, timeout time.Duration) []*amqp.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []*amqp.Message
+	for len(out) < n {
+		m, err := r.Receive(ctx, nil)
+		if err != nil {
+			t.Fatalf("received %d of %d messages: %v", len(out), n, err)
+		}
+		if err := r.AcceptMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// UUID parses a canonical UUID for use as a message-id or correlation-id.
+func UUID(t testing.TB, s string) amqp.UUID {
+	t.Helper()
+	var u amqp.UUID
+	h := strings.ReplaceAll(s, "-", "")
+	if _, err := hex.Decode(u[:], []byte(h)); err != nil || len(h) != 32 {
+		t.Fatalf("not a UUID: %q", s)
+	}
+	return u
+}

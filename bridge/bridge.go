@@ -16,10 +16,12 @@ import (
 	"shadowbridge/eventstore"
 )
 
-// Log is what the dispatcher reads: the request events and the current shadows.
+// Log is what the dispatcher reads: the request events, the current shadows, and (rarely) a
+// shadow's history.
 type Log interface {
 	Subscribe(ctx context.Context, name string, o eventstore.SubscribeOptions, fn func(context.Context, []*eventstore.Record) error) error
 	Load(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error)
+	History(ctx context.Context, shadowID string) ([]*eventstore.Record, error)
 }
 
 // Outcomes records what happened to an attempt (the command service implements it).
@@ -142,16 +144,73 @@ func (d *Dispatcher) dispatchRecord(ctx context.Context, r *eventstore.Record) e
 }
 
 // dispatch sends one attempt unless the shadow says it was already made or is no longer wanted,
-// and records the outcome. It returns an error only when the outcome could not be recorded.
+// and records the outcome. The shadow, not the order in which records arrive, decides what is due:
+// after a crash, a redelivered older request can arrive after a newer one, so earlier operations
+// of the shadow still waiting to be sent go first. It returns an error only when an outcome could
+// not be recorded.
 func (d *Dispatcher) dispatch(ctx context.Context, req Request) error {
 	st, _, err := d.log.Load(ctx, req.Resource, req.ShadowID)
 	if err != nil {
 		return err
 	}
-	p, ok := st.Operation(req.OperationID)
-	if !ok || p.Completed() || p.ExecutionStatus != domain.StatusExecutionPending || p.AttemptNumber != req.Attempt-1 {
+	if !due(st, req.OperationID, req.Attempt) {
 		return nil // replay of a request already handled
 	}
+	caughtUp := false
+	for _, p := range st.Data().PendingOperations {
+		if p.ID == req.OperationID {
+			break
+		}
+		if p.ExecutionStatus == domain.StatusExecutionPending {
+			earlier, err := d.requestFromHistory(ctx, req.Resource, req.ShadowID, p.ID, p.AttemptNumber+1)
+			if err != nil {
+				return err
+			}
+			if err := d.send(ctx, earlier); err != nil {
+				return err
+			}
+			caughtUp = true
+		}
+	}
+	if caughtUp { // the shadow moved on: look again before sending
+		if st, _, err = d.log.Load(ctx, req.Resource, req.ShadowID); err != nil {
+			return err
+		}
+		if !due(st, req.OperationID, req.Attempt) {
+			return nil
+		}
+	}
+	return d.send(ctx, req)
+}
+
+// due reports whether attempt number attempt of the operation is still to be made.
+func due(st domain.Shadow, opID string, attempt int) bool {
+	p, ok := st.Operation(opID)
+	return ok && !p.Completed() && p.ExecutionStatus == domain.StatusExecutionPending && p.AttemptNumber == attempt-1
+}
+
+// requestFromHistory finds the DispatchRequested event of an attempt in the shadow's history.
+func (d *Dispatcher) requestFromHistory(ctx context.Context, resource, shadowID, opID string, attempt int) (Request, error) {
+	recs, err := d.log.History(ctx, shadowID)
+	if err != nil {
+		return Request{}, err
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		evs, err := recs[i].Events()
+		if err != nil {
+			return Request{}, err
+		}
+		for _, e := range evs {
+			if dr, ok := e.(domain.DispatchRequested); ok && dr.OperationID == opID && dr.Attempt == attempt {
+				return Request{Resource: resource, ShadowID: shadowID, OperationID: opID, Attempt: attempt, Body: dr.Request}, nil
+			}
+		}
+	}
+	return Request{}, fmt.Errorf("dispatcher: no DispatchRequested for operation %s attempt %d in the history of %s", opID, attempt, shadowID)
+}
+
+// send makes one attempt, known to be due, and records its outcome.
+func (d *Dispatcher) send(ctx context.Context, req Request) error {
 	t, ok := d.targets[req.Resource]
 	if !ok {
 		return d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, domain.CategoryConfiguration,

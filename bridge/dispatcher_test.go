@@ -240,3 +240,37 @@ func TestRunThroughDurableConsumer(t *testing.T) {
 		t.Fatalf("%d messages, want 30", n)
 	}
 }
+
+// After a crash, a redelivered older request can arrive after a newer one of the same shadow:
+// the older operation is still sent first.
+func TestDispatchKeepsShadowOrderWhenRecordsArriveOutOfOrder(t *testing.T) {
+	f := setup(t, false)
+	ctx := t.Context()
+	id := f.add(t, "a")
+	if err := f.disp.Handle(ctx, f.replayAll(t)); err != nil { // the add goes out and completes
+		t.Fatal(err)
+	}
+	var ops []string
+	for _, v := range []string{"1", "2"} {
+		op := storetest.NewID()
+		ops = append(ops, op)
+		if err := f.rec.do(ctx, id, domain.Modify{Resource: f.res, OperationID: op, Changes: domain.Changes{"x": {Replace: []any{v}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := f.replayAll(t)
+	last := recs[len(recs)-1] // only the second modify's DispatchRequested arrives first
+	if err := f.disp.Handle(ctx, []*eventstore.Record{last}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.disp.Handle(ctx, recs); err != nil { // then everything, redelivered
+		t.Fatal(err)
+	}
+	msgs := f.targetMsgs(t)
+	if len(msgs) != 3 {
+		t.Fatalf("%d messages, want 3 (no re-sends)", len(msgs))
+	}
+	if msgs[1].Header.Get("operationId") != ops[0] || msgs[2].Header.Get("operationId") != ops[1] {
+		t.Fatalf("modifies sent out of order: %s, %s", msgs[1].Header.Get("operationId"), msgs[2].Header.Get("operationId"))
+	}
+}

@@ -134,13 +134,20 @@ type SubscribeOptions struct {
 	Batch int
 	// Logger receives retry notices (default slog.Default()).
 	Logger *slog.Logger
+	// AckWait is how long JetStream waits before redelivering records a subscriber took and did
+	// not acknowledge (default 10s): after a crash, that is how long the records of the dead
+	// subscriber wait. A batch that takes longer is kept alive with progress notices.
+	AckWait time.Duration
 }
 
 // Subscribe delivers every event record to fn through the durable consumer `name`, in stream
-// order, in batches. A batch is acknowledged (all of it, ack-all) only when fn returns nil; when fn
-// fails it is called again with the same batch after a backoff, so nothing is skipped and order is
-// kept. fn must therefore be idempotent. Several processes may subscribe with the same name: the
-// consumer hands each batch to one of them. Subscribe returns when ctx ends.
+// order, in batches. Each record of a batch is acknowledged only when fn returns nil for the
+// batch; when fn fails it is called again with the same batch after a backoff. Records a crashed
+// subscriber had taken are redelivered after AckWait, possibly after newer ones: fn must be
+// idempotent and must not assume that a record is newer than the ones it saw before. (Records are
+// acknowledged one by one: an ack-all of a newer record would acknowledge older ones still
+// awaiting redelivery, and they would never be processed.) Several processes may subscribe with
+// the same name. Subscribe returns when ctx ends.
 func (s *Store) Subscribe(ctx context.Context, name string, o SubscribeOptions, fn func(context.Context, []*Record) error) error {
 	if o.Batch <= 0 {
 		o.Batch = 256
@@ -148,25 +155,28 @@ func (s *Store) Subscribe(ctx context.Context, name string, o SubscribeOptions, 
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.AckWait <= 0 {
+		o.AckWait = 10 * time.Second
+	}
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "shadowbridge " + name,
 		FilterSubject: s.cfg.Prefix + ".evt.>",
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       time.Minute,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.AckWait,
 		MaxAckPending: 4 * o.Batch,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("eventstore: consumer %s: %w", name, unavailable(err))
 	}
-	msgs := make(chan jetstream.Msg, 2*o.Batch)
+	msgs := make(chan jetstream.Msg, o.Batch)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case msgs <- m:
 		case <-ctx.Done():
 		}
-	}, jetstream.PullMaxMessages(2*o.Batch))
+	}, jetstream.PullMaxMessages(o.Batch))
 	if err != nil {
 		return fmt.Errorf("eventstore: consume %s: %w", name, unavailable(err))
 	}
@@ -201,19 +211,20 @@ func (s *Store) Subscribe(ctx context.Context, name string, o SubscribeOptions, 
 		if len(recs) == 0 {
 			continue
 		}
-		if err := s.process(ctx, name, batch[len(batch)-1], recs, o.Logger, fn); err != nil {
+		if err := s.process(ctx, name, batch, recs, o, fn); err != nil {
 			return nil // ctx ended; unacked records are redelivered to the next subscriber
 		}
 	}
 }
 
 // process runs fn until it succeeds, keeping the batch's lease alive, then acks the batch.
-func (s *Store) process(ctx context.Context, name string, last jetstream.Msg, recs []*Record, log *slog.Logger, fn func(context.Context, []*Record) error) error {
+func (s *Store) process(ctx context.Context, name string, batch []jetstream.Msg, recs []*Record, o SubscribeOptions, fn func(context.Context, []*Record) error) error {
+	log := o.Logger
 	backoff := 50 * time.Millisecond
 	for {
 		done := make(chan error, 1)
 		go func() { done <- fn(ctx, recs) }()
-		tick := time.NewTicker(20 * time.Second)
+		tick := time.NewTicker(o.AckWait / 3)
 		var err error
 	wait:
 		for {
@@ -221,13 +232,20 @@ func (s *Store) process(ctx context.Context, name string, last jetstream.Msg, re
 			case err = <-done:
 				break wait
 			case <-tick.C:
-				_ = last.InProgress()
+				for _, m := range batch {
+					_ = m.InProgress()
+				}
 			}
 		}
 		tick.Stop()
 		if err == nil {
+			// A lost ack only causes a redelivery, which fn tolerates; the last one is confirmed so
+			// that a batch is known to be done before the next is taken.
+			for _, m := range batch[:len(batch)-1] {
+				_ = m.Ack()
+			}
 			for {
-				aerr := last.DoubleAck(ctx)
+				aerr := batch[len(batch)-1].DoubleAck(ctx)
 				if aerr == nil || errors.Is(aerr, jetstream.ErrMsgAlreadyAckd) {
 					return nil
 				}

@@ -78,3 +78,7 @@ func oneLine(err error) string {
 	}
 	return string(out)
 }
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}

@@ -137,7 +137,6 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	return a, nil
 }
 
-
 // confirmer adapts the command service to the bridge's Confirmer.
 type confirmer struct{ s *service.Service }
 

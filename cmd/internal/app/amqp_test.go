@@ -1,0 +1,254 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/go-amqp"
+
+	"shadowbridge/bridge/amqptest"
+	"shadowbridge/cmd/internal/app"
+	"shadowbridge/cmd/internal/service"
+	"shadowbridge/domain"
+	"shadowbridge/eventstore/natstest"
+)
+
+func amqpConfig(t *testing.T, url, requests, confirmations string, confirm bool) app.Config {
+	t.Helper()
+	cfg, err := app.Parse(fmt.Appendf(nil, `
+resources:
+  - name: fs
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login, primaryIdentifier: uid}]
+    target: {amqp: {url: %q, address: %q, confirmationAddress: %q}}
+    operationExecutionConfirmation: %v
+    consistency: {operationRetryMaxAttempts: 100}
+`, url, requests, confirmations, confirm))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// targetSystem consumes requests and confirms each one, assigning uids on add.
+func targetSystem(ctx context.Context, t *testing.T, b amqptest.Broker, requests, confirmations string) {
+	r := b.Receiver(t, requests)
+	s := b.Sender(t, confirmations)
+	go func() {
+		for {
+			m, err := r.Receive(ctx, nil)
+			if err != nil {
+				return
+			}
+			var req map[string]any
+			_ = json.Unmarshal([]byte(m.Value.(string)), &req)
+			body := `{"resultStatus":"success","message":"done"}`
+			if req["operation"] == "add" {
+				body = fmt.Sprintf(`{"resultStatus":"success","primaryIdentifiers":{"uid":["u-%s"]}}`, m.ApplicationProperties["shadowId"].(string)[:8])
+			}
+			cm := &amqp.Message{Properties: &amqp.MessageProperties{CorrelationID: m.Properties.MessageID}, Value: body}
+			if err := s.Send(ctx, cm, nil); err != nil {
+				return
+			}
+			_ = r.AcceptMessage(ctx, m)
+		}
+	}()
+}
+
+func add(t *testing.T, a *app.App, login string) service.Reply {
+	t.Helper()
+	r, err := a.Service.Provision(t.Context(), service.Request{Verb: "add", Resource: "fs", ObjectClass: "AccountObjectClass",
+		Attributes: domain.Attributes{"login": {login}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func shadow(t *testing.T, a *app.App, id string) domain.ShadowData {
+	st, _, err := a.Store.Load(t.Context(), "fs", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Data()
+}
+
+func TestAMQPRequestsAndConfirmationsEndToEnd(t *testing.T) {
+	b := amqptest.Start(t)
+	req, conf := b.Queue(t, "e2e-requests"), b.Queue(t, "e2e-confirmations")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	targetSystem(ctx, t, b, req, conf)
+	e := start(t, amqpConfig(t, b.URL, req, conf, true), app.Options{})
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, add(t, e.app, fmt.Sprint("user", i)).ShadowID)
+	}
+	for _, id := range ids {
+		waitFor(t, "live "+id, 20*time.Second, func() bool {
+			d := shadow(t, e.app, id)
+			return d.LifecycleState == domain.LifecycleLive && len(d.PrimaryIdentifiers["uid"]) == 1
+		})
+		p := shadow(t, e.app, id).PendingOperations[0]
+		if p.AsynchronousOperationReference != p.ID || p.ResultStatus != domain.ResultSuccess {
+			t.Fatalf("operation %+v", p)
+		}
+	}
+	// A modify travels with the confirmed uid.
+	r, err := e.app.Service.Provision(t.Context(), service.Request{Verb: "modify", Resource: "fs", ShadowID: ids[0],
+		Changes: domain.Changes{"fullName": {Replace: []any{"Jack"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "modify confirmed", 20*time.Second, func() bool {
+		p, _ := restoreOp(shadow(t, e.app, ids[0]), r.OperationID)
+		return p.ResultStatus == domain.ResultSuccess
+	})
+}
+
+func restoreOp(d domain.ShadowData, id string) (domain.PendingOperation, bool) {
+	for _, p := range d.PendingOperations {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return domain.PendingOperation{}, false
+}
+
+// The broker is unreachable when the service starts: operations are accepted and stay pending as
+// retries; when the broker is reachable, a refresh delivers every one of them.
+func TestAMQPBrokerUnreachableAtStart(t *testing.T) {
+	b := amqptest.Start(t)
+	q := b.Queue(t, "down-at-start")
+	proxy := amqptest.ReserveProxy(t, b.HostPort()) // refuses connections for now
+	url := strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1)
+	e := start(t, amqpConfig(t, url, q, "", false), app.Options{})
+	var ids []string
+	for i := range 10 {
+		ids = append(ids, add(t, e.app, fmt.Sprint("u", i)).ShadowID)
+	}
+	for _, id := range ids {
+		waitFor(t, "failed attempt recorded", 20*time.Second, func() bool {
+			p := shadow(t, e.app, id).PendingOperations[0]
+			return p.AttemptNumber == 1 && p.Type == domain.TypeRetry
+		})
+		p := shadow(t, e.app, id).PendingOperations[0]
+		if p.Completed() || p.ExecutionStatus != domain.StatusExecuting || p.LastError.Category != domain.CategoryCommunication {
+			t.Fatalf("pending operation %+v", p)
+		}
+	}
+	proxy.Restore()
+	r := b.Receiver(t, q)
+	waitFor(t, "all delivered after recovery", 30*time.Second, func() bool {
+		if _, err := e.app.Service.Refresh(t.Context(), "fs", "", true); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if !shadow(t, e.app, id).Exists {
+				return false
+			}
+		}
+		return true
+	})
+	msgs := amqptest.ReceiveN(t, r, len(ids), 10*time.Second)
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		seen[m.ApplicationProperties["shadowId"].(string)] = true
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			t.Fatalf("shadow %s never reached the broker", id)
+		}
+	}
+}
+
+// The connection is cut while requests flow; after it returns every operation id arrives, and
+// the only duplicates are re-sends carrying the same message-id.
+func TestAMQPConnectionCutMidStream(t *testing.T) {
+	b := amqptest.Start(t)
+	q := b.Queue(t, "cut")
+	proxy := amqptest.NewProxy(t, b.HostPort())
+	url := strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1)
+	e := start(t, amqpConfig(t, url, q, "", false), app.Options{})
+	r := b.Receiver(t, q)
+	var mu sync.Mutex
+	got := map[string]int{} // operation id -> deliveries
+	bad := ""
+	go func() {
+		for {
+			m, err := r.Receive(context.Background(), nil)
+			if err != nil {
+				return
+			}
+			_ = r.AcceptMessage(context.Background(), m)
+			id, _ := m.Properties.MessageID.(amqp.UUID)
+			mu.Lock()
+			if id.String() != m.ApplicationProperties["operationId"] {
+				bad = fmt.Sprintf("message-id %v != operationId %v", id, m.ApplicationProperties["operationId"])
+			}
+			got[id.String()]++
+			mu.Unlock()
+		}
+	}()
+	var ops []string
+	for i := range 300 {
+		ops = append(ops, add(t, e.app, fmt.Sprint("c", i)).OperationID)
+		if i == 150 {
+			proxy.Cut()
+			time.Sleep(200 * time.Millisecond)
+			proxy.Restore()
+		}
+	}
+	waitFor(t, "every operation at the broker", 60*time.Second, func() bool {
+		if _, err := e.app.Service.Refresh(t.Context(), "fs", "", true); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, op := range ops {
+			if got[op] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if bad != "" {
+		t.Fatal(bad)
+	}
+	dups := 0
+	for op, n := range got {
+		if !slicesContains(ops, op) {
+			t.Fatalf("unknown operation %s at the broker", op)
+		}
+		dups += n - 1
+	}
+	t.Logf("%d operations, %d re-sent duplicates (same message-id)", len(ops), dups)
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+var _ = natstest.FreeAddr

@@ -1,0 +1,50 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"testing"
+	"time"
+
+	"shadowbridge/bridge/amqptest"
+	"shadowbridge/cmd/internal/app"
+	"shadowbridge/cmd/internal/service"
+	"shadowbridge/domain"
+)
+
+// Debian's python3-qpid-proton, a client nobody here wrote, is the target system.
+func TestInteropWithQpidProton(t *testing.T) {
+	b := amqptest.Start(t)
+	if err := exec.Command("/usr/bin/python3", "-c", "import proton").Run(); err != nil {
+		t.Fatalf("python3-qpid-proton is missing (deployments/amqp/test-broker.sh installs it): %v", err)
+	}
+	req, conf := b.Queue(t, "proton-requests"), b.Queue(t, "proton-confirmations")
+	e := start(t, amqpConfig(t, b.URL, req, conf, true), app.Options{})
+	const n = 5
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	py := exec.CommandContext(ctx, "/usr/bin/python3", "testdata/proton_target.py", b.URL, req, conf, fmt.Sprint(n))
+	done := make(chan error, 1)
+	var out []byte
+	go func() { var err error; out, err = py.CombinedOutput(); done <- err }()
+	var ids []string
+	for i := range n {
+		r, err := e.app.Service.Provision(t.Context(), service.Request{Verb: "add", Resource: "fs", ObjectClass: "AccountObjectClass",
+			Attributes: domain.Attributes{"login": {fmt.Sprint("p", i)}, "shoeSize": {int64(42)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ShadowID)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("proton target: %v\n%s", err, out)
+	}
+	for i, id := range ids {
+		waitFor(t, "live with the uid proton assigned", 20*time.Second, func() bool {
+			d := shadow(t, e.app, id)
+			return d.LifecycleState == domain.LifecycleLive && len(d.PrimaryIdentifiers["uid"]) == 1 &&
+				d.PrimaryIdentifiers["uid"][0] == fmt.Sprint("py-p", i) && d.PendingOperations[0].Message == "created by proton"
+		})
+	}
+}

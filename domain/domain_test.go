@@ -2,6 +2,7 @@ package domain
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -486,5 +487,30 @@ func TestValidators(t *testing.T) {
 		if ValidID(s) != want {
 			t.Errorf("ValidID(%q) = %v", s, !want)
 		}
+	}
+}
+
+func TestAvailability(t *testing.T) {
+	r := ResourceState{}
+	eq(t, "never reported is up", r.Availability(), AvailabilityUp)
+	ev, err := DecideAvailability(r, "demo", AvailabilityUp, "", t0)
+	if err != nil || len(ev) != 0 {
+		t.Fatalf("up while up: %v %v", ev, err)
+	}
+	for i, st := range []Availability{AvailabilityDown, AvailabilityUp, AvailabilityBroken, AvailabilityDown, AvailabilityUp, AvailabilityDown, AvailabilityUp} {
+		ev, err := DecideAvailability(r, "demo", st, fmt.Sprint("reason ", i), t0.Add(time.Duration(i)*time.Second))
+		if err != nil || len(ev) != 1 {
+			t.Fatalf("change %d to %s: %v %v", i, st, ev, err)
+		}
+		r = EvolveResource(r, ev[0])
+		ev, _ = DecideAvailability(r, "demo", st, "again", t0)
+		eq(t, "a repeated report changes nothing", len(ev), 0)
+	}
+	d := r.Data()
+	eq(t, "history keeps the last 5", len(d.Changes), AvailabilityHistory)
+	eq(t, "oldest kept", d.Changes[0].Reason, "reason 2")
+	eq(t, "current", d.Availability, AvailabilityUp)
+	if _, err := DecideAvailability(r, "demo", "sideways", "", t0); !errors.Is(err, ErrInvalidCommand) {
+		t.Fatalf("bad status: %v", err)
 	}
 }

@@ -133,6 +133,8 @@ func NewEvent(eventType string) (ptr any, ok bool) {
 		return &AttemptFailed{}, true
 	case "OperationCompleted":
 		return &OperationCompleted{}, true
+	case "AvailabilityChanged":
+		return &AvailabilityChanged{}, true
 	}
 	return nil, false
 }

@@ -67,6 +67,11 @@ func unmarshal(data []byte, v any) error {
 // encodeCommit writes the wireCommit layout in one pass (no intermediate encodings): this is the
 // hot path of every append.
 func encodeCommit(requestID string, events []domain.Event, state domain.Shadow) ([]byte, error) {
+	return encodeCommitWith(requestID, events, func(w *writer) error { return state.View(w.shadowAny) })
+}
+
+// encodeCommitWith encodes a commit whose state is written by writeState.
+func encodeCommitWith(requestID string, events []domain.Event, writeState func(*writer) error) ([]byte, error) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufPool.Put(buf)
@@ -95,7 +100,7 @@ func encodeCommit(requestID string, events []domain.Event, state domain.Shadow) 
 	if err != nil {
 		return nil, err
 	}
-	if err := state.View(w.shadowAny); err != nil {
+	if err := writeState(w); err != nil {
 		return nil, fmt.Errorf("encode state: %w", err)
 	}
 	return bytes.Clone(buf.Bytes()), nil

@@ -103,6 +103,16 @@ func (s *Store) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
+	if until != followForever {
+		// Nothing matches the filter: no message will ever come to say so.
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("eventstore: replay: %w", unavailable(err))
+		}
+		if info.NumPending == 0 && info.Delivered.Consumer == 0 {
+			return nil
+		}
+	}
 	for {
 		m, err := it.Next()
 		if err != nil {

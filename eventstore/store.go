@@ -99,7 +99,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              cfg.Stream,
 		Description:       "shadowbridge provisioning events, timers and timer firings",
-		Subjects:          []string{p + ".evt.>", p + ".timer.>", p + ".due.>"},
+		Subjects:          []string{p + ".evt.>", p + ".res.>", p + ".timer.>", p + ".due.>"},
 		Storage:           storage,
 		Replicas:          cfg.Replicas,
 		Retention:         jetstream.LimitsPolicy,
@@ -402,4 +402,46 @@ func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("eventstore: stream info: %w", unavailable(err))
 	}
 	return info.State.LastSeq, nil
+}
+
+// ResourceSubject returns the subject of a resource's own events (availability).
+func (s *Store) ResourceSubject(resource string) string { return s.cfg.Prefix + ".res." + resource }
+
+// LoadResource returns a resource's state and the sequence of its last commit (0 if none).
+func (s *Store) LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error) {
+	r, err := s.LastRecord(ctx, s.ResourceSubject(resource))
+	if err != nil || r == nil {
+		return domain.ResourceState{}, 0, err
+	}
+	wc, err := r.decode()
+	if err != nil {
+		return domain.ResourceState{}, 0, err
+	}
+	var d domain.ResourceData
+	if err := unmarshal(wc.State, &d); err != nil {
+		return domain.ResourceState{}, 0, fmt.Errorf("%w: resource state: %w", ErrCorrupt, err)
+	}
+	return domain.RestoreResource(d), r.Seq, nil
+}
+
+// AppendResource stores a decision about a resource with the same optimistic concurrency as
+// Append (ErrConflict when the resource moved on since expectedSeq).
+func (s *Store) AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (AppendResult, error) {
+	if !domain.ValidToken(resource) || len(events) == 0 {
+		return AppendResult{}, fmt.Errorf("eventstore: append resource %q: bad resource or no events", resource)
+	}
+	data, err := encodeCommitWith("", events, func(w *writer) error { return w.e.Encode(state.Data()) })
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("eventstore: append resource: %w", err)
+	}
+	m := nats.NewMsg(s.ResourceSubject(resource))
+	m.Data = data
+	for _, e := range events {
+		m.Header.Add(HeaderEventType, e.EventType())
+	}
+	ack, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expectedSeq))
+	if err != nil {
+		return AppendResult{}, appendErr(err)
+	}
+	return AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }

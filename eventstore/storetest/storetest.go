@@ -32,6 +32,8 @@ type Store interface {
 	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
 	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
+	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
+	AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (eventstore.AppendResult, error)
 }
 
 // NewID returns a random UUID (v4).
@@ -86,6 +88,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("Claims", func(t *testing.T) { testClaims(t, open(t)) })
 	t.Run("Index", func(t *testing.T) { testIndex(t, open(t)) })
 	t.Run("BadCommit", func(t *testing.T) { testBadCommit(t, open(t)) })
+	t.Run("ResourceAvailability", func(t *testing.T) { testResource(t, open(t)) })
 }
 
 func testAppendAndLoad(t *testing.T, s Store) {
@@ -534,5 +537,31 @@ func testFollow(t *testing.T, s Store) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Follow after cancel: %v", err)
+	}
+}
+
+func testResource(t *testing.T, s Store) {
+	ctx := t.Context()
+	st, seq, err := s.LoadResource(ctx, "demo")
+	if err != nil || seq != 0 || st.Availability() != domain.AvailabilityUp {
+		t.Fatalf("unknown resource: %v %d %v", st.Availability(), seq, err)
+	}
+	ev, _ := domain.DecideAvailability(st, "demo", domain.AvailabilityDown, "connection refused", time.Now())
+	next := domain.EvolveResource(st, ev[0])
+	r, err := s.AppendResource(ctx, "demo", 0, ev, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendResource(ctx, "demo", 0, ev, next); !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("stale append: %v", err)
+	}
+	got, seq, err := s.LoadResource(ctx, "demo")
+	if err != nil || seq != r.Seq || got.Availability() != domain.AvailabilityDown || got.Data().Changes[0].Reason != "connection refused" {
+		t.Fatalf("loaded %+v %d %v", got.Data(), seq, err)
+	}
+	// Resource events do not look like shadow records to shadow consumers.
+	n := 0
+	if _, err := s.Replay(ctx, 0, func(*eventstore.Record) error { n++; return nil }); err != nil || n != 0 {
+		t.Fatalf("replay of shadow events saw %d resource records: %v", n, err)
 	}
 }

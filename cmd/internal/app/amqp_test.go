@@ -152,6 +152,10 @@ func TestAMQPBrokerUnreachableAtStart(t *testing.T) {
 			t.Fatalf("pending operation %+v", p)
 		}
 	}
+	res, err := e.app.Service.ResourceState(t.Context(), "fs")
+	if err != nil || res.Availability != domain.AvailabilityDown || len(res.Changes) != 1 {
+		t.Fatalf("resource while the broker is unreachable: %+v %v", res, err)
+	}
 	proxy.Restore()
 	r := b.Receiver(t, q)
 	waitFor(t, "all delivered after recovery", 30*time.Second, func() bool {
@@ -165,6 +169,14 @@ func TestAMQPBrokerUnreachableAtStart(t *testing.T) {
 		}
 		return true
 	})
+	waitFor(t, "resource up again", 10*time.Second, func() bool {
+		res, err := e.app.Service.ResourceState(t.Context(), "fs")
+		return err == nil && res.Availability == domain.AvailabilityUp && len(res.Changes) == 2
+	})
+	out := e.ok(t, "prov.query.resource", map[string]any{"resource": "fs"})
+	if out["availability"] != "up" || len(out["changes"].([]any)) != 2 {
+		t.Fatalf("prov.query.resource: %v", out)
+	}
 	msgs := amqptest.ReceiveN(t, r, len(ids), 10*time.Second)
 	seen := map[string]bool{}
 	for _, m := range msgs {

@@ -77,6 +77,11 @@ type PendingQuery struct {
 	Resource string `json:"resource,omitempty"`
 }
 
+// ResourceQuery is the body of prov.query.resource: a resource's availability and its last changes.
+type ResourceQuery struct {
+	Resource string `json:"resource"`
+}
+
 // HistoryQuery is the body of prov.query.history.
 type HistoryQuery struct {
 	ShadowID string `json:"shadowId"`
@@ -167,6 +172,8 @@ func fieldNames(v any) []string {
 		return []string{"resource"}
 	case HistoryQuery:
 		return []string{"shadowId"}
+	case ResourceQuery:
+		return []string{"resource"}
 	case map[string]ChangeBody, ChangeBody:
 		return []string{"add", "delete", "replace"}
 	}

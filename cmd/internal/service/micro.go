@@ -333,8 +333,16 @@ func (s *Service) handleQuery(ctx context.Context, prefix string, r micro.Reques
 		reply, err = s.queryPending(ctx, r.Data())
 	case "history":
 		reply, err = s.queryHistory(ctx, r.Data())
+	case "resource":
+		var q ResourceQuery
+		if q, err = Decode[ResourceQuery](r.Data()); err == nil {
+			reply, err = s.ResourceState(ctx, q.Resource)
+			if errors.Is(err, domain.ErrUnknownResource) {
+				err = &notFound{err}
+			}
+		}
 	default:
-		err = &notFound{fmt.Errorf("unknown query %q (want shadow, pending or history)", q)}
+		err = &notFound{fmt.Errorf("unknown query %q (want shadow, pending, history or resource)", q)}
 	}
 	if err != nil {
 		s.respondErr(r, err)

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,6 +37,8 @@ type Store interface {
 	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
 	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
+	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
+	AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (eventstore.AppendResult, error)
 }
 
 var _ Store = (*eventstore.Store)(nil)
@@ -56,6 +59,14 @@ type Service struct {
 	// its decision may be taken over (a crash between claim and append).
 	staleAfter time.Duration
 	nc         *nats.Conn // set by Serve
+
+	availMu sync.Mutex
+	avail   map[string]availSeen // resource -> last availability seen, to skip no-op reports
+}
+
+type availSeen struct {
+	status domain.Availability
+	at     time.Time
 }
 
 // New returns a service over the given resources.
@@ -366,19 +377,97 @@ func (s *Service) Confirm(ctx context.Context, c ConfirmRequest) (Reply, error) 
 	return replyFor(out.Shadow, c.OperationID), nil
 }
 
-// Delivered records that the transport accepted an attempt (used by the dispatcher).
+// Delivered records that the transport accepted an attempt (used by the dispatcher); the
+// resource is up.
 func (s *Service) Delivered(ctx context.Context, resource, shadowID, operationID string, attempt int, reference string) error {
-	return s.record(ctx, resource, shadowID, func(res domain.Resource) domain.Command {
+	err := s.record(ctx, resource, shadowID, func(res domain.Resource) domain.Command {
 		return domain.RecordDelivery{Resource: res, OperationID: operationID, Attempt: attempt, Reference: reference}
 	})
+	if err == nil {
+		s.noteAvailability(ctx, resource, domain.AvailabilityUp, "")
+	}
+	return err
 }
 
-// Failed records a failed attempt (used by the dispatcher).
+// Failed records a failed attempt (used by the dispatcher); a communication error makes the
+// resource down, a configuration or security error broken.
 func (s *Service) Failed(ctx context.Context, resource, shadowID, operationID string, attempt int, category domain.Category, message string) error {
-	return s.record(ctx, resource, shadowID, func(res domain.Resource) domain.Command {
+	err := s.record(ctx, resource, shadowID, func(res domain.Resource) domain.Command {
 		return domain.RecordFailure{Resource: res, OperationID: operationID, Attempt: attempt,
 			Error: domain.OperationError{Category: category, Message: message}}
 	})
+	if err == nil {
+		switch category {
+		case domain.CategoryCommunication:
+			s.noteAvailability(ctx, resource, domain.AvailabilityDown, message)
+		case domain.CategoryConfiguration, domain.CategorySecurity:
+			s.noteAvailability(ctx, resource, domain.AvailabilityBroken, message)
+		}
+	}
+	return err
+}
+
+// availTTL bounds how long this instance trusts its memory of a resource's availability (another
+// instance may have recorded a change meanwhile).
+const availTTL = 2 * time.Second
+
+// noteAvailability records a change of availability unless this instance saw the same status
+// very recently. Failures are logged: availability is a report, not part of an operation.
+func (s *Service) noteAvailability(ctx context.Context, resource string, status domain.Availability, reason string) {
+	s.availMu.Lock()
+	seen, ok := s.avail[resource]
+	s.availMu.Unlock()
+	if ok && seen.status == status && time.Since(seen.at) < availTTL {
+		return
+	}
+	if err := s.SetAvailability(ctx, resource, status, reason); err != nil {
+		s.log.Warn("availability not recorded", "resource", resource, "status", status, "err", err)
+		return
+	}
+	s.availMu.Lock()
+	if s.avail == nil {
+		s.avail = map[string]availSeen{}
+	}
+	s.avail[resource] = availSeen{status: status, at: time.Now()}
+	s.availMu.Unlock()
+}
+
+// SetAvailability records the resource's availability if it changed (idempotent, safe across
+// instances: optimistic concurrency on the resource's subject).
+func (s *Service) SetAvailability(ctx context.Context, resource string, status domain.Availability, reason string) error {
+	for range maxAttempts {
+		st, seq, err := s.store.LoadResource(ctx, resource)
+		if err != nil {
+			return err
+		}
+		ev, err := domain.DecideAvailability(st, resource, status, reason, s.now())
+		if err != nil || len(ev) == 0 {
+			return err
+		}
+		_, err = s.store.AppendResource(ctx, resource, seq, ev, domain.EvolveResource(st, ev[0]))
+		if errors.Is(err, eventstore.ErrConflict) {
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("%w: resource %s: gave up after %d concurrent updates", eventstore.ErrConflict, resource, maxAttempts)
+}
+
+// ResourceState returns a resource's availability and its recent changes.
+func (s *Service) ResourceState(ctx context.Context, resource string) (domain.ResourceData, error) {
+	if _, err := s.catalog.Lookup(resource); err != nil {
+		return domain.ResourceData{}, err
+	}
+	st, _, err := s.store.LoadResource(ctx, resource)
+	if err != nil {
+		return domain.ResourceData{}, err
+	}
+	d := st.Data()
+	d.Resource = resource
+	if d.Changes == nil {
+		d.Changes = []domain.AvailabilityChange{}
+	}
+	return d, nil
 }
 
 func (s *Service) record(ctx context.Context, resource, shadowID string, mk func(domain.Resource) domain.Command) error {

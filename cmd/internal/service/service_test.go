@@ -127,6 +127,7 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"shadow query unknown", "prov.query.shadow", `{"shadowId":"00000000-0000-4000-8000-000000000000"}`, "404", "shadow not found"},
 		{"shadow query bad time", "prov.query.shadow", `{"shadowId":"` + live + `","asOf":"yesterday"}`, "400", "RFC 3339"},
 		{"pending unknown resource", "prov.query.pending", `{"resource":"nope"}`, "404", "not configured"},
+		{"resource unknown", "prov.query.resource", `{"resource":"nope"}`, "404", "not configured"},
 		{"history unknown", "prov.query.history", `{"shadowId":"00000000-0000-4000-8000-000000000000"}`, "404", "shadow not found"},
 	}
 	for _, tc := range tests {

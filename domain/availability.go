@@ -1,0 +1,110 @@
+package domain
+
+import (
+	"fmt"
+	"time"
+)
+
+// Availability is midPoint's administrative view of whether a resource can be reached.
+type Availability string
+
+// Availability states: up (reachable), down (communication failures), broken (it answers, but
+// refuses the configuration or credentials).
+const (
+	AvailabilityUp     Availability = "up"
+	AvailabilityDown   Availability = "down"
+	AvailabilityBroken Availability = "broken"
+)
+
+// AvailabilityHistory is how many changes a resource keeps.
+const AvailabilityHistory = 5
+
+// AvailabilityChange is one change of availability.
+type AvailabilityChange struct {
+	Status Availability `json:"status"`
+	Reason string       `json:"reason,omitempty"`
+	Time   time.Time    `json:"time"`
+}
+
+// ResourceData is the plain form of a resource's state.
+type ResourceData struct {
+	Resource     string               `json:"resource"`
+	Availability Availability         `json:"availability"`
+	Changes      []AvailabilityChange `json:"changes"` // the last AvailabilityHistory, oldest first
+	Version      int64                `json:"version"`
+}
+
+// ResourceState is the resource aggregate: its availability and the recent changes. The zero value
+// is a resource never reported on, considered up.
+type ResourceState struct{ d ResourceData }
+
+// RestoreResource rebuilds a resource state from its plain form.
+func RestoreResource(d ResourceData) ResourceState {
+	d.Changes = append([]AvailabilityChange(nil), d.Changes...)
+	return ResourceState{d: d}
+}
+
+// Data returns a copy of the plain form.
+func (r ResourceState) Data() ResourceData {
+	d := r.d
+	d.Changes = append([]AvailabilityChange(nil), r.d.Changes...)
+	if d.Availability == "" {
+		d.Availability = AvailabilityUp
+	}
+	return d
+}
+
+// Availability returns the current availability (up for a resource never reported on).
+func (r ResourceState) Availability() Availability {
+	if r.d.Availability == "" {
+		return AvailabilityUp
+	}
+	return r.d.Availability
+}
+
+// AvailabilityChanged records a change of a resource's availability.
+type AvailabilityChanged struct {
+	Resource string       `json:"resource"`
+	Status   Availability `json:"status"`
+	Reason   string       `json:"reason,omitempty"`
+	Time     time.Time    `json:"time"`
+}
+
+// EventType names the event in the log.
+func (AvailabilityChanged) EventType() string { return "AvailabilityChanged" }
+
+// EventTime returns when the change happened.
+func (e AvailabilityChanged) EventTime() time.Time { return e.Time }
+
+// DecideAvailability answers a report of the resource's availability: an event when it changes,
+// nothing when it is the same.
+func DecideAvailability(r ResourceState, resource string, status Availability, reason string, now time.Time) ([]Event, error) {
+	switch status {
+	case AvailabilityUp, AvailabilityDown, AvailabilityBroken:
+	default:
+		return nil, fmt.Errorf("%w: availability %q (want up, down or broken)", ErrInvalidCommand, status)
+	}
+	if !ValidToken(resource) {
+		return nil, fmt.Errorf("%w: resource %q", ErrUnknownResource, resource)
+	}
+	if r.Availability() == status {
+		return nil, nil
+	}
+	return []Event{AvailabilityChanged{Resource: resource, Status: status, Reason: reason, Time: now}}, nil
+}
+
+// EvolveResource applies an AvailabilityChanged event.
+func EvolveResource(r ResourceState, e Event) ResourceState {
+	x, ok := e.(AvailabilityChanged)
+	if !ok {
+		return r
+	}
+	d := r.Data()
+	d.Resource, d.Availability = x.Resource, x.Status
+	d.Changes = append(d.Changes, AvailabilityChange{Status: x.Status, Reason: x.Reason, Time: x.Time})
+	if n := len(d.Changes); n > AvailabilityHistory {
+		d.Changes = d.Changes[n-AvailabilityHistory:]
+	}
+	d.Version++
+	return ResourceState{d: d}
+}

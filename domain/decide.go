@@ -286,8 +286,16 @@ func dispatchable(op string, s Shadow, id string, attempt int) (p PendingOperati
 
 func decideDelivery(s Shadow, c RecordDelivery, now time.Time) ([]Event, error) {
 	p, done, err := dispatchable("record delivery", s, c.OperationID, c.Attempt)
-	if err != nil || done {
+	if err != nil {
 		return nil, err
+	}
+	if done {
+		// The target can confirm before the delivery report is stored: the attempt still
+		// happened, and auditors must see it.
+		if p.Completed() && c.Attempt == p.AttemptNumber+1 {
+			return []Event{OperationSent{OperationID: p.ID, Attempt: c.Attempt, Reference: c.Reference, Time: now}}, nil
+		}
+		return nil, nil
 	}
 	events := []Event{OperationSent{OperationID: p.ID, Attempt: c.Attempt, Reference: c.Reference, Time: now}}
 	if !c.Resource.confirmations {

@@ -311,12 +311,18 @@ func TestDispatcherReportsAreIdempotent(t *testing.T) {
 			t.Errorf("%T replay: events %v err %v, want none", cmd, types(ev), err)
 		}
 	}
-	// Confirmation raced ahead of the delivery report.
+	// Confirmation raced ahead of the delivery report: the attempt is still recorded, once.
 	s = added(t, r)
 	s, _ = run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess}, t0)
-	ev, err := Decide(s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0)
-	if err != nil || len(ev) != 0 {
-		t.Errorf("late delivery report: %v %v", types(ev), err)
+	s, ev := run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1, Reference: op1}, t0.Add(time.Second))
+	eqTypes(t, ev, "OperationSent")
+	p, _ := s.Operation(op1)
+	eq(t, "still completed", p.ExecutionStatus, StatusCompleted)
+	eq(t, "attempt recorded", p.AttemptNumber, 1)
+	eq(t, "reference recorded", p.AsynchronousOperationReference, op1)
+	eq(t, "result kept", p.ResultStatus, ResultSuccess)
+	if ev, err := Decide(s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0); err != nil || len(ev) != 0 {
+		t.Errorf("second late report: %v %v", types(ev), err)
 	}
 }
 

@@ -202,8 +202,10 @@ func Evolve(s Shadow, e Event) Shadow {
 		}
 	case OperationSent:
 		if op := findOp(&d, x.OperationID); op != nil {
-			op.ExecutionStatus = StatusExecuting
-			op.Type = TypeAsynchronous
+			if !op.Completed() { // a late report of a confirmed operation only fills in the attempt
+				op.ExecutionStatus = StatusExecuting
+				op.Type = TypeAsynchronous
+			}
 			op.AttemptNumber = x.Attempt
 			op.LastAttemptTimestamp = at
 			op.AsynchronousOperationReference = x.Reference

@@ -18,7 +18,9 @@ type Add struct {
 	RequestID   string
 	ObjectClass string
 	Attributes  Attributes
-	Assigned    bool
+	// Order is the request's order of the attribute names (optional).
+	Order    []string
+	Assigned bool
 }
 
 // Modify asks to change attributes of an existing account.
@@ -27,6 +29,8 @@ type Modify struct {
 	OperationID string
 	RequestID   string
 	Changes     Changes
+	// Order is the request's order of the changed attribute names (optional).
+	Order []string
 }
 
 // Delete asks to delete an account.
@@ -172,7 +176,7 @@ func decideAdd(s Shadow, c Add, now time.Time) ([]Event, error) {
 	return []Event{AddRequested{
 		ShadowID: c.ShadowID, Resource: c.Resource.name, ObjectClass: oc.Name,
 		SecondaryIdentifier: oc.SecondaryIdentifier, OperationID: c.OperationID, RequestID: c.RequestID,
-		Attributes: attrs, Assigned: c.Assigned, Time: now,
+		Attributes: attrs, Order: orderOf(c.Order, attrs.Names()), Assigned: c.Assigned, Time: now,
 	}}, nil
 }
 
@@ -214,7 +218,8 @@ func decideModify(s Shadow, c Modify, now time.Time) ([]Event, error) {
 			return nil, wrap(op, ErrMissingIdentifier, "attribute %q must keep exactly one value, would have %d", attr, n)
 		}
 	}
-	return []Event{ModifyRequested{OperationID: c.OperationID, RequestID: c.RequestID, Changes: changes, Time: now}}, nil
+	return []Event{ModifyRequested{OperationID: c.OperationID, RequestID: c.RequestID, Changes: changes,
+		Order: orderOf(c.Order, changes.Names()), Time: now}}, nil
 }
 
 func decideDelete(s Shadow, c Delete, now time.Time) ([]Event, error) {
@@ -386,7 +391,7 @@ func followUps(s Shadow, now time.Time) []Event {
 
 // targetRequest builds what the target system gets for p, with the identifiers known now.
 func targetRequest(s Shadow, p PendingOperation) TargetRequest {
-	r := TargetRequest{Operation: p.Delta.ChangeType, ObjectClass: s.d.ObjectClass}
+	r := TargetRequest{Operation: p.Delta.ChangeType, ObjectClass: s.d.ObjectClass, Order: slices.Clone(p.Delta.Order)}
 	switch p.Delta.ChangeType {
 	case ChangeAdd:
 		r.Attributes = p.Delta.Attributes.Clone()

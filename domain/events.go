@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -21,6 +22,8 @@ type TargetRequest struct {
 	PrimaryIdentifiers   Attributes `json:"primaryIdentifiers,omitempty"`
 	SecondaryIdentifiers Attributes `json:"secondaryIdentifiers,omitempty"`
 	Changes              Changes    `json:"changes,omitempty"`
+	// Order is the request's order of the attribute (add) or change (modify) names.
+	Order []string `json:"order,omitempty"`
 }
 
 // AddRequested creates the shadow with its attribute cache and a pending add.
@@ -32,6 +35,7 @@ type AddRequested struct {
 	OperationID         string     `json:"operationId"`
 	RequestID           string     `json:"requestId,omitempty"`
 	Attributes          Attributes `json:"attributes"`
+	Order               []string   `json:"order,omitempty"`
 	Assigned            bool       `json:"assigned,omitempty"`
 	Time                time.Time  `json:"time"`
 }
@@ -41,6 +45,7 @@ type ModifyRequested struct {
 	OperationID string    `json:"operationId"`
 	RequestID   string    `json:"requestId,omitempty"`
 	Changes     Changes   `json:"changes"`
+	Order       []string  `json:"order,omitempty"`
 	Time        time.Time `json:"time"`
 }
 
@@ -180,14 +185,14 @@ func Evolve(s Shadow, e Event) Shadow {
 			Version:              s.d.Version,
 			PendingOperations: []PendingOperation{{
 				ID: x.OperationID, Type: TypeAsynchronous, RequestID: x.RequestID,
-				Delta:           Delta{ChangeType: ChangeAdd, Attributes: x.Attributes.Clone()},
+				Delta:           Delta{ChangeType: ChangeAdd, Attributes: x.Attributes.Clone(), Order: slices.Clone(x.Order)},
 				ExecutionStatus: StatusRequested, ResultStatus: ResultInProgress, RequestTimestamp: at,
 			}},
 		}
 	case ModifyRequested:
 		d.PendingOperations = append(d.PendingOperations, PendingOperation{
 			ID: x.OperationID, Type: TypeAsynchronous, RequestID: x.RequestID,
-			Delta:           Delta{ChangeType: ChangeModify, Changes: x.Changes.Clone()},
+			Delta:           Delta{ChangeType: ChangeModify, Changes: x.Changes.Clone(), Order: slices.Clone(x.Order)},
 			ExecutionStatus: StatusRequested, ResultStatus: ResultInProgress, RequestTimestamp: at,
 		})
 	case DeleteRequested:

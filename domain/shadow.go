@@ -91,10 +91,33 @@ type Delta struct {
 	ChangeType ChangeType `json:"changeType"`
 	Attributes Attributes `json:"attributes,omitempty"` // add
 	Changes    Changes    `json:"changes,omitempty"`    // modify
+	// Order lists the attribute names of Attributes or Changes in the order the request gave
+	// them. Transformations that reproduce midPoint's output byte for byte need it.
+	Order []string `json:"order,omitempty"`
 }
 
 func (d Delta) clone() Delta {
-	return Delta{ChangeType: d.ChangeType, Attributes: d.Attributes.Clone(), Changes: d.Changes.Clone()}
+	return Delta{ChangeType: d.ChangeType, Attributes: d.Attributes.Clone(), Changes: d.Changes.Clone(), Order: slices.Clone(d.Order)}
+}
+
+// orderOf returns names in the given order, keeping only names of the map, without repeats, and
+// appending the map's other names sorted (deterministic whatever the caller gave).
+func orderOf(given []string, names []string) []string {
+	if len(names) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range given {
+		if slices.Contains(names, n) && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	for _, n := range names {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // OperationError is the last error of an operation.

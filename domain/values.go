@@ -207,3 +207,10 @@ func applyChanges(attrs Attributes, changes Changes) Attributes {
 	}
 	return out
 }
+
+// Names returns the attribute names of the changes in sorted order.
+func (c Changes) Names() []string {
+	names := slices.Collect(maps.Keys(c))
+	sort.Strings(names)
+	return names
+}

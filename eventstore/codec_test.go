@@ -15,10 +15,10 @@ func fullEvents() []domain.Event {
 	attrs := domain.Attributes{"login": {"jack"}, "n": {int64(42)}, "f": {1.5}, "b": {true}}
 	ch := domain.Changes{"a": {Add: []any{"x"}, Delete: []any{int64(1)}}, "r": {Replace: []any{"y"}}, "clear": {Replace: []any{}}}
 	tr := domain.TargetRequest{Operation: domain.ChangeModify, ObjectClass: "C", Attributes: attrs, PrimaryIdentifiers: domain.Attributes{"uid": {"u"}},
-		SecondaryIdentifiers: domain.Attributes{"login": {"jack"}}, Changes: ch}
+		SecondaryIdentifiers: domain.Attributes{"login": {"jack"}}, Changes: ch, Order: []string{"r", "a"}}
 	return []domain.Event{
-		domain.AddRequested{ShadowID: "s", Resource: "r", ObjectClass: "C", SecondaryIdentifier: "login", OperationID: "o", RequestID: "q", Attributes: attrs, Assigned: true, Time: at},
-		domain.ModifyRequested{OperationID: "o", RequestID: "q", Changes: ch, Time: at},
+		domain.AddRequested{ShadowID: "s", Resource: "r", ObjectClass: "C", SecondaryIdentifier: "login", OperationID: "o", RequestID: "q", Attributes: attrs, Order: []string{"login", "n"}, Assigned: true, Time: at},
+		domain.ModifyRequested{OperationID: "o", RequestID: "q", Changes: ch, Order: []string{"clear", "a", "r"}, Time: at},
 		domain.DeleteRequested{OperationID: "o", RequestID: "q", Time: at},
 		domain.DispatchRequested{OperationID: "o", Attempt: 3, Request: tr, Time: at},
 		domain.OperationSent{OperationID: "o", Attempt: 2, Reference: "ref", Time: at},
@@ -35,7 +35,7 @@ func fullState() domain.ShadowData {
 		Attributes: domain.Attributes{"login": {"j"}, "n": {int64(-3)}},
 		PendingOperations: []domain.PendingOperation{{
 			ID: "o", Type: domain.TypeRetry, Delta: domain.Delta{ChangeType: domain.ChangeAdd, Attributes: domain.Attributes{"a": {"b"}},
-				Changes: domain.Changes{"c": {Replace: []any{}}}},
+				Changes: domain.Changes{"c": {Replace: []any{}}}, Order: []string{"a"}},
 			ExecutionStatus: domain.StatusExecuting, ResultStatus: domain.ResultInProgress, AttemptNumber: 2, RequestTimestamp: at,
 			LastAttemptTimestamp: at.Add(1), CompletionTimestamp: at.Add(2), AsynchronousOperationReference: "ref",
 			LastError: &domain.OperationError{Category: domain.CategoryCommunication, Message: "down"}, RequestID: "q", Message: "msg",

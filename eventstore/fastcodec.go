@@ -99,8 +99,16 @@ func (w *writer) changes(c domain.Changes) {
 	}
 }
 
+func (w *writer) strs(k string, v []string) {
+	w.key(k)
+	w.fail(w.e.EncodeArrayLen(len(v)))
+	for _, s := range v {
+		w.fail(w.e.EncodeString(s))
+	}
+}
+
 func (w *writer) delta(d domain.Delta) {
-	w.mapLen(1 + count(len(d.Attributes) > 0, len(d.Changes) > 0))
+	w.mapLen(1 + count(len(d.Attributes) > 0, len(d.Changes) > 0, len(d.Order) > 0))
 	w.str("changeType", string(d.ChangeType))
 	if len(d.Attributes) > 0 {
 		w.key("attributes")
@@ -109,6 +117,9 @@ func (w *writer) delta(d domain.Delta) {
 	if len(d.Changes) > 0 {
 		w.key("changes")
 		w.changes(d.Changes)
+	}
+	if len(d.Order) > 0 {
+		w.strs("order", d.Order)
 	}
 }
 
@@ -181,7 +192,7 @@ func (w *writer) shadow(d *domain.ShadowData) {
 }
 
 func (w *writer) targetRequest(r domain.TargetRequest) {
-	w.mapLen(2 + count(len(r.Attributes) > 0, len(r.PrimaryIdentifiers) > 0, len(r.SecondaryIdentifiers) > 0, len(r.Changes) > 0))
+	w.mapLen(2 + count(len(r.Attributes) > 0, len(r.PrimaryIdentifiers) > 0, len(r.SecondaryIdentifiers) > 0, len(r.Changes) > 0, len(r.Order) > 0))
 	w.str("operation", string(r.Operation))
 	w.str("objectClass", r.ObjectClass)
 	if len(r.Attributes) > 0 {
@@ -200,6 +211,9 @@ func (w *writer) targetRequest(r domain.TargetRequest) {
 		w.key("changes")
 		w.changes(r.Changes)
 	}
+	if len(r.Order) > 0 {
+		w.strs("order", r.Order)
+	}
 }
 
 // event writes a known event; ok is false for a type it does not know (the caller falls back to
@@ -207,7 +221,7 @@ func (w *writer) targetRequest(r domain.TargetRequest) {
 func (w *writer) event(e domain.Event) (ok bool) {
 	switch x := e.(type) {
 	case domain.AddRequested:
-		w.mapLen(7 + count(x.RequestID != "", x.Assigned))
+		w.mapLen(7 + count(x.RequestID != "", x.Assigned, len(x.Order) > 0))
 		w.str("shadowId", x.ShadowID)
 		w.str("resource", x.Resource)
 		w.str("objectClass", x.ObjectClass)
@@ -218,18 +232,24 @@ func (w *writer) event(e domain.Event) (ok bool) {
 		}
 		w.key("attributes")
 		w.attrs(x.Attributes)
+		if len(x.Order) > 0 {
+			w.strs("order", x.Order)
+		}
 		if x.Assigned {
 			w.boolean("assigned", true)
 		}
 		w.tm("time", x.Time)
 	case domain.ModifyRequested:
-		w.mapLen(3 + count(x.RequestID != ""))
+		w.mapLen(3 + count(x.RequestID != "", len(x.Order) > 0))
 		w.str("operationId", x.OperationID)
 		if x.RequestID != "" {
 			w.str("requestId", x.RequestID)
 		}
 		w.key("changes")
 		w.changes(x.Changes)
+		if len(x.Order) > 0 {
+			w.strs("order", x.Order)
+		}
 		w.tm("time", x.Time)
 	case domain.DeleteRequested:
 		w.mapLen(2 + count(x.RequestID != ""))

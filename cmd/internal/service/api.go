@@ -21,10 +21,10 @@ var ErrBadRequest = &domain.Error{Category: domain.CategorySchema, Message: "bad
 
 // AddBody is the JSON body of prov.cmd.<resource>.add.
 type AddBody struct {
-	RequestID   string           `json:"requestId,omitempty"`
-	ObjectClass string           `json:"objectClass"`
-	Attributes  map[string][]any `json:"attributes"`
-	Assigned    bool             `json:"assigned,omitempty"`
+	RequestID   string       `json:"requestId,omitempty"`
+	ObjectClass string       `json:"objectClass"`
+	Attributes  AttributeMap `json:"attributes"`
+	Assigned    bool         `json:"assigned,omitempty"`
 }
 
 // ChangeBody is one attribute's change; Replace is a pointer so that "replace":[] (remove all
@@ -37,11 +37,11 @@ type ChangeBody struct {
 
 // ModifyBody is the JSON body of prov.cmd.<resource>.modify.
 type ModifyBody struct {
-	RequestID   string                `json:"requestId,omitempty"`
-	ShadowID    string                `json:"shadowId,omitempty"`
-	ObjectClass string                `json:"objectClass,omitempty"`
-	Identifiers map[string][]any      `json:"identifiers,omitempty"`
-	Changes     map[string]ChangeBody `json:"changes"`
+	RequestID   string           `json:"requestId,omitempty"`
+	ShadowID    string           `json:"shadowId,omitempty"`
+	ObjectClass string           `json:"objectClass,omitempty"`
+	Identifiers map[string][]any `json:"identifiers,omitempty"`
+	Changes     ChangeMap        `json:"changes"`
 }
 
 // DeleteBody is the JSON body of prov.cmd.<resource>.delete.

@@ -27,7 +27,7 @@ func FuzzDecodeCommands(f *testing.F) {
 			}
 		}
 		if b, err := Decode[AddBody](data); err == nil {
-			attrs, err := AttributesFrom(b.Attributes)
+			attrs, err := AttributesFrom(b.Attributes.Values)
 			check(err)
 			for _, vs := range attrs {
 				for _, v := range vs {
@@ -43,7 +43,7 @@ func FuzzDecodeCommands(f *testing.F) {
 			check(err)
 		}
 		if b, err := Decode[ModifyBody](data); err == nil {
-			_, err = ChangesFrom(b.Changes)
+			_, err = ChangesFrom(b.Changes.Values)
 			check(err)
 		} else {
 			check(err)

@@ -212,12 +212,12 @@ func (s *Service) cmdAdd(ctx context.Context, resource string, data []byte) (any
 	if err != nil {
 		return nil, err
 	}
-	attrs, err := AttributesFrom(b.Attributes)
+	attrs, err := AttributesFrom(b.Attributes.Values)
 	if err != nil {
 		return nil, fmt.Errorf("add: %w", err)
 	}
 	return s.provision(ctx, Request{Verb: "add", Resource: resource, RequestID: b.RequestID, Fingerprint: Fingerprint(b),
-		ObjectClass: b.ObjectClass, Attributes: attrs, Assigned: b.Assigned})
+		ObjectClass: b.ObjectClass, Attributes: attrs, Order: orderOf(b.Attributes.Order), Assigned: b.Assigned})
 }
 
 func (s *Service) target(ctx context.Context, verb, resource, shadowID, objectClass string, ids map[string][]any) (string, error) {
@@ -248,12 +248,12 @@ func (s *Service) cmdModify(ctx context.Context, resource string, data []byte) (
 	if err != nil {
 		return nil, err
 	}
-	changes, err := ChangesFrom(b.Changes)
+	changes, err := ChangesFrom(b.Changes.Values)
 	if err != nil {
 		return nil, fmt.Errorf("modify: %w", err)
 	}
 	return s.provision(ctx, Request{Verb: "modify", Resource: resource, ShadowID: id, RequestID: b.RequestID,
-		Fingerprint: Fingerprint(b), Changes: changes})
+		Fingerprint: Fingerprint(b), Changes: changes, Order: orderOf(b.Changes.Order)})
 }
 
 func (s *Service) cmdDelete(ctx context.Context, resource string, data []byte) (any, error) {

@@ -230,6 +230,8 @@ type Request struct {
 	Attributes  domain.Attributes
 	Assigned    bool
 	Changes     domain.Changes
+	// Order is the order in which the request named its attributes or changes.
+	Order []string
 }
 
 // ErrRequestIDReused: the request id was used before for a different request.
@@ -258,9 +260,9 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 	case "add":
 		shadowID = NewID()
 		cmd = domain.Add{Resource: res, ShadowID: shadowID, OperationID: opID, RequestID: req.RequestID,
-			ObjectClass: req.ObjectClass, Attributes: req.Attributes, Assigned: req.Assigned}
+			ObjectClass: req.ObjectClass, Attributes: req.Attributes, Order: req.Order, Assigned: req.Assigned}
 	case "modify":
-		cmd = domain.Modify{Resource: res, OperationID: opID, RequestID: req.RequestID, Changes: req.Changes}
+		cmd = domain.Modify{Resource: res, OperationID: opID, RequestID: req.RequestID, Changes: req.Changes, Order: req.Order}
 	case "delete":
 		cmd = domain.Delete{Resource: res, OperationID: opID, RequestID: req.RequestID}
 	default:

@@ -9,6 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"shadowbridge/bridge"
 	"shadowbridge/domain"
 )
 
@@ -193,12 +194,8 @@ func (c Config) Validate() error {
 		if n != 1 {
 			errs = append(errs, fmt.Errorf("%s: target: exactly one of amqp, nats, sample is required (got %d)", at, n))
 		}
-		switch r.Transformation {
-		case "", "simplifiedJson":
-		case "simplifiedQualifiedJson", "fullJson":
-			errs = append(errs, fmt.Errorf("%s: transformation %q is not supported yet", at, r.Transformation))
-		default:
-			errs = append(errs, fmt.Errorf("%s: transformation %q: want simplifiedJson, simplifiedQualifiedJson or fullJson", at, r.Transformation))
+		if _, err := bridge.Transform(r.Transformation, domain.TargetRequest{}); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", at, err))
 		}
 	}
 	return errors.Join(errs...)

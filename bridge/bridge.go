@@ -19,15 +19,24 @@ import (
 // Log is what the dispatcher reads: the request events, the current shadows, and (rarely) a
 // shadow's history.
 type Log interface {
-	Subscribe(ctx context.Context, name string, o eventstore.SubscribeOptions, fn func(context.Context, []*eventstore.Record) error) error
+	SubscribeSharded(ctx context.Context, name string, o eventstore.SubscribeOptions, fn func(context.Context, *eventstore.Record) error) error
 	Load(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error)
 	History(ctx context.Context, shadowID string) ([]*eventstore.Record, error)
 }
 
-// Outcomes records what happened to an attempt (the command service implements it).
+// Known is the shadow as the dispatcher last saw it and the sequence of that commit. It lets the
+// recorder skip a load; the recorder must still append with this sequence expected, so a stale
+// Known only costs a reload.
+type Known struct {
+	State domain.Shadow
+	Seq   uint64
+}
+
+// Outcomes records what happened to an attempt (the command service implements it). known may
+// be nil.
 type Outcomes interface {
-	Delivered(ctx context.Context, resource, shadowID, operationID string, attempt int, reference string) error
-	Failed(ctx context.Context, resource, shadowID, operationID string, attempt int, category domain.Category, message string) error
+	Delivered(ctx context.Context, resource, shadowID, operationID string, attempt int, reference string, known *Known) error
+	Failed(ctx context.Context, resource, shadowID, operationID string, attempt int, category domain.Category, message string, known *Known) error
 }
 
 // Request is one attempt of one operation, as handed to a target.
@@ -73,7 +82,37 @@ type Dispatcher struct {
 	Parallel int
 	// SendTimeout bounds one send (default 30s); a timeout is a communication error.
 	SendTimeout time.Duration
+
+	done doneCache // attempts whose outcome this process recorded: replays skip them
 }
+
+// doneCache remembers recently recorded attempts in two generations of at most doneCacheSize
+// entries each (bounded memory, no per-entry bookkeeping).
+type doneCache struct {
+	mu        sync.Mutex
+	cur, prev map[string]struct{}
+}
+
+const doneCacheSize = 1 << 16
+
+func (c *doneCache) has(k string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, a := c.cur[k]
+	_, b := c.prev[k]
+	return a || b
+}
+
+func (c *doneCache) add(k string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil || len(c.cur) >= doneCacheSize {
+		c.prev, c.cur = c.cur, make(map[string]struct{}, 1024)
+	}
+	c.cur[k] = struct{}{}
+}
+
+func attemptKey(opID string, attempt int) string { return opID + "/" + strconv.Itoa(attempt) }
 
 // NewDispatcher returns a dispatcher for the given targets (by resource name).
 func NewDispatcher(log Log, outcomes Outcomes, targets map[string]Target, logger *slog.Logger) *Dispatcher {
@@ -84,9 +123,16 @@ func NewDispatcher(log Log, outcomes Outcomes, targets map[string]Target, logger
 		Durable: "PROV_DISPATCHER", Parallel: 64, SendTimeout: 30 * time.Second}
 }
 
-// Run dispatches until ctx ends.
+// Run dispatches until ctx ends: Parallel workers, each shadow's records on one worker in order,
+// each record acknowledged once its outcome is stored.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	return d.log.Subscribe(ctx, d.Durable, eventstore.SubscribeOptions{Batch: 256, Logger: d.logger}, d.Handle)
+	return d.log.SubscribeSharded(ctx, d.Durable, eventstore.SubscribeOptions{Workers: d.Parallel, Logger: d.logger},
+		func(ctx context.Context, r *eventstore.Record) error {
+			if !r.Has("DispatchRequested") {
+				return nil
+			}
+			return d.dispatchRecord(ctx, r)
+		})
 }
 
 // Handle dispatches one batch of records (exported for tests and benchmarks).
@@ -131,14 +177,20 @@ func (d *Dispatcher) dispatchRecord(ctx context.Context, r *eventstore.Record) e
 		d.logger.Error("record skipped", "seq", r.Seq, "err", err)
 		return nil
 	}
+	known := &Known{Seq: r.Seq}
+	if known.State, err = r.State(); err != nil {
+		d.logger.Error("record skipped", "seq", r.Seq, "err", err)
+		return nil
+	}
 	for _, e := range evs {
 		dr, ok := e.(domain.DispatchRequested)
 		if !ok {
 			continue
 		}
-		if err := d.dispatch(ctx, Request{Resource: r.Resource, ShadowID: r.ShadowID, OperationID: dr.OperationID, Attempt: dr.Attempt, Body: dr.Request}); err != nil {
+		if err := d.dispatch(ctx, Request{Resource: r.Resource, ShadowID: r.ShadowID, OperationID: dr.OperationID, Attempt: dr.Attempt, Body: dr.Request}, known); err != nil {
 			return err
 		}
+		known = nil // the first outcome moved the shadow on
 	}
 	return nil
 }
@@ -148,11 +200,22 @@ func (d *Dispatcher) dispatchRecord(ctx context.Context, r *eventstore.Record) e
 // after a crash, a redelivered older request can arrive after a newer one, so earlier operations
 // of the shadow still waiting to be sent go first. It returns an error only when an outcome could
 // not be recorded.
-func (d *Dispatcher) dispatch(ctx context.Context, req Request) error {
-	st, _, err := d.log.Load(ctx, req.Resource, req.ShadowID)
-	if err != nil {
-		return err
+//
+// The record's own state is used when it shows nothing earlier waiting: the common case costs no
+// load. A record redelivered after a crash is then sent again, with the same message-id and
+// _AMQ_DUPL_ID for the broker's duplicate detection, and its outcome changes nothing.
+func (d *Dispatcher) dispatch(ctx context.Context, req Request, known *Known) error {
+	if d.done.has(attemptKey(req.OperationID, req.Attempt)) {
+		return nil // this process already sent it and recorded the outcome
 	}
+	if known == nil || earlierPending(known.State, req.OperationID) {
+		st, seq, err := d.log.Load(ctx, req.Resource, req.ShadowID)
+		if err != nil {
+			return err
+		}
+		known = &Known{State: st, Seq: seq}
+	}
+	st := known.State
 	if !due(st, req.OperationID, req.Attempt) {
 		return nil // replay of a request already handled
 	}
@@ -166,21 +229,36 @@ func (d *Dispatcher) dispatch(ctx context.Context, req Request) error {
 			if err != nil {
 				return err
 			}
-			if err := d.send(ctx, earlier); err != nil {
+			if err := d.send(ctx, earlier, nil); err != nil {
 				return err
 			}
 			caughtUp = true
 		}
 	}
 	if caughtUp { // the shadow moved on: look again before sending
-		if st, _, err = d.log.Load(ctx, req.Resource, req.ShadowID); err != nil {
+		st, _, err := d.log.Load(ctx, req.Resource, req.ShadowID)
+		if err != nil {
 			return err
 		}
 		if !due(st, req.OperationID, req.Attempt) {
 			return nil
 		}
+		known = nil
 	}
-	return d.send(ctx, req)
+	return d.send(ctx, req, known)
+}
+
+// earlierPending reports whether an operation before opID is released but not yet attempted.
+func earlierPending(st domain.Shadow, opID string) bool {
+	for _, p := range st.Data().PendingOperations {
+		if p.ID == opID {
+			return false
+		}
+		if p.ExecutionStatus == domain.StatusExecutionPending {
+			return true
+		}
+	}
+	return false
 }
 
 // due reports whether attempt number attempt of the operation is still to be made.
@@ -210,11 +288,11 @@ func (d *Dispatcher) requestFromHistory(ctx context.Context, resource, shadowID,
 }
 
 // send makes one attempt, known to be due, and records its outcome.
-func (d *Dispatcher) send(ctx context.Context, req Request) error {
+func (d *Dispatcher) send(ctx context.Context, req Request, known *Known) error {
 	t, ok := d.targets[req.Resource]
 	if !ok {
 		return d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, domain.CategoryConfiguration,
-			fmt.Sprintf("resource %q has no target", req.Resource))
+			fmt.Sprintf("resource %q has no target", req.Resource), known)
 	}
 	sctx, cancel := context.WithTimeout(ctx, d.SendTimeout)
 	ref, err := t.Send(sctx, req)
@@ -226,9 +304,14 @@ func (d *Dispatcher) send(ctx context.Context, req Request) error {
 		cat := Categorize(err)
 		d.logger.Warn("send failed", "resource", req.Resource, "shadow", req.ShadowID, "operation", req.OperationID,
 			"attempt", req.Attempt, "category", cat, "err", err)
-		return d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, cat, err.Error())
+		err = d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, cat, err.Error(), known)
+	} else {
+		err = d.outcomes.Delivered(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, ref, known)
 	}
-	return d.outcomes.Delivered(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, ref)
+	if err == nil {
+		d.done.add(attemptKey(req.OperationID, req.Attempt))
+	}
+	return err
 }
 
 // Categorize returns the domain category of a send error; communication when it has none.

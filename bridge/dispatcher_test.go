@@ -37,11 +37,11 @@ func (r recorder) do(ctx context.Context, shadowID string, cmd domain.Command) e
 	}
 }
 
-func (r recorder) Delivered(ctx context.Context, resource, shadowID, op string, attempt int, ref string) error {
+func (r recorder) Delivered(ctx context.Context, resource, shadowID, op string, attempt int, ref string, _ *bridge.Known) error {
 	return r.do(ctx, shadowID, domain.RecordDelivery{Resource: r.res, OperationID: op, Attempt: attempt, Reference: ref})
 }
 
-func (r recorder) Failed(ctx context.Context, resource, shadowID, op string, attempt int, cat domain.Category, msg string) error {
+func (r recorder) Failed(ctx context.Context, resource, shadowID, op string, attempt int, cat domain.Category, msg string, _ *bridge.Known) error {
 	return r.do(ctx, shadowID, domain.RecordFailure{Resource: r.res, OperationID: op, Attempt: attempt, Error: domain.OperationError{Category: cat, Message: msg}})
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -144,6 +146,8 @@ type SubscribeOptions struct {
 	Batch int
 	// Logger receives retry notices (default slog.Default()).
 	Logger *slog.Logger
+	// Workers is the number of parallel workers of SubscribeSharded (default 64).
+	Workers int
 	// AckWait is how long JetStream waits before redelivering records a subscriber took and did
 	// not acknowledge (default 10s): after a crash, that is how long the records of the dead
 	// subscriber wait. A batch that takes longer is kept alive with progress notices.
@@ -272,6 +276,115 @@ func (s *Store) process(ctx context.Context, name string, batch []jetstream.Msg,
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// SubscribeSharded delivers every event record to fn through the durable consumer `name`, with
+// o.Workers workers: the records of one shadow always go to the same worker, in stream order, so
+// shadows are handled in parallel and each shadow in order, without batch boundaries. A record
+// is acknowledged as soon as fn returns nil for it; when fn fails it is retried with a backoff
+// (the worker's other records wait), so nothing is skipped. As with Subscribe, records of a
+// crashed subscriber are redelivered after AckWait, possibly after newer ones: fn must be
+// idempotent. Returns when ctx ends.
+func (s *Store) SubscribeSharded(ctx context.Context, name string, o SubscribeOptions, fn func(context.Context, *Record) error) error {
+	if o.Workers <= 0 {
+		o.Workers = 64
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 10 * time.Second
+	}
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "shadowbridge " + name,
+		FilterSubject: s.cfg.Prefix + ".evt.>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.AckWait,
+		MaxAckPending: 8 * o.Workers,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("eventstore: consumer %s: %w", name, unavailable(err))
+	}
+	queues := make([]chan jetstream.Msg, o.Workers)
+	var wg sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan jetstream.Msg, 16)
+		wg.Go(func() {
+			for m := range queues[i] {
+				s.processOne(ctx, name, m, o, fn)
+			}
+		})
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		h := fnv.New32a()
+		h.Write([]byte(m.Subject()))
+		select {
+		case queues[h.Sum32()%uint32(len(queues))] <- m:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(4*o.Workers))
+	if err != nil {
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait()
+		return fmt.Errorf("eventstore: consume %s: %w", name, unavailable(err))
+	}
+	<-ctx.Done()
+	cc.Stop()
+	<-cc.Closed()
+	for _, q := range queues {
+		close(q)
+	}
+	wg.Wait()
+	return nil
+}
+
+// processOne runs fn on one record until it succeeds (or ctx ends), keeping its lease alive,
+// then acknowledges it.
+func (s *Store) processOne(ctx context.Context, name string, m jetstream.Msg, o SubscribeOptions, fn func(context.Context, *Record) error) {
+	if ctx.Err() != nil {
+		return // redelivered to the next subscriber
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		_ = m.Term()
+		return
+	}
+	rec := s.newRecord(m.Subject(), md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data())
+	backoff := 50 * time.Millisecond
+	tick := time.NewTicker(o.AckWait / 3)
+	defer tick.Stop()
+	for {
+		done := make(chan error, 1)
+		go func() { done <- fn(ctx, rec) }()
+		var err error
+	wait:
+		for {
+			select {
+			case err = <-done:
+				break wait
+			case <-tick.C:
+				_ = m.InProgress()
+			}
+		}
+		if err == nil {
+			_ = m.Ack()
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		o.Logger.Warn("record failed, retrying", "consumer", name, "seq", rec.Seq, "subject", rec.Subject, "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)

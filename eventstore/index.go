@@ -27,6 +27,26 @@ import (
 // ErrIdentifierTaken is returned by Claim; errors.As to *TakenError for the owner.
 var ErrIdentifierTaken = domain.ErrIdentifierTaken
 
+// Holder is who holds an identifier claim: the shadow, and the request id of the command that
+// claimed it (empty when there was none). A retry of the same request may take over a claim
+// whose shadow was never stored (a crash between claim and append).
+type Holder struct {
+	ShadowID  string
+	RequestID string
+}
+
+func (h Holder) value() []byte {
+	if h.RequestID == "" {
+		return []byte(h.ShadowID)
+	}
+	return []byte(h.ShadowID + " " + h.RequestID)
+}
+
+func parseHolder(v []byte) Holder {
+	id, req, _ := strings.Cut(string(v), " ")
+	return Holder{ShadowID: id, RequestID: req}
+}
+
 // TakenError names the shadow holding a claimed identifier.
 type TakenError struct {
 	Claim domain.Claim
@@ -65,23 +85,24 @@ func (s *Store) Owner(ctx context.Context, c domain.Claim) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("eventstore: lookup identifier: %w", unavailable(err))
 	}
-	return string(e.Value()), nil
+	return parseHolder(e.Value()).ShadowID, nil
 }
 
-// Claim reserves an identifier for shadowID. Secondary identifiers are exclusive: if another shadow
+// Claim reserves an identifier for h. Secondary identifiers are exclusive: if another shadow
 // holds it, stale(owner, claimedAt) decides whether that claim may be taken over (the owner died,
 // or never got its add stored); otherwise the error is a *TakenError. Primary identifiers are
 // recorded for lookups and simply overwritten. Claim is idempotent for the same shadow.
-func (s *Store) Claim(ctx context.Context, c domain.Claim, shadowID string, stale func(ctx context.Context, owner string, claimedAt time.Time) (bool, error)) error {
+func (s *Store) Claim(ctx context.Context, c domain.Claim, h Holder, stale func(ctx context.Context, owner Holder, claimedAt time.Time) (bool, error)) error {
 	key := claimKey(c)
+	shadowID := h.ShadowID
 	if c.Kind == domain.PrimaryIdentifier {
-		if _, err := s.index.PutString(ctx, key, shadowID); err != nil {
+		if _, err := s.index.Put(ctx, key, h.value()); err != nil {
 			return fmt.Errorf("eventstore: claim: %w", unavailable(err))
 		}
 		return nil
 	}
 	for range 16 {
-		_, err := s.index.Create(ctx, key, []byte(shadowID))
+		_, err := s.index.Create(ctx, key, h.value())
 		if err == nil {
 			return nil
 		}
@@ -95,8 +116,8 @@ func (s *Store) Claim(ctx context.Context, c domain.Claim, shadowID string, stal
 		if err != nil {
 			return fmt.Errorf("eventstore: claim: %w", unavailable(err))
 		}
-		owner := string(e.Value())
-		if owner == shadowID {
+		owner := parseHolder(e.Value())
+		if owner.ShadowID == shadowID {
 			return nil
 		}
 		ok, err := stale(ctx, owner, e.Created())
@@ -104,9 +125,9 @@ func (s *Store) Claim(ctx context.Context, c domain.Claim, shadowID string, stal
 			return err
 		}
 		if !ok {
-			return &TakenError{Claim: c, Owner: owner}
+			return &TakenError{Claim: c, Owner: owner.ShadowID}
 		}
-		if _, err := s.index.Update(ctx, key, []byte(shadowID), e.Revision()); err == nil {
+		if _, err := s.index.Update(ctx, key, h.value(), e.Revision()); err == nil {
 			return nil
 		} else if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
 			return fmt.Errorf("eventstore: claim: %w", unavailable(err))
@@ -125,7 +146,7 @@ func (s *Store) Release(ctx context.Context, c domain.Claim, shadowID string) er
 	if err != nil {
 		return fmt.Errorf("eventstore: release: %w", unavailable(err))
 	}
-	if string(e.Value()) != shadowID {
+	if parseHolder(e.Value()).ShadowID != shadowID {
 		return nil
 	}
 	err = s.index.Delete(ctx, key, jetstream.LastRevision(e.Revision()))

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/Azure/go-amqp"
-	"github.com/nats-io/nats.go"
 
 	"shadowbridge/bridge/amqptest"
 	"shadowbridge/eventstore/natstest"
@@ -34,6 +33,22 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+var (
+	procsMu sync.Mutex
+	procs   []*exec.Cmd
+)
+
+// killAll SIGKILLs every serve process started so far.
+func killAll(t *testing.T) {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	for _, c := range procs {
+		_ = c.Process.Signal(syscall.SIGKILL)
+		_ = c.Wait()
+	}
+	procs = nil
+}
+
 func startServe(t *testing.T, cfgFile string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "serve", "--config", cfgFile)
 	cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_MAIN=1")
@@ -41,6 +56,9 @@ func startServe(t *testing.T, cfgFile string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	procsMu.Lock()
+	procs = append(procs, cmd)
+	procsMu.Unlock()
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	return cmd
 }
@@ -79,35 +97,53 @@ resources:
 			mu.Unlock()
 		}
 	}()
-	addN := func(from, to int) []string {
-		var ops []string
-		for i := from; i < to; i++ {
-			body := fmt.Sprintf(`{"objectClass":"AccountObjectClass","attributes":{"login":["k%d"]}}`, i)
-			var m *nats.Msg
-			var err error
-			for range 100 { // the service may still be starting
-				if m, err = nc.Request("prov.cmd.fs.add", []byte(body), 5*time.Second); err == nil {
-					break
+	// 16 clients add 400 accounts with request ids, retrying (same id) through the outage, so
+	// every add is accepted exactly once whatever the kill interrupts.
+	addAll := func(n int) []string {
+		ops := make([]string, n)
+		var wg sync.WaitGroup
+		for c := range 16 {
+			wg.Go(func() {
+				for i := c; i < n; i += 16 {
+					body := fmt.Sprintf(`{"requestId":"k%d","objectClass":"AccountObjectClass","attributes":{"login":["k%d"]}}`, i, i)
+					for attempt := 0; ; attempt++ {
+						m, err := nc.Request("prov.cmd.fs.add", []byte(body), 5*time.Second)
+						if err == nil && m.Header.Get("Nats-Service-Error-Code") == "" {
+							var rep struct{ OperationID string }
+							_ = json.Unmarshal(m.Data, &rep)
+							ops[i] = rep.OperationID
+							break
+						}
+						if attempt > 400 {
+							t.Errorf("add %d never accepted: %v", i, err)
+							return
+						}
+						time.Sleep(25 * time.Millisecond)
+					}
 				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			if err != nil || m.Header.Get("Nats-Service-Error-Code") != "" {
-				t.Fatalf("add %d: %v %s", i, err, m.Data)
-			}
-			var rep struct{ OperationID string }
-			_ = json.Unmarshal(m.Data, &rep)
-			ops = append(ops, rep.OperationID)
+			})
 		}
+		wg.Wait()
 		return ops
 	}
-	cmd := startServe(t, cfgFile)
-	ops := addN(0, 200)
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil { // mid-stream: sends are in flight
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+	startServe(t, cfgFile) // two instances share the work: both die
 	startServe(t, cfgFile)
-	ops = append(ops, addN(200, 300)...)
+	var ops []string
+	added := make(chan struct{})
+	go func() { ops = addAll(400); close(added) }()
+	for { // kill once requests are flowing to the broker
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 60 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Log("SIGKILL")
+	killAll(t)
+	startServe(t, cfgFile)
+	<-added
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		mu.Lock()

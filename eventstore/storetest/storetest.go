@@ -25,7 +25,8 @@ type Store interface {
 	Replay(ctx context.Context, from uint64, fn func(*eventstore.Record) error) (uint64, error)
 	Follow(ctx context.Context, from uint64, fn func(*eventstore.Record) error) error
 	Subscribe(ctx context.Context, name string, o eventstore.SubscribeOptions, fn func(context.Context, []*eventstore.Record) error) error
-	Claim(ctx context.Context, c domain.Claim, shadowID string, stale func(context.Context, string, time.Time) (bool, error)) error
+	SubscribeSharded(ctx context.Context, name string, o eventstore.SubscribeOptions, fn func(context.Context, *eventstore.Record) error) error
+	Claim(ctx context.Context, c domain.Claim, h eventstore.Holder, stale func(context.Context, eventstore.Holder, time.Time) (bool, error)) error
 	Release(ctx context.Context, c domain.Claim, shadowID string) error
 	Owner(ctx context.Context, c domain.Claim) (string, error)
 	PutOperation(ctx context.Context, operationID, resource, shadowID string) error
@@ -85,6 +86,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("Replay", func(t *testing.T) { testReplay(t, open(t)) })
 	t.Run("Subscribe", func(t *testing.T) { testSubscribe(t, open(t)) })
 	t.Run("Follow", func(t *testing.T) { testFollow(t, open(t)) })
+	t.Run("SubscribeSharded", func(t *testing.T) { testSharded(t, open(t)) })
 	t.Run("Claims", func(t *testing.T) { testClaims(t, open(t)) })
 	t.Run("Index", func(t *testing.T) { testIndex(t, open(t)) })
 	t.Run("BadCommit", func(t *testing.T) { testBadCommit(t, open(t)) })
@@ -393,15 +395,16 @@ func testClaims(t *testing.T, s Store) {
 	ctx := t.Context()
 	c := domain.Claim{Kind: domain.SecondaryIdentifier, Resource: "demo", ObjectClass: "AccountObjectClass", Attribute: "login", Value: "jack"}
 	a, b := NewID(), NewID()
-	never := func(context.Context, string, time.Time) (bool, error) { return false, nil }
-	always := func(context.Context, string, time.Time) (bool, error) { return true, nil }
-	if err := s.Claim(ctx, c, a, never); err != nil {
+	never := func(context.Context, eventstore.Holder, time.Time) (bool, error) { return false, nil }
+	always := func(context.Context, eventstore.Holder, time.Time) (bool, error) { return true, nil }
+	hold := func(id string) eventstore.Holder { return eventstore.Holder{ShadowID: id} }
+	if err := s.Claim(ctx, c, hold(a), never); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Claim(ctx, c, a, never); err != nil {
+	if err := s.Claim(ctx, c, hold(a), never); err != nil {
 		t.Fatalf("claim is idempotent for its owner: %v", err)
 	}
-	err := s.Claim(ctx, c, b, never)
+	err := s.Claim(ctx, c, hold(b), never)
 	var taken *eventstore.TakenError
 	if !errors.As(err, &taken) || taken.Owner != a || !errors.Is(err, domain.CategoryAlreadyExists) {
 		t.Fatalf("second claim: %v", err)
@@ -411,13 +414,13 @@ func testClaims(t *testing.T, s Store) {
 	c42.Value = int64(42)
 	cs := c
 	cs.Value = "42"
-	if err := s.Claim(ctx, c42, a, never); err != nil {
+	if err := s.Claim(ctx, c42, hold(a), never); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Claim(ctx, cs, b, never); err != nil {
+	if err := s.Claim(ctx, cs, hold(b), never); err != nil {
 		t.Fatalf("\"42\" and 42 must not collide: %v", err)
 	}
-	if err := s.Claim(ctx, c, b, always); err != nil {
+	if err := s.Claim(ctx, c, hold(b), always); err != nil {
 		t.Fatalf("stale claim is taken over: %v", err)
 	}
 	if o, _ := s.Owner(ctx, c); o != b {
@@ -435,8 +438,25 @@ func testClaims(t *testing.T, s Store) {
 	if o, _ := s.Owner(ctx, c); o != "" {
 		t.Fatal("released claim still owned")
 	}
-	if err := s.Claim(ctx, c, a, never); err != nil {
+	if err := s.Claim(ctx, c, hold(a), never); err != nil {
 		t.Fatalf("claim after release: %v", err)
+	}
+	// The request id travels with the claim to the stale check.
+	c3 := c
+	c3.Value = "with-request"
+	if err := s.Claim(ctx, c3, eventstore.Holder{ShadowID: a, RequestID: "req-9"}, never); err != nil {
+		t.Fatal(err)
+	}
+	var sawRequest string
+	_ = s.Claim(ctx, c3, hold(b), func(_ context.Context, o eventstore.Holder, _ time.Time) (bool, error) {
+		sawRequest = o.RequestID
+		return false, nil
+	})
+	if sawRequest != "req-9" {
+		t.Fatalf("stale check saw request %q", sawRequest)
+	}
+	if o, _ := s.Owner(ctx, c3); o != a {
+		t.Fatalf("owner %q", o)
 	}
 	// Concurrent claims: exactly one wins.
 	c2 := c
@@ -445,7 +465,7 @@ func testClaims(t *testing.T, s Store) {
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
-			if s.Claim(ctx, c2, NewID(), never) == nil {
+			if s.Claim(ctx, c2, hold(NewID()), never) == nil {
 				wins.Add(1)
 			}
 		})
@@ -563,5 +583,68 @@ func testResource(t *testing.T, s Store) {
 	n := 0
 	if _, err := s.Replay(ctx, 0, func(*eventstore.Record) error { n++; return nil }); err != nil || n != 0 {
 		t.Fatalf("replay of shadow events saw %d resource records: %v", n, err)
+	}
+}
+
+func testSharded(t *testing.T, s Store) {
+	ctx := t.Context()
+	res := Resource(t)
+	// 10 shadows, 5 commits each, interleaved in the stream.
+	var ids []string
+	for i := range 10 {
+		id := NewID()
+		ids = append(ids, id)
+		if _, _, err := Decide(ctx, t, s, res, id, addCmd(res, id, fmt.Sprint("s", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		for _, id := range ids {
+			if _, _, err := Decide(ctx, t, s, res, id, domain.Modify{Resource: res, OperationID: NewID(),
+				Changes: domain.Changes{"x": {Add: []any{NewID()}}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var mu sync.Mutex
+	seen := map[string][]uint64{}
+	failedOnce := false
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.SubscribeSharded(sctx, "sharded", eventstore.SubscribeOptions{Workers: 4}, func(_ context.Context, r *eventstore.Record) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if !failedOnce {
+				failedOnce = true
+				return errors.New("transient")
+			}
+			seen[r.ShadowID] = append(seen[r.ShadowID], r.Seq)
+			return nil
+		})
+	}()
+	waitFor(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, v := range seen {
+			n += len(v)
+		}
+		return n >= 50
+	})
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	for id, seqs := range seen {
+		if len(seqs) != 5 {
+			t.Fatalf("shadow %s: %d records", id, len(seqs))
+		}
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] <= seqs[i-1] {
+				t.Fatalf("shadow %s out of order: %v", id, seqs)
+			}
+		}
 	}
 }

@@ -18,7 +18,7 @@ import (
 	"shadowbridge/eventstore/natstest"
 )
 
-func amqpConfig(t *testing.T, url, requests, confirmations string, confirm bool) app.Config {
+func amqpConfig(t testing.TB, url, requests, confirmations string, confirm bool) app.Config {
 	t.Helper()
 	cfg, err := app.Parse(fmt.Appendf(nil, `
 resources:
@@ -35,7 +35,7 @@ resources:
 }
 
 // targetSystem consumes requests and confirms each one, assigning uids on add.
-func targetSystem(ctx context.Context, t *testing.T, b amqptest.Broker, requests, confirmations string) {
+func targetSystem(ctx context.Context, t testing.TB, b amqptest.Broker, requests, confirmations string) {
 	r := b.Receiver(t, requests)
 	s := b.Sender(t, confirmations)
 	go func() {

@@ -137,6 +137,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	return a, nil
 }
 
+var _ bridge.Outcomes = (*service.Service)(nil)
+
 // confirmer adapts the command service to the bridge's Confirmer.
 type confirmer struct{ s *service.Service }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"shadowbridge/bridge"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 )
@@ -30,7 +31,7 @@ type Store interface {
 	LoadByID(ctx context.Context, shadowID string) (domain.Shadow, uint64, error)
 	History(ctx context.Context, shadowID string) ([]*eventstore.Record, error)
 	RecordAt(ctx context.Context, seq uint64) (*eventstore.Record, error)
-	Claim(ctx context.Context, c domain.Claim, shadowID string, stale func(context.Context, string, time.Time) (bool, error)) error
+	Claim(ctx context.Context, c domain.Claim, h eventstore.Holder, stale func(context.Context, eventstore.Holder, time.Time) (bool, error)) error
 	Release(ctx context.Context, c domain.Claim, shadowID string) error
 	Owner(ctx context.Context, c domain.Claim) (string, error)
 	PutOperation(ctx context.Context, operationID, resource, shadowID string) error
@@ -108,9 +109,22 @@ const maxAttempts = 64
 // with the fresh state. fn may return no events (nothing to do). fn must be pure: it can run
 // several times.
 func (s *Service) Update(ctx context.Context, resource, shadowID, requestID string, fn func(domain.Shadow) ([]domain.Event, error)) (Outcome, error) {
+	return s.UpdateFrom(ctx, resource, shadowID, requestID, nil, fn)
+}
+
+// UpdateFrom is Update starting from a state the caller already has (known may be nil): the
+// first attempt skips the load and appends with known's sequence expected, so a stale known
+// costs one conflict and a reload, never a lost update.
+func (s *Service) UpdateFrom(ctx context.Context, resource, shadowID, requestID string, known *bridge.Known, fn func(domain.Shadow) ([]domain.Event, error)) (Outcome, error) {
 	for range maxAttempts {
-		st, seq, err := s.store.Load(ctx, resource, shadowID)
-		if err != nil {
+		var (
+			st  domain.Shadow
+			seq uint64
+			err error
+		)
+		if known != nil {
+			st, seq, known = known.State, known.Seq, nil
+		} else if st, seq, err = s.store.Load(ctx, resource, shadowID); err != nil {
 			return Outcome{}, err
 		}
 		events, err := fn(st)
@@ -118,7 +132,7 @@ func (s *Service) Update(ctx context.Context, resource, shadowID, requestID stri
 			return Outcome{Shadow: st, Seq: seq}, err
 		}
 		next := domain.Fold(st, events)
-		claimed, err := s.claim(ctx, st, next)
+		claimed, err := s.claim(ctx, st, next, requestID)
 		if err != nil {
 			return Outcome{}, err
 		}
@@ -161,10 +175,10 @@ func minus(a, b []domain.Claim) []domain.Claim {
 }
 
 // claim reserves the identifiers next holds and st does not, returning them.
-func (s *Service) claim(ctx context.Context, st, next domain.Shadow) ([]domain.Claim, error) {
+func (s *Service) claim(ctx context.Context, st, next domain.Shadow, requestID string) ([]domain.Claim, error) {
 	var done []domain.Claim
 	for _, c := range minus(next.Claims(), st.Claims()) {
-		if err := s.store.Claim(ctx, c, next.ID(), s.isStale(c)); err != nil {
+		if err := s.store.Claim(ctx, c, eventstore.Holder{ShadowID: next.ID(), RequestID: requestID}, s.isStale(c, requestID)); err != nil {
 			s.release(ctx, next.ID(), done)
 			return nil, err
 		}
@@ -173,16 +187,21 @@ func (s *Service) claim(ctx context.Context, st, next domain.Shadow) ([]domain.C
 	return done, nil
 }
 
-// isStale decides whether another shadow's claim may be taken over: its owner is dead, or it
-// does not hold the identifier (a claim left by a crash or a failed append) and is old enough
+// isStale decides whether another shadow's claim may be taken over: its owner is dead; or it was
+// claimed by an earlier attempt of this same request whose shadow was never stored (the append's
+// Nats-Msg-Id still lets only one attempt of a request id store a shadow); or the owner does not
+// hold the identifier (a claim left by a crash or a failed append) and the claim is old enough
 // that no decision can still be on its way.
-func (s *Service) isStale(c domain.Claim) func(context.Context, string, time.Time) (bool, error) {
-	return func(ctx context.Context, owner string, claimedAt time.Time) (bool, error) {
-		st, _, err := s.store.LoadByID(ctx, owner)
+func (s *Service) isStale(c domain.Claim, requestID string) func(context.Context, eventstore.Holder, time.Time) (bool, error) {
+	return func(ctx context.Context, owner eventstore.Holder, claimedAt time.Time) (bool, error) {
+		st, _, err := s.store.LoadByID(ctx, owner.ShadowID)
 		if err != nil {
 			return false, err
 		}
 		if st.Created() && st.Dead() {
+			return true, nil
+		}
+		if !st.Created() && requestID != "" && owner.RequestID == requestID {
 			return true, nil
 		}
 		if st.Created() && slices.Contains(st.Claims(), domain.Claim{Kind: c.Kind, Resource: st.Resource(), ObjectClass: st.ObjectClass(), Attribute: c.Attribute, Value: c.Value}) {
@@ -381,8 +400,8 @@ func (s *Service) Confirm(ctx context.Context, c ConfirmRequest) (Reply, error) 
 
 // Delivered records that the transport accepted an attempt (used by the dispatcher); the
 // resource is up.
-func (s *Service) Delivered(ctx context.Context, resource, shadowID, operationID string, attempt int, reference string) error {
-	err := s.record(ctx, resource, shadowID, func(res domain.Resource) domain.Command {
+func (s *Service) Delivered(ctx context.Context, resource, shadowID, operationID string, attempt int, reference string, known *bridge.Known) error {
+	err := s.record(ctx, resource, shadowID, known, func(res domain.Resource) domain.Command {
 		return domain.RecordDelivery{Resource: res, OperationID: operationID, Attempt: attempt, Reference: reference}
 	})
 	if err == nil {
@@ -393,8 +412,8 @@ func (s *Service) Delivered(ctx context.Context, resource, shadowID, operationID
 
 // Failed records a failed attempt (used by the dispatcher); a communication error makes the
 // resource down, a configuration or security error broken.
-func (s *Service) Failed(ctx context.Context, resource, shadowID, operationID string, attempt int, category domain.Category, message string) error {
-	err := s.record(ctx, resource, shadowID, func(res domain.Resource) domain.Command {
+func (s *Service) Failed(ctx context.Context, resource, shadowID, operationID string, attempt int, category domain.Category, message string, known *bridge.Known) error {
+	err := s.record(ctx, resource, shadowID, known, func(res domain.Resource) domain.Command {
 		return domain.RecordFailure{Resource: res, OperationID: operationID, Attempt: attempt,
 			Error: domain.OperationError{Category: category, Message: message}}
 	})
@@ -472,14 +491,14 @@ func (s *Service) ResourceState(ctx context.Context, resource string) (domain.Re
 	return d, nil
 }
 
-func (s *Service) record(ctx context.Context, resource, shadowID string, mk func(domain.Resource) domain.Command) error {
+func (s *Service) record(ctx context.Context, resource, shadowID string, known *bridge.Known, mk func(domain.Resource) domain.Command) error {
 	res, err := s.catalog.Lookup(resource)
 	if err != nil {
 		return err
 	}
 	cmd := mk(res)
 	now := s.now()
-	_, err = s.Update(ctx, resource, shadowID, "", func(st domain.Shadow) ([]domain.Event, error) {
+	_, err = s.UpdateFrom(ctx, resource, shadowID, "", known, func(st domain.Shadow) ([]domain.Event, error) {
 		return domain.Decide(st, cmd, now)
 	})
 	return err

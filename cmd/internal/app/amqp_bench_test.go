@@ -1,0 +1,205 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/go-amqp"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/bridge"
+	"shadowbridge/bridge/amqptest"
+	"shadowbridge/cmd/internal/app"
+	"shadowbridge/cmd/internal/service"
+	"shadowbridge/domain"
+	"shadowbridge/eventstore/natstest"
+	"shadowbridge/eventstore/storetest"
+)
+
+// BenchmarkAMQPBridge: n operations already in the log are dispatched to the broker (send,
+// Accepted, outcome recorded in JetStream) vs raw go-amqp durable sends of the same messages,
+// pipelined with 256 unsettled, to the same broker in the same run.
+func BenchmarkAMQPBridge(b *testing.B) {
+	const n, window = 5000, 256
+	for range b.N {
+		br := amqptest.Start(b)
+		ctx := context.Background()
+		// Raw: the messages the bridge would send, pipelined.
+		rawQ := br.Queue(b, "bench-raw")
+		tgt, err := bridge.NewAMQPTarget(bridge.AMQPOptions{URL: br.URL, Address: rawQ})
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs := make([]*amqp.Message, n)
+		for i := range msgs {
+			if msgs[i], err = tgt.Message(bridge.Request{Resource: "fs", ShadowID: storetest.NewID(), OperationID: storetest.NewID(), Attempt: 1,
+				Body: domain.TargetRequest{Operation: domain.ChangeAdd, ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {fmt.Sprint("u", i)}}}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		snd := br.Sender(b, rawQ)
+		start := time.Now()
+		var receipts []amqp.SendReceipt
+		for _, m := range msgs {
+			r, err := snd.SendWithReceipt(ctx, m, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if receipts = append(receipts, r); len(receipts) == window {
+				if _, err := receipts[0].Wait(ctx); err != nil {
+					b.Fatal(err)
+				}
+				receipts = receipts[1:]
+			}
+		}
+		for _, r := range receipts {
+			if _, err := r.Wait(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		raw := n / time.Since(start).Seconds()
+		_ = tgt.Close()
+
+		// Ours: the operations are in the log; start the dispatcher and wait until every outcome is stored.
+		q := br.Queue(b, "bench-bridge")
+		srv := natstest.Start(b)
+		nc := srv.Connect(b)
+		cfg := amqpConfig(b, br.URL, q, "", false)
+		a, err := app.Start(ctx, nc, cfg, app.Options{NoDispatcher: true}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ids []string
+		for i := range n {
+			r, err := a.Service.Provision(ctx, service.Request{Verb: "add", Resource: "fs", ObjectClass: "AccountObjectClass",
+				Attributes: domain.Attributes{"login": {fmt.Sprint("u", i)}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids = append(ids, r.ShadowID)
+		}
+		dctx, cancel := context.WithCancel(ctx)
+		d := bridge.NewDispatcher(a.Store, a.Service, map[string]bridge.Target{"fs": mustTarget(b, br.URL, q)}, nil)
+		d.Parallel = window
+		start = time.Now()
+		go func() { _ = d.Run(dctx) }()
+		for _, id := range ids {
+			for {
+				st, _, err := a.Store.Load(ctx, "fs", id)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if st.Lifecycle() == domain.LifecycleLive {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		ours := n / time.Since(start).Seconds()
+		cancel()
+		a.Close()
+		b.ReportMetric(raw, "raw:ops/s")
+		b.ReportMetric(ours, "ops/s")
+		b.ReportMetric(ours/raw, "ratio")
+	}
+}
+
+func mustTarget(b *testing.B, url, q string) *bridge.AMQPTarget {
+	t, err := bridge.NewAMQPTarget(bridge.AMQPOptions{URL: url, Address: q})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return t
+}
+
+// BenchmarkAMQPEndToEnd: add over NATS -> broker -> a target system confirms over the broker ->
+// the projection shows the shadow live. Closed loop, 32 clients.
+func BenchmarkAMQPEndToEnd(b *testing.B) {
+	const n, clients = 2000, 32
+	for range b.N {
+		br := amqptest.Start(b)
+		req, conf := br.Queue(b, "bench-e2e-req"), br.Queue(b, "bench-e2e-conf")
+		ctx, cancel := context.WithCancel(context.Background())
+		targetSystem(ctx, b, br, req, conf)
+		srv := natstest.Start(b)
+		nc := srv.Connect(b)
+		a, err := app.Start(ctx, nc, amqpConfig(b, br.URL, req, conf, true), app.Options{}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		js, _ := jetstream.New(nc)
+		kv, _ := js.KeyValue(ctx, "PROV_SHADOWS")
+		w, _ := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+		var mu sync.Mutex
+		waiting := map[string]chan struct{}{}
+		live := map[string]bool{}
+		go func() {
+			for e := range w.Updates() {
+				if e == nil {
+					continue
+				}
+				var d domain.ShadowData
+				if json.Unmarshal(e.Value(), &d) != nil || d.LifecycleState != domain.LifecycleLive {
+					continue
+				}
+				mu.Lock()
+				if !live[d.ShadowID] {
+					live[d.ShadowID] = true
+					if ch, ok := waiting[d.ShadowID]; ok {
+						close(ch)
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+		var lat []time.Duration
+		var lmu sync.Mutex
+		start := time.Now()
+		var wg sync.WaitGroup
+		for c := range clients {
+			wg.Go(func() {
+				for i := c; i < n; i += clients {
+					t0 := time.Now()
+					m, err := nc.Request("prov.cmd.fs.add", fmt.Appendf(nil, `{"objectClass":"AccountObjectClass","attributes":{"login":["u%d"]}}`, i), 30*time.Second)
+					if err != nil || m.Header.Get("Nats-Service-Error-Code") != "" {
+						b.Errorf("add: %v", err)
+						return
+					}
+					var r struct{ ShadowID string }
+					_ = json.Unmarshal(m.Data, &r)
+					mu.Lock()
+					ch := make(chan struct{})
+					if live[r.ShadowID] {
+						close(ch)
+					} else {
+						waiting[r.ShadowID] = ch
+					}
+					mu.Unlock()
+					select {
+					case <-ch:
+					case <-time.After(time.Minute):
+						b.Errorf("%s never live", r.ShadowID)
+						return
+					}
+					lmu.Lock()
+					lat = append(lat, time.Since(t0))
+					lmu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		total := time.Since(start)
+		_ = w.Stop()
+		cancel()
+		a.Close()
+		slices.Sort(lat)
+		b.ReportMetric(float64(len(lat))/total.Seconds(), "ops/s")
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50:ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99:ms")
+	}
+}

@@ -59,7 +59,7 @@ func Transform(name string, r domain.TargetRequest) ([]byte, error) {
 	switch r.Operation {
 	case domain.ChangeAdd:
 		b.WriteString(`,"attributes":`)
-		writeAttrs(&b, r.Attributes, orderOr(r.Order, r.Attributes.Names()), q)
+		writeAttrs(&b, r.Attributes, domain.OrderNames(r.Order, r.Attributes.Names()), q)
 	case domain.ChangeModify, domain.ChangeDelete:
 		b.WriteString(`,"primaryIdentifiers":`)
 		writeAttrs(&b, r.PrimaryIdentifiers, r.PrimaryIdentifiers.Names(), q)
@@ -67,27 +67,11 @@ func Transform(name string, r domain.TargetRequest) ([]byte, error) {
 		writeAttrs(&b, r.SecondaryIdentifiers, r.SecondaryIdentifiers.Names(), q)
 		if r.Operation == domain.ChangeModify {
 			b.WriteString(`,"changes":`)
-			writeChanges(&b, r.Changes, orderOr(r.Order, r.Changes.Names()), q)
+			writeChanges(&b, r.Changes, domain.OrderNames(r.Order, r.Changes.Names()), q)
 		}
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
-}
-
-// orderOr returns names in the request's order, then any others sorted.
-func orderOr(order, names []string) []string {
-	out := make([]string, 0, len(names))
-	for _, n := range order {
-		if slices.Contains(names, n) && !slices.Contains(out, n) {
-			out = append(out, n)
-		}
-	}
-	for _, n := range names {
-		if !slices.Contains(out, n) {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 func writeAttrs(b *bytes.Buffer, a domain.Attributes, insertion []string, q func(string) string) {

@@ -176,7 +176,7 @@ func decideAdd(s Shadow, c Add, now time.Time) ([]Event, error) {
 	return []Event{AddRequested{
 		ShadowID: c.ShadowID, Resource: c.Resource.name, ObjectClass: oc.Name,
 		SecondaryIdentifier: oc.SecondaryIdentifier, OperationID: c.OperationID, RequestID: c.RequestID,
-		Attributes: attrs, Order: orderOf(c.Order, attrs.Names()), Assigned: c.Assigned, Time: now,
+		Attributes: attrs, Order: OrderNames(c.Order, attrs.Names()), Assigned: c.Assigned, Time: now,
 	}}, nil
 }
 
@@ -219,7 +219,7 @@ func decideModify(s Shadow, c Modify, now time.Time) ([]Event, error) {
 		}
 	}
 	return []Event{ModifyRequested{OperationID: c.OperationID, RequestID: c.RequestID, Changes: changes,
-		Order: orderOf(c.Order, changes.Names()), Time: now}}, nil
+		Order: OrderNames(c.Order, changes.Names()), Time: now}}, nil
 }
 
 func decideDelete(s Shadow, c Delete, now time.Time) ([]Event, error) {

@@ -100,9 +100,10 @@ func (d Delta) clone() Delta {
 	return Delta{ChangeType: d.ChangeType, Attributes: d.Attributes.Clone(), Changes: d.Changes.Clone(), Order: slices.Clone(d.Order)}
 }
 
-// orderOf returns names in the given order, keeping only names of the map, without repeats, and
-// appending the map's other names sorted (deterministic whatever the caller gave).
-func orderOf(given []string, names []string) []string {
+// OrderNames returns names in the given order, keeping only the given names that are in names,
+// without repeats, and appending the other names in their order (deterministic whatever the
+// caller gave). It returns nil for no names.
+func OrderNames(given []string, names []string) []string {
 	if len(names) == 0 {
 		return nil
 	}

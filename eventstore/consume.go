@@ -166,23 +166,9 @@ func (s *Store) Subscribe(ctx context.Context, name string, o SubscribeOptions, 
 	if o.Batch <= 0 {
 		o.Batch = 256
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.AckWait <= 0 {
-		o.AckWait = 10 * time.Second
-	}
-	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
-		Durable:       name,
-		Description:   "shadowbridge " + name,
-		FilterSubject: s.cfg.Prefix + ".evt.>",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       o.AckWait,
-		MaxAckPending: 4 * o.Batch,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	cons, err := s.durable(ctx, name, &o, 4*o.Batch)
 	if err != nil {
-		return fmt.Errorf("eventstore: consumer %s: %w", name, unavailable(err))
+		return err
 	}
 	msgs := make(chan jetstream.Msg, o.Batch)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
@@ -293,23 +279,9 @@ func (s *Store) SubscribeSharded(ctx context.Context, name string, o SubscribeOp
 	if o.Workers <= 0 {
 		o.Workers = 64
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.AckWait <= 0 {
-		o.AckWait = 10 * time.Second
-	}
-	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
-		Durable:       name,
-		Description:   "shadowbridge " + name,
-		FilterSubject: s.cfg.Prefix + ".evt.>",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       o.AckWait,
-		MaxAckPending: 8 * o.Workers,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	cons, err := s.durable(ctx, name, &o, 8*o.Workers)
 	if err != nil {
-		return fmt.Errorf("eventstore: consumer %s: %w", name, unavailable(err))
+		return err
 	}
 	queues := make([]chan jetstream.Msg, o.Workers)
 	var wg sync.WaitGroup
@@ -389,4 +361,28 @@ func (s *Store) processOne(ctx context.Context, name string, m jetstream.Msg, o 
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// durable creates or updates the durable consumer of the event subjects (explicit acks: see
+// Subscribe) and fills in the options' defaults.
+func (s *Store) durable(ctx context.Context, name string, o *SubscribeOptions, maxAckPending int) (jetstream.Consumer, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 10 * time.Second
+	}
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "shadowbridge " + name,
+		FilterSubject: s.cfg.Prefix + ".evt.>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.AckWait,
+		MaxAckPending: maxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: consumer %s: %w", name, unavailable(err))
+	}
+	return cons, nil
 }

@@ -119,17 +119,23 @@ func (b Broker) Dial(t testing.TB) *amqp.Conn {
 	return c
 }
 
+// session opens a connection of its own and a session on it.
+func (b Broker) session(ctx context.Context, t testing.TB) *amqp.Session {
+	t.Helper()
+	s, err := b.Dial(t).NewSession(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // Receiver opens a receiver (credit 1000: RabbitMQ 3.10 can stall go-amqp receivers with
 // credit 10..500) on address.
 func (b Broker) Receiver(t testing.TB, address string) *amqp.Receiver {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := b.Dial(t).NewSession(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := s.NewReceiver(ctx, address, &amqp.ReceiverOptions{Credit: 1000, SourceCapabilities: []string{"queue"}})
+	r, err := b.session(ctx, t).NewReceiver(ctx, address, &amqp.ReceiverOptions{Credit: 1000, SourceCapabilities: []string{"queue"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,11 +147,7 @@ func (b Broker) Sender(t testing.TB, address string) *amqp.Sender {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := b.Dial(t).NewSession(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snd, err := s.NewSender(ctx, address, &amqp.SenderOptions{TargetCapabilities: []string{"queue"}})
+	snd, err := b.session(ctx, t).NewSender(ctx, address, &amqp.SenderOptions{TargetCapabilities: []string{"queue"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -166,19 +167,10 @@ resources:
 	dups := 0
 	for op, n := range got {
 		dups += n - 1
-		if !contains(ops, op) {
+		if !slices.Contains(ops, op) {
 			t.Errorf("unknown message-id %s", op)
 		}
 	}
 	mu.Unlock()
 	t.Logf("%d operations across a SIGKILL, %d duplicates (same message-id)", len(ops), dups)
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

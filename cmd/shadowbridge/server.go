@@ -66,23 +66,33 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	defer nc.Close()
+	err = runApp(ctx, nc, cfg, *httpAddr, log, func(httpAddr string) {
+		fmt.Fprintf(stdout, "shadowbridge dev is running\n  NATS:      %s\n  dashboard: http://%s/\n  data:      %s\n  resources:", srv.ClientURL(), httpAddr, dir)
+		for _, r := range cfg.Resources {
+			fmt.Fprintf(stdout, " %s", r.Name)
+		}
+		fmt.Fprintf(stdout, "\nTry: shadowbridge add demo login=jack fullName=\"Jack Sparrow\"\nStop with Ctrl-C.\n")
+	})
+	if err == nil {
+		fmt.Fprintln(stdout, "shutting down")
+	}
+	return err
+}
+
+// runApp starts shadowbridge and its HTTP listener on nc, calls ready, and runs until ctx ends.
+func runApp(ctx context.Context, nc *nats.Conn, cfg app.Config, httpAddr string, log *slog.Logger, ready func(httpAddr string)) error {
 	a, err := app.Start(ctx, nc, cfg, app.Options{}, log)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	hs, err := startHTTP(*httpAddr, a)
+	hs, err := startHTTP(httpAddr, a)
 	if err != nil {
 		return err
 	}
 	defer hs.Close()
-	fmt.Fprintf(stdout, "shadowbridge dev is running\n  NATS:      %s\n  dashboard: http://%s/\n  data:      %s\n  resources:", srv.ClientURL(), hs.Addr(), dir)
-	for _, r := range cfg.Resources {
-		fmt.Fprintf(stdout, " %s", r.Name)
-	}
-	fmt.Fprintf(stdout, "\nTry: shadowbridge add demo login=jack fullName=\"Jack Sparrow\"\nStop with Ctrl-C.\n")
+	ready(hs.Addr())
 	<-ctx.Done()
-	fmt.Fprintln(stdout, "shutting down")
 	return nil
 }
 
@@ -134,19 +144,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer nc.Close()
-	a, err := app.Start(ctx, nc, cfg, app.Options{}, log)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	hs, err := startHTTP(cfg.HTTP.Listen, a)
-	if err != nil {
-		return err
-	}
-	defer hs.Close()
-	log.Info("serving", "nats", nc.ConnectedUrlRedacted(), "http", hs.Addr())
-	<-ctx.Done()
-	return nil
+	return runApp(ctx, nc, cfg, cfg.HTTP.Listen, log, func(httpAddr string) {
+		log.Info("serving", "nats", nc.ConnectedUrlRedacted(), "http", httpAddr)
+	})
 }
 
 func runRebuild(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +16,6 @@ import (
 	"shadowbridge/cmd/internal/app"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
-	"shadowbridge/eventstore/natstest"
 )
 
 func amqpConfig(t testing.TB, url, requests, confirmations string, confirm bool) app.Config {
@@ -246,24 +246,13 @@ func TestAMQPConnectionCutMidStream(t *testing.T) {
 	}
 	dups := 0
 	for op, n := range got {
-		if !slicesContains(ops, op) {
+		if !slices.Contains(ops, op) {
 			t.Fatalf("unknown operation %s at the broker", op)
 		}
 		dups += n - 1
 	}
 	t.Logf("%d operations, %d re-sent duplicates (same message-id)", len(ops), dups)
 }
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-var _ = natstest.FreeAddr
 
 // A broker that refuses the credentials is a security error: the operation ends with
 // fatal_error and a clear lastError (no pointless retries), and the resource is broken.

@@ -145,7 +145,8 @@ func Decide(s Shadow, cmd Command, now time.Time) ([]Event, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
-	return append(events, followUps(Fold(s, events), now)...), nil
+	events = append(events, followUps(Fold(s, events), now)...)
+	return append(events, timerEvents(s, Fold(s, events), res.consistency, now)...), nil
 }
 
 func decideAdd(s Shadow, c Add, now time.Time) ([]Event, error) {

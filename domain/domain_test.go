@@ -237,7 +237,8 @@ func TestCommunicationFailureRetries(t *testing.T) {
 	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: []any{"b"}}}}, t0)
 	boom := OperationError{Category: CategoryCommunication, Message: "connection refused"}
 	s, ev := run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 1, Error: boom}, t0.Add(time.Second))
-	eqTypes(t, ev, "AttemptFailed")
+	eqTypes(t, ev, "AttemptFailed", "RetryTimerSet")
+	eq(t, "timer at last attempt + retry period", ev[1].(RetryTimerSet).At, t0.Add(time.Second+30*time.Minute))
 	p, _ := s.Operation(op1)
 	eq(t, "type retry", p.Type, TypeRetry)
 	eq(t, "executing", p.ExecutionStatus, StatusExecuting)
@@ -250,14 +251,16 @@ func TestCommunicationFailureRetries(t *testing.T) {
 	if err != nil || len(ev) != 0 {
 		t.Fatalf("refresh before the retry period: %v %v", types(ev), err)
 	}
-	// Due: retried.
+	// Due: retried; nothing waits for a retry while the attempt is under way.
 	s, ev = run(t, s, Refresh{Resource: r}, t0.Add(31*time.Minute))
-	eqTypes(t, ev, "DispatchRequested")
+	eqTypes(t, ev, "DispatchRequested", "RetryTimerCleared")
 	eq(t, "attempt 2", ev[0].(DispatchRequested).Attempt, 2)
-	s, _ = run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 2, Error: boom}, t0.Add(32*time.Minute))
+	s, ev = run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 2, Error: boom}, t0.Add(32*time.Minute))
+	eqTypes(t, ev, "AttemptFailed", "RetryTimerSet")
+	eq(t, "re-armed from the new attempt", ev[1].(RetryTimerSet).At, t0.Add(62*time.Minute))
 	// Forced: retried although not due.
 	s, ev = run(t, s, Refresh{Resource: r, ForceRetry: true}, t0.Add(33*time.Minute))
-	eqTypes(t, ev, "DispatchRequested")
+	eqTypes(t, ev, "DispatchRequested", "RetryTimerCleared")
 	s, ev = run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 3, Error: boom}, t0.Add(34*time.Minute))
 	eqTypes(t, ev, "AttemptFailed", "OperationCompleted", "OperationCompleted")
 	p, _ = s.Operation(op1)
@@ -276,10 +279,12 @@ func TestRetrySuccessReleasesQueue(t *testing.T) {
 	r := testResource(t, false)
 	s := live(t, r)
 	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: []any{"1"}}}}, t0)
-	s, _ = run(t, s, RecordFailure{Resource: r, OperationID: op2, Attempt: 1, Error: OperationError{Category: CategoryCommunication, Message: "down"}}, t0)
-	s, ev := run(t, s, Modify{Resource: r, OperationID: op3, Changes: Changes{"a": {Add: []any{"2"}}}}, t0)
+	s, ev := run(t, s, RecordFailure{Resource: r, OperationID: op2, Attempt: 1, Error: OperationError{Category: CategoryCommunication, Message: "down"}}, t0)
+	eqTypes(t, ev, "AttemptFailed", "RetryTimerSet")
+	s, ev = run(t, s, Modify{Resource: r, OperationID: op3, Changes: Changes{"a": {Add: []any{"2"}}}}, t0)
 	eqTypes(t, ev, "ModifyRequested") // waits behind the failing retry
-	s, _ = run(t, s, Refresh{Resource: r, ForceRetry: true}, t0.Add(time.Second))
+	s, ev = run(t, s, Refresh{Resource: r, ForceRetry: true}, t0.Add(time.Second))
+	eqTypes(t, ev, "DispatchRequested", "RetryTimerCleared")
 	s, ev = run(t, s, RecordDelivery{Resource: r, OperationID: op2, Attempt: 2}, t0.Add(2*time.Second))
 	eqTypes(t, ev, "OperationSent", "OperationCompleted", "DispatchRequested")
 	eq(t, "released", ev[2].(DispatchRequested).OperationID, op3)
@@ -518,5 +523,24 @@ func TestAvailability(t *testing.T) {
 	eq(t, "current", d.Availability, AvailabilityUp)
 	if _, err := DecideAvailability(r, "demo", "sideways", "", t0); !errors.Is(err, ErrInvalidCommand) {
 		t.Fatalf("bad status: %v", err)
+	}
+}
+
+func TestNextRetry(t *testing.T) {
+	r := testResource(t, true, func(c *Consistency) { c.OperationRetryPeriod = time.Minute; c.OperationRetryMaxAttempts = 2 })
+	s := live(t, r)
+	if _, ok := NextRetry(s, r.Consistency()); ok {
+		t.Fatal("a live shadow has no retry")
+	}
+	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: []any{"1"}}}}, t0)
+	s, _ = run(t, s, RecordFailure{Resource: r, OperationID: op2, Attempt: 1, Error: OperationError{Category: CategoryCommunication}}, t0.Add(time.Second))
+	at, ok := NextRetry(s, r.Consistency())
+	eq(t, "due after the period", at, t0.Add(time.Second+time.Minute))
+	eq(t, "armed", ok, true)
+	s, _ = run(t, s, Refresh{Resource: r}, at)
+	s, ev := run(t, s, RecordFailure{Resource: r, OperationID: op2, Attempt: 2, Error: OperationError{Category: CategoryCommunication}}, at)
+	eqTypes(t, ev, "AttemptFailed", "OperationCompleted") // out of attempts: ends at once
+	if _, ok := NextRetry(s, r.Consistency()); ok {
+		t.Fatal("no retry after the last attempt")
 	}
 }

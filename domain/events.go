@@ -140,6 +140,10 @@ func NewEvent(eventType string) (ptr any, ok bool) {
 		return &OperationCompleted{}, true
 	case "AvailabilityChanged":
 		return &AvailabilityChanged{}, true
+	case "RetryTimerSet":
+		return &RetryTimerSet{}, true
+	case "RetryTimerCleared":
+		return &RetryTimerCleared{}, true
 	}
 	return nil, false
 }
@@ -229,6 +233,8 @@ func Evolve(s Shadow, e Event) Shadow {
 		}
 	case OperationCompleted:
 		completeOp(&d, x)
+	case RetryTimerSet, RetryTimerCleared:
+		// Timers change nothing in the shadow; they are in the log so that arming is audited.
 	default:
 		panic(fmt.Sprintf("domain: Evolve: unknown event %T", e))
 	}

@@ -148,6 +148,8 @@ type SubscribeOptions struct {
 	Logger *slog.Logger
 	// Workers is the number of parallel workers of SubscribeSharded (default 64).
 	Workers int
+	// Filter is the subject filter (default: every shadow's events, <prefix>.evt.>).
+	Filter string
 	// AckWait is how long JetStream waits before redelivering records a subscriber took and did
 	// not acknowledge (default 10s): after a crash, that is how long the records of the dead
 	// subscriber wait. A batch that takes longer is kept alive with progress notices.
@@ -372,10 +374,13 @@ func (s *Store) durable(ctx context.Context, name string, o *SubscribeOptions, m
 	if o.AckWait <= 0 {
 		o.AckWait = 10 * time.Second
 	}
+	if o.Filter == "" {
+		o.Filter = s.cfg.Prefix + ".evt.>"
+	}
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "shadowbridge " + name,
-		FilterSubject: s.cfg.Prefix + ".evt.>",
+		FilterSubject: o.Filter,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       o.AckWait,
 		MaxAckPending: maxAckPending,

@@ -273,8 +273,10 @@ type Record struct {
 
 func (s *Store) newRecord(subject string, seq uint64, tm time.Time, h nats.Header, data []byte) *Record {
 	r := &Record{Seq: seq, Subject: subject, Time: tm, data: data, Types: h.Values(HeaderEventType)}
-	if rest, ok := strings.CutPrefix(subject, s.cfg.Prefix+".evt."); ok {
-		r.Resource, r.ShadowID, _ = strings.Cut(rest, ".")
+	for _, kind := range []string{".evt.", ".due."} {
+		if rest, ok := strings.CutPrefix(subject, s.cfg.Prefix+kind); ok {
+			r.Resource, r.ShadowID, _ = strings.Cut(rest, ".")
+		}
 	}
 	return r
 }
@@ -444,4 +446,45 @@ func (s *Store) AppendResource(ctx context.Context, resource string, expectedSeq
 		return AppendResult{}, appendErr(err)
 	}
 	return AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// Timer headers of JetStream message schedules (nats-server 2.12+).
+const (
+	headerSchedule       = "Nats-Schedule"
+	headerScheduleTarget = "Nats-Schedule-Target"
+)
+
+// TimerSubject is where a shadow's retry timer is scheduled; DueSubject is where it fires.
+func (s *Store) TimerSubject(resource, shadowID string) string {
+	return s.cfg.Prefix + ".timer." + resource + "." + shadowID
+}
+
+// DueSubject is where a shadow's timer lands when it fires.
+func (s *Store) DueSubject(resource, shadowID string) string {
+	return s.cfg.Prefix + ".due." + resource + "." + shadowID
+}
+
+// ArmTimer schedules the shadow's timer at at (a JetStream message schedule in PROV_EVENTS:
+// both the schedule and its firing stay in the log). Arming again replaces the pending one; a
+// time in the past fires at once. The server checks schedules every 250 ms at most, so a timer
+// fires up to that much late. Idempotent.
+func (s *Store) ArmTimer(ctx context.Context, resource, shadowID string, at time.Time) error {
+	m := nats.NewMsg(s.TimerSubject(resource, shadowID))
+	// Nanoseconds: whole seconds would fire up to a second early.
+	m.Header.Set(headerSchedule, "@at "+at.UTC().Format(time.RFC3339Nano))
+	m.Header.Set(headerScheduleTarget, s.DueSubject(resource, shadowID))
+	m.Data = []byte(at.UTC().Format(time.RFC3339Nano))
+	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("eventstore: arm timer %s: %w", shadowID, unavailable(err))
+	}
+	return nil
+}
+
+// CancelTimer removes the shadow's pending timer, if any. Idempotent.
+func (s *Store) CancelTimer(ctx context.Context, resource, shadowID string) error {
+	err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.TimerSubject(resource, shadowID)))
+	if err != nil {
+		return fmt.Errorf("eventstore: cancel timer %s: %w", shadowID, unavailable(err))
+	}
+	return nil
 }

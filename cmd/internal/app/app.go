@@ -5,15 +5,18 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"shadowbridge/bridge"
 	"shadowbridge/cmd/internal/service"
+	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 	"shadowbridge/projections"
 )
@@ -27,6 +30,9 @@ type Options struct {
 	NoSample     bool
 	// NoProjector runs without the projector (a service killed between append and projection).
 	NoProjector bool
+	// SweepInterval is how often every resource's due work is refreshed, in case a timer was lost
+	// (default 1m; negative: never).
+	SweepInterval time.Duration
 }
 
 // App is a running shadowbridge.
@@ -87,6 +93,27 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	}
 	if !o.NoProjector {
 		a.goRun("projector", proj.Run)
+	}
+	a.goRun("timers", func(ctx context.Context) error {
+		// A fired timer refreshes its shadow: the domain retries what is due (or ends what has no
+		// attempts left) and re-arms for the next retry.
+		return store.SubscribeSharded(ctx, "PROV_TIMERS", eventstore.SubscribeOptions{Filter: cfg.Prefix + ".due.>", Workers: 16, Logger: log},
+			func(ctx context.Context, r *eventstore.Record) error {
+				if _, err := catalog.Lookup(r.Resource); err != nil || r.ShadowID == "" {
+					return nil // a timer of a resource no longer configured
+				}
+				_, err := a.Service.Refresh(ctx, r.Resource, r.ShadowID, false)
+				if errors.Is(err, domain.CategoryNotFound) {
+					return nil
+				}
+				return err
+			})
+	})
+	if o.SweepInterval == 0 {
+		o.SweepInterval = time.Minute
+	}
+	if o.SweepInterval > 0 {
+		a.goRun("sweep", func(ctx context.Context) error { return a.sweep(ctx, o.SweepInterval, catalog) })
 	}
 
 	needSample := false
@@ -168,6 +195,27 @@ func (a *App) goRun(name string, fn func(context.Context) error) {
 			a.log.Error("component stopped", "component", name, "err", err)
 		}
 	})
+}
+
+// sweep refreshes every resource's shadows with unfinished work now and then: cheap insurance
+// against a timer lost between a stored decision and its schedule.
+func (a *App) sweep(ctx context.Context, every time.Duration, catalog domain.Catalog) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		for name := range catalog {
+			if n, err := a.Service.Refresh(ctx, name, "", false); err != nil {
+				a.log.Warn("sweep failed", "resource", name, "err", err)
+			} else if n > 0 {
+				a.log.Info("sweep refreshed shadows", "resource", name, "shadows", n)
+			}
+		}
+	}
 }
 
 // Close stops every component and waits for them.

@@ -38,6 +38,8 @@ type Store interface {
 	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
 	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
+	ArmTimer(ctx context.Context, resource, shadowID string, at time.Time) error
+	CancelTimer(ctx context.Context, resource, shadowID string) error
 	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
 	AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (eventstore.AppendResult, error)
 }
@@ -159,9 +161,30 @@ func (s *Service) UpdateFrom(ctx context.Context, resource, shadowID, requestID 
 			return Outcome{Seq: res.Seq, Duplicate: true}, nil
 		}
 		s.release(ctx, shadowID, minus(st.Claims(), next.Claims()))
+		s.applyTimers(ctx, resource, shadowID, events)
 		return Outcome{Shadow: next, Events: events, Seq: res.Seq}, nil
 	}
 	return Outcome{}, fmt.Errorf("%w: shadow %s: gave up after %d concurrent updates", eventstore.ErrConflict, shadowID, maxAttempts)
+}
+
+// applyTimers arms or cancels the shadow's retry timer as the stored decision says. A failure is
+// logged, not returned: the decision is stored, and the periodic sweep retries what is due even
+// without a timer.
+func (s *Service) applyTimers(ctx context.Context, resource, shadowID string, events []domain.Event) {
+	for _, e := range events {
+		var err error
+		switch x := e.(type) {
+		case domain.RetryTimerSet:
+			err = s.store.ArmTimer(ctx, resource, shadowID, x.At)
+		case domain.RetryTimerCleared:
+			err = s.store.CancelTimer(ctx, resource, shadowID)
+		default:
+			continue
+		}
+		if err != nil {
+			s.log.Warn("timer not applied; the sweep will catch up", "shadow", shadowID, "err", err)
+		}
+	}
 }
 
 func minus(a, b []domain.Claim) []domain.Claim {

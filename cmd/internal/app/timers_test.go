@@ -1,0 +1,87 @@
+package app_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"shadowbridge/bridge/amqptest"
+	"shadowbridge/cmd/internal/app"
+	"shadowbridge/domain"
+)
+
+func retryConfig(t *testing.T, url, q string, maxAttempts int) app.Config {
+	t.Helper()
+	cfg, err := app.Parse(fmt.Appendf(nil, `
+resources:
+  - name: fs
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
+    target: {amqp: {url: %q, address: %q}}
+    consistency: {operationRetryPeriod: 1s, operationRetryMaxAttempts: %d}
+`, url, q, maxAttempts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// Timers, not a refresh, retry a postponed operation; it completes once the broker is back.
+func TestRetryTimersDriveRetries(t *testing.T) {
+	b := amqptest.Start(t)
+	q := b.Queue(t, "timers")
+	proxy := amqptest.ReserveProxy(t, b.HostPort())
+	e := start(t, retryConfig(t, strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1), q, 100), app.Options{SweepInterval: -1})
+	id := add(t, e.app, "jack").ShadowID
+	waitFor(t, "a second attempt made by a timer", 15*time.Second, func() bool {
+		return shadow(t, e.app, id).PendingOperations[0].AttemptNumber >= 2
+	})
+	proxy.Restore()
+	waitFor(t, "delivered by a later timer", 40*time.Second, func() bool { return shadow(t, e.app, id).Exists })
+	h, err := e.app.Service.History(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, cleared := 0, 0
+	for _, ev := range h {
+		switch ev.Type {
+		case "RetryTimerSet":
+			set++
+		case "RetryTimerCleared":
+			cleared++
+		}
+	}
+	if set < 2 || cleared < 2 {
+		t.Fatalf("history shows %d timers set and %d cleared", set, cleared)
+	}
+}
+
+// Out of attempts: the last failure ends the operation (and the add leaves a dead shadow) with no
+// one calling refresh.
+func TestRetryTimersExhaustAttempts(t *testing.T) {
+	b := amqptest.Start(t)
+	proxy := amqptest.ReserveProxy(t, b.HostPort())
+	e := start(t, retryConfig(t, strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1), b.Queue(t, "exhaust"), 2), app.Options{SweepInterval: -1})
+	id := add(t, e.app, "jack").ShadowID
+	waitFor(t, "gave up after 2 attempts", 15*time.Second, func() bool { return shadow(t, e.app, id).Dead })
+	p := shadow(t, e.app, id).PendingOperations[0]
+	if p.ResultStatus != domain.ResultFatalError || p.AttemptNumber != 2 || !strings.Contains(p.Message, "gave up after 2") {
+		t.Fatalf("operation %+v", p)
+	}
+}
+
+// A timer lost between the stored decision and its schedule (simulated by cancelling it): the
+// periodic sweep still retries the operation.
+func TestSweepCoversALostTimer(t *testing.T) {
+	b := amqptest.Start(t)
+	proxy := amqptest.ReserveProxy(t, b.HostPort())
+	e := start(t, retryConfig(t, strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1), b.Queue(t, "sweep"), 100),
+		app.Options{SweepInterval: 300 * time.Millisecond})
+	id := add(t, e.app, "jack").ShadowID
+	waitFor(t, "first attempt failed", 10*time.Second, func() bool { return shadow(t, e.app, id).PendingOperations[0].AttemptNumber == 1 })
+	if err := e.app.Store.CancelTimer(t.Context(), "fs", id); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Restore()
+	waitFor(t, "delivered thanks to the sweep", 20*time.Second, func() bool { return shadow(t, e.app, id).Exists })
+}

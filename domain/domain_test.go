@@ -457,6 +457,7 @@ func TestDefaults(t *testing.T) {
 	eq(t, "grace", c.PendingOperationGracePeriod, time.Duration(0))
 	eq(t, "retention", c.PendingOperationRetentionPeriod, 24*time.Hour)
 	eq(t, "dead retention", c.DeadShadowRetentionPeriod, 168*time.Hour)
+	eq(t, "retry on recovery", c.RetryOnRecovery, true)
 }
 
 func TestApplyChangesTable(t *testing.T) {

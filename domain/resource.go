@@ -25,6 +25,9 @@ type Consistency struct {
 	RefreshOnRead bool
 	// AvoidDuplicateOperations refuses to queue an operation equal to one still pending (false).
 	AvoidDuplicateOperations bool
+	// RetryOnRecovery retries postponed operations as soon as the resource is up again, instead
+	// of waiting out operationRetryPeriod (true; beyond midPoint). Attempts are still counted.
+	RetryOnRecovery bool
 }
 
 // DefaultConsistency returns midPoint's defaults.
@@ -34,6 +37,7 @@ func DefaultConsistency() Consistency {
 		OperationRetryMaxAttempts:       3,
 		PendingOperationRetentionPeriod: 24 * time.Hour,
 		DeadShadowRetentionPeriod:       7 * 24 * time.Hour,
+		RetryOnRecovery:                 true,
 	}
 }
 

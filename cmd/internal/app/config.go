@@ -86,6 +86,7 @@ type ConsistencyConfig struct {
 	DeadShadowRetentionPeriod       *Duration `yaml:"deadShadowRetentionPeriod"`
 	RefreshOnRead                   bool      `yaml:"refreshOnRead"`
 	AvoidDuplicateOperations        bool      `yaml:"avoidDuplicateOperations"`
+	RetryOnRecovery                 *bool     `yaml:"retryOnRecovery"`
 }
 
 // ResourceConfig is one resource.
@@ -220,6 +221,9 @@ func (r ResourceConfig) domain() (domain.Resource, error) {
 		cons.DeadShadowRetentionPeriod = time.Duration(*cc.DeadShadowRetentionPeriod)
 	}
 	cons.RefreshOnRead, cons.AvoidDuplicateOperations = cc.RefreshOnRead, cc.AvoidDuplicateOperations
+	if cc.RetryOnRecovery != nil {
+		cons.RetryOnRecovery = *cc.RetryOnRecovery
+	}
 	classes := make([]domain.ObjectClass, len(r.ObjectClasses))
 	for i, oc := range r.ObjectClasses {
 		classes[i] = domain.ObjectClass{Name: oc.Name, SecondaryIdentifier: oc.SecondaryIdentifier, PrimaryIdentifier: oc.PrimaryIdentifier}

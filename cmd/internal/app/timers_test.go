@@ -85,3 +85,43 @@ func TestSweepCoversALostTimer(t *testing.T) {
 	proxy.Restore()
 	waitFor(t, "delivered thanks to the sweep", 20*time.Second, func() bool { return shadow(t, e.app, id).Exists })
 }
+
+// retryOnRecovery: operations postponed while the broker was down are retried as soon as one
+// send succeeds again, long before their retry period (1h here) ends.
+func TestRetryOnRecovery(t *testing.T) {
+	b := amqptest.Start(t)
+	q := b.Queue(t, "recovery")
+	proxy := amqptest.ReserveProxy(t, b.HostPort())
+	url := strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1)
+	cfg, err := app.Parse(fmt.Appendf(nil, `
+resources:
+  - name: fs
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
+    target: {amqp: {url: %q, address: %q}}
+    consistency: {operationRetryPeriod: 1h}
+`, url, q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, cfg, app.Options{SweepInterval: -1})
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, add(t, e.app, fmt.Sprint("r", i)).ShadowID)
+	}
+	for _, id := range ids {
+		waitFor(t, "postponed", 10*time.Second, func() bool { return shadow(t, e.app, id).PendingOperations[0].Type == domain.TypeRetry })
+	}
+	proxy.Restore()
+	// One new operation goes through; the resource is up; the postponed ones follow at once.
+	waitFor(t, "a new add delivered", 20*time.Second, func() bool {
+		id := add(t, e.app, fmt.Sprint("probe", time.Now().UnixNano())).ShadowID
+		time.Sleep(200 * time.Millisecond)
+		return shadow(t, e.app, id).Exists
+	})
+	for _, id := range ids {
+		waitFor(t, "retried on recovery", 10*time.Second, func() bool { return shadow(t, e.app, id).Exists })
+		if p := shadow(t, e.app, id).PendingOperations[0]; p.AttemptNumber != 2 {
+			t.Fatalf("attempts %d, want 2 (counted)", p.AttemptNumber)
+		}
+	}
+}

@@ -464,9 +464,25 @@ func (s *Service) noteAvailability(ctx context.Context, resource string, status 
 	if ok && seen.status == status && time.Since(seen.at) < availTTL {
 		return
 	}
-	if err := s.SetAvailability(ctx, resource, status, reason); err != nil {
+	changed, err := s.setAvailability(ctx, resource, status, reason)
+	if err != nil {
 		s.log.Warn("availability not recorded", "resource", resource, "status", status, "err", err)
 		return
+	}
+	if changed && status == domain.AvailabilityUp {
+		if res, err := s.catalog.Lookup(resource); err == nil && res.Consistency().RetryOnRecovery {
+			// Beyond midPoint: the resource is back, retry what waits for it now. In the
+			// background: the outcome being recorded must not wait for a sweep of the resource.
+			go func() {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				defer cancel()
+				if n, err := s.Refresh(rctx, resource, "", true); err != nil {
+					s.log.Warn("retry on recovery failed; timers and the sweep will retry", "resource", resource, "err", err)
+				} else if n > 0 {
+					s.log.Info("resource up again: postponed operations retried", "resource", resource, "shadows", n)
+				}
+			}()
+		}
 	}
 	s.availMu.Lock()
 	if s.avail == nil {
@@ -479,22 +495,28 @@ func (s *Service) noteAvailability(ctx context.Context, resource string, status 
 // SetAvailability records the resource's availability if it changed (idempotent, safe across
 // instances: optimistic concurrency on the resource's subject).
 func (s *Service) SetAvailability(ctx context.Context, resource string, status domain.Availability, reason string) error {
+	_, err := s.setAvailability(ctx, resource, status, reason)
+	return err
+}
+
+// setAvailability is SetAvailability that also tells whether this call recorded a change.
+func (s *Service) setAvailability(ctx context.Context, resource string, status domain.Availability, reason string) (bool, error) {
 	for range maxAttempts {
 		st, seq, err := s.store.LoadResource(ctx, resource)
 		if err != nil {
-			return err
+			return false, err
 		}
 		ev, err := domain.DecideAvailability(st, resource, status, reason, s.now())
 		if err != nil || len(ev) == 0 {
-			return err
+			return false, err
 		}
 		_, err = s.store.AppendResource(ctx, resource, seq, ev, domain.EvolveResource(st, ev[0]))
 		if errors.Is(err, eventstore.ErrConflict) {
 			continue
 		}
-		return err
+		return err == nil, err
 	}
-	return fmt.Errorf("%w: resource %s: gave up after %d concurrent updates", eventstore.ErrConflict, resource, maxAttempts)
+	return false, fmt.Errorf("%w: resource %s: gave up after %d concurrent updates", eventstore.ErrConflict, resource, maxAttempts)
 }
 
 // ResourceState returns a resource's availability and its recent changes.

@@ -145,8 +145,24 @@ func Decide(s Shadow, cmd Command, now time.Time) ([]Event, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
-	events = append(events, followUps(Fold(s, events), now)...)
+	events = withGrace(events, res.consistency)
+	events = append(events, withGrace(followUps(Fold(s, events), now), res.consistency)...)
 	return append(events, timerEvents(s, Fold(s, events), res.consistency, now)...), nil
+}
+
+// withGrace sets the end of the grace period on completions (the domain's policy, so that Evolve
+// needs none).
+func withGrace(events []Event, c Consistency) []Event {
+	if c.PendingOperationGracePeriod <= 0 {
+		return events
+	}
+	for i, e := range events {
+		if oc, ok := e.(OperationCompleted); ok && oc.Result.applied() {
+			oc.GraceUntil = oc.Time.Add(c.PendingOperationGracePeriod)
+			events[i] = oc
+		}
+	}
+	return events
 }
 
 func decideAdd(s Shadow, c Add, now time.Time) ([]Event, error) {
@@ -350,6 +366,8 @@ func decideRefresh(s Shadow, c Refresh, now time.Time) ([]Event, error) {
 		}
 		events = append(events, DispatchRequested{OperationID: p.ID, Attempt: p.AttemptNumber + 1, Request: targetRequest(s, p), Time: now})
 	}
+	// What time alone makes due: grace periods, retention, expiry.
+	events = append(events, dueMaintenance(s, cons, now)...)
 	if len(events) == 0 {
 		// Releasing queued work is a refresh's job too (e.g. after a crash between decisions).
 		return followUps(s, now), nil

@@ -114,21 +114,22 @@ func TestAddLifecycle(t *testing.T) {
 	eq(t, "last attempt", d.PendingOperations[0].LastAttemptTimestamp, t0.Add(time.Second))
 
 	s, ev = run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess, PrimaryIdentifiers: Attributes{"uid": {"u-1"}}}, t0.Add(2*time.Second))
-	eqTypes(t, ev, "OperationCompleted")
+	eqTypes(t, ev, "OperationCompleted", "TimerSet")
+	eq(t, "retention timer", ev[1].(TimerSet).At, t0.Add(2*time.Second+24*time.Hour))
 	d = s.Data()
 	eq(t, "lifecycle after confirm", d.LifecycleState, LifecycleLive)
 	eq(t, "exists", d.Exists, true)
 	eq(t, "uid", d.PrimaryIdentifiers["uid"][0], any("u-1"))
 	eq(t, "completed", d.PendingOperations[0].ExecutionStatus, StatusCompleted)
 	eq(t, "completion", d.PendingOperations[0].CompletionTimestamp, t0.Add(2*time.Second))
-	eq(t, "version counts events", d.Version, int64(4))
+	eq(t, "version counts events", d.Version, int64(5))
 }
 
 func TestDeliveryWithoutConfirmationCompletes(t *testing.T) {
 	r := testResource(t, false)
 	s := added(t, r)
 	s, ev := run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0.Add(time.Second))
-	eqTypes(t, ev, "OperationSent", "OperationCompleted")
+	eqTypes(t, ev, "OperationSent", "OperationCompleted", "TimerSet")
 	eq(t, "lifecycle", s.Lifecycle(), LifecycleLive)
 	eq(t, "result", s.Data().PendingOperations[0].ResultStatus, ResultSuccess)
 }
@@ -197,7 +198,7 @@ func TestQueuedBehindAdd(t *testing.T) {
 	eq(t, "modify waits", s.Data().PendingOperations[1].ExecutionStatus, StatusRequested)
 	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0.Add(3*time.Second))
 	s, ev = run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess, PrimaryIdentifiers: Attributes{"uid": {"u-9"}}}, t0.Add(4*time.Second))
-	eqTypes(t, ev, "OperationCompleted", "DispatchRequested", "DispatchRequested")
+	eqTypes(t, ev, "OperationCompleted", "DispatchRequested", "DispatchRequested", "TimerSet")
 	eq(t, "modify released with uid", ev[1].(DispatchRequested).Request.PrimaryIdentifiers["uid"][0], any("u-9"))
 	eq(t, "delete released", ev[2].(DispatchRequested).OperationID, op3)
 	eq(t, "reaping", s.Lifecycle(), LifecycleReaping)
@@ -208,7 +209,7 @@ func TestFailedAddKillsShadowAndCascades(t *testing.T) {
 	s := added(t, r)
 	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"fullName": {Replace: []any{"X"}}}}, t0)
 	s, ev := run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultFatalError, Message: "already exists"}, t0.Add(time.Second))
-	eqTypes(t, ev, "OperationCompleted", "OperationCompleted")
+	eqTypes(t, ev, "OperationCompleted", "OperationCompleted", "TimerSet")
 	d := s.Data()
 	eq(t, "dead", d.Dead, true)
 	eq(t, "tombstone", d.LifecycleState, LifecycleTombstone)
@@ -237,8 +238,8 @@ func TestCommunicationFailureRetries(t *testing.T) {
 	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: []any{"b"}}}}, t0)
 	boom := OperationError{Category: CategoryCommunication, Message: "connection refused"}
 	s, ev := run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 1, Error: boom}, t0.Add(time.Second))
-	eqTypes(t, ev, "AttemptFailed", "RetryTimerSet")
-	eq(t, "timer at last attempt + retry period", ev[1].(RetryTimerSet).At, t0.Add(time.Second+30*time.Minute))
+	eqTypes(t, ev, "AttemptFailed", "TimerSet")
+	eq(t, "timer at last attempt + retry period", ev[1].(TimerSet).At, t0.Add(time.Second+30*time.Minute))
 	p, _ := s.Operation(op1)
 	eq(t, "type retry", p.Type, TypeRetry)
 	eq(t, "executing", p.ExecutionStatus, StatusExecuting)
@@ -253,16 +254,16 @@ func TestCommunicationFailureRetries(t *testing.T) {
 	}
 	// Due: retried; nothing waits for a retry while the attempt is under way.
 	s, ev = run(t, s, Refresh{Resource: r}, t0.Add(31*time.Minute))
-	eqTypes(t, ev, "DispatchRequested", "RetryTimerCleared")
+	eqTypes(t, ev, "DispatchRequested", "TimerCleared")
 	eq(t, "attempt 2", ev[0].(DispatchRequested).Attempt, 2)
 	s, ev = run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 2, Error: boom}, t0.Add(32*time.Minute))
-	eqTypes(t, ev, "AttemptFailed", "RetryTimerSet")
-	eq(t, "re-armed from the new attempt", ev[1].(RetryTimerSet).At, t0.Add(62*time.Minute))
+	eqTypes(t, ev, "AttemptFailed", "TimerSet")
+	eq(t, "re-armed from the new attempt", ev[1].(TimerSet).At, t0.Add(62*time.Minute))
 	// Forced: retried although not due.
 	s, ev = run(t, s, Refresh{Resource: r, ForceRetry: true}, t0.Add(33*time.Minute))
-	eqTypes(t, ev, "DispatchRequested", "RetryTimerCleared")
+	eqTypes(t, ev, "DispatchRequested", "TimerCleared")
 	s, ev = run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 3, Error: boom}, t0.Add(34*time.Minute))
-	eqTypes(t, ev, "AttemptFailed", "OperationCompleted", "OperationCompleted")
+	eqTypes(t, ev, "AttemptFailed", "OperationCompleted", "OperationCompleted", "TimerSet")
 	p, _ = s.Operation(op1)
 	eq(t, "gave up", p.ResultStatus, ResultFatalError)
 	eq(t, "dead after failed add", s.Dead(), true)
@@ -272,7 +273,7 @@ func TestRetryDisabled(t *testing.T) {
 	r := testResource(t, true, func(c *Consistency) { c.OperationRetryMaxAttempts = 0 })
 	s := added(t, r)
 	_, ev := run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 1, Error: OperationError{Category: CategoryCommunication, Message: "down"}}, t0)
-	eqTypes(t, ev, "AttemptFailed", "OperationCompleted")
+	eqTypes(t, ev, "AttemptFailed", "OperationCompleted", "TimerSet")
 }
 
 func TestRetrySuccessReleasesQueue(t *testing.T) {
@@ -280,11 +281,11 @@ func TestRetrySuccessReleasesQueue(t *testing.T) {
 	s := live(t, r)
 	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: []any{"1"}}}}, t0)
 	s, ev := run(t, s, RecordFailure{Resource: r, OperationID: op2, Attempt: 1, Error: OperationError{Category: CategoryCommunication, Message: "down"}}, t0)
-	eqTypes(t, ev, "AttemptFailed", "RetryTimerSet")
+	eqTypes(t, ev, "AttemptFailed", "TimerSet")
 	s, ev = run(t, s, Modify{Resource: r, OperationID: op3, Changes: Changes{"a": {Add: []any{"2"}}}}, t0)
 	eqTypes(t, ev, "ModifyRequested") // waits behind the failing retry
 	s, ev = run(t, s, Refresh{Resource: r, ForceRetry: true}, t0.Add(time.Second))
-	eqTypes(t, ev, "DispatchRequested", "RetryTimerCleared")
+	eqTypes(t, ev, "DispatchRequested", "TimerSet") // back to the completed add's retention
 	s, ev = run(t, s, RecordDelivery{Resource: r, OperationID: op2, Attempt: 2}, t0.Add(2*time.Second))
 	eqTypes(t, ev, "OperationSent", "OperationCompleted", "DispatchRequested")
 	eq(t, "released", ev[2].(DispatchRequested).OperationID, op3)
@@ -298,7 +299,7 @@ func TestNonCommunicationFailureIsFatal(t *testing.T) {
 	s := live(t, r)
 	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: []any{"b"}}}}, t0)
 	s, ev := run(t, s, RecordFailure{Resource: r, OperationID: op2, Attempt: 1, Error: OperationError{Category: CategorySecurity, Message: "not authorized"}}, t0)
-	eqTypes(t, ev, "AttemptFailed", "OperationCompleted")
+	eqTypes(t, ev, "AttemptFailed", "OperationCompleted", "TimerSet")
 	p, _ := s.Operation(op2)
 	eq(t, "fatal", p.ResultStatus, ResultFatalError)
 	eq(t, "category kept", p.LastError.Category, CategorySecurity)
@@ -544,4 +545,63 @@ func TestNextRetry(t *testing.T) {
 	if _, ok := NextRetry(s, r.Consistency()); ok {
 		t.Fatal("no retry after the last attempt")
 	}
+}
+
+func TestGraceRetentionAndExpiry(t *testing.T) {
+	r := testResource(t, true, func(c *Consistency) {
+		c.PendingOperationGracePeriod = time.Minute
+		c.PendingOperationRetentionPeriod = 10 * time.Minute
+		c.DeadShadowRetentionPeriod = time.Hour
+	})
+	s := added(t, r)
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0.Add(time.Second))
+	s, ev := run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess}, t0.Add(2*time.Second))
+	done := t0.Add(2 * time.Second)
+	eqTypes(t, ev, "OperationCompleted", "TimerSet")
+	eq(t, "timer at the end of grace", ev[1].(TimerSet).At, done.Add(time.Minute))
+	eq(t, "gestating inside grace", s.Lifecycle(), LifecycleGestating)
+	// Not due yet: nothing.
+	if ev, err := Decide(s, Refresh{Resource: r}, done.Add(30*time.Second)); err != nil || len(ev) != 0 {
+		t.Fatalf("refresh inside grace: %v %v", types(ev), err)
+	}
+	s, ev = run(t, s, Refresh{Resource: r}, done.Add(time.Minute))
+	eqTypes(t, ev, "GracePeriodEnded", "TimerSet")
+	eq(t, "live after grace", s.Lifecycle(), LifecycleLive)
+	eq(t, "retention timer", ev[1].(TimerSet).At, done.Add(10*time.Minute))
+	s, ev = run(t, s, Refresh{Resource: r}, done.Add(10*time.Minute))
+	eqTypes(t, ev, "OperationRemoved", "TimerCleared")
+	eq(t, "completed add left the shadow", len(s.Data().PendingOperations), 0)
+	eq(t, "still live", s.Lifecycle(), LifecycleLive)
+
+	// Delete: corpse inside grace, tombstone after, expired after the dead-shadow retention.
+	at := done.Add(20 * time.Minute)
+	s, _ = run(t, s, Delete{Resource: r, OperationID: op2}, at)
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op2, Attempt: 1}, at)
+	s, ev = run(t, s, Confirm{Resource: r, OperationID: op2, Result: ResultSuccess}, at)
+	eq(t, "corpse inside grace", s.Lifecycle(), LifecycleCorpse)
+	eq(t, "dead", s.Dead(), true)
+	s, _ = run(t, s, Refresh{Resource: r}, at.Add(time.Minute))
+	eq(t, "tombstone after grace", s.Lifecycle(), LifecycleTombstone)
+	last := LastActivity(s)
+	eq(t, "last activity is the completion", last, at)
+	next, ok := NextDue(s, r.Consistency())
+	eq(t, "next: retention of the delete", next, at.Add(10*time.Minute))
+	eq(t, "armed", ok, true)
+	s, _ = run(t, s, Refresh{Resource: r}, at.Add(10*time.Minute))
+	next, _ = NextDue(s, r.Consistency())
+	eq(t, "then expiry", next, at.Add(time.Hour))
+	s, ev = run(t, s, Refresh{Resource: r}, at.Add(time.Hour))
+	eqTypes(t, ev, "ShadowExpired", "TimerCleared")
+	eq(t, "expired", s.Data().Expired, true)
+	if _, ok := NextDue(s, r.Consistency()); ok {
+		t.Fatal("an expired shadow has nothing due")
+	}
+}
+
+func TestNoGraceMeansLiveAtOnce(t *testing.T) {
+	r := testResource(t, false)
+	s := live(t, r)
+	eq(t, "live", s.Lifecycle(), LifecycleLive)
+	p, _ := s.Operation(op1)
+	eq(t, "no grace recorded", p.GracePeriodEnd.IsZero(), true)
 }

@@ -99,7 +99,9 @@ type OperationCompleted struct {
 	Message            string       `json:"message,omitempty"`
 	PrimaryIdentifiers Attributes   `json:"primaryIdentifiers,omitempty"`
 	Source             string       `json:"source"`
-	Time               time.Time    `json:"time"`
+	// GraceUntil is the end of the operation's grace period (zero: none).
+	GraceUntil time.Time `json:"graceUntil,omitzero"`
+	Time       time.Time `json:"time"`
 }
 
 // EventType names, as stored in the log. Never rename one.
@@ -140,10 +142,16 @@ func NewEvent(eventType string) (ptr any, ok bool) {
 		return &OperationCompleted{}, true
 	case "AvailabilityChanged":
 		return &AvailabilityChanged{}, true
-	case "RetryTimerSet":
-		return &RetryTimerSet{}, true
-	case "RetryTimerCleared":
-		return &RetryTimerCleared{}, true
+	case "TimerSet":
+		return &TimerSet{}, true
+	case "TimerCleared":
+		return &TimerCleared{}, true
+	case "GracePeriodEnded":
+		return &GracePeriodEnded{}, true
+	case "OperationRemoved":
+		return &OperationRemoved{}, true
+	case "ShadowExpired":
+		return &ShadowExpired{}, true
 	}
 	return nil, false
 }
@@ -164,6 +172,10 @@ func EventOperationID(e Event) string {
 	case AttemptFailed:
 		return x.OperationID
 	case OperationCompleted:
+		return x.OperationID
+	case GracePeriodEnded:
+		return x.OperationID
+	case OperationRemoved:
 		return x.OperationID
 	}
 	return ""
@@ -233,16 +245,28 @@ func Evolve(s Shadow, e Event) Shadow {
 		}
 	case OperationCompleted:
 		completeOp(&d, x)
-	case RetryTimerSet, RetryTimerCleared:
+	case TimerSet, TimerCleared:
 		// Timers change nothing in the shadow; they are in the log so that arming is audited.
+	case GracePeriodEnded:
+		if op := findOp(&d, x.OperationID); op != nil {
+			op.GracePeriodEnd = time.Time{}
+		}
+	case OperationRemoved:
+		d.PendingOperations = slices.DeleteFunc(d.PendingOperations, func(p PendingOperation) bool { return p.ID == x.OperationID })
+	case ShadowExpired:
+		d.Expired = true
 	default:
 		panic(fmt.Sprintf("domain: Evolve: unknown event %T", e))
 	}
-	if _, ok := e.(AddRequested); !ok {
+	switch e.(type) {
+	case AddRequested, TimerSet, TimerCleared, GracePeriodEnded, OperationRemoved, ShadowExpired:
+		// Creation has its own timestamp; housekeeping is not activity on the account (the
+		// dead-shadow retention counts from the last activity).
+	default:
 		d.ModifyTimestamp = at
 	}
 	d.Version++
-	d.LifecycleState = deriveLifecycle(d)
+	d.LifecycleState = deriveLifecycle(d, at)
 	return Shadow{d: d}
 }
 
@@ -264,6 +288,7 @@ func completeOp(d *ShadowData, x OperationCompleted) {
 	op.ResultStatus = x.Result
 	op.CompletionTimestamp = x.Time
 	op.Message = x.Message
+	op.GracePeriodEnd = x.GraceUntil
 	if len(x.PrimaryIdentifiers) > 0 {
 		d.PrimaryIdentifiers = x.PrimaryIdentifiers.Clone()
 	}

@@ -142,6 +142,8 @@ type PendingOperation struct {
 	LastError                      *OperationError `json:"lastError,omitempty"`
 	RequestID                      string          `json:"requestId,omitempty"`
 	Message                        string          `json:"message,omitempty"`
+	// GracePeriodEnd is set on a completed operation while its pendingOperationGracePeriod runs.
+	GracePeriodEnd time.Time `json:"gracePeriodEnd,omitzero"`
 }
 
 // Completed reports whether the operation has ended.
@@ -174,7 +176,9 @@ type ShadowData struct {
 	CreateTimestamp      time.Time          `json:"createTimestamp"`
 	ModifyTimestamp      time.Time          `json:"modifyTimestamp,omitzero"`
 	DeathTimestamp       time.Time          `json:"deathTimestamp,omitzero"`
-	Version              int64              `json:"version"`
+	// Expired is set when a dead shadow's retention is over: it leaves the projection.
+	Expired bool  `json:"expired,omitempty"`
+	Version int64 `json:"version"`
 }
 
 func (d ShadowData) clone() ShadowData {
@@ -312,8 +316,19 @@ func (s Shadow) Claims() []Claim {
 	return out
 }
 
-func deriveLifecycle(d ShadowData) Lifecycle {
+// inGrace reports whether an operation of the given kind completed with an applied result and is
+// still inside its grace period at "at".
+func inGrace(d ShadowData, ct ChangeType, at time.Time) bool {
+	return slices.ContainsFunc(d.PendingOperations, func(p PendingOperation) bool {
+		return p.Completed() && p.Delta.ChangeType == ct && p.ResultStatus.applied() && at.Before(p.GracePeriodEnd)
+	})
+}
+
+func deriveLifecycle(d ShadowData, at time.Time) Lifecycle {
 	if d.Dead {
+		if inGrace(d, ChangeDelete, at) {
+			return LifecycleCorpse
+		}
 		return LifecycleTombstone
 	}
 	for _, p := range d.PendingOperations {
@@ -322,6 +337,9 @@ func deriveLifecycle(d ShadowData) Lifecycle {
 		}
 	}
 	if d.Exists {
+		if inGrace(d, ChangeAdd, at) {
+			return LifecycleGestating
+		}
 		return LifecycleLive
 	}
 	for _, p := range d.PendingOperations {

@@ -131,7 +131,7 @@ func (w *writer) opError(e domain.OperationError) {
 
 func (w *writer) pendingOp(p *domain.PendingOperation) {
 	w.mapLen(7 + count(!p.LastAttemptTimestamp.IsZero(), !p.CompletionTimestamp.IsZero(), p.AsynchronousOperationReference != "",
-		p.LastError != nil, p.RequestID != "", p.Message != ""))
+		p.LastError != nil, p.RequestID != "", p.Message != "", !p.GracePeriodEnd.IsZero()))
 	w.str("id", p.ID)
 	w.str("type", string(p.Type))
 	w.key("delta")
@@ -159,10 +159,13 @@ func (w *writer) pendingOp(p *domain.PendingOperation) {
 	if p.Message != "" {
 		w.str("message", p.Message)
 	}
+	if !p.GracePeriodEnd.IsZero() {
+		w.tm("gracePeriodEnd", p.GracePeriodEnd)
+	}
 }
 
 func (w *writer) shadow(d *domain.ShadowData) {
-	w.mapLen(13 + count(!d.ModifyTimestamp.IsZero(), !d.DeathTimestamp.IsZero()))
+	w.mapLen(13 + count(!d.ModifyTimestamp.IsZero(), !d.DeathTimestamp.IsZero(), d.Expired))
 	w.str("shadowId", d.ShadowID)
 	w.str("resource", d.Resource)
 	w.str("objectClass", d.ObjectClass)
@@ -187,6 +190,9 @@ func (w *writer) shadow(d *domain.ShadowData) {
 	}
 	if !d.DeathTimestamp.IsZero() {
 		w.tm("deathTimestamp", d.DeathTimestamp)
+	}
+	if d.Expired {
+		w.boolean("expired", true)
 	}
 	w.num("version", d.Version)
 }
@@ -281,7 +287,7 @@ func (w *writer) event(e domain.Event) (ok bool) {
 		w.opError(x.Error)
 		w.tm("time", x.Time)
 	case domain.OperationCompleted:
-		w.mapLen(4 + count(x.Message != "", len(x.PrimaryIdentifiers) > 0))
+		w.mapLen(4 + count(x.Message != "", len(x.PrimaryIdentifiers) > 0, !x.GraceUntil.IsZero()))
 		w.str("operationId", x.OperationID)
 		w.str("result", string(x.Result))
 		if x.Message != "" {
@@ -292,6 +298,9 @@ func (w *writer) event(e domain.Event) (ok bool) {
 			w.attrs(x.PrimaryIdentifiers)
 		}
 		w.str("source", x.Source)
+		if !x.GraceUntil.IsZero() {
+			w.tm("graceUntil", x.GraceUntil)
+		}
 		w.tm("time", x.Time)
 	default:
 		return false

@@ -173,6 +173,23 @@ func (p *Projector) write(ctx context.Context, key string, d domain.ShadowData) 
 		if kn.revision != 0 && kn.version >= d.Version {
 			return nil
 		}
+		if d.Expired { // a dead shadow past its retention leaves the projection
+			if kn.revision == 0 {
+				return nil
+			}
+			err := p.kv.Delete(ctx, key, jetstream.LastRevision(kn.revision))
+			if err == nil {
+				p.mu.Lock()
+				delete(p.known, key)
+				p.mu.Unlock()
+				return nil
+			}
+			if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+				return fmt.Errorf("projections: remove %s: %w", key, err)
+			}
+			cached = false
+			continue
+		}
 		var rev uint64
 		if kn.revision == 0 {
 			rev, err = p.kv.Create(ctx, key, val)
@@ -227,6 +244,9 @@ func (p *Projector) Rebuild(ctx context.Context, progress func(Progress)) (Progr
 			return nil
 		}
 		k := Key(r.Resource, r.ShadowID)
+		if st.Data().Expired {
+			return nil // not kept: prune removes it if the bucket still has it
+		}
 		seen[k] = true
 		batch[k] = st.Data()
 		pr.Shadows++

@@ -45,9 +45,9 @@ func TestRetryTimersDriveRetries(t *testing.T) {
 	set, cleared := 0, 0
 	for _, ev := range h {
 		switch ev.Type {
-		case "RetryTimerSet":
+		case "TimerSet":
 			set++
-		case "RetryTimerCleared":
+		case "TimerCleared":
 			cleared++
 		}
 	}

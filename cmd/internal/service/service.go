@@ -174,9 +174,9 @@ func (s *Service) applyTimers(ctx context.Context, resource, shadowID string, ev
 	for _, e := range events {
 		var err error
 		switch x := e.(type) {
-		case domain.RetryTimerSet:
+		case domain.TimerSet:
 			err = s.store.ArmTimer(ctx, resource, shadowID, x.At)
-		case domain.RetryTimerCleared:
+		case domain.TimerCleared:
 			err = s.store.CancelTimer(ctx, resource, shadowID)
 		default:
 			continue

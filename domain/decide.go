@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 )
@@ -56,6 +57,13 @@ type Refresh struct {
 	ForceRetry bool
 }
 
+// Cancel ends an operation that has not reached the target: one postponed for retry, or one
+// still queued. It completes with not_applicable (midPoint allows cancelling pending retries).
+type Cancel struct {
+	Resource    Resource
+	OperationID string
+}
+
 // RecordDelivery is the dispatcher's report that the transport accepted an attempt.
 type RecordDelivery struct {
 	Resource    Resource
@@ -77,6 +85,7 @@ func (Modify) commandName() string         { return "modify" }
 func (Delete) commandName() string         { return "delete" }
 func (Confirm) commandName() string        { return "confirm" }
 func (Refresh) commandName() string        { return "refresh" }
+func (Cancel) commandName() string         { return "cancel" }
 func (RecordDelivery) commandName() string { return "record-delivery" }
 func (RecordFailure) commandName() string  { return "record-failure" }
 
@@ -127,6 +136,9 @@ func Decide(s Shadow, cmd Command, now time.Time) ([]Event, error) {
 	case Refresh:
 		res = c.Resource
 		events, err = decideRefresh(s, c, now)
+	case Cancel:
+		res = c.Resource
+		events, err = decideCancel(s, c, now)
 	case RecordDelivery:
 		res = c.Resource
 		events, err = decideDelivery(s, c, now)
@@ -235,12 +247,36 @@ func decideModify(s Shadow, c Modify, now time.Time) ([]Event, error) {
 			return nil, wrap(op, ErrMissingIdentifier, "attribute %q must keep exactly one value, would have %d", attr, n)
 		}
 	}
+	if c.Resource.consistency.AvoidDuplicateOperations {
+		if _, dup := s.PendingDuplicate(ChangeModify, changes); dup {
+			return nil, nil // the same change is already on its way
+		}
+	}
 	return []Event{ModifyRequested{OperationID: c.OperationID, RequestID: c.RequestID, Changes: changes,
 		Order: OrderNames(c.Order, changes.Names()), Time: now}}, nil
 }
 
+// PendingDuplicate returns the unfinished operation of the given kind whose changes equal
+// changes (for a delete: any unfinished delete). avoidDuplicateOperations uses it.
+func (s Shadow) PendingDuplicate(ct ChangeType, changes Changes) (PendingOperation, bool) {
+	for _, p := range s.d.PendingOperations {
+		if p.Completed() || p.Delta.ChangeType != ct {
+			continue
+		}
+		if ct == ChangeDelete || reflect.DeepEqual(p.Delta.Changes, changes) {
+			return p.clone(), true
+		}
+	}
+	return PendingOperation{}, false
+}
+
 func decideDelete(s Shadow, c Delete, now time.Time) ([]Event, error) {
 	const op = "delete"
+	if c.Resource.consistency.AvoidDuplicateOperations && s.Created() && !s.d.Dead {
+		if _, dup := s.PendingDuplicate(ChangeDelete, nil); dup {
+			return nil, nil
+		}
+	}
 	if err := liveForChange(op, s); err != nil {
 		return nil, err
 	}
@@ -344,6 +380,22 @@ func decideFailure(s Shadow, c RecordFailure, now time.Time) ([]Event, error) {
 		events = append(events, OperationCompleted{OperationID: p.ID, Result: ResultFatalError, Message: msg, Source: SourceFailure, Time: now})
 	}
 	return events, nil
+}
+
+func decideCancel(s Shadow, c Cancel, now time.Time) ([]Event, error) {
+	const op = "cancel"
+	p, ok := s.Operation(c.OperationID)
+	if !ok {
+		return nil, wrap(op, ErrOperationNotFound, "%q", c.OperationID)
+	}
+	if p.Completed() {
+		return nil, wrap(op, ErrOperationFinished, "operation %s ended with %s", p.ID, p.ResultStatus)
+	}
+	waiting := p.ExecutionStatus == StatusRequested || (p.Type == TypeRetry && p.ExecutionStatus == StatusExecuting)
+	if !waiting {
+		return nil, wrap(op, ErrNotCancellable, "operation %s is %s at the target (%s)", p.ID, p.ExecutionStatus, p.Type)
+	}
+	return []Event{OperationCompleted{OperationID: p.ID, Result: ResultNotApplicable, Message: "cancelled", Source: SourceCancel, Time: now}}, nil
 }
 
 func decideRefresh(s Shadow, c Refresh, now time.Time) ([]Event, error) {

@@ -605,3 +605,49 @@ func TestNoGraceMeansLiveAtOnce(t *testing.T) {
 	p, _ := s.Operation(op1)
 	eq(t, "no grace recorded", p.GracePeriodEnd.IsZero(), true)
 }
+
+func TestAvoidDuplicateOperations(t *testing.T) {
+	ch := Changes{"fullName": {Replace: []any{"X"}}}
+	for _, avoid := range []bool{false, true} {
+		r := testResource(t, true, func(c *Consistency) { c.AvoidDuplicateOperations = avoid })
+		s := live(t, r)
+		s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: ch}, t0)
+		ev, err := Decide(s, Modify{Resource: r, OperationID: op3, Changes: ch}, t0)
+		if err != nil || (len(ev) == 0) != avoid {
+			t.Fatalf("avoid=%v: same modify again: %v %v", avoid, types(ev), err)
+		}
+		if ev, _ := Decide(s, Modify{Resource: r, OperationID: op3, Changes: Changes{"fullName": {Replace: []any{"Y"}}}}, t0); len(ev) == 0 {
+			t.Fatalf("avoid=%v: a different modify was dropped", avoid)
+		}
+		s, _ = run(t, s, Delete{Resource: r, OperationID: op4}, t0)
+		ev, err = Decide(s, Delete{Resource: r, OperationID: "33333333-3333-4333-8333-333333333333"}, t0)
+		if avoid && (err != nil || len(ev) != 0) {
+			t.Fatalf("second delete with avoidDuplicateOperations: %v %v", types(ev), err)
+		}
+		if !avoid && !errors.Is(err, ErrDeletePending) {
+			t.Fatalf("second delete: %v", err)
+		}
+	}
+}
+
+func TestCancel(t *testing.T) {
+	r := testResource(t, true)
+	s := live(t, r)
+	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: []any{"1"}}}}, t0)
+	if _, err := Decide(s, Cancel{Resource: r, OperationID: op2}, t0); !errors.Is(err, ErrNotCancellable) {
+		t.Fatalf("cancel of an operation released to the target: %v", err)
+	}
+	s, _ = run(t, s, RecordFailure{Resource: r, OperationID: op2, Attempt: 1, Error: OperationError{Category: CategoryCommunication}}, t0)
+	s, ev := run(t, s, Cancel{Resource: r, OperationID: op2}, t0.Add(time.Second))
+	eqTypes(t, ev, "OperationCompleted", "TimerSet")
+	p, _ := s.Operation(op2)
+	eq(t, "not applicable", p.ResultStatus, ResultNotApplicable)
+	eq(t, "cache untouched", len(s.Data().Attributes["a"]), 0)
+	eq(t, "a cancelled modify leaves the shadow alive", s.Dead(), false)
+	if _, err := Decide(s, Cancel{Resource: r, OperationID: op2}, t0); !errors.Is(err, ErrOperationFinished) {
+		t.Fatalf("cancel twice: %v", err)
+	}
+	if _, err := Decide(s, Cancel{Resource: r, OperationID: op4}, t0); !errors.Is(err, ErrOperationNotFound) {
+		t.Fatalf("cancel unknown: %v", err)
+	}
+}

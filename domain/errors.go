@@ -61,6 +61,7 @@ var (
 	ErrOperationFinished    = newError(CategoryConflict, "operation already completed")
 	ErrIdentifierImmutable  = newError(CategorySchema, "primary identifier cannot be changed")
 	ErrAttemptOutOfSequence = newError(CategoryConflict, "attempt out of sequence")
+	ErrNotCancellable       = newError(CategoryConflict, "operation cannot be cancelled")
 )
 
 func wrap(op string, err error, format string, args ...any) error {

@@ -88,6 +88,7 @@ const (
 	SourceConfirmation = "confirmation" // confirmed by the target system
 	SourceFailure      = "failure"      // failed for good
 	SourceCascade      = "cascade"      // ended because an earlier operation ended the shadow
+	SourceCancel       = "cancel"       // cancelled before it reached the target
 )
 
 // OperationCompleted ends an operation. When the result means the target did the work, its effect
@@ -296,8 +297,8 @@ func completeOp(d *ShadowData, x OperationCompleted) {
 	case ChangeAdd:
 		if x.Result.applied() {
 			d.Exists = true
-		} else if x.Result == ResultFatalError {
-			kill(d, x.Time)
+		} else {
+			kill(d, x.Time) // failed or cancelled: the account will never exist
 		}
 	case ChangeModify:
 		if x.Result.applied() {

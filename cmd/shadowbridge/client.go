@@ -195,6 +195,12 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 			body["primaryIdentifiers"] = m
 		}
 		subject = *cf.prefix + ".cmd." + pos[0] + ".confirm"
+	case "cancel":
+		if err := need(2, "RESOURCE OPERATION"); err != nil {
+			return err
+		}
+		body["operationId"] = pos[1]
+		subject = *cf.prefix + ".cmd." + pos[0] + ".cancel"
 	case "get":
 		if err := need(1, "SHADOW"); err != nil {
 			return err

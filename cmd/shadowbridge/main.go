@@ -37,6 +37,7 @@ client (over NATS; --server URL, env NATS_URL):
   delete RESOURCE (SHADOW | --id attr=value)
   refresh RESOURCE [SHADOW] [--force]
   confirm RESOURCE OPERATION --result success [--message M] [--primary uid=value]
+  cancel RESOURCE OPERATION                       end an operation postponed for retry
   get SHADOW [--as-of TIME]
   pending [--resource R]
   history SHADOW [--json]
@@ -57,7 +58,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServe(ctx, rest, getenv, stdout, stderr)
 	case "rebuild":
 		return runRebuild(ctx, rest, getenv, stdout, stderr)
-	case "add", "modify", "delete", "refresh", "confirm", "get", "pending", "history":
+	case "add", "modify", "delete", "refresh", "confirm", "cancel", "get", "pending", "history":
 		return runClient(ctx, cmd, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

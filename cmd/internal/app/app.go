@@ -94,6 +94,13 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	if !o.NoProjector {
 		a.goRun("projector", proj.Run)
 	}
+	a.goRun("timer-armer", func(ctx context.Context) error {
+		// Timers follow the log: each shadow's TimerSet/TimerCleared are applied in log order
+		// (one shadow, one worker), so concurrent decisions cannot leave an older schedule in
+		// place of a newer one.
+		return store.SubscribeSharded(ctx, "PROV_TIMER_ARMER", eventstore.SubscribeOptions{Workers: 16, Logger: log},
+			func(ctx context.Context, r *eventstore.Record) error { return ApplyTimers(ctx, store, r) })
+	})
 	a.goRun("timers", func(ctx context.Context) error {
 		// A fired timer refreshes its shadow: the domain retries what is due (or ends what has no
 		// attempts left) and re-arms for the next retry.
@@ -195,6 +202,30 @@ func (a *App) goRun(name string, fn func(context.Context) error) {
 			a.log.Error("component stopped", "component", name, "err", err)
 		}
 	})
+}
+
+// ApplyTimers arms or cancels the shadow's timer as a record's timer events say. Idempotent
+// (arming again replaces the schedule; cancelling twice is harmless).
+func ApplyTimers(ctx context.Context, store *eventstore.Store, r *eventstore.Record) error {
+	if !r.Has("TimerSet") && !r.Has("TimerCleared") {
+		return nil
+	}
+	evs, err := r.Events()
+	if err != nil {
+		return nil // undecodable: logged by the projector; nothing to arm
+	}
+	for _, e := range evs {
+		switch x := e.(type) {
+		case domain.TimerSet:
+			err = store.ArmTimer(ctx, r.Resource, r.ShadowID, x.At)
+		case domain.TimerCleared:
+			err = store.CancelTimer(ctx, r.Resource, r.ShadowID)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sweep refreshes every resource's shadows with unfinished work now and then: cheap insurance

@@ -125,3 +125,71 @@ resources:
 		}
 	}
 }
+
+// cancel ends a postponed operation over NATS; a duplicate modify (avoidDuplicateOperations)
+// answers with the pending one; refreshOnRead retries on get.
+func TestCancelDuplicatesAndRefreshOnRead(t *testing.T) {
+	b := amqptest.Start(t)
+	proxy := amqptest.ReserveProxy(t, b.HostPort())
+	cfg, err := app.Parse(fmt.Appendf(nil, `
+resources:
+  - name: fs
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
+    target: {amqp: {url: %q, address: %q}}
+    consistency: {operationRetryPeriod: 1h, avoidDuplicateOperations: true, refreshOnRead: true, retryOnRecovery: false}
+`, strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1), b.Queue(t, "cancel")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, cfg, app.Options{SweepInterval: -1})
+	a := add(t, e.app, "a").ShadowID
+	waitFor(t, "postponed", 10*time.Second, func() bool { return shadow(t, e.app, a).PendingOperations[0].Type == domain.TypeRetry })
+	op := shadow(t, e.app, a).PendingOperations[0].ID
+	out := e.ok(t, "prov.cmd.fs.cancel", map[string]any{"operationId": op})
+	if out["resultStatus"] != "not_applicable" || out["executionStatus"] != "completed" {
+		t.Fatalf("cancel reply %v", out)
+	}
+	if _, code := e.call(t, "prov.cmd.fs.cancel", map[string]any{"operationId": op}); code != "409" {
+		t.Fatalf("second cancel: %s", code)
+	}
+	if !shadow(t, e.app, a).Dead {
+		t.Fatal("a cancelled add leaves no account: the shadow is dead")
+	}
+	// avoidDuplicateOperations: the same modify twice is one operation.
+	c := add(t, e.app, "c").ShadowID
+	mod := map[string]any{"shadowId": c, "changes": map[string]any{"x": map[string]any{"add": []any{"1"}}}}
+	r1 := e.ok(t, "prov.cmd.fs.modify", mod)
+	r2 := e.ok(t, "prov.cmd.fs.modify", mod)
+	if r1["operationId"] != r2["operationId"] || len(shadow(t, e.app, c).PendingOperations) != 2 {
+		t.Fatalf("duplicate modify: %v vs %v", r1, r2)
+	}
+}
+
+// refreshOnRead: the timer was lost and the sweep is off; reading the shadow retries what is due.
+func TestRefreshOnRead(t *testing.T) {
+	b := amqptest.Start(t)
+	proxy := amqptest.ReserveProxy(t, b.HostPort())
+	cfg, err := app.Parse(fmt.Appendf(nil, `
+resources:
+  - name: fs
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
+    target: {amqp: {url: %q, address: %q}}
+    consistency: {operationRetryPeriod: 2s, refreshOnRead: true, retryOnRecovery: false}
+`, strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1), b.Queue(t, "read")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, cfg, app.Options{SweepInterval: -1})
+	id := add(t, e.app, "r").ShadowID
+	waitFor(t, "postponed", 10*time.Second, func() bool { return shadow(t, e.app, id).PendingOperations[0].Type == domain.TypeRetry })
+	if err := e.app.Store.CancelTimer(t.Context(), "fs", id); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Restore()
+	time.Sleep(2200 * time.Millisecond) // the retry is due, nothing fires
+	if n := shadow(t, e.app, id).PendingOperations[0].AttemptNumber; n != 1 {
+		t.Fatalf("%d attempts before the read: the cancelled timer fired", n)
+	}
+	e.ok(t, "prov.query.shadow", map[string]any{"shadowId": id})
+	waitFor(t, "retried because it was read", 10*time.Second, func() bool { return shadow(t, e.app, id).Exists })
+}

@@ -66,6 +66,11 @@ type ConfirmBody struct {
 	PrimaryIdentifiers map[string][]any `json:"primaryIdentifiers,omitempty"`
 }
 
+// CancelBody is the JSON body of prov.cmd.<resource>.cancel.
+type CancelBody struct {
+	OperationID string `json:"operationId"`
+}
+
 // ShadowQuery is the body of prov.query.shadow.
 type ShadowQuery struct {
 	ShadowID string `json:"shadowId"`
@@ -168,6 +173,8 @@ func fieldNames(v any) []string {
 		return []string{"operationId", "resultStatus", "message", "primaryIdentifiers"}
 	case ShadowQuery:
 		return []string{"shadowId", "asOf"}
+	case CancelBody:
+		return []string{"operationId"}
 	case PendingQuery:
 		return []string{"resource"}
 	case HistoryQuery:

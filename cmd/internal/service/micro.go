@@ -189,8 +189,17 @@ func (s *Service) handleCommand(ctx context.Context, prefix string, r micro.Requ
 		reply, err = s.cmdRefresh(ctx, resource, r.Data())
 	case "confirm":
 		reply, err = s.cmdConfirm(ctx, resource, r.Data())
+	case "cancel":
+		var b CancelBody
+		if b, err = Decode[CancelBody](r.Data()); err == nil {
+			if b.OperationID == "" {
+				err = fmt.Errorf("cancel: %w: operationId is required", ErrBadRequest)
+			} else {
+				reply, err = s.Cancel(ctx, resource, b.OperationID)
+			}
+		}
 	default:
-		err = &notFound{fmt.Errorf("unknown command %q (want add, modify, delete, refresh or confirm)", verb)}
+		err = &notFound{fmt.Errorf("unknown command %q (want add, modify, delete, refresh, confirm or cancel)", verb)}
 	}
 	if err != nil {
 		s.log.Debug("command refused", "subject", r.Subject(), "err", err)
@@ -363,6 +372,16 @@ func (s *Service) Shadow(ctx context.Context, shadowID string, asOf time.Time) (
 		}
 		if !st.Created() {
 			return domain.ShadowData{}, fmt.Errorf("shadow: %w: %s", domain.ErrShadowNotFound, shadowID)
+		}
+		if res, err := s.catalog.Lookup(st.Resource()); err == nil && res.Consistency().RefreshOnRead {
+			// refreshOnRead: retry what is due before answering, as midPoint does on get.
+			out, err := s.Update(ctx, st.Resource(), shadowID, "", func(cur domain.Shadow) ([]domain.Event, error) {
+				return domain.Decide(cur, domain.Refresh{Resource: res}, s.now())
+			})
+			if err != nil {
+				return domain.ShadowData{}, err
+			}
+			st = out.Shadow
 		}
 		return st.Data(), nil
 	}

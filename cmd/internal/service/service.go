@@ -38,8 +38,6 @@ type Store interface {
 	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
 	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
-	ArmTimer(ctx context.Context, resource, shadowID string, at time.Time) error
-	CancelTimer(ctx context.Context, resource, shadowID string) error
 	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
 	AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (eventstore.AppendResult, error)
 }
@@ -161,30 +159,9 @@ func (s *Service) UpdateFrom(ctx context.Context, resource, shadowID, requestID 
 			return Outcome{Seq: res.Seq, Duplicate: true}, nil
 		}
 		s.release(ctx, shadowID, minus(st.Claims(), next.Claims()))
-		s.applyTimers(ctx, resource, shadowID, events)
 		return Outcome{Shadow: next, Events: events, Seq: res.Seq}, nil
 	}
 	return Outcome{}, fmt.Errorf("%w: shadow %s: gave up after %d concurrent updates", eventstore.ErrConflict, shadowID, maxAttempts)
-}
-
-// applyTimers arms or cancels the shadow's retry timer as the stored decision says. A failure is
-// logged, not returned: the decision is stored, and the periodic sweep retries what is due even
-// without a timer.
-func (s *Service) applyTimers(ctx context.Context, resource, shadowID string, events []domain.Event) {
-	for _, e := range events {
-		var err error
-		switch x := e.(type) {
-		case domain.TimerSet:
-			err = s.store.ArmTimer(ctx, resource, shadowID, x.At)
-		case domain.TimerCleared:
-			err = s.store.CancelTimer(ctx, resource, shadowID)
-		default:
-			continue
-		}
-		if err != nil {
-			s.log.Warn("timer not applied; the sweep will catch up", "shadow", shadowID, "err", err)
-		}
-	}
 }
 
 func minus(a, b []domain.Claim) []domain.Claim {
@@ -318,11 +295,16 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 		return Reply{}, err
 	}
 	var reply Reply
-	if out.Duplicate {
+	switch {
+	case out.Duplicate:
 		if reply, err = s.replyFromCommit(ctx, out.Seq); err != nil {
 			return Reply{}, err
 		}
-	} else {
+	case len(out.Events) == 0 && req.Verb != "add":
+		// avoidDuplicateOperations: the same change is pending; answer with it.
+		dup, _ := out.Shadow.PendingDuplicate(domain.ChangeType(req.Verb), req.Changes)
+		reply = replyFor(out.Shadow, dup.ID)
+	default:
 		reply = replyFor(out.Shadow, opID)
 	}
 	if req.RequestID != "" {
@@ -419,6 +401,29 @@ func (s *Service) Confirm(ctx context.Context, c ConfirmRequest) (Reply, error) 
 		return Reply{}, err
 	}
 	return replyFor(out.Shadow, c.OperationID), nil
+}
+
+// Cancel ends an operation that has not reached the target (postponed for retry, or queued).
+func (s *Service) Cancel(ctx context.Context, resource, operationID string) (Reply, error) {
+	res, err := s.catalog.Lookup(resource)
+	if err != nil {
+		return Reply{}, fmt.Errorf("cancel: %w", err)
+	}
+	r, shadowID, ok, err := s.store.LookupOperation(ctx, operationID)
+	if err != nil {
+		return Reply{}, err
+	}
+	if !ok || r != resource {
+		return Reply{}, fmt.Errorf("cancel: %w: %q on resource %q", domain.ErrOperationNotFound, operationID, resource)
+	}
+	now := s.now()
+	out, err := s.Update(ctx, resource, shadowID, "", func(st domain.Shadow) ([]domain.Event, error) {
+		return domain.Decide(st, domain.Cancel{Resource: res, OperationID: operationID}, now)
+	})
+	if err != nil {
+		return Reply{}, err
+	}
+	return replyFor(out.Shadow, operationID), nil
 }
 
 // Delivered records that the transport accepted an attempt (used by the dispatcher); the

@@ -20,6 +20,8 @@ type Confirmation struct {
 	ResultStatus       string
 	Message            string
 	PrimaryIdentifiers map[string][]any
+	ErrorCategory      string           // why it failed (already-exists, not-found, ...), optional
+	Attributes         map[string][]any // the existing account's, with already-exists
 }
 
 // Confirmer records confirmations (the command service implements it). Its errors carry domain
@@ -176,6 +178,8 @@ func ParseConfirmation(m *amqp.Message) (Confirmation, error) {
 		ResultStatus       string           `json:"resultStatus"`
 		Message            string           `json:"message"`
 		PrimaryIdentifiers map[string][]any `json:"primaryIdentifiers"`
+		ErrorCategory      string           `json:"errorCategory"`
+		Attributes         map[string][]any `json:"attributes"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -186,5 +190,6 @@ func ParseConfirmation(m *amqp.Message) (Confirmation, error) {
 		return c, errors.New("resultStatus is required")
 	}
 	c.ResultStatus, c.Message, c.PrimaryIdentifiers = b.ResultStatus, b.Message, b.PrimaryIdentifiers
+	c.ErrorCategory, c.Attributes = b.ErrorCategory, b.Attributes
 	return c, nil
 }

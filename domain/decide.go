@@ -1,6 +1,8 @@
 package domain
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"reflect"
 	"slices"
@@ -41,13 +43,30 @@ type Delete struct {
 	RequestID   string
 }
 
-// Confirm carries the target system's answer for an operation.
+// Confirm carries the target system's answer for an operation. ErrorCategory, when the target
+// says why an operation failed, drives midPoint's discovery: already-exists on an add, not-found on
+// a modify or delete. Attributes are the existing account's, for an already-exists answer.
 type Confirm struct {
 	Resource           Resource
 	OperationID        string
 	Result             ResultStatus
 	Message            string
 	PrimaryIdentifiers Attributes
+	ErrorCategory      Category
+	Attributes         Attributes
+	// DiscoveredShadowID is the id for the shadow of an account discovered by an already-exists
+	// answer (a fresh UUID chosen by the caller, so that Decide stays deterministic).
+	DiscoveredShadowID string
+}
+
+// Discover creates a live shadow for an account found on the target (discovery).
+type Discover struct {
+	Resource           Resource
+	ShadowID           string
+	ObjectClass        string
+	Attributes         Attributes
+	PrimaryIdentifiers Attributes
+	Cause              string // the operation whose answer revealed the account
 }
 
 // Refresh retries the operations whose retry is due (all of them with ForceRetry) and releases
@@ -86,6 +105,7 @@ func (Delete) commandName() string         { return "delete" }
 func (Confirm) commandName() string        { return "confirm" }
 func (Refresh) commandName() string        { return "refresh" }
 func (Cancel) commandName() string         { return "cancel" }
+func (Discover) commandName() string       { return "discover" }
 func (RecordDelivery) commandName() string { return "record-delivery" }
 func (RecordFailure) commandName() string  { return "record-failure" }
 
@@ -139,6 +159,9 @@ func Decide(s Shadow, cmd Command, now time.Time) ([]Event, error) {
 	case Cancel:
 		res = c.Resource
 		events, err = decideCancel(s, c, now)
+	case Discover:
+		res = c.Resource
+		events, err = decideDiscover(s, c, now)
 	case RecordDelivery:
 		res = c.Resource
 		events, err = decideDelivery(s, c, now)
@@ -308,10 +331,80 @@ func decideConfirm(s Shadow, c Confirm, now time.Time) ([]Event, error) {
 	if len(ids) == 0 {
 		ids = nil
 	}
-	return []Event{OperationCompleted{
-		OperationID: p.ID, Result: c.Result, Message: c.Message, PrimaryIdentifiers: ids,
-		Source: SourceConfirmation, Time: now,
-	}}, nil
+	done := OperationCompleted{OperationID: p.ID, Result: c.Result, Message: c.Message, PrimaryIdentifiers: ids,
+		Source: SourceConfirmation, Time: now}
+	if c.Result.applied() || c.ErrorCategory == "" {
+		return []Event{done}, nil
+	}
+	// Discovery: the target says why it failed.
+	switch {
+	case p.Delta.ChangeType == ChangeAdd && c.ErrorCategory == CategoryAlreadyExists:
+		// The account is there already: this shadow dies; the account gets a live shadow of its own.
+		if !ValidID(c.DiscoveredShadowID) {
+			return nil, wrap(op, ErrInvalidID, "discovered shadow id must be a UUID")
+		}
+		attrs, err := normalizeAttributes(c.Attributes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: attributes: %w", op, err)
+		}
+		done.Result, done.Message = ResultHandledError, "already exists on the target: discovered as shadow "+c.DiscoveredShadowID
+		done.PrimaryIdentifiers = nil
+		return []Event{done, AccountDiscovered{OperationID: p.ID, ShadowID: c.DiscoveredShadowID, Attributes: attrs,
+			PrimaryIdentifiers: ids, Time: now}}, nil
+	case p.Delta.ChangeType == ChangeDelete && c.ErrorCategory == CategoryNotFound:
+		done.Result, done.Message = ResultHandledError, "not found on the target: already deleted"
+		return []Event{done}, nil
+	case p.Delta.ChangeType == ChangeModify && c.ErrorCategory == CategoryNotFound:
+		done.Result = ResultHandledError
+		if s.d.Assigned {
+			// Created by an assignment: the account must exist; create it again with what the
+			// shadow holds (this modify included).
+			done.Message = "not found on the target: re-created (the account is assigned)"
+			recreate := OperationID(p.ID, "recreate")
+			return []Event{done, RecreateRequested{OperationID: recreate, Attributes: applyChanges(s.futureAttributes(), p.Delta.Changes),
+				Time: now}}, nil
+		}
+		done.Message = "not found on the target: the account is gone"
+		return []Event{done, AccountGone{Time: now}}, nil
+	}
+	return []Event{done}, nil
+}
+
+// OperationID derives a stable operation id from another one (deterministic: Decide draws no
+// random numbers). The form is a UUID v8 built from a SHA-256 of the inputs.
+func OperationID(from, purpose string) string {
+	h := sha256.Sum256([]byte(from + "/" + purpose))
+	h[6] = h[6]&0x0f | 0x80
+	h[8] = h[8]&0x3f | 0x80
+	x := hex.EncodeToString(h[:16])
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
+func decideDiscover(s Shadow, c Discover, now time.Time) ([]Event, error) {
+	const op = "discover"
+	if s.Created() {
+		return nil, wrap(op, ErrShadowExists, "%s", s.d.ShadowID)
+	}
+	if !ValidID(c.ShadowID) {
+		return nil, wrap(op, ErrInvalidID, "shadow id must be a UUID")
+	}
+	oc, ok := c.Resource.ObjectClass(c.ObjectClass)
+	if !ok {
+		return nil, wrap(op, ErrUnknownObjectClass, "%q", c.ObjectClass)
+	}
+	attrs, err := normalizeAttributes(c.Attributes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if n := len(attrs[oc.SecondaryIdentifier]); n != 1 {
+		return nil, wrap(op, ErrMissingIdentifier, "the discovered account needs exactly one %q, has %d", oc.SecondaryIdentifier, n)
+	}
+	ids, err := normalizeAttributes(c.PrimaryIdentifiers)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return []Event{ShadowDiscovered{ShadowID: c.ShadowID, Resource: c.Resource.name, ObjectClass: oc.Name,
+		SecondaryIdentifier: oc.SecondaryIdentifier, Attributes: attrs, PrimaryIdentifiers: ids, Cause: c.Cause, Time: now}}, nil
 }
 
 func sameAttributes(a, b Attributes) bool {

@@ -651,3 +651,57 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("cancel unknown: %v", err)
 	}
 }
+
+func TestDiscovery(t *testing.T) {
+	r := testResource(t, true)
+	const found = "44444444-4444-4444-8444-444444444444"
+	// add -> already exists: this shadow dies, the account is discovered as another shadow.
+	s := added(t, r)
+	s, ev := run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultFatalError, ErrorCategory: CategoryAlreadyExists,
+		Attributes: Attributes{"login": {"jack"}, "fullName": {"Jack (existing)"}}, PrimaryIdentifiers: Attributes{"uid": {"u-old"}},
+		DiscoveredShadowID: found}, t0)
+	eqTypes(t, ev, "OperationCompleted", "AccountDiscovered", "TimerSet")
+	eq(t, "new shadow dead", s.Dead(), true)
+	p, _ := s.Operation(op1)
+	eq(t, "handled", p.ResultStatus, ResultHandledError)
+	disc := ev[1].(AccountDiscovered)
+	d, ev := run(t, Shadow{}, Discover{Resource: r, ShadowID: disc.ShadowID, ObjectClass: acct, Attributes: disc.Attributes,
+		PrimaryIdentifiers: disc.PrimaryIdentifiers, Cause: disc.OperationID}, t0)
+	eqTypes(t, ev, "ShadowDiscovered")
+	eq(t, "discovered shadow live", d.Lifecycle(), LifecycleLive)
+	eq(t, "with the answer's attributes", d.Data().Attributes["fullName"][0], any("Jack (existing)"))
+	eq(t, "and its uid", d.Data().PrimaryIdentifiers["uid"][0], any("u-old"))
+	eq(t, "holding the login", len(d.Claims()), 2)
+	if _, err := Decide(s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess}, t0); !errors.Is(err, ErrOperationFinished) {
+		t.Fatal("confirm after discovery")
+	}
+
+	// delete -> not found: already done.
+	lv := live(t, r)
+	lv, _ = run(t, lv, Delete{Resource: r, OperationID: op2}, t0)
+	lv, _ = run(t, lv, Confirm{Resource: r, OperationID: op2, Result: ResultFatalError, ErrorCategory: CategoryNotFound}, t0)
+	p, _ = lv.Operation(op2)
+	eq(t, "delete not found is handled", p.ResultStatus, ResultHandledError)
+	eq(t, "dead", lv.Dead(), true)
+
+	// modify -> not found, not assigned: the account is gone.
+	lv = live(t, r)
+	lv, _ = run(t, lv, Modify{Resource: r, OperationID: op2, Changes: Changes{"fullName": {Replace: []any{"X"}}}}, t0)
+	lv, ev = run(t, lv, Confirm{Resource: r, OperationID: op2, Result: ResultFatalError, ErrorCategory: CategoryNotFound}, t0)
+	eqTypes(t, ev, "OperationCompleted", "AccountGone", "TimerSet")
+	eq(t, "gone", lv.Dead(), true)
+
+	// modify -> not found, assigned: re-created with the modify applied.
+	as, _ := run(t, Shadow{}, Add{Resource: r, ShadowID: sid, OperationID: op1, ObjectClass: acct, Assigned: true,
+		Attributes: Attributes{"login": {"jack"}, "fullName": {"Jack"}}}, t0)
+	as, _ = run(t, as, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess, PrimaryIdentifiers: Attributes{"uid": {"u-1"}}}, t0)
+	as, _ = run(t, as, Modify{Resource: r, OperationID: op2, Changes: Changes{"fullName": {Replace: []any{"X"}}}}, t0)
+	as, ev = run(t, as, Confirm{Resource: r, OperationID: op2, Result: ResultFatalError, ErrorCategory: CategoryNotFound}, t0)
+	eqTypes(t, ev, "OperationCompleted", "RecreateRequested", "DispatchRequested") // next due unchanged: no TimerSet
+	dr := ev[2].(DispatchRequested)
+	eq(t, "re-create is an add", dr.Request.Operation, ChangeAdd)
+	eq(t, "with the modify applied", dr.Request.Attributes["fullName"][0], any("X"))
+	eq(t, "deterministic id", dr.OperationID, OperationID(op2, "recreate"))
+	eq(t, "conceived again", as.Lifecycle(), LifecycleProposed)
+	eq(t, "not dead", as.Dead(), false)
+}

@@ -105,6 +105,50 @@ type OperationCompleted struct {
 	Time       time.Time `json:"time"`
 }
 
+// AccountDiscovered records that an add found the account already on the target: the account gets
+// a live shadow ShadowID of its own (ShadowDiscovered on that shadow), and this one dies.
+type AccountDiscovered struct {
+	OperationID        string     `json:"operationId"`
+	ShadowID           string     `json:"shadowId"`
+	Attributes         Attributes `json:"attributes,omitempty"`
+	PrimaryIdentifiers Attributes `json:"primaryIdentifiers,omitempty"`
+	Time               time.Time  `json:"time"`
+}
+
+// ShadowDiscovered creates a live shadow for an account found on the target.
+type ShadowDiscovered struct {
+	ShadowID            string     `json:"shadowId"`
+	Resource            string     `json:"resource"`
+	ObjectClass         string     `json:"objectClass"`
+	SecondaryIdentifier string     `json:"secondaryIdentifier"`
+	Attributes          Attributes `json:"attributes"`
+	PrimaryIdentifiers  Attributes `json:"primaryIdentifiers,omitempty"`
+	Cause               string     `json:"cause,omitempty"`
+	Time                time.Time  `json:"time"`
+}
+
+// RecreateRequested queues an add that re-creates an assigned account the target lost.
+type RecreateRequested struct {
+	OperationID string     `json:"operationId"`
+	Attributes  Attributes `json:"attributes"`
+	Time        time.Time  `json:"time"`
+}
+
+// AccountGone records that the target no longer has the account (not found, not assigned): the
+// shadow dies.
+type AccountGone struct {
+	Time time.Time `json:"time"`
+}
+
+func (AccountDiscovered) EventType() string      { return "AccountDiscovered" }
+func (ShadowDiscovered) EventType() string       { return "ShadowDiscovered" }
+func (RecreateRequested) EventType() string      { return "RecreateRequested" }
+func (AccountGone) EventType() string            { return "AccountGone" }
+func (e AccountDiscovered) EventTime() time.Time { return e.Time }
+func (e ShadowDiscovered) EventTime() time.Time  { return e.Time }
+func (e RecreateRequested) EventTime() time.Time { return e.Time }
+func (e AccountGone) EventTime() time.Time       { return e.Time }
+
 // EventType names, as stored in the log. Never rename one.
 func (AddRequested) EventType() string       { return "AddRequested" }
 func (ModifyRequested) EventType() string    { return "ModifyRequested" }
@@ -153,6 +197,14 @@ func NewEvent(eventType string) (ptr any, ok bool) {
 		return &OperationRemoved{}, true
 	case "ShadowExpired":
 		return &ShadowExpired{}, true
+	case "AccountDiscovered":
+		return &AccountDiscovered{}, true
+	case "ShadowDiscovered":
+		return &ShadowDiscovered{}, true
+	case "RecreateRequested":
+		return &RecreateRequested{}, true
+	case "AccountGone":
+		return &AccountGone{}, true
 	}
 	return nil, false
 }
@@ -177,6 +229,10 @@ func EventOperationID(e Event) string {
 	case GracePeriodEnded:
 		return x.OperationID
 	case OperationRemoved:
+		return x.OperationID
+	case AccountDiscovered:
+		return x.OperationID
+	case RecreateRequested:
 		return x.OperationID
 	}
 	return ""
@@ -256,11 +312,33 @@ func Evolve(s Shadow, e Event) Shadow {
 		d.PendingOperations = slices.DeleteFunc(d.PendingOperations, func(p PendingOperation) bool { return p.ID == x.OperationID })
 	case ShadowExpired:
 		d.Expired = true
+	case AccountDiscovered:
+		kill(&d, at) // the account belongs to the discovered shadow now
+	case AccountGone:
+		kill(&d, at)
+	case ShadowDiscovered:
+		d = ShadowData{
+			ShadowID: x.ShadowID, Resource: x.Resource, ObjectClass: x.ObjectClass, Exists: true,
+			PrimaryIdentifiers:   x.PrimaryIdentifiers.Clone(),
+			SecondaryIdentifiers: Attributes{x.SecondaryIdentifier: x.Attributes.Clone()[x.SecondaryIdentifier]},
+			Attributes:           x.Attributes.Clone(), CreateTimestamp: at, Version: s.d.Version,
+		}
+		if d.PrimaryIdentifiers == nil {
+			d.PrimaryIdentifiers = Attributes{}
+		}
+	case RecreateRequested:
+		d.Exists = false
+		d.Attributes = x.Attributes.Clone()
+		d.PendingOperations = append(d.PendingOperations, PendingOperation{
+			ID: x.OperationID, Type: TypeAsynchronous,
+			Delta:           Delta{ChangeType: ChangeAdd, Attributes: x.Attributes.Clone(), Order: x.Attributes.Names()},
+			ExecutionStatus: StatusRequested, ResultStatus: ResultInProgress, RequestTimestamp: at,
+		})
 	default:
 		panic(fmt.Sprintf("domain: Evolve: unknown event %T", e))
 	}
 	switch e.(type) {
-	case AddRequested, TimerSet, TimerCleared, GracePeriodEnded, OperationRemoved, ShadowExpired:
+	case AddRequested, ShadowDiscovered, TimerSet, TimerCleared, GracePeriodEnded, OperationRemoved, ShadowExpired:
 		// Creation has its own timestamp; housekeeping is not activity on the account (the
 		// dead-shadow retention counts from the last activity).
 	default:

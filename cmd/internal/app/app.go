@@ -178,7 +178,7 @@ type confirmer struct{ s *service.Service }
 
 func (c confirmer) Confirm(ctx context.Context, resource string, b bridge.Confirmation) error {
 	_, err := c.s.ConfirmBody(ctx, resource, service.ConfirmBody{OperationID: b.OperationID, ResultStatus: b.ResultStatus,
-		Message: b.Message, PrimaryIdentifiers: b.PrimaryIdentifiers})
+		Message: b.Message, PrimaryIdentifiers: b.PrimaryIdentifiers, ErrorCategory: b.ErrorCategory, Attributes: b.Attributes})
 	return err
 }
 

@@ -59,11 +59,15 @@ type RefreshBody struct {
 }
 
 // ConfirmBody is the JSON body of prov.cmd.<resource>.confirm (and of AMQP confirmations).
+// errorCategory (already-exists, not-found, ...) says why an operation failed and drives
+// discovery; attributes are the existing account's, with already-exists.
 type ConfirmBody struct {
 	OperationID        string           `json:"operationId"`
 	ResultStatus       string           `json:"resultStatus"`
 	Message            string           `json:"message,omitempty"`
 	PrimaryIdentifiers map[string][]any `json:"primaryIdentifiers,omitempty"`
+	ErrorCategory      string           `json:"errorCategory,omitempty"`
+	Attributes         map[string][]any `json:"attributes,omitempty"`
 }
 
 // CancelBody is the JSON body of prov.cmd.<resource>.cancel.
@@ -170,7 +174,7 @@ func fieldNames(v any) []string {
 	case RefreshBody:
 		return []string{"shadowId", "forceRetry"}
 	case ConfirmBody:
-		return []string{"operationId", "resultStatus", "message", "primaryIdentifiers"}
+		return []string{"operationId", "resultStatus", "message", "primaryIdentifiers", "errorCategory", "attributes"}
 	case ShadowQuery:
 		return []string{"shadowId", "asOf"}
 	case CancelBody:

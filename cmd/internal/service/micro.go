@@ -326,8 +326,13 @@ func (s *Service) ConfirmBody(ctx context.Context, resource string, b ConfirmBod
 	if err != nil {
 		return Reply{}, fmt.Errorf("confirm: primaryIdentifiers: %w", err)
 	}
+	attrs, err := AttributesFrom(b.Attributes)
+	if err != nil {
+		return Reply{}, fmt.Errorf("confirm: attributes: %w", err)
+	}
 	return s.Confirm(ctx, ConfirmRequest{Resource: resource, OperationID: b.OperationID,
-		Result: domain.ResultStatus(b.ResultStatus), Message: b.Message, PrimaryIdentifiers: ids})
+		Result: domain.ResultStatus(b.ResultStatus), Message: b.Message, PrimaryIdentifiers: ids,
+		ErrorCategory: domain.Category(b.ErrorCategory), Attributes: attrs})
 }
 
 func (s *Service) handleQuery(ctx context.Context, prefix string, r micro.Request) {

@@ -372,6 +372,8 @@ type ConfirmRequest struct {
 	Result             domain.ResultStatus
 	Message            string
 	PrimaryIdentifiers domain.Attributes
+	ErrorCategory      domain.Category
+	Attributes         domain.Attributes
 }
 
 // Confirm records the target system's answer. A confirmation of an already completed operation
@@ -393,12 +395,26 @@ func (s *Service) Confirm(ctx context.Context, c ConfirmRequest) (Reply, error) 
 		return Reply{}, fmt.Errorf("confirm: %w: %q on resource %q", domain.ErrOperationNotFound, c.OperationID, c.Resource)
 	}
 	now := s.now()
+	discovered := NewID()
 	out, err := s.Update(ctx, c.Resource, shadowID, "", func(st domain.Shadow) ([]domain.Event, error) {
 		return domain.Decide(st, domain.Confirm{Resource: res, OperationID: c.OperationID, Result: c.Result,
-			Message: c.Message, PrimaryIdentifiers: c.PrimaryIdentifiers}, now)
+			Message: c.Message, PrimaryIdentifiers: c.PrimaryIdentifiers, ErrorCategory: c.ErrorCategory,
+			Attributes: c.Attributes, DiscoveredShadowID: discovered}, now)
 	})
 	if err != nil {
 		return Reply{}, err
+	}
+	for _, e := range out.Events {
+		if d, ok := e.(domain.AccountDiscovered); ok {
+			// The dead shadow released the identifiers; the account's own shadow takes them.
+			_, err := s.Update(ctx, c.Resource, d.ShadowID, "", func(st domain.Shadow) ([]domain.Event, error) {
+				return domain.Decide(st, domain.Discover{Resource: res, ShadowID: d.ShadowID, ObjectClass: out.Shadow.ObjectClass(),
+					Attributes: d.Attributes, PrimaryIdentifiers: d.PrimaryIdentifiers, Cause: d.OperationID}, now)
+			})
+			if err != nil {
+				s.log.Error("discovered account not recorded", "operation", c.OperationID, "err", err)
+			}
+		}
 	}
 	return replyFor(out.Shadow, c.OperationID), nil
 }

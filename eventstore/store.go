@@ -488,3 +488,9 @@ func (s *Store) CancelTimer(ctx context.Context, resource, shadowID string) erro
 	}
 	return nil
 }
+
+// JetStreamConn returns the NATS connection the store uses.
+func (s *Store) JetStreamConn() *nats.Conn { return s.nc }
+
+// Payload returns the raw message body (for records that are not commits, such as timer firings).
+func (r *Record) Payload() []byte { return r.data }

@@ -152,10 +152,10 @@ func TestAMQPBrokerUnreachableAtStart(t *testing.T) {
 			t.Fatalf("pending operation %+v", p)
 		}
 	}
-	res, err := e.app.Service.ResourceState(t.Context(), "fs")
-	if err != nil || res.Availability != domain.AvailabilityDown || len(res.Changes) != 1 {
-		t.Fatalf("resource while the broker is unreachable: %+v %v", res, err)
-	}
+	waitFor(t, "resource down while the broker is unreachable", 10*time.Second, func() bool {
+		res, err := e.app.Service.ResourceState(t.Context(), "fs")
+		return err == nil && res.Availability == domain.AvailabilityDown && len(res.Changes) == 1
+	})
 	proxy.Restore()
 	r := b.Receiver(t, q)
 	waitFor(t, "all delivered after recovery", 30*time.Second, func() bool {
@@ -276,8 +276,9 @@ resources:
 		!strings.Contains(p.LastError.Message, "SASL") || p.AttemptNumber != 1 {
 		t.Fatalf("operation %+v (lastError %+v)", p, p.LastError)
 	}
-	res, err := e.app.Service.ResourceState(t.Context(), "fs")
-	if err != nil || res.Availability != domain.AvailabilityBroken {
-		t.Fatalf("resource %+v %v", res, err)
-	}
+	// Availability is recorded right after the outcome.
+	waitFor(t, "resource broken", 10*time.Second, func() bool {
+		res, err := e.app.Service.ResourceState(t.Context(), "fs")
+		return err == nil && res.Availability == domain.AvailabilityBroken
+	})
 }

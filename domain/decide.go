@@ -10,7 +10,10 @@ import (
 )
 
 // Command is a request to change a shadow. Commands are plain values; Decide validates them.
-type Command interface{ commandName() string }
+type Command interface {
+	commandName() string
+	resource() Resource
+}
 
 // Add asks to create an account. ShadowID and OperationID are chosen by the caller (fresh UUIDs)
 // so that Decide stays deterministic.
@@ -99,15 +102,25 @@ type RecordFailure struct {
 	Error       OperationError
 }
 
-func (Add) commandName() string            { return "add" }
-func (Modify) commandName() string         { return "modify" }
-func (Delete) commandName() string         { return "delete" }
-func (Confirm) commandName() string        { return "confirm" }
-func (Refresh) commandName() string        { return "refresh" }
-func (Cancel) commandName() string         { return "cancel" }
-func (Discover) commandName() string       { return "discover" }
-func (RecordDelivery) commandName() string { return "record-delivery" }
-func (RecordFailure) commandName() string  { return "record-failure" }
+func (Add) commandName() string      { return "add" }
+func (Modify) commandName() string   { return "modify" }
+func (Delete) commandName() string   { return "delete" }
+func (Confirm) commandName() string  { return "confirm" }
+func (Refresh) commandName() string  { return "refresh" }
+func (Cancel) commandName() string   { return "cancel" }
+func (Discover) commandName() string { return "discover" }
+
+func (c Add) resource() Resource            { return c.Resource }
+func (c Modify) resource() Resource         { return c.Resource }
+func (c Delete) resource() Resource         { return c.Resource }
+func (c Confirm) resource() Resource        { return c.Resource }
+func (c Refresh) resource() Resource        { return c.Resource }
+func (c Cancel) resource() Resource         { return c.Resource }
+func (c Discover) resource() Resource       { return c.Resource }
+func (c RecordDelivery) resource() Resource { return c.Resource }
+func (c RecordFailure) resource() Resource  { return c.Resource }
+func (RecordDelivery) commandName() string  { return "record-delivery" }
+func (RecordFailure) commandName() string   { return "record-failure" }
 
 // ValidID reports whether s is a lower-case canonical UUID (8-4-4-4-12 hex digits), the form of
 // shadow and operation ids.
@@ -135,47 +148,41 @@ func ValidID(s string) bool {
 // (test with errors.Is against the sentinels or the categories). No events and no error means the
 // command was already applied (idempotent replays of dispatcher reports). now is the decision time.
 func Decide(s Shadow, cmd Command, now time.Time) ([]Event, error) {
+	if cmd == nil {
+		return nil, fmt.Errorf("%w: nil command", ErrInvalidCommand)
+	}
+	res := cmd.resource()
+	if s.Created() && s.d.Resource != res.name {
+		return nil, wrap(cmd.commandName(), ErrShadowNotFound, "shadow %s belongs to resource %q, not %q", s.d.ShadowID, s.d.Resource, res.name)
+	}
 	var (
 		events []Event
 		err    error
-		res    Resource
 	)
 	switch c := cmd.(type) {
 	case Add:
-		res = c.Resource
 		events, err = decideAdd(s, c, now)
 	case Modify:
-		res = c.Resource
 		events, err = decideModify(s, c, now)
 	case Delete:
-		res = c.Resource
 		events, err = decideDelete(s, c, now)
 	case Confirm:
-		res = c.Resource
 		events, err = decideConfirm(s, c, now)
 	case Refresh:
-		res = c.Resource
 		events, err = decideRefresh(s, c, now)
 	case Cancel:
-		res = c.Resource
 		events, err = decideCancel(s, c, now)
 	case Discover:
-		res = c.Resource
 		events, err = decideDiscover(s, c, now)
 	case RecordDelivery:
-		res = c.Resource
 		events, err = decideDelivery(s, c, now)
 	case RecordFailure:
-		res = c.Resource
 		events, err = decideFailure(s, c, now)
 	default:
 		return nil, fmt.Errorf("%w: %T", ErrInvalidCommand, cmd)
 	}
 	if err != nil {
 		return nil, err
-	}
-	if s.Created() && s.d.Resource != res.name {
-		return nil, wrap(cmd.commandName(), ErrShadowNotFound, "shadow %s belongs to resource %q, not %q", s.d.ShadowID, s.d.Resource, res.name)
 	}
 	if len(events) == 0 {
 		return nil, nil

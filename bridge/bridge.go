@@ -37,6 +37,15 @@ type Known struct {
 type Outcomes interface {
 	Delivered(ctx context.Context, resource, shadowID, operationID string, attempt int, reference string, known *Known) error
 	Failed(ctx context.Context, resource, shadowID, operationID string, attempt int, category domain.Category, message string, known *Known) error
+	// Postponed records that the attempt was held back without contacting the target (the
+	// resource is in maintenance); no attempt is counted.
+	Postponed(ctx context.Context, resource, shadowID, operationID string, attempt int, reason string, known *Known) error
+}
+
+// Gate says whether a resource is administratively closed (in maintenance). Implementations must
+// be cheap (it is asked before every send) and safe for concurrent use.
+type Gate interface {
+	InMaintenance(ctx context.Context, resource string) bool
 }
 
 // Request is one attempt of one operation, as handed to a target.
@@ -82,6 +91,9 @@ type Dispatcher struct {
 	Parallel int
 	// SendTimeout bounds one send (default 30s); a timeout is a communication error.
 	SendTimeout time.Duration
+	// Gate, when set, holds back every attempt for a resource in maintenance. Decisions made
+	// in maintenance release nothing; the gate catches what was released just before it began.
+	Gate Gate
 
 	done doneCache // attempts whose outcome this process recorded: replays skip them
 }
@@ -289,6 +301,10 @@ func (d *Dispatcher) requestFromHistory(ctx context.Context, resource, shadowID,
 
 // send makes one attempt, known to be due, and records its outcome.
 func (d *Dispatcher) send(ctx context.Context, req Request, known *Known) error {
+	if d.Gate != nil && d.Gate.InMaintenance(ctx, req.Resource) {
+		// Not remembered as done: the same attempt goes out when maintenance ends.
+		return d.outcomes.Postponed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, "resource in maintenance", known)
+	}
 	t, ok := d.targets[req.Resource]
 	if !ok {
 		return d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, domain.CategoryConfiguration,

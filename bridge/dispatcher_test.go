@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +44,10 @@ func (r recorder) Delivered(ctx context.Context, resource, shadowID, op string, 
 
 func (r recorder) Failed(ctx context.Context, resource, shadowID, op string, attempt int, cat domain.Category, msg string, _ *bridge.Known) error {
 	return r.do(ctx, shadowID, domain.RecordFailure{Resource: r.res, OperationID: op, Attempt: attempt, Error: domain.OperationError{Category: cat, Message: msg}})
+}
+
+func (r recorder) Postponed(ctx context.Context, resource, shadowID, op string, attempt int, reason string, _ *bridge.Known) error {
+	return r.do(ctx, shadowID, domain.RecordPostponement{Resource: r.res.WithMaintenance(true), OperationID: op, Attempt: attempt, Reason: reason})
 }
 
 type fixture struct {
@@ -272,5 +277,52 @@ func TestDispatchKeepsShadowOrderWhenRecordsArriveOutOfOrder(t *testing.T) {
 	}
 	if msgs[1].Header.Get("operationId") != ops[0] || msgs[2].Header.Get("operationId") != ops[1] {
 		t.Fatalf("modifies sent out of order: %s, %s", msgs[1].Header.Get("operationId"), msgs[2].Header.Get("operationId"))
+	}
+}
+
+// gate is a switchable maintenance gate.
+type gate struct{ on atomic.Bool }
+
+func (g *gate) InMaintenance(context.Context, string) bool { return g.on.Load() }
+
+// An operation released just before maintenance began is held back by the gate: nothing reaches
+// the target, no attempt is counted, and the same attempt goes out once maintenance ends.
+func TestGateHoldsBackReleasedAttempts(t *testing.T) {
+	f := setup(t, false)
+	ctx := t.Context()
+	g := &gate{}
+	g.on.Store(true)
+	f.disp.Gate = g
+	id := f.add(t, "a") // released: the resource value the decision saw was operational
+	if err := f.disp.Handle(ctx, f.replayAll(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.targetMsgs(t)); n != 0 {
+		t.Fatalf("%d messages reached the target in maintenance", n)
+	}
+	st, _, _ := f.store.Load(ctx, "demo", id)
+	p := st.Data().PendingOperations[0]
+	if p.ExecutionStatus != domain.StatusRequested || p.AttemptNumber != 0 || p.Completed() {
+		t.Fatalf("held back: %+v", p)
+	}
+	h, err := f.store.History(ctx, id)
+	if err != nil || !h[len(h)-1].Has("OperationPostponed") {
+		t.Fatalf("no OperationPostponed in the log (%v)", err)
+	}
+	// Maintenance over: a refresh releases it again and the gate lets it through.
+	g.on.Store(false)
+	if err := f.rec.do(ctx, id, domain.Refresh{Resource: f.res}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.disp.Handle(ctx, f.replayAll(t)); err != nil {
+		t.Fatal(err)
+	}
+	msgs := f.targetMsgs(t)
+	if len(msgs) != 1 || msgs[0].Header.Get("attempt") != "1" {
+		t.Fatalf("after maintenance: %d messages", len(msgs))
+	}
+	st, _, _ = f.store.Load(ctx, "demo", id)
+	if p := st.Data().PendingOperations[0]; p.ResultStatus != domain.ResultSuccess || p.AttemptNumber != 1 {
+		t.Fatalf("after maintenance: %+v", p)
 	}
 }

@@ -102,6 +102,15 @@ type RecordFailure struct {
 	Error       OperationError
 }
 
+// RecordPostponement is the dispatcher's report that it held a released attempt back without
+// contacting the target (the resource is in maintenance).
+type RecordPostponement struct {
+	Resource    Resource
+	OperationID string
+	Attempt     int
+	Reason      string
+}
+
 func (Add) commandName() string      { return "add" }
 func (Modify) commandName() string   { return "modify" }
 func (Delete) commandName() string   { return "delete" }
@@ -110,17 +119,19 @@ func (Refresh) commandName() string  { return "refresh" }
 func (Cancel) commandName() string   { return "cancel" }
 func (Discover) commandName() string { return "discover" }
 
-func (c Add) resource() Resource            { return c.Resource }
-func (c Modify) resource() Resource         { return c.Resource }
-func (c Delete) resource() Resource         { return c.Resource }
-func (c Confirm) resource() Resource        { return c.Resource }
-func (c Refresh) resource() Resource        { return c.Resource }
-func (c Cancel) resource() Resource         { return c.Resource }
-func (c Discover) resource() Resource       { return c.Resource }
-func (c RecordDelivery) resource() Resource { return c.Resource }
-func (c RecordFailure) resource() Resource  { return c.Resource }
-func (RecordDelivery) commandName() string  { return "record-delivery" }
-func (RecordFailure) commandName() string   { return "record-failure" }
+func (c Add) resource() Resource                { return c.Resource }
+func (c Modify) resource() Resource             { return c.Resource }
+func (c Delete) resource() Resource             { return c.Resource }
+func (c Confirm) resource() Resource            { return c.Resource }
+func (c Refresh) resource() Resource            { return c.Resource }
+func (c Cancel) resource() Resource             { return c.Resource }
+func (c Discover) resource() Resource           { return c.Resource }
+func (c RecordDelivery) resource() Resource     { return c.Resource }
+func (c RecordFailure) resource() Resource      { return c.Resource }
+func (c RecordPostponement) resource() Resource { return c.Resource }
+func (RecordPostponement) commandName() string  { return "record-postponement" }
+func (RecordDelivery) commandName() string      { return "record-delivery" }
+func (RecordFailure) commandName() string       { return "record-failure" }
 
 // ValidID reports whether s is a lower-case canonical UUID (8-4-4-4-12 hex digits), the form of
 // shadow and operation ids.
@@ -178,6 +189,8 @@ func Decide(s Shadow, cmd Command, now time.Time) ([]Event, error) {
 		events, err = decideDelivery(s, c, now)
 	case RecordFailure:
 		events, err = decideFailure(s, c, now)
+	case RecordPostponement:
+		events, err = decidePostponement(s, c, now)
 	default:
 		return nil, fmt.Errorf("%w: %T", ErrInvalidCommand, cmd)
 	}
@@ -188,7 +201,7 @@ func Decide(s Shadow, cmd Command, now time.Time) ([]Event, error) {
 		return nil, nil
 	}
 	events = withGrace(events, res.consistency)
-	events = append(events, withGrace(followUps(Fold(s, events), now), res.consistency)...)
+	events = append(events, withGrace(followUps(Fold(s, events), res, now), res.consistency)...)
 	return append(events, timerEvents(s, Fold(s, events), res.consistency, now)...), nil
 }
 
@@ -482,6 +495,14 @@ func decideFailure(s Shadow, c RecordFailure, now time.Time) ([]Event, error) {
 	return events, nil
 }
 
+func decidePostponement(s Shadow, c RecordPostponement, now time.Time) ([]Event, error) {
+	p, done, err := dispatchable("record postponement", s, c.OperationID, c.Attempt)
+	if err != nil || done {
+		return nil, err
+	}
+	return []Event{OperationPostponed{OperationID: p.ID, Attempt: c.Attempt, Reason: c.Reason, Time: now}}, nil
+}
+
 func decideCancel(s Shadow, c Cancel, now time.Time) ([]Event, error) {
 	const op = "cancel"
 	p, ok := s.Operation(c.OperationID)
@@ -508,6 +529,11 @@ func decideRefresh(s Shadow, c Refresh, now time.Time) ([]Event, error) {
 		if p.Completed() || p.Type != TypeRetry || p.ExecutionStatus != StatusExecuting {
 			continue
 		}
+		if c.Resource.maintenance {
+			// Neither retried nor given up: maintenance counts no attempts. The refresh that
+			// ends maintenance (or the sweep) picks the operation up.
+			continue
+		}
 		if !c.ForceRetry && now.Before(p.LastAttemptTimestamp.Add(cons.OperationRetryPeriod)) {
 			continue
 		}
@@ -519,10 +545,11 @@ func decideRefresh(s Shadow, c Refresh, now time.Time) ([]Event, error) {
 		events = append(events, DispatchRequested{OperationID: p.ID, Attempt: p.AttemptNumber + 1, Request: targetRequest(s, p), Time: now})
 	}
 	// What time alone makes due: grace periods, retention, expiry.
-	events = append(events, dueMaintenance(s, cons, now)...)
+	events = append(events, dueHousekeeping(s, cons, now)...)
 	if len(events) == 0 {
-		// Releasing queued work is a refresh's job too (e.g. after a crash between decisions).
-		return followUps(s, now), nil
+		// Releasing queued work is a refresh's job too (after a crash between decisions, or
+		// when maintenance ends).
+		return followUps(s, c.Resource, now), nil
 	}
 	return events, nil
 }
@@ -533,8 +560,9 @@ func decideRefresh(s Shadow, c Refresh, now time.Time) ([]Event, error) {
 // Order rules: an unfinished add blocks everything after it (later requests need the account and
 // its primary identifier); an operation postponed for retry blocks everything after it; a queued
 // operation that stays queued keeps the ones behind it queued. Other operations go out at once and
-// rely on the transport keeping one shadow's messages in order.
-func followUps(s Shadow, now time.Time) []Event {
+// rely on the transport keeping one shadow's messages in order. A resource in maintenance
+// releases nothing.
+func followUps(s Shadow, res Resource, now time.Time) []Event {
 	var out []Event
 	blocked := false
 	for _, p := range s.d.PendingOperations {
@@ -547,7 +575,7 @@ func followUps(s Shadow, now time.Time) []Event {
 			continue
 		}
 		if p.ExecutionStatus == StatusRequested {
-			if !blocked {
+			if !blocked && !res.maintenance {
 				out = append(out, DispatchRequested{OperationID: p.ID, Attempt: p.AttemptNumber + 1, Request: targetRequest(s, p), Time: now})
 			} else {
 				continue

@@ -705,3 +705,112 @@ func TestDiscovery(t *testing.T) {
 	eq(t, "conceived again", as.Lifecycle(), LifecycleProposed)
 	eq(t, "not dead", as.Dead(), false)
 }
+
+func TestMaintenance(t *testing.T) {
+	r := testResource(t, false)
+	m := r.WithMaintenance(true)
+	eq(t, "maintenance is a copy", r.InMaintenance(), false)
+
+	// An add in maintenance is recorded but not released: nothing reaches the target.
+	s, ev := run(t, Shadow{}, Add{Resource: m, ShadowID: sid, OperationID: op1, ObjectClass: acct,
+		Attributes: Attributes{"login": {"jack"}}}, t0)
+	eqTypes(t, ev, "AddRequested")
+	p, _ := s.Operation(op1)
+	eq(t, "requested", p.ExecutionStatus, StatusRequested)
+	eq(t, "no attempt", p.AttemptNumber, 0)
+	eq(t, "proposed", s.Lifecycle(), LifecycleProposed)
+	// A modify queues behind it; refreshes (even forced) release nothing while maintenance lasts.
+	s, ev = run(t, s, Modify{Resource: m, OperationID: op2, Changes: Changes{"a": {Add: []any{"b"}}}}, t0)
+	eqTypes(t, ev, "ModifyRequested")
+	for _, force := range []bool{false, true} {
+		ev, err := Decide(s, Refresh{Resource: m, ForceRetry: force}, t0.Add(time.Hour))
+		if err != nil || len(ev) != 0 {
+			t.Fatalf("refresh in maintenance (force %v): %v %v", force, types(ev), err)
+		}
+	}
+	// Maintenance over: a refresh releases the add, which still blocks the modify.
+	s, ev = run(t, s, Refresh{Resource: r}, t0.Add(time.Hour))
+	eqTypes(t, ev, "DispatchRequested")
+	eq(t, "first attempt", ev[0].(DispatchRequested).Attempt, 1)
+	eq(t, "the add goes first", ev[0].(DispatchRequested).OperationID, op1)
+
+	// The dispatcher finds the resource in maintenance after the release: the attempt is held
+	// back, uncounted, and the operation waits again.
+	s, ev = run(t, s, RecordPostponement{Resource: m, OperationID: op1, Attempt: 1, Reason: "in maintenance"}, t0.Add(time.Hour+time.Second))
+	eqTypes(t, ev, "OperationPostponed")
+	p, _ = s.Operation(op1)
+	eq(t, "requested again", p.ExecutionStatus, StatusRequested)
+	eq(t, "still no attempt", p.AttemptNumber, 0)
+	// A replayed report changes nothing.
+	if ev, err := Decide(s, RecordPostponement{Resource: m, OperationID: op1, Attempt: 1}, t0.Add(time.Hour+2*time.Second)); err == nil && len(ev) != 0 {
+		t.Fatalf("replayed postponement: %v", types(ev))
+	}
+	s, ev = run(t, s, Refresh{Resource: r}, t0.Add(2*time.Hour))
+	eqTypes(t, ev, "DispatchRequested")
+	s, ev = run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0.Add(2*time.Hour))
+	eqTypes(t, ev, "OperationSent", "OperationCompleted", "DispatchRequested", "TimerSet")
+	eq(t, "then the modify", ev[2].(DispatchRequested).OperationID, op2)
+	eq(t, "live", s.Lifecycle(), LifecycleLive)
+}
+
+func TestMaintenanceCountsNoAttempts(t *testing.T) {
+	r := testResource(t, false)
+	m := r.WithMaintenance(true)
+	s := added(t, r)
+	boom := OperationError{Category: CategoryCommunication, Message: "connection refused"}
+	s, _ = run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 1, Error: boom}, t0.Add(time.Second))
+	// The retry falls due during maintenance: not retried, not given up, however long it lasts.
+	for _, at := range []time.Duration{31 * time.Minute, 10 * time.Hour} {
+		ev, err := Decide(s, Refresh{Resource: m}, t0.Add(at))
+		if err != nil || len(ev) != 0 {
+			t.Fatalf("due retry in maintenance at +%v: %v %v", at, types(ev), err)
+		}
+	}
+	// Operational again: the retry is attempt 2 (the maintenance counted nothing).
+	s, ev := run(t, s, Refresh{Resource: r}, t0.Add(10*time.Hour))
+	eqTypes(t, ev, "DispatchRequested", "TimerCleared")
+	eq(t, "attempt 2", ev[0].(DispatchRequested).Attempt, 2)
+	// Held back by the dispatcher: attempt 2 is not made; the retry goes again at once on the next
+	// release instead of waiting out another period.
+	s, ev = run(t, s, RecordPostponement{Resource: m, OperationID: op1, Attempt: 2}, t0.Add(10*time.Hour))
+	eqTypes(t, ev, "OperationPostponed")
+	p, _ := s.Operation(op1)
+	eq(t, "attempts", p.AttemptNumber, 1)
+	eq(t, "still a retry", p.Type, TypeRetry)
+	_, ev = run(t, s, Refresh{Resource: r}, t0.Add(10*time.Hour+time.Second))
+	eqTypes(t, ev, "DispatchRequested")
+	eq(t, "attempt 2 again", ev[0].(DispatchRequested).Attempt, 2)
+}
+
+func TestAdministrativeState(t *testing.T) {
+	var r ResourceState
+	eq(t, "operational by default", r.Data().AdministrativeAvailabilityStatus, AdministrativeOperational)
+	ev, err := DecideAdministrative(r, "demo", AdministrativeOperational, "", t0)
+	if err != nil || len(ev) != 0 {
+		t.Fatalf("operational while operational: %v %v", ev, err)
+	}
+	for i := range 7 {
+		st := AdministrativeMaintenance
+		if i%2 == 1 {
+			st = AdministrativeOperational
+		}
+		ev, err := DecideAdministrative(r, "demo", st, fmt.Sprint("window ", i), t0.Add(time.Duration(i)*time.Minute))
+		if err != nil || len(ev) != 1 {
+			t.Fatalf("change %d to %s: %v %v", i, st, ev, err)
+		}
+		r = EvolveResource(r, ev[0])
+		eq(t, "in maintenance", r.InMaintenance(), st == AdministrativeMaintenance)
+	}
+	d := r.Data()
+	eq(t, "history keeps the last 5", len(d.AdministrativeChanges), AvailabilityHistory)
+	eq(t, "oldest kept", d.AdministrativeChanges[0].Reason, "window 2")
+	eq(t, "availability untouched", len(d.Changes), 0)
+	for _, bad := range []AdministrativeStatus{"", "down", "Maintenance"} {
+		if _, err := DecideAdministrative(r, "demo", bad, "", t0); !errors.Is(err, ErrInvalidCommand) {
+			t.Fatalf("status %q: %v", bad, err)
+		}
+	}
+	if _, err := DecideAdministrative(r, "no.such", AdministrativeMaintenance, "", t0); !errors.Is(err, ErrUnknownResource) {
+		t.Fatalf("bad resource: %v", err)
+	}
+}

@@ -140,6 +140,19 @@ type AccountGone struct {
 	Time time.Time `json:"time"`
 }
 
+// OperationPostponed records that a released attempt was held back before reaching the target
+// (the resource is in maintenance): the operation is requested again and its attempt number is
+// unchanged, so maintenance never uses up operationRetryMaxAttempts.
+type OperationPostponed struct {
+	OperationID string    `json:"operationId"`
+	Attempt     int       `json:"attempt"` // the attempt that was not made
+	Reason      string    `json:"reason,omitempty"`
+	Time        time.Time `json:"time"`
+}
+
+func (OperationPostponed) EventType() string      { return "OperationPostponed" }
+func (e OperationPostponed) EventTime() time.Time { return e.Time }
+
 func (AccountDiscovered) EventType() string      { return "AccountDiscovered" }
 func (ShadowDiscovered) EventType() string       { return "ShadowDiscovered" }
 func (RecreateRequested) EventType() string      { return "RecreateRequested" }
@@ -187,6 +200,10 @@ func NewEvent(eventType string) (ptr any, ok bool) {
 		return &OperationCompleted{}, true
 	case "AvailabilityChanged":
 		return &AvailabilityChanged{}, true
+	case "AdministrativeAvailabilityChanged":
+		return &AdministrativeAvailabilityChanged{}, true
+	case "OperationPostponed":
+		return &OperationPostponed{}, true
 	case "TimerSet":
 		return &TimerSet{}, true
 	case "TimerCleared":
@@ -223,6 +240,8 @@ func EventOperationID(e Event) string {
 	case OperationSent:
 		return x.OperationID
 	case AttemptFailed:
+		return x.OperationID
+	case OperationPostponed:
 		return x.OperationID
 	case OperationCompleted:
 		return x.OperationID
@@ -299,6 +318,11 @@ func Evolve(s Shadow, e Event) Shadow {
 			if x.Error.Category == CategoryCommunication {
 				op.Type = TypeRetry
 			}
+		}
+	case OperationPostponed:
+		// Nothing reached the target: the operation waits again, its attempts untouched.
+		if op := findOp(&d, x.OperationID); op != nil && !op.Completed() {
+			op.ExecutionStatus = StatusRequested
 		}
 	case OperationCompleted:
 		completeOp(&d, x)

@@ -77,6 +77,7 @@ type Resource struct {
 	classes       map[string]ObjectClass
 	consistency   Consistency
 	confirmations bool
+	maintenance   bool
 }
 
 // ValidToken reports whether s may be used as a resource name (a NATS subject token):
@@ -144,6 +145,18 @@ func (r Resource) Consistency() Consistency { return r.consistency }
 
 // Confirmations reports whether operations wait for the target system's confirmation.
 func (r Resource) Confirmations() bool { return r.confirmations }
+
+// InMaintenance reports whether the resource is administratively in maintenance (midPoint's
+// administrativeAvailabilityStatus maintenance): Decide then releases nothing to the target and
+// counts no attempts; operations wait, requested, until maintenance ends.
+func (r Resource) InMaintenance() bool { return r.maintenance }
+
+// WithMaintenance returns the resource with its administrative state (the configuration is
+// static; the state comes from the resource's events).
+func (r Resource) WithMaintenance(on bool) Resource {
+	r.maintenance = on
+	return r
+}
 
 // Catalog is the set of configured resources, keyed by name.
 type Catalog map[string]Resource

@@ -129,9 +129,9 @@ func NextDue(s Shadow, c Consistency) (time.Time, bool) {
 	return at, found
 }
 
-// dueMaintenance returns what time alone makes due at now: grace periods that ended, completed
+// dueHousekeeping returns what time alone makes due at now: grace periods that ended, completed
 // operations past retention, a dead shadow past its retention.
-func dueMaintenance(s Shadow, c Consistency, now time.Time) []Event {
+func dueHousekeeping(s Shadow, c Consistency, now time.Time) []Event {
 	if s.d.Expired {
 		return nil
 	}

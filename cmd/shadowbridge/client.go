@@ -89,6 +89,7 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 		asOf         = fs.String("as-of", "", "RFC 3339 time (get)")
 		resource     = fs.String("resource", "", "resource (pending)")
 		asJSON       = fs.Bool("json", false, "print JSON lines (history)")
+		reason       = fs.String("reason", "", "why (maintenance)")
 	)
 	fs.Var(&ids, "id", "address the shadow by identifier attr=value (modify, delete)")
 	fs.Var(&primary, "primary", "primary identifier attr=value (confirm)")
@@ -201,6 +202,28 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 		}
 		body["operationId"] = pos[1]
 		subject = *cf.prefix + ".cmd." + pos[0] + ".cancel"
+	case "maintenance":
+		if err := need(2, "RESOURCE on|off"); err != nil {
+			return err
+		}
+		switch pos[1] {
+		case "on":
+			body["maintenance"] = true
+		case "off":
+			body["maintenance"] = false
+		default:
+			return fmt.Errorf("maintenance: %q: want on or off", pos[1])
+		}
+		if *reason != "" {
+			body["reason"] = *reason
+		}
+		subject = *cf.prefix + ".cmd." + pos[0] + ".maintenance"
+	case "resource":
+		if err := need(1, "RESOURCE"); err != nil {
+			return err
+		}
+		body["resource"] = pos[0]
+		subject = *cf.prefix + ".query.resource"
 	case "get":
 		if err := need(1, "SHADOW"); err != nil {
 			return err

@@ -38,6 +38,8 @@ client (over NATS; --server URL, env NATS_URL):
   refresh RESOURCE [SHADOW] [--force]
   confirm RESOURCE OPERATION --result success [--message M] [--primary uid=value]
   cancel RESOURCE OPERATION                       end an operation postponed for retry
+  maintenance RESOURCE on|off [--reason TEXT]     hold every operation (no attempts counted), or release them
+  resource RESOURCE                               availability, maintenance and their recent changes
   get SHADOW [--as-of TIME]
   pending [--resource R]
   history SHADOW [--json]
@@ -58,7 +60,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServe(ctx, rest, getenv, stdout, stderr)
 	case "rebuild":
 		return runRebuild(ctx, rest, getenv, stdout, stderr)
-	case "add", "modify", "delete", "refresh", "confirm", "cancel", "get", "pending", "history":
+	case "add", "modify", "delete", "refresh", "confirm", "cancel", "maintenance", "resource", "get", "pending", "history":
 		return runClient(ctx, cmd, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -124,6 +124,15 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	if out, err := client(t, natsURL, "refresh", "demo"); err != nil || !strings.Contains(out, `"refreshed"`) {
 		t.Fatalf("refresh: %v %s", err, out)
 	}
+	if out, err := client(t, natsURL, "maintenance", "demo", "on", "--reason", "patching"); err != nil || !strings.Contains(out, `"administrativeAvailabilityStatus": "maintenance"`) {
+		t.Fatalf("maintenance on: %v %s", err, out)
+	}
+	if out, err := client(t, natsURL, "resource", "demo"); err != nil || !strings.Contains(out, `"reason": "patching"`) {
+		t.Fatalf("resource: %v %s", err, out)
+	}
+	if out, err := client(t, natsURL, "maintenance", "demo", "off"); err != nil || !strings.Contains(out, `"administrativeAvailabilityStatus": "operational"`) {
+		t.Fatalf("maintenance off: %v %s", err, out)
+	}
 	if out, err := client(t, natsURL, "rebuild"); err != nil || !strings.Contains(out, "rebuilt 1 shadows") {
 		t.Fatalf("rebuild: %v %s", err, out)
 	}
@@ -152,7 +161,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{}, {"bogus"}, {"serve"}, {"add"}, {"modify", "demo"}, {"add", "demo", "login"}, {"add", "demo", "x:=notjson"}} {
+	for _, args := range [][]string{{}, {"bogus"}, {"serve"}, {"add"}, {"modify", "demo"}, {"add", "demo", "login"}, {"add", "demo", "x:=notjson"}, {"maintenance", "demo"}, {"maintenance", "demo", "maybe"}, {"resource"}} {
 		if _, err := client(t, "nats://127.0.0.1:1", args...); err == nil {
 			t.Errorf("%v: no error", args)
 		}

@@ -151,6 +151,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	}
 	if !o.NoDispatcher {
 		d := bridge.NewDispatcher(store, a.Service, a.targets, log)
+		d.Gate = a.Service
 		a.goRun("dispatcher", d.Run)
 	}
 	if needSample && !o.NoSample {

@@ -75,6 +75,13 @@ type CancelBody struct {
 	OperationID string `json:"operationId"`
 }
 
+// MaintenanceBody is the JSON body of prov.cmd.<resource>.maintenance: maintenance true puts the
+// resource in maintenance (nothing is sent, no attempts are counted), false ends it.
+type MaintenanceBody struct {
+	Maintenance *bool  `json:"maintenance"`
+	Reason      string `json:"reason,omitempty"`
+}
+
 // ShadowQuery is the body of prov.query.shadow.
 type ShadowQuery struct {
 	ShadowID string `json:"shadowId"`
@@ -179,6 +186,8 @@ func fieldNames(v any) []string {
 		return []string{"shadowId", "asOf"}
 	case CancelBody:
 		return []string{"operationId"}
+	case MaintenanceBody:
+		return []string{"maintenance", "reason"}
 	case PendingQuery:
 		return []string{"resource"}
 	case HistoryQuery:

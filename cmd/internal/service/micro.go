@@ -198,8 +198,17 @@ func (s *Service) handleCommand(ctx context.Context, prefix string, r micro.Requ
 				reply, err = s.Cancel(ctx, resource, b.OperationID)
 			}
 		}
+	case "maintenance":
+		var b MaintenanceBody
+		if b, err = Decode[MaintenanceBody](r.Data()); err == nil {
+			if b.Maintenance == nil {
+				err = fmt.Errorf("maintenance: %w: maintenance (true or false) is required", ErrBadRequest)
+			} else {
+				reply, err = s.SetMaintenance(ctx, resource, *b.Maintenance, b.Reason)
+			}
+		}
 	default:
-		err = &notFound{fmt.Errorf("unknown command %q (want add, modify, delete, refresh, confirm or cancel)", verb)}
+		err = &notFound{fmt.Errorf("unknown command %q (want add, modify, delete, refresh, confirm, cancel or maintenance)", verb)}
 	}
 	if err != nil {
 		s.log.Debug("command refused", "subject", r.Subject(), "err", err)
@@ -378,7 +387,7 @@ func (s *Service) Shadow(ctx context.Context, shadowID string, asOf time.Time) (
 		if !st.Created() {
 			return domain.ShadowData{}, fmt.Errorf("shadow: %w: %s", domain.ErrShadowNotFound, shadowID)
 		}
-		if res, err := s.catalog.Lookup(st.Resource()); err == nil && res.Consistency().RefreshOnRead {
+		if res, err := s.lookup(ctx, st.Resource()); err == nil && res.Consistency().RefreshOnRead {
 			// refreshOnRead: retry what is due before answering, as midPoint does on get.
 			out, err := s.Update(ctx, st.Resource(), shadowID, "", func(cur domain.Shadow) ([]domain.Event, error) {
 				return domain.Decide(cur, domain.Refresh{Resource: res}, s.now())

@@ -63,7 +63,18 @@ type Service struct {
 
 	availMu sync.Mutex
 	avail   map[string]availSeen // resource -> last availability seen, to skip no-op reports
+
+	adminMu sync.Mutex
+	admin   map[string]adminSeen // resource -> administrative state, read at most every adminTTL
 }
+
+type adminSeen struct {
+	maintenance bool
+	at          time.Time
+}
+
+// adminTTL bounds how long a maintenance switch made by another instance takes to reach this one.
+const adminTTL = time.Second
 
 type availSeen struct {
 	status domain.Availability
@@ -259,7 +270,7 @@ var ErrRequestIDReused = &domain.Error{Category: domain.CategoryConflict, Messag
 // Provision runs an add, modify or delete. With a request id it is idempotent: the same request id
 // and content always yield the first reply and one set of events, even after the dedup window.
 func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
-	res, err := s.catalog.Lookup(req.Resource)
+	res, err := s.lookup(ctx, req.Resource)
 	if err != nil {
 		return Reply{}, fmt.Errorf("%s: %w", req.Verb, err)
 	}
@@ -380,7 +391,7 @@ type ConfirmRequest struct {
 // returns an error matching domain.ErrOperationFinished, which confirmation receivers treat as
 // "already done".
 func (s *Service) Confirm(ctx context.Context, c ConfirmRequest) (Reply, error) {
-	res, err := s.catalog.Lookup(c.Resource)
+	res, err := s.lookup(ctx, c.Resource)
 	if err != nil {
 		return Reply{}, fmt.Errorf("confirm: %w", err)
 	}
@@ -421,7 +432,7 @@ func (s *Service) Confirm(ctx context.Context, c ConfirmRequest) (Reply, error) 
 
 // Cancel ends an operation that has not reached the target (postponed for retry, or queued).
 func (s *Service) Cancel(ctx context.Context, resource, operationID string) (Reply, error) {
-	res, err := s.catalog.Lookup(resource)
+	res, err := s.lookup(ctx, resource)
 	if err != nil {
 		return Reply{}, fmt.Errorf("cancel: %w", err)
 	}
@@ -452,6 +463,116 @@ func (s *Service) Delivered(ctx context.Context, resource, shadowID, operationID
 		s.noteAvailability(ctx, resource, domain.AvailabilityUp, "")
 	}
 	return err
+}
+
+// Postponed records that the dispatcher held an attempt back without contacting the target (the
+// resource is in maintenance): the operation waits again and no attempt is counted.
+func (s *Service) Postponed(ctx context.Context, resource, shadowID, operationID string, attempt int, reason string, known *bridge.Known) error {
+	return s.record(ctx, resource, shadowID, known, func(res domain.Resource) domain.Command {
+		return domain.RecordPostponement{Resource: res, OperationID: operationID, Attempt: attempt, Reason: reason}
+	})
+}
+
+// lookup returns the configured resource with its current administrative state, so that every
+// decision sees maintenance.
+func (s *Service) lookup(ctx context.Context, resource string) (domain.Resource, error) {
+	res, err := s.catalog.Lookup(resource)
+	if err != nil {
+		return res, err
+	}
+	return res.WithMaintenance(s.InMaintenance(ctx, resource)), nil
+}
+
+// InMaintenance reports whether the resource is administratively in maintenance, as recorded in
+// its events at most adminTTL ago. When the state cannot be read it keeps the last state seen
+// (operational if none): commands fail on their own when the store is unreachable.
+func (s *Service) InMaintenance(ctx context.Context, resource string) bool {
+	s.adminMu.Lock()
+	seen, ok := s.admin[resource]
+	s.adminMu.Unlock()
+	if ok && time.Since(seen.at) < adminTTL {
+		return seen.maintenance
+	}
+	st, _, err := s.store.LoadResource(ctx, resource)
+	if err != nil {
+		s.log.Warn("administrative state not read; keeping the last one seen", "resource", resource, "err", err)
+		return seen.maintenance
+	}
+	s.noteAdmin(resource, st.InMaintenance())
+	return st.InMaintenance()
+}
+
+func (s *Service) noteAdmin(resource string, maintenance bool) {
+	s.adminMu.Lock()
+	defer s.adminMu.Unlock()
+	if s.admin == nil {
+		s.admin = map[string]adminSeen{}
+	}
+	s.admin[resource] = adminSeen{maintenance: maintenance, at: time.Now()}
+}
+
+// SetMaintenance puts the resource in maintenance or back in operation (midPoint's
+// administrativeAvailabilityStatus) and returns its state. Idempotent: the same state twice
+// records one event. Other instances see the change within adminTTL. Ending maintenance releases
+// the operations that waited (in the background; the sweep does it too should this process die).
+func (s *Service) SetMaintenance(ctx context.Context, resource string, on bool, reason string) (domain.ResourceData, error) {
+	if _, err := s.catalog.Lookup(resource); err != nil {
+		return domain.ResourceData{}, fmt.Errorf("maintenance: %w", err)
+	}
+	status := domain.AdministrativeOperational
+	if on {
+		status = domain.AdministrativeMaintenance
+	}
+	changed := false
+	var st domain.ResourceState
+	for i := 0; ; i++ {
+		if i == maxAttempts {
+			return domain.ResourceData{}, fmt.Errorf("%w: resource %s: gave up after %d concurrent updates", eventstore.ErrConflict, resource, maxAttempts)
+		}
+		cur, seq, err := s.store.LoadResource(ctx, resource)
+		if err != nil {
+			return domain.ResourceData{}, err
+		}
+		ev, err := domain.DecideAdministrative(cur, resource, status, reason, s.now())
+		if err != nil {
+			return domain.ResourceData{}, fmt.Errorf("maintenance: %w", err)
+		}
+		if len(ev) == 0 {
+			st = cur
+			break
+		}
+		st = domain.EvolveResource(cur, ev[0])
+		_, err = s.store.AppendResource(ctx, resource, seq, ev, st)
+		if errors.Is(err, eventstore.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return domain.ResourceData{}, err
+		}
+		changed = true
+		break
+	}
+	s.noteAdmin(resource, on)
+	if changed {
+		s.log.Info("administrative state changed", "resource", resource, "status", status, "reason", reason)
+	}
+	if changed && !on {
+		go func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+			defer cancel()
+			if n, err := s.Refresh(rctx, resource, "", false); err != nil {
+				s.log.Warn("release after maintenance failed; the sweep will release", "resource", resource, "err", err)
+			} else {
+				s.log.Info("maintenance over: waiting operations released", "resource", resource, "shadows", n)
+			}
+		}()
+	}
+	d := st.Data()
+	d.Resource = resource
+	if d.Changes == nil {
+		d.Changes = []domain.AvailabilityChange{}
+	}
+	return d, nil
 }
 
 // Failed records a failed attempt (used by the dispatcher); a communication error makes the
@@ -558,7 +679,7 @@ func (s *Service) ResourceState(ctx context.Context, resource string) (domain.Re
 }
 
 func (s *Service) record(ctx context.Context, resource, shadowID string, known *bridge.Known, mk func(domain.Resource) domain.Command) error {
-	res, err := s.catalog.Lookup(resource)
+	res, err := s.lookup(ctx, resource)
 	if err != nil {
 		return err
 	}
@@ -573,7 +694,7 @@ func (s *Service) record(ctx context.Context, resource, shadowID string, known *
 // Refresh refreshes one shadow, or every shadow of the resource with unfinished operations when
 // shadowID is empty, and returns how many shadows changed.
 func (s *Service) Refresh(ctx context.Context, resource, shadowID string, force bool) (int, error) {
-	res, err := s.catalog.Lookup(resource)
+	res, err := s.lookup(ctx, resource)
 	if err != nil {
 		return 0, fmt.Errorf("refresh: %w", err)
 	}

@@ -52,7 +52,10 @@ type AMQPTarget struct {
 	lastErr error
 }
 
-var _ Target = (*AMQPTarget)(nil)
+var (
+	_ Target = (*AMQPTarget)(nil)
+	_ Prober = (*AMQPTarget)(nil)
+)
 
 // NewAMQPTarget validates the options; it does not connect (the first Send does), so a broker
 // that is down at start-up only postpones operations.
@@ -293,6 +296,13 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", domain.CategoryCommunication, err)
 	}
 	return fmt.Errorf("%w: %w", domain.CategoryCommunication, err)
+}
+
+// Probe connects if the link is down (respecting the reconnection backoff) and reports whether
+// the broker is reachable. It sends nothing.
+func (t *AMQPTarget) Probe(ctx context.Context) error {
+	_, err := t.link(ctx)
+	return err
 }
 
 // Close closes the connection (bounded by CloseTimeout).

@@ -75,6 +75,13 @@ type Target interface {
 	Close() error
 }
 
+// Prober is a target that can tell whether its system is reachable without sending a request.
+// The service probes a resource that is down, so that its postponed operations are retried as
+// soon as it is back (retryOnRecovery) instead of when their timers fire.
+type Prober interface {
+	Probe(ctx context.Context) error
+}
+
 // Dispatcher reads DispatchRequested events through a durable consumer and sends each operation
 // to its resource's target, then records the outcome. Shadows are sent in parallel; one shadow's
 // requests go one after the other in log order. The request event is acknowledged only after the

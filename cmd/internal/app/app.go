@@ -33,6 +33,9 @@ type Options struct {
 	// SweepInterval is how often every resource's due work is refreshed, in case a timer was lost
 	// (default 1m; negative: never).
 	SweepInterval time.Duration
+	// ProbeInterval is how often a resource that is down is probed (default 1s; negative:
+	// never). Targets keep their own reconnection backoff, so a probe during it costs nothing.
+	ProbeInterval time.Duration
 }
 
 // App is a running shadowbridge.
@@ -154,6 +157,12 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		d.Gate = a.Service
 		a.goRun("dispatcher", d.Run)
 	}
+	if o.ProbeInterval == 0 {
+		o.ProbeInterval = time.Second
+	}
+	if o.ProbeInterval > 0 {
+		a.goRun("probe", func(ctx context.Context) error { return a.probe(ctx, o.ProbeInterval) })
+	}
 	if needSample && !o.NoSample {
 		primary := func(resource, class string) string {
 			if r, ok := catalog[resource]; ok {
@@ -186,7 +195,8 @@ func (c confirmer) Confirm(ctx context.Context, resource string, b bridge.Confir
 func amqpOptions(r ResourceConfig, log *slog.Logger) (bridge.AMQPOptions, error) {
 	a := r.Target.AMQP
 	o := bridge.AMQPOptions{URL: a.URL, Address: a.Address, Username: a.Username, Password: a.Password,
-		ConfirmationAddress: a.ConfirmationAddress, Transformation: r.Transformation, Logger: log.WithGroup("amqp")}
+		ConfirmationAddress: a.ConfirmationAddress, Transformation: r.Transformation, Logger: log.WithGroup("amqp"),
+		MaxBackoff: time.Duration(a.MaxBackoff)}
 	if a.TLS.CA != "" || a.TLS.Cert != "" {
 		tc, err := tlsConfig(a.TLS)
 		if err != nil {
@@ -245,6 +255,38 @@ func (a *App) sweep(ctx context.Context, every time.Duration, catalog domain.Cat
 				a.log.Warn("sweep failed", "resource", name, "err", err)
 			} else if n > 0 {
 				a.log.Info("sweep refreshed shadows", "resource", name, "shadows", n)
+			}
+		}
+	}
+}
+
+// probe checks now and then whether a resource that is down is reachable again, so that its
+// postponed operations are retried when it comes back (retryOnRecovery) rather than when their
+// timers fire: nothing else would notice, since nothing is sent to a resource that is down.
+func (a *App) probe(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		for name, target := range a.targets {
+			p, ok := target.(bridge.Prober)
+			if !ok {
+				continue
+			}
+			st, err := a.Service.ResourceState(ctx, name)
+			if err != nil || st.Availability != domain.AvailabilityDown {
+				continue
+			}
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = p.Probe(pctx)
+			cancel()
+			if err == nil {
+				a.log.Info("resource reachable again", "resource", name)
+				a.Service.Reachable(ctx, name)
 			}
 		}
 	}

@@ -69,6 +69,8 @@ type AMQPConfig struct {
 	Password            string    `yaml:"password"`
 	TLS                 TLSConfig `yaml:"tls"`
 	ConfirmationAddress string    `yaml:"confirmationAddress"`
+	// MaxBackoff caps the wait between reconnection attempts (default 30s).
+	MaxBackoff Duration `yaml:"maxBackoff"`
 }
 
 // NATSTargetConfig is a JetStream work-queue target.
@@ -181,6 +183,9 @@ func (c Config) Validate() error {
 			a := r.Target.AMQP
 			if a.URL == "" || a.Address == "" {
 				errs = append(errs, fmt.Errorf("%s: target.amqp: url and address are required", at))
+			}
+			if a.MaxBackoff < 0 {
+				errs = append(errs, fmt.Errorf("%s: target.amqp: maxBackoff must not be negative", at))
 			}
 		}
 		if r.Target.NATS != nil {

@@ -193,3 +193,44 @@ resources:
 	e.ok(t, "prov.query.shadow", map[string]any{"shadowId": id})
 	waitFor(t, "retried because it was read", 10*time.Second, func() bool { return shadow(t, e.app, id).Exists })
 }
+
+// Nothing is sent to a resource that is down, so nothing would notice it is back until a timer
+// fires (an hour here): the probe notices, and retryOnRecovery retries the postponed operations.
+func TestProbeRetriesOnRecoveryWithoutNewTraffic(t *testing.T) {
+	b := amqptest.Start(t)
+	q := b.Queue(t, "probe")
+	proxy := amqptest.ReserveProxy(t, b.HostPort())
+	url := strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1)
+	cfg, err := app.Parse(fmt.Appendf(nil, `
+resources:
+  - name: fs
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
+    target: {amqp: {url: %q, address: %q, maxBackoff: 500ms}}
+    consistency: {operationRetryPeriod: 1h}
+`, url, q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, cfg, app.Options{SweepInterval: -1, ProbeInterval: 200 * time.Millisecond})
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, add(t, e.app, fmt.Sprint("p", i)).ShadowID)
+	}
+	for _, id := range ids {
+		waitFor(t, "postponed", 10*time.Second, func() bool { return shadow(t, e.app, id).PendingOperations[0].Type == domain.TypeRetry })
+	}
+	if st, _ := e.app.Service.ResourceState(t.Context(), "fs"); st.Availability != domain.AvailabilityDown {
+		t.Fatalf("availability %s, want down", st.Availability)
+	}
+	proxy.Restore()
+	for _, id := range ids {
+		waitFor(t, "retried after the probe found the broker", 20*time.Second, func() bool { return shadow(t, e.app, id).Exists })
+		if p := shadow(t, e.app, id).PendingOperations[0]; p.AttemptNumber != 2 {
+			t.Fatalf("attempts %d, want 2", p.AttemptNumber)
+		}
+	}
+	amqptest.ReceiveN(t, b.Receiver(t, q), len(ids), 10*time.Second)
+	if st, _ := e.app.Service.ResourceState(t.Context(), "fs"); st.Availability != domain.AvailabilityUp {
+		t.Fatalf("availability %s, want up", st.Availability)
+	}
+}

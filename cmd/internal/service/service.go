@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -593,6 +594,12 @@ func (s *Service) Failed(ctx context.Context, resource, shadowID, operationID st
 	return err
 }
 
+// Reachable records that a probe reached the resource's system: a resource that was down is up
+// again, and with retryOnRecovery its postponed operations are retried at once.
+func (s *Service) Reachable(ctx context.Context, resource string) {
+	s.noteAvailability(ctx, resource, domain.AvailabilityUp, "probe reached the target")
+}
+
 // availTTL bounds how long this instance trusts its memory of a resource's availability (another
 // instance may have recorded a change meanwhile).
 const availTTL = 2 * time.Second
@@ -712,24 +719,65 @@ func (s *Service) Refresh(ctx context.Context, resource, shadowID string, force 
 			ids = append(ids, d.ShadowID)
 		}
 	}
-	n := 0
 	now := s.now()
-	for _, id := range ids {
+	one := func(id string) (bool, error) {
 		out, err := s.Update(ctx, resource, id, "", func(st domain.Shadow) ([]domain.Event, error) {
 			return domain.Decide(st, domain.Refresh{Resource: res, ForceRetry: force}, now)
 		})
 		if err != nil {
 			if shadowID == "" && errors.Is(err, domain.CategoryNotFound) {
-				continue
+				return false, nil
 			}
-			return n, err
+			return false, err
 		}
-		if len(out.Events) > 0 {
-			n++
-		}
+		return len(out.Events) > 0, nil
 	}
-	return n, nil
+	if len(ids) == 1 {
+		changed, err := one(ids[0])
+		if changed {
+			return 1, err
+		}
+		return 0, err
+	}
+	// Many shadows (a sweep, a recovery, the end of maintenance): in parallel, bounded. Each
+	// shadow is its own aggregate, so order among them does not matter.
+	var (
+		n    atomic.Int64
+		errs = make(chan error, 1)
+		sem  = make(chan struct{}, refreshParallel)
+		wg   sync.WaitGroup
+	)
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			changed, err := one(id)
+			if err != nil {
+				select {
+				case errs <- err:
+				default:
+				}
+				return
+			}
+			if changed {
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return int(n.Load()), err
+	default:
+	}
+	return int(n.Load()), ctx.Err()
 }
+
+// refreshParallel bounds the shadows one resource-wide refresh decides at once.
+const refreshParallel = 16
 
 // Resolve finds the live shadow holding an identifier: {attribute: [value]} naming the secondary or
 // primary identifier of one of the resource's object classes (objectClass narrows the search).

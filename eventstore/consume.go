@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/domain"
 )
 
 // History returns every record of one shadow in order (an empty slice for an unknown shadow).
@@ -390,4 +392,49 @@ func (s *Store) durable(ctx context.Context, name string, o *SubscribeOptions, m
 		return nil, fmt.Errorf("eventstore: consumer %s: %w", name, unavailable(err))
 	}
 	return cons, nil
+}
+
+// ScanOptions select the records of an audit.
+type ScanOptions struct {
+	Resource string    // only this resource's shadows ("" = every resource)
+	Since    time.Time // records stored at or after this time (zero = from the start)
+	Until    time.Time // records stored before this time (zero = up to the end)
+}
+
+// errScanDone ends a scan at ScanOptions.Until.
+var errScanDone = errors.New("scan done")
+
+// Scan calls fn for every event record o selects, in log order, up to the stream's last sequence
+// at the time of the call, which it returns. It reads through an ordered consumer one record at a
+// time, so memory stays constant however long the log is. fn's error stops the scan.
+func (s *Store) Scan(ctx context.Context, o ScanOptions, fn func(*Record) error) (uint64, error) {
+	filter := s.cfg.Prefix + ".evt.>"
+	if o.Resource != "" {
+		if !domain.ValidToken(o.Resource) {
+			return 0, fmt.Errorf("eventstore: scan: %w: resource %q", domain.ErrUnknownResource, o.Resource)
+		}
+		filter = s.cfg.Prefix + ".evt." + o.Resource + ".>"
+	}
+	if !o.Until.IsZero() && !o.Since.IsZero() && !o.Until.After(o.Since) {
+		return 0, fmt.Errorf("eventstore: scan: %w: until (%s) must be after since (%s)", domain.ErrInvalidCommand,
+			o.Until.Format(time.RFC3339), o.Since.Format(time.RFC3339))
+	}
+	last, err := s.LastSeq(ctx)
+	if err != nil || last == 0 {
+		return last, err
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if !o.Since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &o.Since
+	}
+	err = s.consume(ctx, cfg, last, func(r *Record) error {
+		if r.Seq > last || (!o.Until.IsZero() && !r.Time.Before(o.Until)) {
+			return errScanDone
+		}
+		return fn(r)
+	})
+	if errors.Is(err, errScanDone) {
+		err = nil
+	}
+	return last, err
 }

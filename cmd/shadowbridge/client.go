@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -292,30 +291,37 @@ func assignments(args []string) (map[string][]any, error) {
 
 func printHistory(data []byte, asJSON bool, stdout io.Writer) error {
 	var h struct {
-		Events []map[string]any `json:"events"`
+		Events []json.RawMessage `json:"events"`
 	}
 	if err := json.Unmarshal(data, &h); err != nil {
 		return err
 	}
 	if asJSON {
 		for _, e := range h.Events {
-			b, _ := json.Marshal(e)
-			fmt.Fprintln(stdout, string(b))
+			fmt.Fprintln(stdout, string(e))
 		}
 		return nil
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTIME\tEVENT\tOPERATION\tDETAIL")
-	for _, e := range h.Events {
-		ev, _ := e["event"].(map[string]any)
-		fmt.Fprintf(tw, "%v\t%v\t%v\t%v\t%s\n", e["seq"], e["time"], e["type"], e["operationId"], detail(ev))
+	fmt.Fprintln(stdout, tableHeader)
+	for _, raw := range h.Events {
+		var e struct {
+			row
+			Event map[string]any `json:"event"`
+		}
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return err
+		}
+		if d := detail(e.Event); d != "" {
+			e.Outcome = strings.TrimSpace(e.Outcome + " " + d)
+		}
+		fmt.Fprint(stdout, formatRow(e.row))
 	}
-	return tw.Flush()
+	return nil
 }
 
 func detail(ev map[string]any) string {
 	var parts []string
-	for _, k := range []string{"attempt", "result", "message", "source", "reference"} {
+	for _, k := range []string{"message", "source", "reference", "at"} {
 		if v, ok := ev[k]; ok && v != "" {
 			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
 		}

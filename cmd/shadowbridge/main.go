@@ -43,6 +43,8 @@ client (over NATS; --server URL, env NATS_URL):
   get SHADOW [--as-of TIME]
   pending [--resource R]
   history SHADOW [--json]
+  audit [--resource R] [--object-class C] [--operation add|modify|delete] [--result R]
+        [--since T] [--until T] [--request-id ID] [--json]   replay the event log for auditors
 
 Run 'shadowbridge <command> --help' for the flags of a command.
 `
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServe(ctx, rest, getenv, stdout, stderr)
 	case "rebuild":
 		return runRebuild(ctx, rest, getenv, stdout, stderr)
+	case "audit":
+		return runAudit(ctx, rest, getenv, stdout, stderr)
 	case "add", "modify", "delete", "refresh", "confirm", "cancel", "maintenance", "resource", "get", "pending", "history":
 		return runClient(ctx, cmd, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":

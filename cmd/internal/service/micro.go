@@ -403,17 +403,23 @@ func (s *Service) Shadow(ctx context.Context, shadowID string, asOf time.Time) (
 	if err != nil {
 		return domain.ShadowData{}, err
 	}
-	st := domain.Shadow{}
+	// Each record holds the shadow as its decision left it, and a decision's events share one
+	// time: the state as of asOf is the last record decided at or before it.
+	var at *eventstore.Record
 	for _, rec := range recs {
 		ev, err := rec.Events()
 		if err != nil {
 			return domain.ShadowData{}, err
 		}
-		for _, e := range ev {
-			if e.EventTime().After(asOf) {
-				break
-			}
-			st = domain.Evolve(st, e)
+		if len(ev) > 0 && ev[0].EventTime().After(asOf) {
+			break
+		}
+		at = rec
+	}
+	st := domain.Shadow{}
+	if at != nil {
+		if st, err = at.State(); err != nil {
+			return domain.ShadowData{}, err
 		}
 	}
 	if !st.Created() {
@@ -461,14 +467,21 @@ func (s *Service) queryPending(ctx context.Context, data []byte) (any, error) {
 
 // HistoryEvent is one event as history and audit show it.
 type HistoryEvent struct {
-	Seq         uint64       `json:"seq"`
-	Time        time.Time    `json:"time"`
-	Type        string       `json:"type"`
-	Resource    string       `json:"resource"`
-	ShadowID    string       `json:"shadowId"`
-	OperationID string       `json:"operationId,omitempty"`
-	RequestID   string       `json:"requestId,omitempty"`
-	Event       domain.Event `json:"event"`
+	Seq         uint64    `json:"seq"`
+	Time        time.Time `json:"time"`
+	Type        string    `json:"type"`
+	Resource    string    `json:"resource"`
+	ShadowID    string    `json:"shadowId"`
+	ObjectClass string    `json:"objectClass,omitempty"`
+	OperationID string    `json:"operationId,omitempty"`
+	// Operation is the change type of the operation the event is about (add, modify, delete).
+	Operation string `json:"operation,omitempty"`
+	Attempt   int    `json:"attempt,omitempty"`
+	RequestID string `json:"requestId,omitempty"`
+	// Outcome says what the event means for its operation: a result status when it completes,
+	// "sent", "failed: <category>", "postponed", "released".
+	Outcome string       `json:"outcome,omitempty"`
+	Event   domain.Event `json:"event"`
 }
 
 // History returns a shadow's events in order.
@@ -494,17 +507,49 @@ func (s *Service) History(ctx context.Context, shadowID string) ([]HistoryEvent,
 	return out, nil
 }
 
-// HistoryOf turns one record into history events.
+// HistoryOf turns one record into history events: each with its operation's change type,
+// attempt, request id and outcome, taken from the events and from the shadow the record holds.
 func HistoryOf(rec *eventstore.Record) ([]HistoryEvent, error) {
 	ev, err := rec.Events()
+	if err != nil {
+		return nil, err
+	}
+	st, err := rec.State()
 	if err != nil {
 		return nil, err
 	}
 	reqID, _ := rec.RequestID()
 	out := make([]HistoryEvent, 0, len(ev))
 	for _, e := range ev {
-		out = append(out, HistoryEvent{Seq: rec.Seq, Time: e.EventTime(), Type: e.EventType(), Resource: rec.Resource,
-			ShadowID: rec.ShadowID, OperationID: domain.EventOperationID(e), RequestID: reqID, Event: e})
+		h := HistoryEvent{Seq: rec.Seq, Time: e.EventTime(), Type: e.EventType(), Resource: rec.Resource,
+			ShadowID: rec.ShadowID, ObjectClass: st.ObjectClass(), OperationID: domain.EventOperationID(e), Event: e}
+		if h.OperationID != "" {
+			if p, ok := st.Operation(h.OperationID); ok {
+				h.Operation, h.RequestID = string(p.Delta.ChangeType), p.RequestID
+			}
+		}
+		if h.RequestID == "" && h.OperationID != "" {
+			h.RequestID = reqID
+		}
+		switch x := e.(type) {
+		case domain.AddRequested:
+			h.Operation = string(domain.ChangeAdd)
+		case domain.ModifyRequested:
+			h.Operation = string(domain.ChangeModify)
+		case domain.DeleteRequested:
+			h.Operation = string(domain.ChangeDelete)
+		case domain.DispatchRequested:
+			h.Attempt, h.Outcome = x.Attempt, "released"
+		case domain.OperationSent:
+			h.Attempt, h.Outcome = x.Attempt, "sent"
+		case domain.AttemptFailed:
+			h.Attempt, h.Outcome = x.Attempt, "failed: "+string(x.Error.Category)
+		case domain.OperationPostponed:
+			h.Attempt, h.Outcome = x.Attempt, "postponed"
+		case domain.OperationCompleted:
+			h.Outcome = string(x.Result)
+		}
+		out = append(out, h)
 	}
 	return out, nil
 }

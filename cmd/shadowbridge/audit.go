@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"shadowbridge/cmd/internal/service"
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+)
+
+// auditFilter selects history events; empty fields select everything.
+type auditFilter struct {
+	objectClass, operation, result, requestID, shadowID string
+}
+
+func (f auditFilter) match(h service.HistoryEvent) bool {
+	return (f.objectClass == "" || h.ObjectClass == f.objectClass) &&
+		(f.operation == "" || h.Operation == f.operation) &&
+		(f.result == "" || h.Outcome == f.result || strings.HasPrefix(h.Outcome, f.result+":")) &&
+		(f.requestID == "" || h.RequestID == f.requestID) &&
+		(f.shadowID == "" || h.ShadowID == f.shadowID)
+}
+
+// parseTime reads an RFC 3339 time, a date (UTC midnight), or a duration meaning that long ago.
+func parseTime(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q: want an RFC 3339 time, a date (2006-01-02) or a duration ago (90m)", s)
+}
+
+// runAudit streams the event log through the filters as a table or JSON lines. Memory stays
+// constant (one record at a time); on a terminal, stderr shows progress.
+func runAudit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf := clientFlags(fs, getenv)
+	var f auditFilter
+	resource := fs.String("resource", "", "only this resource")
+	fs.StringVar(&f.objectClass, "object-class", "", "only this object class")
+	fs.StringVar(&f.operation, "operation", "", "only events of add, modify or delete operations")
+	fs.StringVar(&f.result, "result", "", "only events with this outcome (success, fatal_error, ..., sent, failed, postponed)")
+	fs.StringVar(&f.requestID, "request-id", "", "only events of the operation with this requestId")
+	since := fs.String("since", "", "from this time (RFC 3339, date, or duration ago such as 24h)")
+	until := fs.String("until", "", "before this time (same forms)")
+	asJSON := fs.Bool("json", false, "JSON lines instead of a table")
+	progress := fs.Bool("progress", isTerminal(stderr), "show progress on stderr (default: when stderr is a terminal)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("audit: unexpected argument %q (filters are flags)", pos[0])
+	}
+	switch f.operation {
+	case "", "add", "modify", "delete":
+	default:
+		return fmt.Errorf("audit: --operation %q: want add, modify or delete", f.operation)
+	}
+	now := time.Now()
+	o := eventstore.ScanOptions{Resource: *resource}
+	if o.Since, err = parseTime(*since, now); err != nil {
+		return fmt.Errorf("audit: --since %w", err)
+	}
+	if o.Until, err = parseTime(*until, now); err != nil {
+		return fmt.Errorf("audit: --until %w", err)
+	}
+	nc, err := cf.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	store, err := openStore(ctx, nc)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(stdout, 64<<10)
+	defer w.Flush()
+	return streamEvents(ctx, store, o, f, *asJSON, *progress, w, stderr)
+}
+
+// streamEvents is the audit loop, shared by audit and its benchmark.
+func streamEvents(ctx context.Context, store *eventstore.Store, o eventstore.ScanOptions, f auditFilter, asJSON, progress bool, w io.Writer, stderr io.Writer) error {
+	last, err := store.LastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	if !asJSON {
+		fmt.Fprintln(w, tableHeader)
+	}
+	enc := json.NewEncoder(w)
+	start, lastShown := time.Now(), time.Time{}
+	var records, shown int
+	_, err = store.Scan(ctx, o, func(r *eventstore.Record) error {
+		records++
+		hs, err := service.HistoryOf(r)
+		if err != nil {
+			return fmt.Errorf("record %d: %w", r.Seq, err)
+		}
+		for _, h := range hs {
+			if !f.match(h) {
+				continue
+			}
+			shown++
+			if asJSON {
+				if err := enc.Encode(h); err != nil {
+					return err
+				}
+			} else if _, err := io.WriteString(w, tableRow(h)); err != nil {
+				return err
+			}
+		}
+		if progress && time.Since(lastShown) > 200*time.Millisecond {
+			lastShown = time.Now()
+			el := time.Since(start).Seconds()
+			rate := float64(records) / el
+			eta := time.Duration(float64(last-min(r.Seq, last)) / max(rate, 1) * float64(time.Second))
+			fmt.Fprintf(stderr, "\raudit: record %d of %d (%.0f%%), %d events shown, %.0f records/s, ETA %s   ",
+				r.Seq, last, 100*float64(r.Seq)/float64(max(last, 1)), shown, rate, eta.Round(time.Second))
+		}
+		return nil
+	})
+	if progress {
+		fmt.Fprintf(stderr, "\raudit: %d records read, %d events shown in %s%s\n", records, shown,
+			time.Since(start).Round(time.Millisecond), strings.Repeat(" ", 30))
+	}
+	return err
+}
+
+const tableHeader = "TIME                            SEQ       EVENT                 OPERATION                             OP      ATT  REQUEST           OUTCOME"
+
+// row is one line of the audit and history tables.
+type row struct {
+	Time        time.Time `json:"time"`
+	Seq         uint64    `json:"seq"`
+	Type        string    `json:"type"`
+	OperationID string    `json:"operationId"`
+	Operation   string    `json:"operation"`
+	RequestID   string    `json:"requestId"`
+	Outcome     string    `json:"outcome"`
+	Attempt     int       `json:"attempt"`
+}
+
+// tableRow formats one event with fixed widths (no buffering of the whole table: constant memory).
+func tableRow(h service.HistoryEvent) string {
+	return formatRow(row{Time: h.Time, Seq: h.Seq, Type: h.Type, OperationID: h.OperationID, Operation: h.Operation,
+		RequestID: h.RequestID, Outcome: outcomeDetail(h), Attempt: h.Attempt})
+}
+
+func formatRow(r row) string {
+	req := r.RequestID
+	if len(req) > 16 {
+		req = req[:15] + "…"
+	}
+	att := ""
+	if r.Attempt > 0 {
+		att = fmt.Sprint(r.Attempt)
+	}
+	return fmt.Sprintf("%-31s %-9d %-21s %-37s %-7s %-4s %-17s %s\n", r.Time.UTC().Format(time.RFC3339Nano), r.Seq, r.Type,
+		dash(r.OperationID), dash(r.Operation), att, dash(req), r.Outcome)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// outcomeDetail adds what an auditor wants next to the outcome: the message or error.
+func outcomeDetail(h service.HistoryEvent) string {
+	out := h.Outcome
+	switch x := h.Event.(type) {
+	case domain.OperationCompleted:
+		if x.Message != "" {
+			out += " (" + x.Message + ")"
+		}
+	case domain.AttemptFailed:
+		out += " (" + x.Error.Message + ")"
+	case domain.AddRequested:
+		out = "shadow " + h.ShadowID
+	case domain.TimerSet:
+		out = "due " + x.At.UTC().Format(time.RFC3339Nano)
+	}
+	return out
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"io"
+	"runtime"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/cmd/internal/service"
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+	"shadowbridge/eventstore/natstest"
+	"shadowbridge/eventstore/storetest"
+)
+
+func benchLog(b *testing.B, shadows, per int) (*eventstore.Store, []string) {
+	srv := natstest.Start(b)
+	store, err := eventstore.Open(context.Background(), srv.Connect(b), eventstore.DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids, err := storetest.Populate(context.Background(), store, storetest.Resource(b), shadows, per)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return store, ids
+}
+
+// BenchmarkAudit: `audit --json` over 1,000,000 records (10,000 shadows x 100) to a discarding
+// writer, vs a raw ordered-consumer replay of the same stream; the Go heap is sampled during the
+// audit to show that memory stays constant.
+func BenchmarkAudit(b *testing.B) {
+	const shadows, per = 10000, 100
+	for range b.N {
+		store, _ := benchLog(b, shadows, per)
+		ctx := context.Background()
+		start := time.Now()
+		cons, err := store.JetStream().OrderedConsumer(ctx, "PROV_EVENTS", jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(5000))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range shadows * per {
+			if _, err := it.Next(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		it.Stop()
+		raw := float64(shadows*per) / time.Since(start).Seconds()
+
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		base := ms.HeapAlloc
+		var peak atomic.Uint64
+		sctx, stop := context.WithCancel(ctx)
+		go func() {
+			// The live heap (after a collection) every 2 s: garbage not yet collected is not memory
+			// the audit holds.
+			for sctx.Err() == nil {
+				time.Sleep(2 * time.Second)
+				runtime.GC()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				if ms.HeapAlloc > peak.Load() {
+					peak.Store(ms.HeapAlloc)
+				}
+			}
+		}()
+		cw := &countingWriter{}
+		start = time.Now()
+		if err := streamEvents(ctx, store, eventstore.ScanOptions{}, auditFilter{}, true, false, cw, io.Discard); err != nil {
+			b.Fatal(err)
+		}
+		ours := float64(shadows*per) / time.Since(start).Seconds()
+		stop()
+		if cw.lines < shadows*per {
+			b.Fatalf("%d JSON lines for %d records", cw.lines, shadows*per)
+		}
+		b.ReportMetric(raw, "raw:records/s")
+		b.ReportMetric(ours, "records/s")
+		b.ReportMetric(ours/raw, "ratio")
+		b.ReportMetric(float64(cw.lines), "events:n")
+		b.ReportMetric(float64(peak.Load()-min(base, peak.Load()))/(1<<20), "live_heap_growth:MiB")
+	}
+}
+
+type countingWriter struct{ lines int }
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	for _, x := range p {
+		if x == '\n' {
+			c.lines++
+		}
+	}
+	return len(p), nil
+}
+
+// BenchmarkAsOf: `get --as-of` for a shadow with 1,000 commits among 10,000 (10 shadows x 1,000),
+// at random moments of its life, vs the raw replay of its 1,000 messages (what it must read).
+func BenchmarkAsOf(b *testing.B) {
+	const shadows, per, queries = 10, 1000, 200
+	for range b.N {
+		store, ids := benchLog(b, shadows, per)
+		ctx := context.Background()
+		res := storetest.Resource(b)
+		svc := service.New(store, nil, domain.Catalog{res.Name(): res}, nil)
+		recs, err := store.History(ctx, ids[3])
+		if err != nil || len(recs) != per {
+			b.Fatalf("%d records: %v", len(recs), err)
+		}
+		// Populate gives every commit one decision time; spread the queries over it and a bit beyond.
+		ev, _ := recs[0].Events()
+		t0 := ev[0].EventTime()
+		var ours, raw []time.Duration
+		for i := range queries {
+			at := t0.Add(time.Duration(i-queries/2) * time.Millisecond)
+			s := time.Now()
+			_, err := svc.Shadow(ctx, ids[3], at)
+			ours = append(ours, time.Since(s))
+			if err != nil && at.After(t0) {
+				b.Fatal(err)
+			}
+			s = time.Now()
+			if _, err := store.History(ctx, ids[3]); err != nil {
+				b.Fatal(err)
+			}
+			raw = append(raw, time.Since(s))
+		}
+		p := func(d []time.Duration, q float64) float64 {
+			slices.Sort(d)
+			return float64(d[int(float64(len(d)-1)*q)].Microseconds()) / 1000
+		}
+		b.ReportMetric(p(ours, 0.5), "p50:ms")
+		b.ReportMetric(p(ours, 0.99), "p99:ms")
+		b.ReportMetric(p(raw, 0.5), "raw_p50:ms")
+		b.ReportMetric(p(ours, 0.5)/p(raw, 0.5), "ratio")
+	}
+}

@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -812,5 +813,44 @@ func TestAdministrativeState(t *testing.T) {
 	}
 	if _, err := DecideAdministrative(r, "no.such", AdministrativeMaintenance, "", t0); !errors.Is(err, ErrUnknownResource) {
 		t.Fatalf("bad resource: %v", err)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	r := testResource(t, true)
+	s := added(t, r)
+	x := Explain(s, r.Consistency(), t0)
+	if len(x.Next) != 1 || !x.Next[0].At.IsZero() || x.LifecycleState != LifecycleProposed {
+		t.Fatalf("proposed: %+v", x)
+	}
+	boom := OperationError{Category: CategoryCommunication, Message: "connection refused"}
+	s, _ = run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 1, Error: boom}, t0.Add(time.Second))
+	s, _ = run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: []any{"b"}}}}, t0.Add(2*time.Second))
+	x = Explain(s, r.Consistency(), t0.Add(3*time.Second))
+	eq(t, "conceived", x.LifecycleState, LifecycleConceived)
+	if len(x.Why) != 1 || !strings.Contains(x.Why[0], "connection refused") {
+		t.Fatalf("why: %v", x.Why)
+	}
+	// The queued modify (no time) comes first, then the retry at last attempt + 30m.
+	if len(x.Next) != 2 || !strings.Contains(x.Next[0].What, "waits behind") || !x.Next[1].At.Equal(t0.Add(time.Second+30*time.Minute)) ||
+		!strings.Contains(x.Next[1].What, "attempt 2 of 3") {
+		t.Fatalf("next: %+v", x.Next)
+	}
+	s, _ = run(t, s, Refresh{Resource: r, ForceRetry: true}, t0.Add(4*time.Second))
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 2, Reference: "ref-1"}, t0.Add(5*time.Second))
+	x = Explain(s, r.Consistency(), t0.Add(6*time.Second))
+	if !strings.Contains(x.Next[0].What, "confirmation (reference ref-1)") {
+		t.Fatalf("waiting for confirmation: %+v", x.Next)
+	}
+	// A failed add: tombstone, with the cause and the expiry.
+	s, _ = run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultFatalError, Message: "quota"}, t0.Add(7*time.Second))
+	x = Explain(s, r.Consistency(), t0.Add(8*time.Second))
+	eq(t, "tombstone", x.LifecycleState, LifecycleTombstone)
+	if !strings.Contains(x.Why[0], "fatal_error (quota)") {
+		t.Fatalf("why: %v", x.Why)
+	}
+	lastNext := x.Next[len(x.Next)-1]
+	if !strings.Contains(lastNext.What, "leaves the projection") || !lastNext.At.Equal(t0.Add(7*time.Second+7*24*time.Hour)) {
+		t.Fatalf("expiry: %+v", x.Next)
 	}
 }

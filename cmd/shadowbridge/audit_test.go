@@ -143,6 +143,13 @@ func TestAuditFiltersAndFormats(t *testing.T) {
 			t.Errorf("%v: no error", args)
 		}
 	}
+	ex, err := client(t, natsURL, "explain", ids[1])
+	if err != nil || !strings.Contains(ex, "is tombstone") || !strings.Contains(ex, "the delete completed with success") || !strings.Contains(ex, "leaves the projection") {
+		t.Fatalf("explain: %v\n%s", err, ex)
+	}
+	if _, err := client(t, natsURL, "explain", "not-a-uuid"); err == nil || !strings.HasPrefix(err.Error(), "400 ") {
+		t.Fatalf("explain of a bad id: %v", err)
+	}
 	hist, err := client(t, natsURL, "history", ids[0])
 	if err != nil || !strings.Contains(hist, "hr-anne-2") || !strings.Contains(hist, "success") {
 		t.Fatalf("history table: %v\n%s", err, hist)

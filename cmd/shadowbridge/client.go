@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"shadowbridge/cmd/internal/app"
+	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 )
 
@@ -237,6 +238,12 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 			body["resource"] = *resource
 		}
 		subject = *cf.prefix + ".query.pending"
+	case "explain":
+		if err := need(1, "SHADOW"); err != nil {
+			return err
+		}
+		body["shadowId"] = pos[0]
+		subject = *cf.prefix + ".query.explain"
 	case "history":
 		if err := need(1, "SHADOW"); err != nil {
 			return err
@@ -264,6 +271,9 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 	}
 	if verb == "history" {
 		return printHistory(reply.Data, *asJSON, stdout)
+	}
+	if verb == "explain" && !*asJSON {
+		return printExplanation(reply.Data, stdout)
 	}
 	var pretty any
 	if err := json.Unmarshal(reply.Data, &pretty); err != nil {
@@ -315,6 +325,30 @@ func printHistory(data []byte, asJSON bool, stdout io.Writer) error {
 			e.Outcome = strings.TrimSpace(e.Outcome + " " + d)
 		}
 		fmt.Fprint(stdout, formatRow(e.row))
+	}
+	return nil
+}
+
+func printExplanation(data []byte, stdout io.Writer) error {
+	var x domain.Explanation
+	if err := json.Unmarshal(data, &x); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "shadow %s is %s\n", x.ShadowID, x.LifecycleState)
+	for _, w := range x.Why {
+		fmt.Fprintf(stdout, "  because %s\n", w)
+	}
+	if len(x.Next) == 0 {
+		fmt.Fprintln(stdout, "nothing is due")
+		return nil
+	}
+	fmt.Fprintln(stdout, "next:")
+	for _, n := range x.Next {
+		at := "waiting"
+		if !n.At.IsZero() {
+			at = n.At.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(stdout, "  %-20s %s\n", at, n.What)
 	}
 	return nil
 }

@@ -43,6 +43,7 @@ client (over NATS; --server URL, env NATS_URL):
   get SHADOW [--as-of TIME]
   pending [--resource R]
   history SHADOW [--json]
+  explain SHADOW [--json]                         why the shadow is in its state, and what happens next
   audit [--resource R] [--object-class C] [--operation add|modify|delete] [--result R]
         [--since T] [--until T] [--request-id ID] [--json]   replay the event log for auditors
 
@@ -64,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runRebuild(ctx, rest, getenv, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, rest, getenv, stdout, stderr)
-	case "add", "modify", "delete", "refresh", "confirm", "cancel", "maintenance", "resource", "get", "pending", "history":
+	case "add", "modify", "delete", "refresh", "confirm", "cancel", "maintenance", "resource", "get", "pending", "history", "explain":
 		return runClient(ctx, cmd, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

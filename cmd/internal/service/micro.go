@@ -364,14 +364,39 @@ func (s *Service) handleQuery(ctx context.Context, prefix string, r micro.Reques
 				err = &notFound{err}
 			}
 		}
+	case "explain":
+		var q HistoryQuery
+		if q, err = Decode[HistoryQuery](r.Data()); err == nil {
+			reply, err = s.Explain(ctx, q.ShadowID)
+		}
 	default:
-		err = &notFound{fmt.Errorf("unknown query %q (want shadow, pending, history or resource)", q)}
+		err = &notFound{fmt.Errorf("unknown query %q (want shadow, pending, history, explain or resource)", q)}
 	}
 	if err != nil {
 		s.respondErr(r, err)
 		return
 	}
 	s.respondJSON(r, reply)
+}
+
+// Explain says why the shadow is in its lifecycle state and what happens next (due timers,
+// grace windows, operations waiting), from its current state.
+func (s *Service) Explain(ctx context.Context, shadowID string) (domain.Explanation, error) {
+	if !domain.ValidID(shadowID) {
+		return domain.Explanation{}, fmt.Errorf("explain: %w: shadowId %q is not a UUID", domain.ErrInvalidID, shadowID)
+	}
+	st, _, err := s.store.LoadByID(ctx, shadowID)
+	if err != nil {
+		return domain.Explanation{}, err
+	}
+	if !st.Created() {
+		return domain.Explanation{}, fmt.Errorf("explain: %w: %s", domain.ErrShadowNotFound, shadowID)
+	}
+	cons := domain.DefaultConsistency()
+	if res, err := s.catalog.Lookup(st.Resource()); err == nil {
+		cons = res.Consistency()
+	}
+	return domain.Explain(st, cons, s.now()), nil
 }
 
 // Shadow returns the shadow now, or as it was at asOf when asOf is not zero (folded from the log).

@@ -92,6 +92,16 @@ func (ix *PendingIndex) apply(e jetstream.KeyValueEntry) {
 	ix.mu.Unlock()
 }
 
+// Ready reports whether the index has loaded the bucket's values as they were when it started.
+func (ix *PendingIndex) Ready() bool {
+	select {
+	case <-ix.ready:
+		return true
+	default:
+		return false
+	}
+}
+
 // Pending returns the shadows with unfinished operations, of one resource or of all ("").
 // The order is by resource, then shadow id.
 func (ix *PendingIndex) Pending(ctx context.Context, resource string) ([]domain.ShadowData, error) {

@@ -45,6 +45,7 @@ func DefaultConfig() Config {
 type Projector struct {
 	cfg Config
 	src Source
+	js  jetstream.JetStream
 	kv  jetstream.KeyValue
 	log *slog.Logger
 
@@ -88,7 +89,33 @@ func NewProjector(ctx context.Context, js jetstream.JetStream, src Source, cfg C
 	if err != nil {
 		return nil, err
 	}
-	return &Projector{cfg: cfg, src: src, kv: kv, log: log.WithGroup("projector"), known: map[string]kvVersion{}}, nil
+	return &Projector{cfg: cfg, src: src, js: js, kv: kv, log: log.WithGroup("projector"), known: map[string]kvVersion{}}, nil
+}
+
+// Lag returns how many records the projection has not applied yet: those its durable consumer
+// has not delivered plus those delivered but not acknowledged (shared by every instance).
+func (p *Projector) Lag(ctx context.Context, stream string) (uint64, error) {
+	c, err := p.js.Consumer(ctx, stream, p.cfg.Durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		// Not created yet: everything in the stream is still to project.
+		st, err := p.js.Stream(ctx, stream)
+		if err != nil {
+			return 0, err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return info.State.Msgs, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
 }
 
 // Key returns the projection key of a shadow.

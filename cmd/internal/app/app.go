@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"shadowbridge/bridge"
+	"shadowbridge/cmd/internal/metrics"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
@@ -46,6 +47,7 @@ type App struct {
 	Pending   *projections.PendingIndex
 	Micro     micro.Service
 	targets   map[string]bridge.Target
+	nc        *nats.Conn
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -85,7 +87,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a := &App{Store: store, Projector: proj, ctx: runCtx, cancel: cancel, log: log, targets: map[string]bridge.Target{}}
+	a := &App{Store: store, Projector: proj, nc: nc, ctx: runCtx, cancel: cancel, log: log, targets: map[string]bridge.Target{}}
 	fail := func(err error) (*App, error) { a.Close(); return nil, err }
 	if a.Pending, err = projections.NewPendingIndex(runCtx, kv, log); err != nil {
 		return fail(err)
@@ -112,6 +114,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 				if _, err := catalog.Lookup(r.Resource); err != nil || r.ShadowID == "" {
 					return nil // a timer of a resource no longer configured
 				}
+				metrics.Timers.Inc("fired")
 				_, err := a.Service.Refresh(ctx, r.Resource, r.ShadowID, false)
 				if errors.Is(err, domain.CategoryNotFound) {
 					return nil
@@ -228,9 +231,13 @@ func ApplyTimers(ctx context.Context, store *eventstore.Store, r *eventstore.Rec
 	for _, e := range evs {
 		switch x := e.(type) {
 		case domain.TimerSet:
-			err = store.ArmTimer(ctx, r.Resource, r.ShadowID, x.At)
+			if err = store.ArmTimer(ctx, r.Resource, r.ShadowID, x.At); err == nil {
+				metrics.Timers.Inc("armed")
+			}
 		case domain.TimerCleared:
-			err = store.CancelTimer(ctx, r.Resource, r.ShadowID)
+			if err = store.CancelTimer(ctx, r.Resource, r.ShadowID); err == nil {
+				metrics.Timers.Inc("cancelled")
+			}
 		}
 		if err != nil {
 			return err

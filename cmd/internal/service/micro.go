@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"shadowbridge/cmd/internal/metrics"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 )
@@ -115,12 +116,18 @@ func (s *Service) Serve(ctx context.Context, nc *nats.Conn, o ServeOptions) (mic
 			}()
 		}
 	}
-	if err := svc.AddEndpoint("commands", async(func(ctx context.Context, r micro.Request) { s.handleCommand(ctx, o.Prefix, r) }),
+	if err := svc.AddEndpoint("commands", async(func(ctx context.Context, r micro.Request) {
+		defer observe(r, time.Now())
+		s.handleCommand(ctx, o.Prefix, r)
+	}),
 		micro.WithEndpointSubject(o.Prefix+".cmd.>")); err != nil {
 		_ = svc.Stop()
 		return nil, fmt.Errorf("service: %w", err)
 	}
-	if err := svc.AddEndpoint("queries", async(func(ctx context.Context, r micro.Request) { s.handleQuery(ctx, o.Prefix, r) }),
+	if err := svc.AddEndpoint("queries", async(func(ctx context.Context, r micro.Request) {
+		defer observe(r, time.Now())
+		s.handleQuery(ctx, o.Prefix, r)
+	}),
 		micro.WithEndpointSubject(o.Prefix+".query.>")); err != nil {
 		_ = svc.Stop()
 		return nil, fmt.Errorf("service: %w", err)
@@ -132,17 +139,33 @@ func (s *Service) Serve(ctx context.Context, nc *nats.Conn, o ServeOptions) (mic
 // micro.Request.Respond/Error: handlers run on worker goroutines, and micro reads a request's error
 // state after its handler returns, which would race. The headers and body follow micro's
 // convention exactly; micro still counts the requests.
+// verbOf names a request for metrics: the command verb, or "query_<name>".
+func verbOf(subject string) string {
+	i := strings.LastIndexByte(subject, '.')
+	verb := subject[i+1:]
+	if strings.Contains(subject, ".query.") {
+		return "query_" + verb
+	}
+	return verb
+}
+
+func observe(r micro.Request, start time.Time) {
+	metrics.CommandDuration.Observe(time.Since(start), verbOf(r.Subject()))
+}
+
 func (s *Service) respondJSON(r micro.Request, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		s.respondErr(r, fmt.Errorf("encode reply: %w", err))
 		return
 	}
+	metrics.Commands.Inc(verbOf(r.Subject()), "ok")
 	s.reply(r, b, nil)
 }
 
 func (s *Service) respondErr(r micro.Request, err error) {
 	code, cat := StatusOf(err)
+	metrics.Commands.Inc(verbOf(r.Subject()), string(cat))
 	var body ErrorBody
 	body.Error.Code = string(cat)
 	body.Error.Message = err.Error()

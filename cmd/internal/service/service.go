@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"shadowbridge/bridge"
+	"shadowbridge/cmd/internal/metrics"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 )
@@ -171,6 +172,9 @@ func (s *Service) UpdateFrom(ctx context.Context, resource, shadowID, requestID 
 			return Outcome{Seq: res.Seq, Duplicate: true}, nil
 		}
 		s.release(ctx, shadowID, minus(st.Claims(), next.Claims()))
+		for _, e := range events {
+			metrics.EventsAppended.Inc(e.EventType())
+		}
 		return Outcome{Shadow: next, Events: events, Seq: res.Seq}, nil
 	}
 	return Outcome{}, fmt.Errorf("%w: shadow %s: gave up after %d concurrent updates", eventstore.ErrConflict, shadowID, maxAttempts)
@@ -461,6 +465,7 @@ func (s *Service) Delivered(ctx context.Context, resource, shadowID, operationID
 		return domain.RecordDelivery{Resource: res, OperationID: operationID, Attempt: attempt, Reference: reference}
 	})
 	if err == nil {
+		metrics.BridgeOutcomes.Inc(resource, "sent")
 		s.noteAvailability(ctx, resource, domain.AvailabilityUp, "")
 	}
 	return err
@@ -469,9 +474,13 @@ func (s *Service) Delivered(ctx context.Context, resource, shadowID, operationID
 // Postponed records that the dispatcher held an attempt back without contacting the target (the
 // resource is in maintenance): the operation waits again and no attempt is counted.
 func (s *Service) Postponed(ctx context.Context, resource, shadowID, operationID string, attempt int, reason string, known *bridge.Known) error {
-	return s.record(ctx, resource, shadowID, known, func(res domain.Resource) domain.Command {
+	err := s.record(ctx, resource, shadowID, known, func(res domain.Resource) domain.Command {
 		return domain.RecordPostponement{Resource: res, OperationID: operationID, Attempt: attempt, Reason: reason}
 	})
+	if err == nil {
+		metrics.BridgeOutcomes.Inc(resource, "postponed")
+	}
+	return err
 }
 
 // lookup returns the configured resource with its current administrative state, so that every
@@ -584,6 +593,7 @@ func (s *Service) Failed(ctx context.Context, resource, shadowID, operationID st
 			Error: domain.OperationError{Category: category, Message: message}}
 	})
 	if err == nil {
+		metrics.BridgeOutcomes.Inc(resource, "failed")
 		switch category {
 		case domain.CategoryCommunication:
 			s.noteAvailability(ctx, resource, domain.AvailabilityDown, message)

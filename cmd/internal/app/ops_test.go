@@ -1,0 +1,94 @@
+package app_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"shadowbridge/cmd/internal/app"
+	"shadowbridge/domain"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// metric returns the value of the sample line starting with prefix (name and labels).
+func metric(t *testing.T, text, prefix string) float64 {
+	t.Helper()
+	for _, l := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(l, prefix+" "); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", l, err)
+			}
+			return v
+		}
+	}
+	return -1
+}
+
+func TestMetricsAndReadiness(t *testing.T) {
+	e := start(t, app.DefaultConfig(), app.Options{})
+	srv := httptest.NewServer(e.app.Handler())
+	defer srv.Close()
+	waitFor(t, "ready", 10*time.Second, func() bool { code, _ := get(t, srv.URL+"/readyz"); return code == 200 })
+	_, before := get(t, srv.URL+"/metrics")
+	id := e.ok(t, "prov.cmd.demo.add", map[string]any{"objectClass": "AccountObjectClass", "attributes": map[string]any{"login": []any{"metrics"}}})["shadowId"].(string)
+	e.waitShadow(t, "demo", id, func(d domain.ShadowData) bool { return d.LifecycleState == domain.LifecycleLive })
+	if _, code := e.call(t, "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{}}`); code != "400" {
+		t.Fatalf("bad add: %s", code)
+	}
+	code, text := get(t, srv.URL+"/metrics")
+	if code != 200 {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, c := range []struct {
+		prefix string
+		min    float64
+	}{
+		{`shadowbridge_commands_total{verb="add",outcome="ok"}`, 1},
+		{`shadowbridge_commands_total{verb="add",outcome="schema"}`, 1},
+		{`shadowbridge_events_appended_total{type="AddRequested"}`, 1},
+		{`shadowbridge_events_appended_total{type="OperationCompleted"}`, 1},
+		{`shadowbridge_bridge_outcomes_total{resource="demo",outcome="sent"}`, 1},
+		{`shadowbridge_command_duration_seconds_count{verb="add"}`, 2},
+		{`shadowbridge_resource_up{resource="demo",status="up"}`, 1},
+		{`shadowbridge_resource_maintenance{resource="demo"}`, 0},
+		{`shadowbridge_projection_lag_records`, 0},
+	} {
+		got := metric(t, text, c.prefix)
+		if got < c.min {
+			t.Errorf("%s = %v, want >= %v", c.prefix, got, c.min)
+		}
+		// Counters only grow, and this test's commands moved them (the registry is process-wide).
+		if strings.HasPrefix(c.prefix, "shadowbridge_commands_total") && metric(t, before, c.prefix) >= got {
+			t.Errorf("%s did not grow: %v -> %v", c.prefix, metric(t, before, c.prefix), got)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^# TYPE shadowbridge_command_duration_seconds histogram$`).MatchString(text) ||
+		!strings.Contains(text, `shadowbridge_command_duration_seconds_bucket{verb="add",le="+Inf"}`) {
+		t.Fatalf("histogram missing:\n%s", text)
+	}
+	// NATS gone: not ready.
+	e.srv.Shutdown()
+	waitFor(t, "not ready without NATS", 10*time.Second, func() bool {
+		code, body := get(t, srv.URL+"/readyz")
+		return code == 503 && strings.Contains(body, "NATS connection")
+	})
+	if code, _ := get(t, srv.URL+"/healthz"); code != 200 {
+		t.Fatalf("healthz without NATS: %d (liveness must not depend on NATS)", code)
+	}
+}

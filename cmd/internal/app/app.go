@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
 	"shadowbridge/bridge"
@@ -45,9 +46,11 @@ type App struct {
 	Service   *service.Service
 	Projector *projections.Projector
 	Pending   *projections.PendingIndex
+	Dashboard *projections.Dashboard
 	Micro     micro.Service
 	targets   map[string]bridge.Target
 	nc        *nats.Conn
+	kv        jetstream.KeyValue // the projection
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -87,9 +90,12 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a := &App{Store: store, Projector: proj, nc: nc, ctx: runCtx, cancel: cancel, log: log, targets: map[string]bridge.Target{}}
+	a := &App{Store: store, Projector: proj, nc: nc, kv: kv, ctx: runCtx, cancel: cancel, log: log, targets: map[string]bridge.Target{}}
 	fail := func(err error) (*App, error) { a.Close(); return nil, err }
 	if a.Pending, err = projections.NewPendingIndex(runCtx, kv, log); err != nil {
+		return fail(err)
+	}
+	if a.Dashboard, err = projections.NewDashboard(runCtx, kv, log); err != nil {
 		return fail(err)
 	}
 	a.Service = service.New(store, a.Pending, catalog, log)

@@ -2,20 +2,24 @@ package app
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
 	"io"
+	"io/fs"
 	"maps"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"shadowbridge/cmd/internal/metrics"
+	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
+	"shadowbridge/projections"
 )
 
 // Handler serves health checks, the pending list as JSON, and a small status page.
@@ -45,20 +49,35 @@ func (a *App) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"shadows": list})
 	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		list, err := a.Pending.Pending(r.Context(), "")
+	static, _ := fs.Sub(webFS, "web")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	page := func(name string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			http.ServeFileFS(w, r, webFS, "web/"+name)
+		}
+	}
+	mux.HandleFunc("GET /{$}", page("dashboard.html"))
+	mux.HandleFunc("GET /shadow/{id}", page("shadow.html"))
+	mux.HandleFunc("GET /api/dashboard", func(w http.ResponseWriter, r *http.Request) {
+		d, err := a.dashboardData(r.Context())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, "<!doctype html><title>shadowbridge</title><meta http-equiv=refresh content=2><h1>shadowbridge</h1><p>%d shadows with pending operations at %s</p><ul>",
-			len(list), time.Now().UTC().Format(time.RFC3339))
-		for _, d := range list {
-			fmt.Fprintf(w, "<li>%s %s <b>%s</b></li>", html.EscapeString(d.Resource), html.EscapeString(d.ShadowID), html.EscapeString(string(d.LifecycleState)))
-		}
-		fmt.Fprint(w, "</ul>")
+		writeJSON(w, d)
 	})
+	mux.HandleFunc("GET /api/stream", a.streamDashboard)
+	mux.HandleFunc("GET /api/shadow/{id}", func(w http.ResponseWriter, r *http.Request) {
+		d, _, err := a.shadowData(r.Context(), r.PathValue("id"))
+		if err != nil {
+			code, _ := service.StatusOf(err)
+			http.Error(w, err.Error(), code)
+			return
+		}
+		writeJSON(w, d)
+	})
+	mux.HandleFunc("GET /api/shadow/{id}/stream", a.streamShadow)
 	return mux
 }
 
@@ -115,5 +134,173 @@ func (a *App) writeGauges(ctx context.Context, w io.Writer) {
 			m = 1
 		}
 		fmt.Fprintf(w, "shadowbridge_resource_maintenance{resource=%q} %d\n", name, m)
+	}
+}
+
+//go:embed web
+var webFS embed.FS
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ResourceView is one resource on the dashboard.
+type ResourceView struct {
+	Resource     string                     `json:"resource"`
+	Availability domain.ResourceData        `json:"availability"`
+	Counts       projections.ResourceCounts `json:"counts"`
+}
+
+// DashboardData is what the dashboard shows (GET /api/dashboard, and each server-sent event of
+// /api/stream).
+type DashboardData struct {
+	Time      time.Time           `json:"time"`
+	Resources []ResourceView      `json:"resources"`
+	Pending   []domain.ShadowData `json:"pending"` // the first 50 shadows with unfinished operations
+}
+
+func (a *App) dashboardData(ctx context.Context) (DashboardData, error) {
+	now := time.Now().UTC()
+	counts, err := a.Dashboard.Counts(ctx, now)
+	if err != nil {
+		return DashboardData{}, err
+	}
+	by := map[string]projections.ResourceCounts{}
+	for _, c := range counts {
+		by[c.Resource] = c
+	}
+	d := DashboardData{Time: now, Resources: []ResourceView{}}
+	for _, name := range slices.Sorted(maps.Keys(a.Service.Catalog())) {
+		st, err := a.Service.ResourceState(ctx, name)
+		if err != nil {
+			return DashboardData{}, err
+		}
+		c, ok := by[name]
+		if !ok {
+			c = projections.ResourceCounts{Resource: name, ByLifecycle: map[domain.Lifecycle]int{}, PendingByStatus: map[domain.ExecutionStatus]int{}}
+		}
+		d.Resources = append(d.Resources, ResourceView{Resource: name, Availability: st, Counts: c})
+	}
+	pending, err := a.Pending.Pending(ctx, "")
+	if err != nil {
+		return DashboardData{}, err
+	}
+	d.Pending = pending[:min(len(pending), 50)]
+	return d, nil
+}
+
+// sse prepares a server-sent events response; send writes one event.
+func sse(w http.ResponseWriter) (send func(event string, v any) error, ok bool) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return nil, false
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	return func(event string, v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+			return err
+		}
+		fl.Flush()
+		return nil
+	}, true
+}
+
+// streamDashboard pushes the dashboard on connect, after every change of the projection (at most
+// every 100 ms: bursts coalesce) and every 2 s (availability lives outside the projection).
+func (a *App) streamDashboard(w http.ResponseWriter, r *http.Request) {
+	send, ok := sse(w)
+	if !ok {
+		return
+	}
+	changed, stop := a.Dashboard.Subscribe()
+	defer stop()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		d, err := a.dashboardData(r.Context())
+		if err != nil {
+			return
+		}
+		if err := send("dashboard", d); err != nil {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-a.ctx.Done(): // shutting down: end the stream so the HTTP server can stop
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// ShadowView is the shadow page: the shadow, why it is so, and its event timeline.
+type ShadowView struct {
+	Shadow      domain.ShadowData      `json:"shadow"`
+	Explanation domain.Explanation     `json:"explanation"`
+	History     []service.HistoryEvent `json:"history"`
+}
+
+func (a *App) shadowData(ctx context.Context, id string) (ShadowView, string, error) {
+	st, err := a.Service.Shadow(ctx, id, time.Time{})
+	if err != nil {
+		return ShadowView{}, "", err
+	}
+	x, err := a.Service.Explain(ctx, id)
+	if err != nil {
+		return ShadowView{}, "", err
+	}
+	h, err := a.Service.History(ctx, id)
+	if err != nil {
+		return ShadowView{}, "", err
+	}
+	return ShadowView{Shadow: st, Explanation: x, History: h}, projections.Key(st.Resource, id), nil
+}
+
+// streamShadow pushes the shadow page on connect and whenever its projection entry changes.
+func (a *App) streamShadow(w http.ResponseWriter, r *http.Request) {
+	d, key, err := a.shadowData(r.Context(), r.PathValue("id"))
+	if err != nil {
+		code, _ := service.StatusOf(err)
+		http.Error(w, err.Error(), code)
+		return
+	}
+	send, ok := sse(w)
+	if !ok {
+		return
+	}
+	watch, err := a.kv.Watch(r.Context(), key, jetstream.UpdatesOnly())
+	if err != nil {
+		return
+	}
+	defer func() { _ = watch.Stop() }()
+	for {
+		if err := send("shadow", d); err != nil {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-a.ctx.Done():
+			return
+		case <-watch.Updates():
+		}
+		if d, _, err = a.shadowData(r.Context(), r.PathValue("id")); err != nil {
+			return
+		}
 	}
 }

@@ -1,0 +1,213 @@
+package app_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"shadowbridge/cmd/internal/app"
+	"shadowbridge/domain"
+)
+
+// browser drives headless Chromium over the DevTools protocol on a pipe (--remote-debugging-pipe:
+// JSON messages separated by NUL on file descriptors 3 and 4), so no WebSocket client or browser
+// driver is needed.
+type browser struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	in      *os.File // our end of Chromium's fd 3
+	mu      sync.Mutex
+	next    int
+	waiting map[int]chan map[string]any
+	session string
+}
+
+func startBrowser(t *testing.T) *browser {
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("SHADOWBRIDGE_REQUIRE_BROWSER") != "" {
+			t.Fatalf("chromium not found (run deployments/browser/install-chromium.sh): %v", err)
+		}
+		t.Skip("chromium not installed (deployments/browser/install-chromium.sh)")
+	}
+	cmdR, cmdW, _ := os.Pipe() // we write commands, Chromium reads fd 3
+	resR, resW, _ := os.Pipe() // Chromium writes fd 4, we read
+	profile, err := os.MkdirTemp("", "shadowbridge-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(path, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+		"--window-size=1280,1000", "--remote-debugging-pipe", "--user-data-dir="+profile, "about:blank")
+	cmd.ExtraFiles = []*os.File{cmdR, resW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Chromium's helpers die with it
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmdR.Close()
+	resW.Close()
+	b := &browser{t: t, cmd: cmd, in: cmdW, waiting: map[int]chan map[string]any{}}
+	go func() {
+		rd := bufio.NewReader(resR)
+		for {
+			msg, err := rd.ReadBytes(0)
+			if err != nil {
+				return
+			}
+			var m map[string]any
+			if json.Unmarshal(bytes.TrimSuffix(msg, []byte{0}), &m) != nil {
+				continue
+			}
+			id, ok := m["id"].(float64)
+			if !ok {
+				continue // an event
+			}
+			b.mu.Lock()
+			ch := b.waiting[int(id)]
+			delete(b.waiting, int(id))
+			b.mu.Unlock()
+			if ch != nil {
+				ch <- m
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmdW.Close()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		_ = os.RemoveAll(profile) // best effort: a helper may still be exiting
+	})
+	target := b.call("", "Target.createTarget", map[string]any{"url": "about:blank"})
+	att := b.call("", "Target.attachToTarget", map[string]any{"targetId": target["targetId"], "flatten": true})
+	b.session = att["sessionId"].(string)
+	b.call(b.session, "Page.enable", nil)
+	return b
+}
+
+func (b *browser) call(session, method string, params map[string]any) map[string]any {
+	b.t.Helper()
+	b.mu.Lock()
+	b.next++
+	id := b.next
+	ch := make(chan map[string]any, 1)
+	b.waiting[id] = ch
+	b.mu.Unlock()
+	msg := map[string]any{"id": id, "method": method, "params": params}
+	if session != "" {
+		msg["sessionId"] = session
+	}
+	data, _ := json.Marshal(msg)
+	if _, err := b.in.Write(append(data, 0)); err != nil {
+		b.t.Fatalf("%s: %v", method, err)
+	}
+	select {
+	case m := <-ch:
+		if e, ok := m["error"]; ok {
+			b.t.Fatalf("%s: %v", method, e)
+		}
+		r, _ := m["result"].(map[string]any)
+		return r
+	case <-time.After(30 * time.Second):
+		b.t.Fatalf("%s: no answer from chromium", method)
+		return nil
+	}
+}
+
+func (b *browser) navigate(url string) { b.call(b.session, "Page.navigate", map[string]any{"url": url}) }
+
+// eval returns the value of a JavaScript expression in the page, as a string.
+func (b *browser) eval(expr string) string {
+	b.t.Helper()
+	r := b.call(b.session, "Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true})
+	v, _ := r["result"].(map[string]any)
+	return fmt.Sprint(v["value"])
+}
+
+func (b *browser) waitEval(what, expr, want string) {
+	b.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	got := ""
+	for time.Now().Before(deadline) {
+		if got = b.eval(expr); got == want {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.t.Fatalf("%s: %s = %q, want %q", what, expr, got, want)
+}
+
+// screenshot saves a PNG of the page in SHADOWBRIDGE_SCREENSHOTS (a directory; the test's temp
+// dir when unset) and returns its path.
+func (b *browser) screenshot(name string) string {
+	b.t.Helper()
+	r := b.call(b.session, "Page.captureScreenshot", map[string]any{"format": "png"})
+	png, err := base64.StdEncoding.DecodeString(r["data"].(string))
+	if err != nil || len(png) < 1000 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		b.t.Fatalf("screenshot: %d bytes, %v", len(png), err)
+	}
+	dir := os.Getenv("SHADOWBRIDGE_SCREENSHOTS")
+	if dir == "" {
+		dir = b.t.TempDir()
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	return path
+}
+
+func counterExpr(id string) string {
+	return fmt.Sprintf(`(document.querySelector('[data-counter="%s"] .value') || {}).textContent`, id)
+}
+
+// The dashboard in a real browser: counts follow the projection live (server-sent events, no
+// reload) when an add arrives over NATS; the shadow page shows its timeline.
+func TestDashboardInBrowser(t *testing.T) {
+	b := startBrowser(t)
+	e := start(t, app.DefaultConfig(), app.Options{})
+	srv := httptest.NewServer(e.app.Handler())
+	defer func() { srv.CloseClientConnections(); srv.Close() }() // the pages hold event streams open
+	add := func(login string) string {
+		id := e.ok(t, "prov.cmd.demo.add", map[string]any{"requestId": "tour-" + login, "objectClass": "AccountObjectClass",
+			"attributes": map[string]any{"login": []any{login}, "fullName": []any{strings.ToUpper(login[:1]) + login[1:]}}})["shadowId"].(string)
+		e.waitShadow(t, "demo", id, func(d domain.ShadowData) bool { return d.LifecycleState == domain.LifecycleLive })
+		return id
+	}
+	add("anne")
+	b.navigate(srv.URL + "/")
+	b.waitEval("first render", counterExpr("demo.live"), "1")
+	b.eval(`window.__sameDocument = "yes"`)
+	updates := b.eval(`document.body.dataset.updates`)
+
+	id := add("jack")
+	b.waitEval("live count after an add over NATS", counterExpr("demo.live"), "2")
+	b.waitEval("same document (no reload)", `window.__sameDocument`, "yes")
+	if after := b.eval(`document.body.dataset.updates`); after == updates {
+		t.Fatalf("no update pushed (%s)", after)
+	}
+	b.waitEval("stylesheet applied", `getComputedStyle(document.querySelector(".resource")).borderTopStyle`, "solid")
+	b.waitEval("availability shown", `document.querySelector('[data-resource="demo"] .avail').textContent`, "up")
+	t.Logf("dashboard screenshot: %s", b.screenshot("dashboard.png"))
+
+	b.navigate(srv.URL + "/shadow/" + id)
+	b.waitEval("timeline", `String([...document.querySelectorAll('#timeline tbody tr')].some(r => r.textContent.includes("AddRequested")))`, "true")
+	b.waitEval("lifecycle in title", `String(document.getElementById("title").textContent.endsWith("live"))`, "true")
+	before := b.eval(`document.querySelectorAll('#timeline tbody tr').length`)
+	e.ok(t, "prov.cmd.demo.modify", map[string]any{"shadowId": id, "changes": map[string]any{"fullName": map[string]any{"replace": []any{"Jack Sparrow"}}}})
+	b.waitEval("modify appears live", `String(document.getElementById("attrs").textContent.includes("Jack Sparrow"))`, "true")
+	if after := b.eval(`document.querySelectorAll('#timeline tbody tr').length`); after == before {
+		t.Fatalf("timeline did not grow: %s rows", after)
+	}
+	t.Logf("shadow screenshot: %s", b.screenshot("shadow.png"))
+}

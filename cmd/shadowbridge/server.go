@@ -20,12 +20,23 @@ import (
 	"shadowbridge/projections"
 )
 
+// newLogger logs at SHADOWBRIDGE_LOG (debug, info (default), warn or error), as text or, with
+// SHADOWBRIDGE_LOG_FORMAT=json, as JSON lines.
 func newLogger(stderr io.Writer, getenv func(string) string) *slog.Logger {
 	level := slog.LevelInfo
-	if getenv("SHADOWBRIDGE_LOG") == "debug" {
+	switch getenv("SHADOWBRIDGE_LOG") {
+	case "debug":
 		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
 	}
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	o := &slog.HandlerOptions{Level: level}
+	if getenv("SHADOWBRIDGE_LOG_FORMAT") == "json" {
+		return slog.New(slog.NewJSONHandler(stderr, o))
+	}
+	return slog.New(slog.NewTextHandler(stderr, o))
 }
 
 func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -186,6 +186,13 @@ func (s *Service) reply(r micro.Request, data []byte, h nats.Header) {
 	}
 }
 
+// CommandVerbs are the verbs of <prefix>.cmd.<resource>.<verb>, and QueryNames the names of
+// <prefix>.query.<name> (docs/asyncapi.yaml is checked against them).
+var (
+	CommandVerbs = []string{"add", "modify", "delete", "refresh", "confirm", "cancel", "maintenance"}
+	QueryNames   = []string{"shadow", "pending", "history", "explain", "resource"}
+)
+
 func (s *Service) handleCommand(ctx context.Context, prefix string, r micro.Request) {
 	rest := strings.TrimPrefix(r.Subject(), prefix+".cmd.")
 	resource, verb, ok := strings.Cut(rest, ".")
@@ -231,7 +238,7 @@ func (s *Service) handleCommand(ctx context.Context, prefix string, r micro.Requ
 			}
 		}
 	default:
-		err = &notFound{fmt.Errorf("unknown command %q (want add, modify, delete, refresh, confirm, cancel or maintenance)", verb)}
+		err = &notFound{fmt.Errorf("unknown command %q (want %s)", verb, strings.Join(CommandVerbs, ", "))}
 	}
 	if err != nil {
 		s.log.Debug("command refused", "subject", r.Subject(), "err", err)
@@ -393,7 +400,7 @@ func (s *Service) handleQuery(ctx context.Context, prefix string, r micro.Reques
 			reply, err = s.Explain(ctx, q.ShadowID)
 		}
 	default:
-		err = &notFound{fmt.Errorf("unknown query %q (want shadow, pending, history, explain or resource)", q)}
+		err = &notFound{fmt.Errorf("unknown query %q (want %s)", q, strings.Join(QueryNames, ", "))}
 	}
 	if err != nil {
 		s.respondErr(r, err)

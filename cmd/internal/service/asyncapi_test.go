@@ -1,0 +1,158 @@
+package service_test
+
+import (
+	"encoding/json"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"shadowbridge/bridge"
+	"shadowbridge/cmd/internal/service"
+	"shadowbridge/domain"
+)
+
+// jsonFields returns the JSON names of a struct's fields (embedded structs flattened).
+func jsonFields(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous {
+			out = append(out, jsonFields(f.Type)...)
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The AsyncAPI document names every subject the service answers on, and its schemas have exactly
+// the fields of the Go types that read and write those messages.
+func TestAsyncAPIMatchesTheCode(t *testing.T) {
+	data, err := os.ReadFile("../../../docs/asyncapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		AsyncAPI   string `yaml:"asyncapi"`
+		Channels   map[string]struct{ Address string }
+		Operations map[string]struct{ Action string }
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]any
+			}
+		}
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(doc.AsyncAPI, "3.") {
+		t.Fatalf("asyncapi %q, want 3.x", doc.AsyncAPI)
+	}
+	var addresses []string
+	for _, c := range doc.Channels {
+		addresses = append(addresses, c.Address)
+	}
+	want := []string{"prov.evt.{resource}.{shadowId}", "prov.res.{resource}", "prov.timer.{resource}.{shadowId}",
+		"prov.due.{resource}.{shadowId}", "$KV.PROV_SHADOWS.{resource}.{shadowId}", "{requestAddress}", "{confirmationAddress}"}
+	for _, v := range service.CommandVerbs {
+		want = append(want, "prov.cmd.{resource}."+v)
+	}
+	for _, q := range service.QueryNames {
+		want = append(want, "prov.query."+q)
+	}
+	slices.Sort(addresses)
+	slices.Sort(want)
+	if !slices.Equal(addresses, want) {
+		t.Errorf("channel addresses\n got %v\nwant %v", addresses, want)
+	}
+	for name, op := range doc.Operations {
+		if op.Action != "send" && op.Action != "receive" {
+			t.Errorf("operation %s: action %q", name, op.Action)
+		}
+	}
+
+	// The request the AMQP target sends: its JSON keys and application properties.
+	full := domain.TargetRequest{Operation: domain.ChangeModify, ObjectClass: "C", Attributes: domain.Attributes{"a": {"x"}},
+		PrimaryIdentifiers: domain.Attributes{"uid": {"1"}}, SecondaryIdentifiers: domain.Attributes{"login": {"j"}},
+		Changes: domain.Changes{"a": {Replace: []any{"y"}}}}
+	body, err := bridge.Transform(bridge.SimplifiedJSON, full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req map[string]any
+	if err := json.Unmarshal(body, &req); err != nil {
+		t.Fatal(err)
+	}
+	var reqKeys []string
+	for k := range req {
+		reqKeys = append(reqKeys, k)
+	}
+	add, _ := bridge.Transform(bridge.SimplifiedJSON, domain.TargetRequest{Operation: domain.ChangeAdd, ObjectClass: "C", Attributes: domain.Attributes{"a": {"x"}}})
+	if strings.Contains(string(add), `"attributes"`) && !slices.Contains(reqKeys, "attributes") {
+		reqKeys = append(reqKeys, "attributes")
+	}
+	props := []string{"_AMQ_DUPL_ID"}
+	for k := range (bridge.Request{}).Properties() {
+		props = append(props, k)
+	}
+	slices.Sort(reqKeys)
+	slices.Sort(props)
+
+	schemas := map[string][]string{
+		"AddBody":                 jsonFields(reflect.TypeFor[service.AddBody]()),
+		"ModifyBody":              jsonFields(reflect.TypeFor[service.ModifyBody]()),
+		"DeleteBody":              jsonFields(reflect.TypeFor[service.DeleteBody]()),
+		"RefreshBody":             jsonFields(reflect.TypeFor[service.RefreshBody]()),
+		"ConfirmBody":             jsonFields(reflect.TypeFor[service.ConfirmBody]()),
+		"CancelBody":              jsonFields(reflect.TypeFor[service.CancelBody]()),
+		"MaintenanceBody":         jsonFields(reflect.TypeFor[service.MaintenanceBody]()),
+		"ShadowQuery":             jsonFields(reflect.TypeFor[service.ShadowQuery]()),
+		"PendingQuery":            jsonFields(reflect.TypeFor[service.PendingQuery]()),
+		"HistoryQuery":            jsonFields(reflect.TypeFor[service.HistoryQuery]()),
+		"ResourceQuery":           jsonFields(reflect.TypeFor[service.ResourceQuery]()),
+		"ChangeBody":              jsonFields(reflect.TypeFor[service.ChangeBody]()),
+		"Reply":                   jsonFields(reflect.TypeFor[service.Reply]()),
+		"HistoryEvent":            jsonFields(reflect.TypeFor[service.HistoryEvent]()),
+		"ShadowData":              jsonFields(reflect.TypeFor[domain.ShadowData]()),
+		"PendingOperation":        jsonFields(reflect.TypeFor[domain.PendingOperation]()),
+		"OperationError":          jsonFields(reflect.TypeFor[domain.OperationError]()),
+		"Explanation":             jsonFields(reflect.TypeFor[domain.Explanation]()),
+		"NextStep":                jsonFields(reflect.TypeFor[domain.NextStep]()),
+		"ResourceData":            jsonFields(reflect.TypeFor[domain.ResourceData]()),
+		"AvailabilityChange":      jsonFields(reflect.TypeFor[domain.AvailabilityChange]()),
+		"AMQPConfirmation":        without(jsonFields(reflect.TypeFor[service.ConfirmBody]()), "operationId"), // the operation id is the correlation-id
+		"TargetRequest":           reqKeys,
+		"TargetRequestProperties": props,
+	}
+	for name, fields := range schemas {
+		s, ok := doc.Components.Schemas[name]
+		if !ok {
+			t.Errorf("schema %s missing", name)
+			continue
+		}
+		var got []string
+		for k := range s.Properties {
+			got = append(got, k)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, fields) {
+			t.Errorf("schema %s\n got %v\nwant %v", name, got, fields)
+		}
+	}
+}
+
+func without(list []string, drop string) []string {
+	return slices.DeleteFunc(slices.Clone(list), func(s string) bool { return s == drop })
+}

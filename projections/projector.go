@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,6 +24,7 @@ import (
 type Source interface {
 	Subscribe(ctx context.Context, name string, o eventstore.SubscribeOptions, fn func(context.Context, []*eventstore.Record) error) error
 	LastPerShadow(ctx context.Context, fn func(*eventstore.Record) error) (uint64, error)
+	Load(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error)
 }
 
 // Config names the projection's resources.
@@ -240,6 +242,7 @@ func (p *Projector) write(ctx context.Context, key string, d domain.ShadowData) 
 // Progress reports a rebuild's progress.
 type Progress struct {
 	Shadows int    // shadows rebuilt so far
+	Seq     uint64 // the stream position the read has reached (last records come in stream order)
 	Last    uint64 // the stream sequence the rebuild covers: every event up to it is reflected
 	Phase   string // "read" or "done"
 }
@@ -282,7 +285,7 @@ func (p *Projector) Rebuild(ctx context.Context, progress func(Progress)) (Progr
 				return err
 			}
 			if progress != nil {
-				progress(Progress{Shadows: pr.Shadows, Phase: "read"})
+				progress(Progress{Shadows: pr.Shadows, Seq: r.Seq, Phase: "read"})
 			}
 		}
 		return nil
@@ -293,7 +296,7 @@ func (p *Projector) Rebuild(ctx context.Context, progress func(Progress)) (Progr
 	if err != nil {
 		return pr, err
 	}
-	pr.Last, pr.Phase = upto, "done"
+	pr.Last, pr.Seq, pr.Phase = upto, upto, "done"
 	if err := p.prune(ctx, seen); err != nil {
 		return pr, err
 	}
@@ -319,6 +322,17 @@ func (p *Projector) prune(ctx context.Context, keep map[string]bool) error {
 		}
 	}
 	for _, k := range stale {
+		// A shadow created while the rebuild read the log is not stale: the service keeps
+		// serving during a rebuild. Only keys the log does not back (or backs as expired) go.
+		if resource, id, ok := strings.Cut(k, "."); ok {
+			st, _, err := p.src.Load(ctx, resource, id)
+			if err != nil {
+				return fmt.Errorf("projections: prune %s: %w", k, err)
+			}
+			if st.Created() && !st.Data().Expired {
+				continue
+			}
+		}
 		if err := p.kv.Purge(ctx, k); err != nil {
 			return fmt.Errorf("projections: prune %s: %w", k, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -180,10 +181,13 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
+	total, err := store.LastSeq(ctx)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	pr, err := p.Rebuild(ctx, func(pr projections.Progress) {
-		rate := float64(pr.Shadows) / time.Since(start).Seconds()
-		fmt.Fprintf(stderr, "\r%s: %d shadows, %.0f shadows/s", pr.Phase, pr.Shadows, rate)
+		fmt.Fprint(stderr, "\r"+progressBar(pr, total, time.Since(start)))
 	})
 	fmt.Fprintln(stderr)
 	if err != nil {
@@ -191,6 +195,24 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	fmt.Fprintf(stdout, "rebuilt %d shadows, covering the log up to sequence %d, in %s\n", pr.Shadows, pr.Last, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// progressBar renders a rebuild's progress: how much of the log the projection covers, the rate
+// in events of the log covered per second, and the time left.
+func progressBar(pr projections.Progress, total uint64, elapsed time.Duration) string {
+	const width = 30
+	frac := 1.0
+	if total > 0 {
+		frac = min(float64(pr.Seq)/float64(total), 1)
+	}
+	filled := int(frac * width)
+	rate := float64(pr.Seq) / max(elapsed.Seconds(), 1e-6)
+	eta := time.Duration(0)
+	if rate > 0 && pr.Seq < total {
+		eta = time.Duration(float64(total-pr.Seq) / rate * float64(time.Second))
+	}
+	return fmt.Sprintf("[%s%s] %3.0f%% %d shadows, %.0f events/s, ETA %s ", strings.Repeat("#", filled), strings.Repeat(".", width-filled),
+		100*frac, pr.Shadows, rate, eta.Round(time.Second))
 }
 
 // httpServer is the ops and dashboard listener.

@@ -124,7 +124,9 @@ func (b *browser) call(session, method string, params map[string]any) map[string
 	}
 }
 
-func (b *browser) navigate(url string) { b.call(b.session, "Page.navigate", map[string]any{"url": url}) }
+func (b *browser) navigate(url string) {
+	b.call(b.session, "Page.navigate", map[string]any{"url": url})
+}
 
 // eval returns the value of a JavaScript expression in the page, as a string.
 func (b *browser) eval(expr string) string {

@@ -3,8 +3,15 @@ package main
 import (
 	"context"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +26,11 @@ import (
 )
 
 func benchLog(b *testing.B, shadows, per int) (*eventstore.Store, []string) {
+	store, ids, _ := benchLogURL(b, shadows, per)
+	return store, ids
+}
+
+func benchLogURL(b *testing.B, shadows, per int) (*eventstore.Store, []string, string) {
 	srv := natstest.Start(b)
 	store, err := eventstore.Open(context.Background(), srv.Connect(b), eventstore.DefaultConfig())
 	if err != nil {
@@ -28,17 +40,40 @@ func benchLog(b *testing.B, shadows, per int) (*eventstore.Store, []string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return store, ids
+	return store, ids, srv.ClientURL()
 }
 
 // BenchmarkAudit: `audit --json` over 1,000,000 records (10,000 shadows x 100) to a discarding
 // writer, vs a raw ordered-consumer replay of the same stream; the Go heap is sampled during the
 // audit to show that memory stays constant.
 func BenchmarkAudit(b *testing.B) {
-	const shadows, per = 10000, 100
+	shadows, per := 10000, 100
+	if v, err := strconv.Atoi(os.Getenv("SHADOWBRIDGE_BENCH_AUDIT_PER")); err == nil && v > 0 {
+		per = v // a smaller log, to compare memory across sizes
+	}
 	for range b.N {
-		store, _ := benchLog(b, shadows, per)
+		store, _, url := benchLogURL(b, shadows, per)
 		ctx := context.Background()
+		// The real CLI in its own process: its peak RSS is the audit's memory, apart from the
+		// NATS server's (embedded in this process).
+		bin := filepath.Join(b.TempDir(), "shadowbridge")
+		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+			b.Fatalf("build: %v\n%s", err, out)
+		}
+		cli := exec.Command(bin, "audit", "--json", "--server", url)
+		cli.Stdout = io.Discard
+		cli.Env = append(os.Environ(), "GODEBUG=gctrace=1") // its heap, collection by collection, on stderr
+		var cliErr strings.Builder
+		cli.Stderr = &cliErr
+		if err := cli.Run(); err != nil {
+			b.Fatalf("audit: %v %s", err, cliErr.String())
+		}
+		cliHeap := 0
+		for _, m := range gcHeap.FindAllStringSubmatch(cliErr.String(), -1) {
+			mb, _ := strconv.Atoi(m[1])
+			cliHeap = max(cliHeap, mb)
+		}
+		cliRSS := float64(cli.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
 		start := time.Now()
 		cons, err := store.JetStream().OrderedConsumer(ctx, "PROV_EVENTS", jetstream.OrderedConsumerConfig{})
 		if err != nil {
@@ -85,6 +120,9 @@ func BenchmarkAudit(b *testing.B) {
 		if cw.lines < shadows*per {
 			b.Fatalf("%d JSON lines for %d records", cw.lines, shadows*per)
 		}
+		b.ReportMetric(float64(shadows*per), "records:n")
+		b.ReportMetric(cliRSS, "cli_max_rss:MiB")
+		b.ReportMetric(float64(cliHeap), "cli_peak_heap:MB")
 		b.ReportMetric(raw, "raw:records/s")
 		b.ReportMetric(ours, "records/s")
 		b.ReportMetric(ours/raw, "ratio")
@@ -92,6 +130,9 @@ func BenchmarkAudit(b *testing.B) {
 		b.ReportMetric(float64(peak.Load()-min(base, peak.Load()))/(1<<20), "live_heap_growth:MiB")
 	}
 }
+
+// gcHeap matches the heap size at the end of a collection in a gctrace line ("12->14->11 MB").
+var gcHeap = regexp.MustCompile(`\d+->(\d+)->\d+ MB`)
 
 type countingWriter struct{ lines int }
 

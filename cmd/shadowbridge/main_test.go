@@ -115,7 +115,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 		t.Fatalf("history: %v\n%s", err, hist)
 	}
 	jl, err := client(t, natsURL, "history", id, "--json")
-	if err != nil || strings.Count(jl, "\n") < 4 || !strings.HasPrefix(jl, `{"event":`) {
+	if err != nil || strings.Count(jl, "\n") < 4 || !strings.HasPrefix(jl, `{"seq":`) {
 		t.Fatalf("history --json: %v\n%s", err, jl)
 	}
 	if out, err := client(t, natsURL, "pending"); err != nil || !strings.Contains(out, `"shadows"`) {

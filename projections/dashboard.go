@@ -62,30 +62,17 @@ func NewDashboard(ctx context.Context, kv jetstream.KeyValue, log *slog.Logger) 
 }
 
 func (d *Dashboard) run(ctx context.Context, w jetstream.KeyWatcher) {
-	defer func() { _ = w.Stop() }()
-	readyOnce := sync.OnceFunc(func() { close(d.ready) })
-	defer readyOnce()
-	for {
+	follow(ctx, w, func(e jetstream.KeyValueEntry) {
+		d.apply(e)
 		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil {
-				readyOnce()
-				d.notify()
-				continue
-			}
-			d.apply(e)
-			select {
-			case <-d.ready:
-				d.notify()
-			default:
-			}
+		case <-d.ready: // after the initial load, every change is news
+			d.notify()
+		default:
 		}
-	}
+	}, func() {
+		close(d.ready)
+		d.notify()
+	})
 }
 
 func (d *Dashboard) apply(e jetstream.KeyValueEntry) {

@@ -41,9 +41,16 @@ func NewPendingIndex(ctx context.Context, kv jetstream.KeyValue, log *slog.Logge
 }
 
 func (ix *PendingIndex) run(ctx context.Context, w jetstream.KeyWatcher) {
+	follow(ctx, w, ix.apply, func() { close(ix.ready) })
+}
+
+// follow applies every entry the watcher delivers until ctx ends or the watcher closes, and calls
+// loaded once, after the bucket's values at the start (or on the way out, so waiters never hang).
+// It stops the watcher when done.
+func follow(ctx context.Context, w jetstream.KeyWatcher, apply func(jetstream.KeyValueEntry), loaded func()) {
 	defer func() { _ = w.Stop() }()
-	readyOnce := sync.OnceFunc(func() { close(ix.ready) })
-	defer readyOnce()
+	loadedOnce := sync.OnceFunc(loaded)
+	defer loadedOnce()
 	for {
 		select {
 		case <-ctx.Done():
@@ -53,10 +60,10 @@ func (ix *PendingIndex) run(ctx context.Context, w jetstream.KeyWatcher) {
 				return
 			}
 			if e == nil {
-				readyOnce()
+				loadedOnce()
 				continue
 			}
-			ix.apply(e)
+			apply(e)
 		}
 	}
 }

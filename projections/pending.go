@@ -112,32 +112,60 @@ func (ix *PendingIndex) Ready() bool {
 // Pending returns the shadows with unfinished operations, of one resource or of all ("").
 // The order is by resource, then shadow id.
 func (ix *PendingIndex) Pending(ctx context.Context, resource string) ([]domain.ShadowData, error) {
+	return ix.PendingN(ctx, resource, 0)
+}
+
+// Count returns how many shadows of the resource ("" = all) have unfinished operations, without
+// decoding them.
+func (ix *PendingIndex) Count(resource string) int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	n := 0
+	for k := range ix.pending {
+		if r, _, _ := strings.Cut(k, "."); resource == "" || r == resource {
+			n++
+		}
+	}
+	return n
+}
+
+// PendingN is Pending limited to the first limit shadows (0: all); only those are decoded, so a
+// dashboard can show a page of a large backlog cheaply.
+func (ix *PendingIndex) PendingN(ctx context.Context, resource string, limit int) ([]domain.ShadowData, error) {
 	select {
 	case <-ix.ready:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("projections: pending index still loading: %w", ctx.Err())
 	}
+	type entry struct {
+		resource, id string
+		v            []byte
+	}
 	ix.mu.RLock()
-	raw := make([][]byte, 0, len(ix.pending))
+	list := make([]entry, 0, len(ix.pending))
 	for k, v := range ix.pending {
-		if resource == "" || strings.HasPrefix(k, resource+".") {
-			raw = append(raw, v)
+		r, id, _ := strings.Cut(k, ".")
+		if resource == "" || r == resource {
+			list = append(list, entry{r, id, v})
 		}
 	}
 	ix.mu.RUnlock()
-	out := make([]domain.ShadowData, 0, len(raw))
-	for _, v := range raw {
+	slices.SortFunc(list, func(a, b entry) int {
+		if c := strings.Compare(a.resource, b.resource); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	if limit > 0 && len(list) > limit {
+		list = list[:limit]
+	}
+	out := make([]domain.ShadowData, 0, len(list))
+	for _, e := range list {
 		var d domain.ShadowData
-		if err := json.Unmarshal(v, &d); err != nil {
+		if err := json.Unmarshal(e.v, &d); err != nil {
 			return nil, fmt.Errorf("projections: pending: %w", err)
 		}
 		out = append(out, d)
 	}
-	slices.SortFunc(out, func(a, b domain.ShadowData) int {
-		if c := strings.Compare(a.Resource, b.Resource); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ShadowID, b.ShadowID)
-	})
 	return out, nil
 }

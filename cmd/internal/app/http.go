@@ -112,9 +112,7 @@ func (a *App) writeGauges(ctx context.Context, w io.Writer) {
 	fmt.Fprint(w, "# HELP shadowbridge_pending_shadows Shadows with unfinished operations, by resource.\n# TYPE shadowbridge_pending_shadows gauge\n")
 	names := slices.Sorted(maps.Keys(a.Service.Catalog()))
 	for _, name := range names {
-		if list, err := a.Pending.Pending(ctx, name); err == nil {
-			fmt.Fprintf(w, "shadowbridge_pending_shadows{resource=%q} %d\n", name, len(list))
-		}
+		fmt.Fprintf(w, "shadowbridge_pending_shadows{resource=%q} %d\n", name, a.Pending.Count(name))
 	}
 	fmt.Fprint(w, "# HELP shadowbridge_resource_up Resource availability: 1 for the current status, 0 otherwise.\n# TYPE shadowbridge_resource_up gauge\n")
 	for _, name := range names {
@@ -182,11 +180,9 @@ func (a *App) dashboardData(ctx context.Context) (DashboardData, error) {
 		}
 		d.Resources = append(d.Resources, ResourceView{Resource: name, Availability: st, Counts: c})
 	}
-	pending, err := a.Pending.Pending(ctx, "")
-	if err != nil {
+	if d.Pending, err = a.Pending.PendingN(ctx, "", 50); err != nil {
 		return DashboardData{}, err
 	}
-	d.Pending = pending[:min(len(pending), 50)]
 	return d, nil
 }
 

@@ -178,7 +178,13 @@ func TestPendingIndexFollowsTheBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := f.add(t, "b")
-	waitPending(t, ix, "demo", 2)
+	all := waitPending(t, ix, "demo", 2)
+	if n := ix.Count("demo"); n != 2 || ix.Count("other") != 0 || ix.Count("") != 2 {
+		t.Fatalf("count %d", n)
+	}
+	if page, _ := ix.PendingN(ctx, "", 1); len(page) != 1 || page[0].ShadowID != all[0].ShadowID {
+		t.Fatalf("first page %v, want %s", page, all[0].ShadowID)
+	}
 	// Complete a's add: it leaves the index.
 	st, _, _ := f.store.Load(ctx, "demo", a)
 	op := st.Data().PendingOperations[0].ID

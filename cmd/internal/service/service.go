@@ -533,34 +533,15 @@ func (s *Service) SetMaintenance(ctx context.Context, resource string, on bool, 
 	if on {
 		status = domain.AdministrativeMaintenance
 	}
-	changed := false
-	var st domain.ResourceState
-	for i := 0; ; i++ {
-		if i == maxAttempts {
-			return domain.ResourceData{}, fmt.Errorf("%w: resource %s: gave up after %d concurrent updates", eventstore.ErrConflict, resource, maxAttempts)
-		}
-		cur, seq, err := s.store.LoadResource(ctx, resource)
-		if err != nil {
-			return domain.ResourceData{}, err
-		}
+	st, changed, err := s.UpdateResource(ctx, resource, func(cur domain.ResourceState) ([]domain.Event, error) {
 		ev, err := domain.DecideAdministrative(cur, resource, status, reason, s.now())
 		if err != nil {
-			return domain.ResourceData{}, fmt.Errorf("maintenance: %w", err)
+			return nil, fmt.Errorf("maintenance: %w", err)
 		}
-		if len(ev) == 0 {
-			st = cur
-			break
-		}
-		st = domain.EvolveResource(cur, ev[0])
-		_, err = s.store.AppendResource(ctx, resource, seq, ev, st)
-		if errors.Is(err, eventstore.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return domain.ResourceData{}, err
-		}
-		changed = true
-		break
+		return ev, nil
+	})
+	if err != nil {
+		return domain.ResourceData{}, err
 	}
 	s.noteAdmin(resource, on)
 	if changed {
@@ -660,22 +641,43 @@ func (s *Service) SetAvailability(ctx context.Context, resource string, status d
 
 // setAvailability is SetAvailability that also tells whether this call recorded a change.
 func (s *Service) setAvailability(ctx context.Context, resource string, status domain.Availability, reason string) (bool, error) {
+	_, changed, err := s.UpdateResource(ctx, resource, func(cur domain.ResourceState) ([]domain.Event, error) {
+		return domain.DecideAvailability(cur, resource, status, reason, s.now())
+	})
+	return changed, err
+}
+
+// UpdateResource loads the resource's state, asks decide for events and appends them with the
+// resource subject's sequence expected, starting over on a concurrent update. It returns the
+// resulting state and whether events were stored (decide may return none: nothing to do). decide
+// must be pure: it can run several times.
+func (s *Service) UpdateResource(ctx context.Context, resource string, decide func(domain.ResourceState) ([]domain.Event, error)) (domain.ResourceState, bool, error) {
 	for range maxAttempts {
-		st, seq, err := s.store.LoadResource(ctx, resource)
+		cur, seq, err := s.store.LoadResource(ctx, resource)
 		if err != nil {
-			return false, err
+			return cur, false, err
 		}
-		ev, err := domain.DecideAvailability(st, resource, status, reason, s.now())
+		ev, err := decide(cur)
 		if err != nil || len(ev) == 0 {
-			return false, err
+			return cur, false, err
 		}
-		_, err = s.store.AppendResource(ctx, resource, seq, ev, domain.EvolveResource(st, ev[0]))
+		next := cur
+		for _, e := range ev {
+			next = domain.EvolveResource(next, e)
+		}
+		_, err = s.store.AppendResource(ctx, resource, seq, ev, next)
 		if errors.Is(err, eventstore.ErrConflict) {
 			continue
 		}
-		return err == nil, err
+		if err != nil {
+			return cur, false, err
+		}
+		for _, e := range ev {
+			metrics.EventsAppended.Inc(e.EventType())
+		}
+		return next, true, nil
 	}
-	return false, fmt.Errorf("%w: resource %s: gave up after %d concurrent updates", eventstore.ErrConflict, resource, maxAttempts)
+	return domain.ResourceState{}, false, fmt.Errorf("%w: resource %s: gave up after %d concurrent updates", eventstore.ErrConflict, resource, maxAttempts)
 }
 
 // ResourceState returns a resource's availability and its recent changes.

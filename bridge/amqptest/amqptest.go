@@ -68,6 +68,9 @@ func (b Broker) HostPort() string {
 	return u.Host
 }
 
+// Via returns the broker's URL (credentials included) with its address replaced by the proxy's.
+func (b Broker) Via(p *Proxy) string { return strings.Replace(b.URL, b.HostPort(), p.Addr(), 1) }
+
 // Queue declares a fresh durable queue for one test and returns its address.
 func (b Broker) Queue(t testing.TB, name string) string {
 	t.Helper()

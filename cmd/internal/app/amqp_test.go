@@ -136,7 +136,7 @@ func TestAMQPBrokerUnreachableAtStart(t *testing.T) {
 	b := amqptest.Start(t)
 	q := b.Queue(t, "down-at-start")
 	proxy := amqptest.ReserveProxy(t, b.HostPort()) // refuses connections for now
-	url := strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1)
+	url := b.Via(proxy)
 	e := start(t, amqpConfig(t, url, q, "", false), app.Options{})
 	var ids []string
 	for i := range 10 {
@@ -195,7 +195,7 @@ func TestAMQPConnectionCutMidStream(t *testing.T) {
 	b := amqptest.Start(t)
 	q := b.Queue(t, "cut")
 	proxy := amqptest.NewProxy(t, b.HostPort())
-	url := strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1)
+	url := b.Via(proxy)
 	e := start(t, amqpConfig(t, url, q, "", false), app.Options{})
 	r := b.Receiver(t, q)
 	var mu sync.Mutex

@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +18,7 @@ func TestMaintenanceHoldsOperationsWithoutCountingAttempts(t *testing.T) {
 	b := amqptest.Start(t)
 	q := b.Queue(t, "maintenance")
 	proxy := amqptest.ReserveProxy(t, b.HostPort())
-	url := strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1)
+	url := b.Via(proxy)
 	cfg, err := app.Parse(fmt.Appendf(nil, `
 resources:
   - name: fs

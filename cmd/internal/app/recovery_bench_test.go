@@ -73,7 +73,7 @@ func BenchmarkRecoveryDrain(b *testing.B) {
 		br := amqptest.Start(b)
 		q := br.Queue(b, "bench-recovery")
 		proxy := amqptest.NewProxy(b, br.HostPort())
-		url := strings.Replace(br.URL, br.HostPort(), proxy.Addr(), 1)
+		url := br.Via(proxy)
 		cfg, err := app.Parse(fmt.Appendf(nil, `
 resources:
   - name: fs

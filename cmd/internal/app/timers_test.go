@@ -31,7 +31,7 @@ func TestRetryTimersDriveRetries(t *testing.T) {
 	b := amqptest.Start(t)
 	q := b.Queue(t, "timers")
 	proxy := amqptest.ReserveProxy(t, b.HostPort())
-	e := start(t, retryConfig(t, strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1), q, 100), app.Options{SweepInterval: -1})
+	e := start(t, retryConfig(t, b.Via(proxy), q, 100), app.Options{SweepInterval: -1})
 	id := add(t, e.app, "jack").ShadowID
 	waitFor(t, "a second attempt made by a timer", 15*time.Second, func() bool {
 		return shadow(t, e.app, id).PendingOperations[0].AttemptNumber >= 2
@@ -61,7 +61,7 @@ func TestRetryTimersDriveRetries(t *testing.T) {
 func TestRetryTimersExhaustAttempts(t *testing.T) {
 	b := amqptest.Start(t)
 	proxy := amqptest.ReserveProxy(t, b.HostPort())
-	e := start(t, retryConfig(t, strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1), b.Queue(t, "exhaust"), 2), app.Options{SweepInterval: -1})
+	e := start(t, retryConfig(t, b.Via(proxy), b.Queue(t, "exhaust"), 2), app.Options{SweepInterval: -1})
 	id := add(t, e.app, "jack").ShadowID
 	waitFor(t, "gave up after 2 attempts", 15*time.Second, func() bool { return shadow(t, e.app, id).Dead })
 	p := shadow(t, e.app, id).PendingOperations[0]
@@ -75,7 +75,7 @@ func TestRetryTimersExhaustAttempts(t *testing.T) {
 func TestSweepCoversALostTimer(t *testing.T) {
 	b := amqptest.Start(t)
 	proxy := amqptest.ReserveProxy(t, b.HostPort())
-	e := start(t, retryConfig(t, strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1), b.Queue(t, "sweep"), 100),
+	e := start(t, retryConfig(t, b.Via(proxy), b.Queue(t, "sweep"), 100),
 		app.Options{SweepInterval: 300 * time.Millisecond})
 	id := add(t, e.app, "jack").ShadowID
 	waitFor(t, "first attempt failed", 10*time.Second, func() bool { return shadow(t, e.app, id).PendingOperations[0].AttemptNumber == 1 })
@@ -92,7 +92,7 @@ func TestRetryOnRecovery(t *testing.T) {
 	b := amqptest.Start(t)
 	q := b.Queue(t, "recovery")
 	proxy := amqptest.ReserveProxy(t, b.HostPort())
-	url := strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1)
+	url := b.Via(proxy)
 	cfg, err := app.Parse(fmt.Appendf(nil, `
 resources:
   - name: fs
@@ -137,7 +137,7 @@ resources:
     objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
     target: {amqp: {url: %q, address: %q}}
     consistency: {operationRetryPeriod: 1h, avoidDuplicateOperations: true, refreshOnRead: true, retryOnRecovery: false}
-`, strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1), b.Queue(t, "cancel")))
+`, b.Via(proxy), b.Queue(t, "cancel")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ resources:
     objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
     target: {amqp: {url: %q, address: %q}}
     consistency: {operationRetryPeriod: 2s, refreshOnRead: true, retryOnRecovery: false}
-`, strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1), b.Queue(t, "read")))
+`, b.Via(proxy), b.Queue(t, "read")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestProbeRetriesOnRecoveryWithoutNewTraffic(t *testing.T) {
 	b := amqptest.Start(t)
 	q := b.Queue(t, "probe")
 	proxy := amqptest.ReserveProxy(t, b.HostPort())
-	url := strings.Replace(b.URL, b.HostPort(), proxy.Addr(), 1)
+	url := b.Via(proxy)
 	cfg, err := app.Parse(fmt.Appendf(nil, `
 resources:
   - name: fs

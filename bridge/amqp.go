@@ -198,6 +198,11 @@ func (t *AMQPTarget) Message(r Request) (*amqp.Message, error) {
 		},
 		Value: string(body),
 	}
+	if r.Sequence > 0 {
+		// The target applies one account's requests in this order (JMS long properties).
+		m.ApplicationProperties["sequence"] = r.Sequence
+		m.ApplicationProperties["previousSequence"] = r.PreviousSequence
+	}
 	if t.o.ConfirmationAddress != "" {
 		reply := t.o.ConfirmationAddress
 		m.Properties.ReplyTo = &reply

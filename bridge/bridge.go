@@ -54,13 +54,26 @@ type Request struct {
 	ShadowID    string
 	OperationID string
 	Attempt     int
-	Body        domain.TargetRequest
+	// Sequence and PreviousSequence order one shadow's requests for the target (see
+	// domain.DispatchRequested); 0 for requests released before sequences existed.
+	Sequence, PreviousSequence int64
+	Body                       domain.TargetRequest
+}
+
+func requestOf(resource, shadowID string, dr domain.DispatchRequested) Request {
+	return Request{Resource: resource, ShadowID: shadowID, OperationID: dr.OperationID, Attempt: dr.Attempt,
+		Sequence: dr.Sequence, PreviousSequence: dr.PreviousSequence, Body: dr.Request}
 }
 
 // Properties returns the message properties every transport carries (AMQP application
-// properties, NATS headers).
+// properties, NATS headers). sequence and previousSequence are left out when unknown.
 func (r Request) Properties() map[string]string {
-	return map[string]string{"shadowId": r.ShadowID, "operationId": r.OperationID, "resource": r.Resource, "attempt": strconv.Itoa(r.Attempt)}
+	p := map[string]string{"shadowId": r.ShadowID, "operationId": r.OperationID, "resource": r.Resource, "attempt": strconv.Itoa(r.Attempt)}
+	if r.Sequence > 0 {
+		p["sequence"] = strconv.FormatInt(r.Sequence, 10)
+		p["previousSequence"] = strconv.FormatInt(r.PreviousSequence, 10)
+	}
+	return p
 }
 
 // Target delivers requests to one target system. Send returns when the transport has taken
@@ -206,7 +219,7 @@ func (d *Dispatcher) dispatchRecord(ctx context.Context, r *eventstore.Record) e
 		if !ok {
 			continue
 		}
-		if err := d.dispatch(ctx, Request{Resource: r.Resource, ShadowID: r.ShadowID, OperationID: dr.OperationID, Attempt: dr.Attempt, Body: dr.Request}, known); err != nil {
+		if err := d.dispatch(ctx, requestOf(r.Resource, r.ShadowID, dr), known); err != nil {
 			return err
 		}
 		known = nil // the first outcome moved the shadow on
@@ -299,7 +312,7 @@ func (d *Dispatcher) requestFromHistory(ctx context.Context, resource, shadowID,
 		}
 		for _, e := range evs {
 			if dr, ok := e.(domain.DispatchRequested); ok && dr.OperationID == opID && dr.Attempt == attempt {
-				return Request{Resource: resource, ShadowID: shadowID, OperationID: opID, Attempt: attempt, Body: dr.Request}, nil
+				return requestOf(resource, shadowID, dr), nil
 			}
 		}
 	}

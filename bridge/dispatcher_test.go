@@ -264,11 +264,17 @@ func TestDispatchKeepsShadowOrderWhenRecordsArriveOutOfOrder(t *testing.T) {
 		}
 	}
 	recs := f.replayAll(t)
-	last := recs[len(recs)-1] // only the second modify's DispatchRequested arrives first
+	last := recs[len(recs)-1] // the second modify: queued behind the first, nothing to send
 	if err := f.disp.Handle(ctx, []*eventstore.Record{last}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.disp.Handle(ctx, recs); err != nil { // then everything, redelivered
+	if len(f.targetMsgs(t)) != 1 {
+		t.Fatal("a queued modify was sent")
+	}
+	if err := f.disp.Handle(ctx, recs); err != nil { // everything, redelivered: the first modify goes
+		t.Fatal(err)
+	}
+	if err := f.disp.Handle(ctx, f.replayAll(t)); err != nil { // its delivery released the second
 		t.Fatal(err)
 	}
 	msgs := f.targetMsgs(t)
@@ -277,6 +283,11 @@ func TestDispatchKeepsShadowOrderWhenRecordsArriveOutOfOrder(t *testing.T) {
 	}
 	if msgs[1].Header.Get("operationId") != ops[0] || msgs[2].Header.Get("operationId") != ops[1] {
 		t.Fatalf("modifies sent out of order: %s, %s", msgs[1].Header.Get("operationId"), msgs[2].Header.Get("operationId"))
+	}
+	for i, m := range msgs {
+		if seq, prev := m.Header.Get("sequence"), m.Header.Get("previousSequence"); seq != fmt.Sprint(i+1) || prev != fmt.Sprint(i) {
+			t.Errorf("message %d: sequence %s previousSequence %s, want %d and %d", i, seq, prev, i+1, i)
+		}
 	}
 }
 

@@ -2,13 +2,14 @@ package bridge
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -22,10 +23,16 @@ import (
 // The sample target system: a little account store in KV that consumes requests from a work
 // queue and confirms them over NATS with the public confirm command, exactly as a real target
 // system would. It assigns the primary identifier on add.
+//
+// It behaves as the README asks of target systems: it applies each operation once (an add's uid
+// is derived from the operation id, so a redelivered add finds its account) and one account's
+// operations in their order (the request's sequence and previousSequence, remembered per shadow
+// in SampleOrderBucket with the answers given, so a redelivered request is answered as before).
 const (
-	SampleStream  = "PROV_SAMPLE"
-	SampleBucket  = "PROV_SAMPLE_ACCOUNTS"
-	sampleDurable = "PROV_SAMPLE_SYSTEM"
+	SampleStream      = "PROV_SAMPLE"
+	SampleBucket      = "PROV_SAMPLE_ACCOUNTS"
+	SampleOrderBucket = "PROV_SAMPLE_ORDER"
+	sampleDurable     = "PROV_SAMPLE_SYSTEM"
 )
 
 // SampleSubject is the work-queue subject of a resource served by the sample system.
@@ -56,6 +63,7 @@ type SampleSystem struct {
 	js       jetstream.JetStream
 	prefix   string
 	accounts jetstream.KeyValue
+	order    jetstream.KeyValue
 	primary  func(resource, objectClass string) string
 	log      *slog.Logger
 }
@@ -74,10 +82,14 @@ func NewSampleSystem(ctx context.Context, nc *nats.Conn, prefix string, primary 
 	if err != nil {
 		return nil, fmt.Errorf("sample system: bucket: %w", err)
 	}
+	order, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SampleOrderBucket, History: 1, Description: "per account: the last operation the sample target system applied, and its recent answers"})
+	if err != nil {
+		return nil, fmt.Errorf("sample system: bucket: %w", err)
+	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &SampleSystem{nc: nc, js: js, prefix: prefix, accounts: kv, primary: primary, log: log.WithGroup("sample")}, nil
+	return &SampleSystem{nc: nc, js: js, prefix: prefix, accounts: kv, order: order, primary: primary, log: log.WithGroup("sample")}, nil
 }
 
 type sampleRequest struct {
@@ -97,7 +109,7 @@ type sampleRequest struct {
 func (s *SampleSystem) Run(ctx context.Context) error {
 	const sampleWorkers = 32
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, SampleStream, jetstream.ConsumerConfig{
-		Durable: sampleDurable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxAckPending: 1024,
+		Durable: sampleDurable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 10 * time.Second, MaxAckPending: 1024,
 	})
 	if err != nil {
 		return fmt.Errorf("sample system: consumer: %w", err)
@@ -111,6 +123,12 @@ func (s *SampleSystem) Run(ctx context.Context) error {
 				if err := s.handle(ctx, m); err != nil {
 					if ctx.Err() != nil {
 						continue // shutting down: redelivered after AckWait
+					}
+					if errors.Is(err, errTooEarly) {
+						// An earlier operation of this account is still on its way (redelivered
+						// after a crash): wait for it.
+						_ = m.NakWithDelay(200 * time.Millisecond)
+						continue
 					}
 					s.log.Warn("request not handled; redelivering", "operation", m.Headers().Get("operationId"), "err", err)
 					_ = m.NakWithDelay(time.Second)
@@ -152,13 +170,96 @@ func (s *SampleSystem) Run(ctx context.Context) error {
 	}
 }
 
+// errTooEarly: the request's predecessor has not been applied yet.
+var errTooEarly = errors.New("sample system: an earlier operation of this account has not arrived yet")
+
+// sampleAnswer is a confirmation as sent, kept to answer a redelivered request the same way.
+type sampleAnswer struct {
+	Result  domain.ResultStatus `json:"result"`
+	Message string              `json:"message"`
+	IDs     map[string][]any    `json:"ids,omitempty"`
+}
+
+// sampleOrder is what the system remembers of one account: the sequence of the last operation
+// applied and the answers to its last few operations.
+type sampleOrder struct {
+	Last    int64                   `json:"last"`
+	Answers map[string]sampleAnswer `json:"answers"`
+	Recent  []string                `json:"recent"` // operation ids of Answers, oldest first
+}
+
+const sampleAnswersKept = 16
+
 func (s *SampleSystem) handle(ctx context.Context, m jetstream.Msg) error {
-	resource, opID := m.Headers().Get("resource"), m.Headers().Get("operationId")
+	h := m.Headers()
+	resource, opID, shadowID := h.Get("resource"), h.Get("operationId"), h.Get("shadowId")
+	seq, _ := strconv.ParseInt(h.Get("sequence"), 10, 64)
+	prev, _ := strconv.ParseInt(h.Get("previousSequence"), 10, 64)
+	orderKey := resource + "." + shadowID
+	var (
+		ord sampleOrder
+		rev uint64
+	)
+	if seq > 0 {
+		e, err := s.order.Get(ctx, orderKey)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return err
+		default:
+			rev = e.Revision()
+			if err := json.Unmarshal(e.Value(), &ord); err != nil {
+				return fmt.Errorf("sample system: order record of %s: %w", orderKey, err)
+			}
+		}
+		if seq <= ord.Last {
+			// Applied before (a redelivery): answer as then, apply nothing.
+			a, ok := ord.Answers[opID]
+			if !ok {
+				a = sampleAnswer{Result: domain.ResultSuccess, Message: "already applied"}
+			}
+			return s.confirm(ctx, resource, opID, a.Result, a.Message, a.IDs)
+		}
+		if prev > ord.Last {
+			return errTooEarly
+		}
+	}
+	a, err := s.apply(ctx, resource, opID, m.Data())
+	if err != nil {
+		return err
+	}
+	if seq > 0 {
+		ord.Last = seq
+		if ord.Answers == nil {
+			ord.Answers = map[string]sampleAnswer{}
+		}
+		ord.Answers[opID] = a
+		ord.Recent = append(ord.Recent, opID)
+		for len(ord.Recent) > sampleAnswersKept {
+			delete(ord.Answers, ord.Recent[0])
+			ord.Recent = ord.Recent[1:]
+		}
+		b, _ := json.Marshal(ord)
+		if rev == 0 {
+			_, err = s.order.Create(ctx, orderKey, b)
+		} else {
+			_, err = s.order.Update(ctx, orderKey, b, rev)
+		}
+		if err != nil {
+			return fmt.Errorf("sample system: order record of %s: %w", orderKey, err)
+		}
+	}
+	return s.confirm(ctx, resource, opID, a.Result, a.Message, a.IDs)
+}
+
+// apply carries out one request. It is idempotent: applied twice (a crash before the order
+// record was written), it leaves the account as applied once.
+func (s *SampleSystem) apply(ctx context.Context, resource, opID string, data []byte) (sampleAnswer, error) {
 	var req sampleRequest
-	dec := json.NewDecoder(bytesReader(m.Data()))
+	dec := json.NewDecoder(bytesReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(&req); err != nil {
-		return s.confirm(ctx, resource, opID, domain.ResultFatalError, "sample system: malformed request: "+err.Error(), nil)
+		return sampleAnswer{Result: domain.ResultFatalError, Message: "sample system: malformed request: " + err.Error()}, nil
 	}
 	pid := s.primary(resource, req.ObjectClass)
 	if pid == "" {
@@ -166,45 +267,74 @@ func (s *SampleSystem) handle(ctx context.Context, m jetstream.Msg) error {
 	}
 	switch req.Operation {
 	case domain.ChangeAdd:
-		uid := newUID()
+		uid := SampleUID(opID)
 		b, _ := json.Marshal(req.Attributes)
-		if _, err := s.accounts.Create(ctx, resource+"."+uid, b); err != nil {
-			return err
+		if _, err := s.accounts.Create(ctx, resource+"."+uid, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return sampleAnswer{}, err
 		}
-		return s.confirm(ctx, resource, opID, domain.ResultSuccess, "created", map[string][]any{pid: {uid}})
+		return sampleAnswer{Result: domain.ResultSuccess, Message: "created", IDs: map[string][]any{pid: {uid}}}, nil
 	case domain.ChangeModify, domain.ChangeDelete:
 		uid := firstString(req.PrimaryIdentifiers[pid])
 		e, err := s.accounts.Get(ctx, resource+"."+uid)
 		if uid == "" || errors.Is(err, jetstream.ErrKeyNotFound) {
 			if req.Operation == domain.ChangeDelete {
-				return s.confirm(ctx, resource, opID, domain.ResultHandledError, "not found (already deleted)", nil)
+				return sampleAnswer{Result: domain.ResultHandledError, Message: "not found (already deleted)"}, nil
 			}
-			return s.confirm(ctx, resource, opID, domain.ResultFatalError, "not found", nil)
+			return sampleAnswer{Result: domain.ResultFatalError, Message: "not found"}, nil
 		}
 		if err != nil {
-			return err
+			return sampleAnswer{}, err
 		}
 		if req.Operation == domain.ChangeDelete {
 			if err := s.accounts.Delete(ctx, resource+"."+uid); err != nil {
-				return err
+				return sampleAnswer{}, err
 			}
-			return s.confirm(ctx, resource, opID, domain.ResultSuccess, "deleted", nil)
+			return sampleAnswer{Result: domain.ResultSuccess, Message: "deleted"}, nil
 		}
 		var attrs map[string][]any
 		_ = json.Unmarshal(e.Value(), &attrs)
+		if attrs == nil {
+			attrs = map[string][]any{}
+		}
 		for k, c := range req.Changes {
+			vs := attrs[k]
 			if c.Replace != nil {
-				attrs[k] = *c.Replace
+				vs = *c.Replace
 			}
-			attrs[k] = append(attrs[k], c.Add...)
+			for _, v := range c.Add {
+				if !containsValue(vs, v) {
+					vs = append(vs, v)
+				}
+			}
+			for _, v := range c.Delete {
+				vs = slices.DeleteFunc(vs, func(x any) bool { return sameValue(x, v) })
+			}
+			if len(vs) == 0 {
+				delete(attrs, k)
+			} else {
+				attrs[k] = vs
+			}
 		}
 		b, _ := json.Marshal(attrs)
 		if _, err := s.accounts.Update(ctx, resource+"."+uid, b, e.Revision()); err != nil {
-			return err
+			return sampleAnswer{}, err
 		}
-		return s.confirm(ctx, resource, opID, domain.ResultSuccess, "modified", nil)
+		return sampleAnswer{Result: domain.ResultSuccess, Message: "modified"}, nil
 	}
-	return s.confirm(ctx, resource, opID, domain.ResultFatalError, fmt.Sprintf("sample system: unknown operation %q", req.Operation), nil)
+	return sampleAnswer{Result: domain.ResultFatalError, Message: fmt.Sprintf("sample system: unknown operation %q", req.Operation)}, nil
+}
+
+// SampleUID is the uid the sample system gives the account an add creates: derived from the
+// operation id, so that the add applied twice creates one account.
+func SampleUID(operationID string) string {
+	h := sha256.Sum256([]byte(operationID))
+	return "u-" + hex.EncodeToString(h[:6])
+}
+
+func sameValue(a, b any) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+
+func containsValue(vs []any, v any) bool {
+	return slices.ContainsFunc(vs, func(x any) bool { return sameValue(x, v) })
 }
 
 // confirm sends the public confirm command. An operation that is already completed (a redelivered
@@ -228,12 +358,6 @@ func (s *SampleSystem) confirm(ctx context.Context, resource, opID string, resul
 		return nil
 	}
 	return fmt.Errorf("confirm: %s %s", code, reply.Header.Get("Nats-Service-Error"))
-}
-
-func newUID() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return "u-" + hex.EncodeToString(b[:])
 }
 
 func firstString(v []any) string {

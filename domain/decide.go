@@ -525,6 +525,7 @@ func decideRefresh(s Shadow, c Refresh, now time.Time) ([]Event, error) {
 	}
 	cons := c.Resource.consistency
 	var events []Event
+	next := s.d.LastSequence
 	for _, p := range s.d.PendingOperations {
 		if p.Completed() || p.Type != TypeRetry || p.ExecutionStatus != StatusExecuting {
 			continue
@@ -542,7 +543,7 @@ func decideRefresh(s Shadow, c Refresh, now time.Time) ([]Event, error) {
 				Message: fmt.Sprintf("gave up after %d attempt(s)", p.AttemptNumber), Source: SourceFailure, Time: now})
 			continue
 		}
-		events = append(events, DispatchRequested{OperationID: p.ID, Attempt: p.AttemptNumber + 1, Request: targetRequest(s, p), Time: now})
+		events = append(events, release(s, p, &next, now))
 	}
 	// What time alone makes due: grace periods, retention, expiry.
 	events = append(events, dueHousekeeping(s, cons, now)...)
@@ -559,12 +560,14 @@ func decideRefresh(s Shadow, c Refresh, now time.Time) ([]Event, error) {
 //
 // Order rules: an unfinished add blocks everything after it (later requests need the account and
 // its primary identifier); an operation postponed for retry blocks everything after it; a queued
-// operation that stays queued keeps the ones behind it queued. Other operations go out at once and
-// rely on the transport keeping one shadow's messages in order. A resource in maintenance
-// releases nothing.
+// operation that stays queued keeps the ones behind it queued; and an operation released but not
+// yet accepted by the transport blocks everything after it: one operation of a shadow is in
+// flight at a time until the broker has it, so a re-send after a crash can never overtake a newer
+// operation. A resource in maintenance releases nothing.
 func followUps(s Shadow, res Resource, now time.Time) []Event {
 	var out []Event
 	blocked := false
+	next := s.d.LastSequence
 	for _, p := range s.d.PendingOperations {
 		if p.Completed() {
 			continue
@@ -576,16 +579,28 @@ func followUps(s Shadow, res Resource, now time.Time) []Event {
 		}
 		if p.ExecutionStatus == StatusRequested {
 			if !blocked && !res.maintenance {
-				out = append(out, DispatchRequested{OperationID: p.ID, Attempt: p.AttemptNumber + 1, Request: targetRequest(s, p), Time: now})
-			} else {
-				continue
+				out = append(out, release(s, p, &next, now))
 			}
+			blocked = true // queued, or released now and not yet accepted
+			continue
 		}
-		if p.Delta.ChangeType == ChangeAdd || p.Type == TypeRetry {
+		if p.Delta.ChangeType == ChangeAdd || p.Type == TypeRetry || p.ExecutionStatus == StatusExecutionPending {
 			blocked = true
 		}
 	}
 	return out
+}
+
+// release returns the DispatchRequested for p's next attempt. An operation keeps its sequence
+// across attempts; a first release takes the next one (*next is the highest given so far).
+func release(s Shadow, p PendingOperation, next *int64, now time.Time) DispatchRequested {
+	seq := p.Sequence
+	if seq == 0 {
+		*next++
+		seq = *next
+	}
+	return DispatchRequested{OperationID: p.ID, Attempt: p.AttemptNumber + 1, Sequence: seq, PreviousSequence: s.d.DeliveredSequence,
+		Request: targetRequest(s, p), Time: now}
 }
 
 // targetRequest builds what the target system gets for p, with the identifiers known now.

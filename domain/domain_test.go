@@ -70,6 +70,9 @@ func eqTypes(t *testing.T, got []Event, want ...string) {
 	}
 }
 
+// testID returns a distinct valid operation id for n.
+func testID(n int) string { return fmt.Sprintf("33333333-3333-4333-8333-%012d", n) }
+
 func added(t *testing.T, r Resource) Shadow {
 	s, _ := run(t, Shadow{}, Add{Resource: r, ShadowID: sid, OperationID: op1, RequestID: "r1", ObjectClass: acct,
 		Attributes: Attributes{"login": {"jack"}, "fullName": {"Jack Sparrow"}, "shoeSize": {42}}}, t0)
@@ -199,10 +202,77 @@ func TestQueuedBehindAdd(t *testing.T) {
 	eq(t, "modify waits", s.Data().PendingOperations[1].ExecutionStatus, StatusRequested)
 	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0.Add(3*time.Second))
 	s, ev = run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess, PrimaryIdentifiers: Attributes{"uid": {"u-9"}}}, t0.Add(4*time.Second))
-	eqTypes(t, ev, "OperationCompleted", "DispatchRequested", "DispatchRequested", "TimerSet")
-	eq(t, "modify released with uid", ev[1].(DispatchRequested).Request.PrimaryIdentifiers["uid"][0], any("u-9"))
-	eq(t, "delete released", ev[2].(DispatchRequested).OperationID, op3)
+	eqTypes(t, ev, "OperationCompleted", "DispatchRequested", "TimerSet")
+	mod := ev[1].(DispatchRequested)
+	eq(t, "modify released with uid", mod.Request.PrimaryIdentifiers["uid"][0], any("u-9"))
+	eq(t, "modify sequence", mod.Sequence, int64(2))
+	eq(t, "modify follows the add", mod.PreviousSequence, int64(1))
+	eq(t, "delete waits until the modify is accepted", s.Data().PendingOperations[2].ExecutionStatus, StatusRequested)
+	s, ev = run(t, s, RecordDelivery{Resource: r, OperationID: op2, Attempt: 1}, t0.Add(5*time.Second))
+	eqTypes(t, ev, "OperationSent", "DispatchRequested")
+	del := ev[1].(DispatchRequested)
+	eq(t, "delete released", del.OperationID, op3)
+	eq(t, "delete sequence", del.Sequence, int64(3))
+	eq(t, "delete follows the modify", del.PreviousSequence, int64(2))
 	eq(t, "reaping", s.Lifecycle(), LifecycleReaping)
+}
+
+// One operation of a shadow is in flight until the transport accepts it: a re-send after a crash
+// can never overtake a newer operation. Sequences number what is released; a retry keeps its
+// sequence, and a cancelled operation's number is not reused.
+func TestOneInFlightUntilAccepted(t *testing.T) {
+	r := testResource(t, false)
+	s := added(t, r)
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0.Add(time.Second))
+	eq(t, "add delivered", s.Data().DeliveredSequence, int64(1))
+	mods := []string{testID(10), testID(11), testID(12)}
+	var ev []Event
+	for i, id := range mods {
+		s, ev = run(t, s, Modify{Resource: r, OperationID: id, Changes: Changes{"fullName": {Replace: []any{fmt.Sprint(i)}}}}, t0.Add(2*time.Second))
+		if i == 0 {
+			eqTypes(t, ev, "ModifyRequested", "DispatchRequested")
+			eq(t, "first modify seq", ev[1].(DispatchRequested).Sequence, int64(2))
+		} else {
+			eqTypes(t, ev, "ModifyRequested")
+		}
+	}
+	// The first modify fails (broker down): it is postponed for retry and keeps everything queued.
+	s, ev = run(t, s, RecordFailure{Resource: r, OperationID: mods[0], Attempt: 1, Error: OperationError{Category: CategoryCommunication, Message: "down"}}, t0.Add(3*time.Second))
+	eqTypes(t, ev, "AttemptFailed", "TimerSet")
+	s, ev = run(t, s, Refresh{Resource: r, ForceRetry: true}, t0.Add(4*time.Second))
+	eqTypes(t, ev, "DispatchRequested", "TimerSet")
+	eq(t, "retry keeps its sequence", ev[0].(DispatchRequested).Sequence, int64(2))
+	eq(t, "retry follows the add", ev[0].(DispatchRequested).PreviousSequence, int64(1))
+	s, ev = run(t, s, RecordDelivery{Resource: r, OperationID: mods[0], Attempt: 2}, t0.Add(5*time.Second))
+	eqTypes(t, ev, "OperationSent", "OperationCompleted", "DispatchRequested")
+	eq(t, "second modify seq", ev[2].(DispatchRequested).Sequence, int64(3))
+	eq(t, "second modify prev", ev[2].(DispatchRequested).PreviousSequence, int64(2))
+	// Not accepted; cancelled after a failure: its number is not given again.
+	s, _ = run(t, s, RecordFailure{Resource: r, OperationID: mods[1], Attempt: 1, Error: OperationError{Category: CategoryCommunication, Message: "down"}}, t0.Add(6*time.Second))
+	s, ev = run(t, s, Cancel{Resource: r, OperationID: mods[1]}, t0.Add(7*time.Second))
+	eqTypes(t, ev, "OperationCompleted", "DispatchRequested", "TimerSet")
+	third := ev[1].(DispatchRequested)
+	eq(t, "third modify seq", third.Sequence, int64(4))
+	eq(t, "third modify prev: the last accepted", third.PreviousSequence, int64(2))
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: mods[2], Attempt: 1}, t0.Add(8*time.Second))
+	eq(t, "cache", s.Data().Attributes["fullName"][0], any("2"))
+}
+
+// A target that confirms out of order still leaves the cache as the modifies' order says.
+func TestCacheFollowsOperationOrder(t *testing.T) {
+	r := testResource(t, true)
+	s := added(t, r)
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0)
+	s, _ = run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess, PrimaryIdentifiers: Attributes{"uid": {"u-1"}}}, t0)
+	a, b := testID(20), testID(21)
+	s, _ = run(t, s, Modify{Resource: r, OperationID: a, Changes: Changes{"fullName": {Replace: []any{"old"}}, "mail": {Add: []any{"x@y"}}}}, t0)
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: a, Attempt: 1}, t0)
+	s, _ = run(t, s, Modify{Resource: r, OperationID: b, Changes: Changes{"fullName": {Replace: []any{"new"}}}}, t0)
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: b, Attempt: 1}, t0)
+	s, _ = run(t, s, Confirm{Resource: r, OperationID: b, Result: ResultSuccess}, t0)
+	s, _ = run(t, s, Confirm{Resource: r, OperationID: a, Result: ResultSuccess}, t0)
+	eq(t, "newest modify wins", s.Data().Attributes["fullName"][0], any("new"))
+	eq(t, "older modify's other change kept", s.Data().Attributes["mail"][0], any("x@y"))
 }
 
 func TestFailedAddKillsShadowAndCascades(t *testing.T) {

@@ -57,11 +57,20 @@ type DeleteRequested struct {
 }
 
 // DispatchRequested releases an operation to the dispatcher for attempt number Attempt.
+//
+// Sequence is the operation's place among the shadow's operations released to the target (1, 2,
+// ...; every attempt of one operation keeps it) and PreviousSequence the Sequence of the last
+// operation the transport accepted before it (0: none). Both travel with the request, so a target
+// can apply one account's operations once and in order, whatever a broker redelivers: drop what
+// it has passed (Sequence <= last applied), hold back what comes too early (PreviousSequence >
+// last applied). Zero in events recorded before sequences existed.
 type DispatchRequested struct {
-	OperationID string        `json:"operationId"`
-	Attempt     int           `json:"attempt"`
-	Request     TargetRequest `json:"request"`
-	Time        time.Time     `json:"time"`
+	OperationID      string        `json:"operationId"`
+	Attempt          int           `json:"attempt"`
+	Sequence         int64         `json:"sequence,omitempty"`
+	PreviousSequence int64         `json:"previousSequence,omitempty"`
+	Request          TargetRequest `json:"request"`
+	Time             time.Time     `json:"time"`
 }
 
 // OperationSent records that the transport accepted attempt Attempt (for AMQP: the broker's
@@ -296,9 +305,14 @@ func Evolve(s Shadow, e Event) Shadow {
 	case DispatchRequested:
 		if op := findOp(&d, x.OperationID); op != nil {
 			op.ExecutionStatus = StatusExecutionPending
+			if x.Sequence > 0 {
+				op.Sequence = x.Sequence
+			}
 		}
+		d.LastSequence = max(d.LastSequence, x.Sequence)
 	case OperationSent:
 		if op := findOp(&d, x.OperationID); op != nil {
+			d.DeliveredSequence = max(d.DeliveredSequence, op.Sequence)
 			if !op.Completed() { // a late report of a confirmed operation only fills in the attempt
 				op.ExecutionStatus = StatusExecuting
 				op.Type = TypeAsynchronous
@@ -405,6 +419,14 @@ func completeOp(d *ShadowData, x OperationCompleted) {
 	case ChangeModify:
 		if x.Result.applied() {
 			d.Attributes = applyChanges(d.Attributes, op.Delta.Changes)
+			// A target may confirm out of order: later modifies already in the cache are
+			// applied again after this one, so the cache always ends as the modifies' order says.
+			i := slices.IndexFunc(d.PendingOperations, func(p PendingOperation) bool { return p.ID == op.ID })
+			for _, later := range d.PendingOperations[i+1:] {
+				if later.Completed() && later.Delta.ChangeType == ChangeModify && later.ResultStatus.applied() {
+					d.Attributes = applyChanges(d.Attributes, later.Delta.Changes)
+				}
+			}
 			for attr := range d.SecondaryIdentifiers {
 				d.SecondaryIdentifiers[attr] = d.Attributes.Clone()[attr]
 			}

@@ -144,6 +144,9 @@ type PendingOperation struct {
 	Message                        string          `json:"message,omitempty"`
 	// GracePeriodEnd is set on a completed operation while its pendingOperationGracePeriod runs.
 	GracePeriodEnd time.Time `json:"gracePeriodEnd,omitzero"`
+	// Sequence is the operation's place among the shadow's operations released to the target
+	// (see DispatchRequested); 0 until it is first released.
+	Sequence int64 `json:"sequence,omitempty"`
 }
 
 // Completed reports whether the operation has ended.
@@ -177,8 +180,12 @@ type ShadowData struct {
 	ModifyTimestamp      time.Time          `json:"modifyTimestamp,omitzero"`
 	DeathTimestamp       time.Time          `json:"deathTimestamp,omitzero"`
 	// Expired is set when a dead shadow's retention is over: it leaves the projection.
-	Expired bool  `json:"expired,omitempty"`
-	Version int64 `json:"version"`
+	Expired bool `json:"expired,omitempty"`
+	// LastSequence is the highest Sequence given to an operation; DeliveredSequence the Sequence
+	// of the last operation the transport accepted (the next request's PreviousSequence).
+	LastSequence      int64 `json:"lastSequence,omitempty"`
+	DeliveredSequence int64 `json:"deliveredSequence,omitempty"`
+	Version           int64 `json:"version"`
 }
 
 func (d ShadowData) clone() ShadowData {

@@ -20,7 +20,7 @@ func fullEvents() []domain.Event {
 		domain.AddRequested{ShadowID: "s", Resource: "r", ObjectClass: "C", SecondaryIdentifier: "login", OperationID: "o", RequestID: "q", Attributes: attrs, Order: []string{"login", "n"}, Assigned: true, Time: at},
 		domain.ModifyRequested{OperationID: "o", RequestID: "q", Changes: ch, Order: []string{"clear", "a", "r"}, Time: at},
 		domain.DeleteRequested{OperationID: "o", RequestID: "q", Time: at},
-		domain.DispatchRequested{OperationID: "o", Attempt: 3, Request: tr, Time: at},
+		domain.DispatchRequested{OperationID: "o", Attempt: 3, Sequence: 4, PreviousSequence: 2, Request: tr, Time: at},
 		domain.OperationSent{OperationID: "o", Attempt: 2, Reference: "ref", Time: at},
 		domain.AttemptFailed{OperationID: "o", Attempt: 2, Error: domain.OperationError{Category: domain.CategorySecurity, Message: "m"}, Time: at},
 		domain.OperationCompleted{OperationID: "o", Result: domain.ResultWarning, Message: "m", PrimaryIdentifiers: domain.Attributes{"uid": {int64(7)}}, Source: "s", GraceUntil: at.Add(9), Time: at},
@@ -39,9 +39,9 @@ func fullState() domain.ShadowData {
 			ExecutionStatus: domain.StatusExecuting, ResultStatus: domain.ResultInProgress, AttemptNumber: 2, RequestTimestamp: at,
 			LastAttemptTimestamp: at.Add(1), CompletionTimestamp: at.Add(2), AsynchronousOperationReference: "ref",
 			LastError: &domain.OperationError{Category: domain.CategoryCommunication, Message: "down"}, RequestID: "q", Message: "msg",
-			GracePeriodEnd: at.Add(5),
+			GracePeriodEnd: at.Add(5), Sequence: 3,
 		}},
-		CreateTimestamp: at, ModifyTimestamp: at.Add(3), DeathTimestamp: at.Add(4), Expired: true, Version: 9,
+		CreateTimestamp: at, ModifyTimestamp: at.Add(3), DeathTimestamp: at.Add(4), Expired: true, LastSequence: 3, DeliveredSequence: 2, Version: 9,
 	}
 }
 

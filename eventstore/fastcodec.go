@@ -131,7 +131,7 @@ func (w *writer) opError(e domain.OperationError) {
 
 func (w *writer) pendingOp(p *domain.PendingOperation) {
 	w.mapLen(7 + count(!p.LastAttemptTimestamp.IsZero(), !p.CompletionTimestamp.IsZero(), p.AsynchronousOperationReference != "",
-		p.LastError != nil, p.RequestID != "", p.Message != "", !p.GracePeriodEnd.IsZero()))
+		p.LastError != nil, p.RequestID != "", p.Message != "", !p.GracePeriodEnd.IsZero(), p.Sequence != 0))
 	w.str("id", p.ID)
 	w.str("type", string(p.Type))
 	w.key("delta")
@@ -162,10 +162,13 @@ func (w *writer) pendingOp(p *domain.PendingOperation) {
 	if !p.GracePeriodEnd.IsZero() {
 		w.tm("gracePeriodEnd", p.GracePeriodEnd)
 	}
+	if p.Sequence != 0 {
+		w.num("sequence", p.Sequence)
+	}
 }
 
 func (w *writer) shadow(d *domain.ShadowData) {
-	w.mapLen(13 + count(!d.ModifyTimestamp.IsZero(), !d.DeathTimestamp.IsZero(), d.Expired))
+	w.mapLen(13 + count(!d.ModifyTimestamp.IsZero(), !d.DeathTimestamp.IsZero(), d.Expired, d.LastSequence != 0, d.DeliveredSequence != 0))
 	w.str("shadowId", d.ShadowID)
 	w.str("resource", d.Resource)
 	w.str("objectClass", d.ObjectClass)
@@ -193,6 +196,12 @@ func (w *writer) shadow(d *domain.ShadowData) {
 	}
 	if d.Expired {
 		w.boolean("expired", true)
+	}
+	if d.LastSequence != 0 {
+		w.num("lastSequence", d.LastSequence)
+	}
+	if d.DeliveredSequence != 0 {
+		w.num("deliveredSequence", d.DeliveredSequence)
 	}
 	w.num("version", d.Version)
 }
@@ -265,9 +274,15 @@ func (w *writer) event(e domain.Event) (ok bool) {
 		}
 		w.tm("time", x.Time)
 	case domain.DispatchRequested:
-		w.mapLen(4)
+		w.mapLen(4 + count(x.Sequence != 0, x.PreviousSequence != 0))
 		w.str("operationId", x.OperationID)
 		w.num("attempt", int64(x.Attempt))
+		if x.Sequence != 0 {
+			w.num("sequence", x.Sequence)
+		}
+		if x.PreviousSequence != 0 {
+			w.num("previousSequence", x.PreviousSequence)
+		}
 		w.key("request")
 		w.targetRequest(x.Request)
 		w.tm("time", x.Time)

@@ -181,43 +181,119 @@ func (s *Store) LookupOperation(ctx context.Context, operationID string) (resour
 	return resource, shadowID, true, nil
 }
 
-// RequestRecord is the durable answer to a request id.
+// RequestRecord is the durable record of a request id. It is written twice: pending (no Reply)
+// before the decision is appended, naming the shadow and operation the decision creates, and done
+// (with the Reply) after. A retry that finds it pending after a crash looks for the commit in that
+// shadow's history (the commit carries the request id) and either answers from it or decides
+// again with the same ids; so a request id is answered once and decided once for as long as its
+// shadow's history exists, long after JetStream's Nats-Msg-Id window.
 type RequestRecord struct {
 	// Fingerprint identifies the request body, so that a reused request id with a different
 	// request is refused instead of silently answered with the old reply.
 	Fingerprint string          `json:"fingerprint"`
-	Reply       json.RawMessage `json:"reply"`
-	Seq         uint64          `json:"seq"`
+	Reply       json.RawMessage `json:"reply,omitempty"`
+	Seq         uint64          `json:"seq,omitempty"`
+	ShadowID    string          `json:"shadowId,omitempty"`
+	OperationID string          `json:"operationId,omitempty"`
 }
+
+// Pending reports whether the record was reserved and not yet completed with a reply.
+func (r *RequestRecord) Pending() bool { return len(r.Reply) == 0 }
 
 func requestKey(resource, requestID string) string { return "req." + resource + "." + hash(requestID) }
 
 // GetRequest returns the record of a request id, or nil.
 func (s *Store) GetRequest(ctx context.Context, resource, requestID string) (*RequestRecord, error) {
+	r, _, err := s.getRequest(ctx, resource, requestID)
+	return r, err
+}
+
+func (s *Store) getRequest(ctx context.Context, resource, requestID string) (*RequestRecord, uint64, error) {
 	e, err := s.index.Get(ctx, requestKey(resource, requestID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: lookup request: %w", unavailable(err))
+		return nil, 0, fmt.Errorf("eventstore: lookup request: %w", unavailable(err))
 	}
 	var r RequestRecord
 	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return nil, fmt.Errorf("%w: request record: %w", ErrCorrupt, err)
+		return nil, 0, fmt.Errorf("%w: request record: %w", ErrCorrupt, err)
 	}
-	return &r, nil
+	return &r, e.Revision(), nil
 }
 
-// PutRequest stores the record of a request id. The first record wins: a later put for the same
-// id leaves it unchanged.
+// ReserveRequest writes r as the pending record of a request id, unless the id has a record
+// already: then it returns that record and writes nothing. The caller decides with the returned
+// record's ids when they differ from its own (a concurrent or earlier attempt of the request).
+func (s *Store) ReserveRequest(ctx context.Context, resource, requestID string, r RequestRecord) (*RequestRecord, error) {
+	r.Reply, r.Seq = nil, 0
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	for range 16 {
+		_, err = s.index.Create(ctx, requestKey(resource, requestID), b)
+		if err == nil {
+			return &r, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("eventstore: reserve request: %w", unavailable(err))
+		}
+		cur, _, err := s.getRequest(ctx, resource, requestID)
+		if err != nil {
+			return nil, err
+		}
+		if cur != nil {
+			return cur, nil
+		}
+		// Dropped meanwhile: try again.
+	}
+	return nil, fmt.Errorf("eventstore: reserve request: %w: too much contention", ErrConflict)
+}
+
+// DropRequest removes the pending record of a request id whose decision was refused before
+// anything was appended (an identifier taken, say), so that nothing of it stays behind. A
+// completed record, or one naming other ids, is left alone.
+func (s *Store) DropRequest(ctx context.Context, resource, requestID string, r RequestRecord) error {
+	cur, rev, err := s.getRequest(ctx, resource, requestID)
+	if err != nil || cur == nil || !cur.Pending() || cur.OperationID != r.OperationID {
+		return err
+	}
+	err = s.index.Purge(ctx, requestKey(resource, requestID), jetstream.LastRevision(rev))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
+		return fmt.Errorf("eventstore: drop request: %w", unavailable(err))
+	}
+	return nil
+}
+
+// PutRequest completes the record of a request id with its reply. The first reply wins: a
+// completed record is left unchanged.
 func (s *Store) PutRequest(ctx context.Context, resource, requestID string, r RequestRecord) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	_, err = s.index.Create(ctx, requestKey(resource, requestID), b)
-	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("eventstore: record request: %w", unavailable(err))
+	key := requestKey(resource, requestID)
+	for range 16 {
+		cur, rev, err := s.getRequest(ctx, resource, requestID)
+		if err != nil {
+			return err
+		}
+		switch {
+		case cur == nil:
+			_, err = s.index.Create(ctx, key, b)
+		case !cur.Pending():
+			return nil
+		default:
+			_, err = s.index.Update(ctx, key, b, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
+			return fmt.Errorf("eventstore: record request: %w", unavailable(err))
+		}
 	}
-	return nil
+	return fmt.Errorf("eventstore: record request: %w: too much contention", ErrConflict)
 }

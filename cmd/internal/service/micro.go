@@ -268,23 +268,28 @@ func (s *Service) cmdAdd(ctx context.Context, resource string, data []byte) (any
 		ObjectClass: b.ObjectClass, Attributes: attrs, Order: orderOf(b.Attributes.Order), Assigned: b.Assigned})
 }
 
-func (s *Service) target(ctx context.Context, verb, resource, shadowID, objectClass string, ids map[string][]any) (string, error) {
+// target checks how a modify or delete names its shadow: by id, or by identifiers (resolved by
+// Provision once the request id has been looked at).
+func target(verb, shadowID string, ids map[string][]any) (string, domain.Attributes, error) {
 	switch {
 	case shadowID != "" && len(ids) > 0:
-		return "", fmt.Errorf("%s: %w: give shadowId or identifiers, not both", verb, ErrBadRequest)
+		return "", nil, fmt.Errorf("%s: %w: give shadowId or identifiers, not both", verb, ErrBadRequest)
 	case shadowID != "":
 		if !domain.ValidID(shadowID) {
-			return "", fmt.Errorf("%s: %w: shadowId %q is not a UUID", verb, domain.ErrInvalidID, shadowID)
+			return "", nil, fmt.Errorf("%s: %w: shadowId %q is not a UUID", verb, domain.ErrInvalidID, shadowID)
 		}
-		return shadowID, nil
+		return shadowID, nil, nil
 	case len(ids) > 0:
 		attrs, err := AttributesFrom(ids)
 		if err != nil {
-			return "", fmt.Errorf("%s: identifiers: %w", verb, err)
+			return "", nil, fmt.Errorf("%s: identifiers: %w", verb, err)
 		}
-		return s.Resolve(ctx, resource, objectClass, attrs)
+		if len(attrs) != 1 {
+			return "", nil, fmt.Errorf("%s: %w: identifiers must name exactly one attribute", verb, domain.ErrInvalidCommand)
+		}
+		return "", attrs, nil
 	}
-	return "", fmt.Errorf("%s: %w: shadowId or identifiers is required", verb, ErrBadRequest)
+	return "", nil, fmt.Errorf("%s: %w: shadowId or identifiers is required", verb, ErrBadRequest)
 }
 
 func (s *Service) cmdModify(ctx context.Context, resource string, data []byte) (any, error) {
@@ -292,7 +297,7 @@ func (s *Service) cmdModify(ctx context.Context, resource string, data []byte) (
 	if err != nil {
 		return nil, err
 	}
-	id, err := s.target(ctx, "modify", resource, b.ShadowID, b.ObjectClass, b.Identifiers)
+	id, ids, err := target("modify", b.ShadowID, b.Identifiers)
 	if err != nil {
 		return nil, err
 	}
@@ -300,8 +305,8 @@ func (s *Service) cmdModify(ctx context.Context, resource string, data []byte) (
 	if err != nil {
 		return nil, fmt.Errorf("modify: %w", err)
 	}
-	return s.provision(ctx, Request{Verb: "modify", Resource: resource, ShadowID: id, RequestID: b.RequestID,
-		Fingerprint: Fingerprint(b), Changes: changes, Order: orderOf(b.Changes.Order)})
+	return s.provision(ctx, Request{Verb: "modify", Resource: resource, ShadowID: id, Identifiers: ids, ObjectClass: b.ObjectClass,
+		RequestID: b.RequestID, Fingerprint: Fingerprint(b), Changes: changes, Order: orderOf(b.Changes.Order)})
 }
 
 func (s *Service) cmdDelete(ctx context.Context, resource string, data []byte) (any, error) {
@@ -309,11 +314,12 @@ func (s *Service) cmdDelete(ctx context.Context, resource string, data []byte) (
 	if err != nil {
 		return nil, err
 	}
-	id, err := s.target(ctx, "delete", resource, b.ShadowID, b.ObjectClass, b.Identifiers)
+	id, ids, err := target("delete", b.ShadowID, b.Identifiers)
 	if err != nil {
 		return nil, err
 	}
-	return s.provision(ctx, Request{Verb: "delete", Resource: resource, ShadowID: id, RequestID: b.RequestID, Fingerprint: Fingerprint(b)})
+	return s.provision(ctx, Request{Verb: "delete", Resource: resource, ShadowID: id, Identifiers: ids, ObjectClass: b.ObjectClass,
+		RequestID: b.RequestID, Fingerprint: Fingerprint(b)})
 }
 
 // provision is Provision with one more rule for adds: a concurrent retry of the same request id

@@ -39,6 +39,8 @@ type Store interface {
 	PutOperation(ctx context.Context, operationID, resource, shadowID string) error
 	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
+	ReserveRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) (*eventstore.RequestRecord, error)
+	DropRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
 	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
 	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
 	AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (eventstore.AppendResult, error)
@@ -122,13 +124,30 @@ const maxAttempts = 64
 // with the fresh state. fn may return no events (nothing to do). fn must be pure: it can run
 // several times.
 func (s *Service) Update(ctx context.Context, resource, shadowID, requestID string, fn func(domain.Shadow) ([]domain.Event, error)) (Outcome, error) {
-	return s.UpdateFrom(ctx, resource, shadowID, requestID, nil, fn)
+	return s.update(ctx, resource, shadowID, requestID, nil, nil, fn)
 }
 
 // UpdateFrom is Update starting from a state the caller already has (known may be nil): the
 // first attempt skips the load and appends with known's sequence expected, so a stale known
 // costs one conflict and a reload, never a lost update.
 func (s *Service) UpdateFrom(ctx context.Context, resource, shadowID, requestID string, known *bridge.Known, fn func(domain.Shadow) ([]domain.Event, error)) (Outcome, error) {
+	return s.update(ctx, resource, shadowID, requestID, known, nil, fn)
+}
+
+// adoptError: the request id is reserved by another attempt of the request (a concurrent twin,
+// or an attempt that crashed), with other ids; decide with those.
+type adoptError struct{ rec *eventstore.RequestRecord }
+
+func (e *adoptError) Error() string {
+	return fmt.Sprintf("request reserved by another attempt for operation %s", e.rec.OperationID)
+}
+
+// update is the one load-decide-append loop. reserve, when set, is the pending request record
+// written after the decision and before anything else, so that a crash at any later point leaves
+// a record naming the shadow and operation (see eventstore.RequestRecord).
+func (s *Service) update(ctx context.Context, resource, shadowID, requestID string, known *bridge.Known, reserve *eventstore.RequestRecord,
+	fn func(domain.Shadow) ([]domain.Event, error)) (Outcome, error) {
+	reserved := false
 	for range maxAttempts {
 		var (
 			st  domain.Shadow
@@ -143,6 +162,19 @@ func (s *Service) UpdateFrom(ctx context.Context, resource, shadowID, requestID 
 		events, err := fn(st)
 		if err != nil || len(events) == 0 {
 			return Outcome{Shadow: st, Seq: seq}, err
+		}
+		if reserve != nil && !reserved {
+			cur, err := s.store.ReserveRequest(ctx, resource, requestID, *reserve)
+			if err != nil {
+				return Outcome{}, err
+			}
+			if cur.OperationID != reserve.OperationID || cur.ShadowID != reserve.ShadowID {
+				return Outcome{}, &adoptError{rec: cur}
+			}
+			reserved = true
+			if err := faults.hit(FaultAfterReserve); err != nil {
+				return Outcome{}, err
+			}
 		}
 		next := domain.Fold(st, events)
 		claimed, err := s.claim(ctx, st, next, requestID)
@@ -164,7 +196,14 @@ func (s *Service) UpdateFrom(ctx context.Context, resource, shadowID, requestID 
 			continue
 		}
 		if err != nil {
-			s.release(ctx, shadowID, claimed)
+			if !errors.Is(err, eventstore.ErrUnavailable) {
+				// Refused, so surely not stored. (Unavailable may have stored it: the claims
+				// stay, and a stale claim is taken over once its owner is known not to hold it.)
+				s.release(ctx, shadowID, claimed)
+			}
+			return Outcome{}, err
+		}
+		if err := faults.hit(FaultAfterAppend); err != nil {
 			return Outcome{}, err
 		}
 		if res.Duplicate {
@@ -264,6 +303,8 @@ type Request struct {
 	ObjectClass string
 	Attributes  domain.Attributes
 	Assigned    bool
+	// Identifiers address the shadow of a modify or delete when ShadowID is empty.
+	Identifiers domain.Attributes
 	Changes     domain.Changes
 	// Order is the order in which the request named its attributes or changes.
 	Order []string
@@ -272,12 +313,22 @@ type Request struct {
 // ErrRequestIDReused: the request id was used before for a different request.
 var ErrRequestIDReused = &domain.Error{Category: domain.CategoryConflict, Message: "requestId already used for a different request"}
 
-// Provision runs an add, modify or delete. With a request id it is idempotent: the same request id
-// and content always yield the first reply and one set of events, even after the dedup window.
+// errStored: the shadow already holds the operation this request creates (an earlier attempt of
+// the request was stored); the answer comes from that commit.
+var errStored = errors.New("request already stored")
+
+// Provision runs an add, modify or delete. With a request id it is idempotent for as long as the
+// shadow's history exists: the same request id and content always get the first reply and one
+// set of events, whatever the crash point, long after JetStream's dedup window (see
+// docs/design.md, "Request ids").
 func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 	res, err := s.lookup(ctx, req.Resource)
 	if err != nil {
 		return Reply{}, fmt.Errorf("%s: %w", req.Verb, err)
+	}
+	shadowID, opID, adopted := req.ShadowID, NewID(), false
+	if req.Verb == "add" {
+		shadowID = NewID()
 	}
 	if req.RequestID != "" {
 		rec, err := s.store.GetRequest(ctx, req.Resource, req.RequestID)
@@ -285,15 +336,46 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 			return Reply{}, err
 		}
 		if rec != nil {
-			return s.replay(rec, req)
+			if reply, done, err := s.answer(ctx, rec, req); done || err != nil {
+				return reply, err
+			}
+			shadowID, opID, adopted = rec.ShadowID, rec.OperationID, true
 		}
 	}
-	opID := NewID()
-	shadowID := req.ShadowID
+	for range 4 {
+		if shadowID == "" {
+			// Addressed by identifiers: resolved after the request id is looked at, so that a
+			// retry of a request whose shadow is gone since still gets its first reply.
+			if shadowID, err = s.Resolve(ctx, req.Resource, req.ObjectClass, req.Identifiers); err != nil {
+				return Reply{}, err
+			}
+		}
+		reply, err := s.decideRequest(ctx, req, res, shadowID, opID)
+		var adopt *adoptError
+		if errors.As(err, &adopt) {
+			if reply, done, err := s.answer(ctx, adopt.rec, req); done || err != nil {
+				return reply, err
+			}
+			shadowID, opID, adopted = adopt.rec.ShadowID, adopt.rec.OperationID, true
+			continue
+		}
+		if err != nil && req.RequestID != "" && !adopted && !errors.Is(err, eventstore.ErrUnavailable) {
+			// Refused before anything was appended: leave no reservation behind.
+			if derr := s.store.DropRequest(ctx, req.Resource, req.RequestID, eventstore.RequestRecord{ShadowID: shadowID, OperationID: opID}); derr != nil {
+				s.log.Warn("request reservation not dropped", "requestId", req.RequestID, "err", derr)
+			}
+		}
+		return reply, err
+	}
+	return Reply{}, fmt.Errorf("%s: %w: request id %q: too many concurrent attempts", req.Verb, eventstore.ErrConflict, req.RequestID)
+}
+
+// decideRequest decides the request with the given ids, appends it (reserving the request id
+// first) and completes the request record.
+func (s *Service) decideRequest(ctx context.Context, req Request, res domain.Resource, shadowID, opID string) (Reply, error) {
 	var cmd domain.Command
 	switch req.Verb {
 	case "add":
-		shadowID = NewID()
 		cmd = domain.Add{Resource: res, ShadowID: shadowID, OperationID: opID, RequestID: req.RequestID,
 			ObjectClass: req.ObjectClass, Attributes: req.Attributes, Order: req.Order, Assigned: req.Assigned}
 	case "modify":
@@ -303,17 +385,39 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 	default:
 		return Reply{}, fmt.Errorf("%w: unknown verb %q", domain.ErrInvalidCommand, req.Verb)
 	}
+	var reserve *eventstore.RequestRecord
+	if req.RequestID != "" {
+		reserve = &eventstore.RequestRecord{Fingerprint: req.Fingerprint, ShadowID: shadowID, OperationID: opID}
+	}
 	now := s.now()
-	out, err := s.Update(ctx, req.Resource, shadowID, req.RequestID, func(st domain.Shadow) ([]domain.Event, error) {
+	out, err := s.update(ctx, req.Resource, shadowID, req.RequestID, nil, reserve, func(st domain.Shadow) ([]domain.Event, error) {
+		if _, ok := st.Operation(opID); ok && req.RequestID != "" {
+			return nil, errStored
+		}
 		return domain.Decide(st, cmd, now)
 	})
-	if err != nil {
-		return Reply{}, err
-	}
 	var reply Reply
 	switch {
+	case errors.Is(err, errStored):
+		rec, ferr := s.findCommit(ctx, shadowID, req.RequestID)
+		if ferr != nil {
+			return Reply{}, ferr
+		}
+		if rec == nil {
+			return Reply{}, fmt.Errorf("%s: %w: operation %s is stored but no commit of request %q was found", req.Verb, eventstore.ErrCorrupt, opID, req.RequestID)
+		}
+		if reply, err = replyFromRecord(rec); err != nil {
+			return Reply{}, err
+		}
+		out.Seq = rec.Seq
+	case err != nil:
+		return Reply{}, err
 	case out.Duplicate:
-		if reply, err = s.replyFromCommit(ctx, out.Seq); err != nil {
+		rec, err := s.store.RecordAt(ctx, out.Seq)
+		if err != nil {
+			return Reply{}, err
+		}
+		if reply, err = replyFromRecord(rec); err != nil {
 			return Reply{}, err
 		}
 	case len(out.Events) == 0 && req.Verb != "add":
@@ -324,39 +428,67 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 		reply = replyFor(out.Shadow, opID)
 	}
 	if req.RequestID != "" {
-		b, _ := json.Marshal(reply)
-		if err := s.store.PutRequest(ctx, req.Resource, req.RequestID, eventstore.RequestRecord{Fingerprint: req.Fingerprint, Reply: b, Seq: out.Seq}); err != nil {
-			s.log.Warn("request record not stored; the dedup window still covers retries", "requestId", req.RequestID, "err", err)
-		}
-		if out.Duplicate {
-			// Recorded now; answer as any later retry will be answered.
-			rec, err := s.store.GetRequest(ctx, req.Resource, req.RequestID)
-			if err == nil && rec != nil {
-				return s.replay(rec, req)
-			}
-		}
+		s.complete(ctx, req, shadowID, opID, reply, out.Seq)
 	}
 	return reply, nil
 }
 
-func (s *Service) replay(rec *eventstore.RequestRecord, req Request) (Reply, error) {
-	if rec.Fingerprint != "" && req.Fingerprint != "" && rec.Fingerprint != req.Fingerprint {
-		return Reply{}, fmt.Errorf("%s: %w: %q", req.Verb, ErrRequestIDReused, req.RequestID)
+// complete stores the reply of a request id. A failure is logged, not returned: the pending
+// record and the commit already answer any retry the same way.
+func (s *Service) complete(ctx context.Context, req Request, shadowID, opID string, reply Reply, seq uint64) {
+	b, _ := json.Marshal(reply)
+	rec := eventstore.RequestRecord{Fingerprint: req.Fingerprint, Reply: b, Seq: seq, ShadowID: shadowID, OperationID: opID}
+	if err := s.store.PutRequest(ctx, req.Resource, req.RequestID, rec); err != nil {
+		s.log.Warn("request record not completed; its pending record answers retries", "requestId", req.RequestID, "err", err)
 	}
-	var r Reply
-	if err := json.Unmarshal(rec.Reply, &r); err != nil {
-		return Reply{}, fmt.Errorf("%w: request record: %w", eventstore.ErrCorrupt, err)
-	}
-	return r, nil
 }
 
-// replyFromCommit rebuilds the reply of a stored commit (a retry that hit JetStream's dedup before
-// the request record was written).
-func (s *Service) replyFromCommit(ctx context.Context, seq uint64) (Reply, error) {
-	rec, err := s.store.RecordAt(ctx, seq)
-	if err != nil {
-		return Reply{}, err
+// answer answers a request from its record when it can: done is true with the first reply (or an
+// error for a reused request id with another body). A pending record whose commit is not in the
+// shadow's history is not done: the caller decides again with the record's ids.
+func (s *Service) answer(ctx context.Context, rec *eventstore.RequestRecord, req Request) (Reply, bool, error) {
+	if rec.Fingerprint != "" && req.Fingerprint != "" && rec.Fingerprint != req.Fingerprint {
+		return Reply{}, true, fmt.Errorf("%s: %w: %q", req.Verb, ErrRequestIDReused, req.RequestID)
 	}
+	if !rec.Pending() {
+		var r Reply
+		if err := json.Unmarshal(rec.Reply, &r); err != nil {
+			return Reply{}, true, fmt.Errorf("%w: request record: %w", eventstore.ErrCorrupt, err)
+		}
+		return r, true, nil
+	}
+	c, err := s.findCommit(ctx, rec.ShadowID, req.RequestID)
+	if err != nil || c == nil {
+		return Reply{}, err != nil, err
+	}
+	reply, err := replyFromRecord(c)
+	if err != nil {
+		return Reply{}, true, err
+	}
+	s.complete(ctx, req, rec.ShadowID, rec.OperationID, reply, c.Seq)
+	return reply, true, nil
+}
+
+// findCommit returns the commit of a request id in a shadow's history, or nil. It reads the whole
+// history: it runs only for a request whose earlier attempt crashed before its reply was stored.
+func (s *Service) findCommit(ctx context.Context, shadowID, requestID string) (*eventstore.Record, error) {
+	if shadowID == "" {
+		return nil, nil
+	}
+	recs, err := s.store.History(ctx, shadowID)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		if id, err := r.RequestID(); err == nil && id == requestID {
+			return r, nil
+		}
+	}
+	return nil, nil
+}
+
+// replyFromRecord rebuilds the reply of a stored commit: the shadow as the commit left it.
+func replyFromRecord(rec *eventstore.Record) (Reply, error) {
 	ev, err := rec.Events()
 	if err != nil {
 		return Reply{}, err

@@ -223,33 +223,34 @@ func (s *Store) getRequest(ctx context.Context, resource, requestID string) (*Re
 	return &r, e.Revision(), nil
 }
 
-// ReserveRequest writes r as the pending record of a request id, unless the id has a record
-// already: then it returns that record and writes nothing. The caller decides with the returned
-// record's ids when they differ from its own (a concurrent or earlier attempt of the request).
-func (s *Store) ReserveRequest(ctx context.Context, resource, requestID string, r RequestRecord) (*RequestRecord, error) {
+// ReserveRequest writes r as the pending record of a request id (created is true), unless the id
+// has a record already: then it returns that record and writes nothing. The caller decides with
+// the returned record's ids when they differ from its own (a concurrent or earlier attempt of the
+// request).
+func (s *Store) ReserveRequest(ctx context.Context, resource, requestID string, r RequestRecord) (rec *RequestRecord, created bool, err error) {
 	r.Reply, r.Seq = nil, 0
 	b, err := json.Marshal(r)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	for range 16 {
 		_, err = s.index.Create(ctx, requestKey(resource, requestID), b)
 		if err == nil {
-			return &r, nil
+			return &r, true, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, fmt.Errorf("eventstore: reserve request: %w", unavailable(err))
+			return nil, false, fmt.Errorf("eventstore: reserve request: %w", unavailable(err))
 		}
 		cur, _, err := s.getRequest(ctx, resource, requestID)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if cur != nil {
-			return cur, nil
+			return cur, false, nil
 		}
 		// Dropped meanwhile: try again.
 	}
-	return nil, fmt.Errorf("eventstore: reserve request: %w: too much contention", ErrConflict)
+	return nil, false, fmt.Errorf("eventstore: reserve request: %w: too much contention", ErrConflict)
 }
 
 // DropRequest removes the pending record of a request id whose decision was refused before

@@ -39,7 +39,7 @@ type Store interface {
 	PutOperation(ctx context.Context, operationID, resource, shadowID string) error
 	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
-	ReserveRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) (*eventstore.RequestRecord, error)
+	ReserveRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) (*eventstore.RequestRecord, bool, error)
 	DropRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
 	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
 	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
@@ -146,8 +146,18 @@ func (e *adoptError) Error() string {
 // written after the decision and before anything else, so that a crash at any later point leaves
 // a record naming the shadow and operation (see eventstore.RequestRecord).
 func (s *Service) update(ctx context.Context, resource, shadowID, requestID string, known *bridge.Known, reserve *eventstore.RequestRecord,
-	fn func(domain.Shadow) ([]domain.Event, error)) (Outcome, error) {
-	reserved := false
+	fn func(domain.Shadow) ([]domain.Event, error)) (_ Outcome, err error) {
+	// created: this call wrote the reservation; maybeStored: an append was tried whose outcome
+	// is unknown. A reservation this call made for a decision surely not stored is dropped, so a
+	// refused request leaves nothing behind.
+	reserved, created, maybeStored := false, false, false
+	defer func() {
+		if err != nil && created && !maybeStored {
+			if derr := s.store.DropRequest(context.WithoutCancel(ctx), resource, requestID, *reserve); derr != nil {
+				s.log.Warn("request reservation not dropped", "requestId", requestID, "err", derr)
+			}
+		}
+	}()
 	for range maxAttempts {
 		var (
 			st  domain.Shadow
@@ -164,14 +174,14 @@ func (s *Service) update(ctx context.Context, resource, shadowID, requestID stri
 			return Outcome{Shadow: st, Seq: seq}, err
 		}
 		if reserve != nil && !reserved {
-			cur, err := s.store.ReserveRequest(ctx, resource, requestID, *reserve)
+			cur, made, err := s.store.ReserveRequest(ctx, resource, requestID, *reserve)
 			if err != nil {
 				return Outcome{}, err
 			}
 			if cur.OperationID != reserve.OperationID || cur.ShadowID != reserve.ShadowID {
 				return Outcome{}, &adoptError{rec: cur}
 			}
-			reserved = true
+			reserved, created = true, made
 			if err := faults.hit(FaultAfterReserve); err != nil {
 				return Outcome{}, err
 			}
@@ -196,13 +206,16 @@ func (s *Service) update(ctx context.Context, resource, shadowID, requestID stri
 			continue
 		}
 		if err != nil {
-			if !errors.Is(err, eventstore.ErrUnavailable) {
-				// Refused, so surely not stored. (Unavailable may have stored it: the claims
-				// stay, and a stale claim is taken over once its owner is known not to hold it.)
+			if errors.Is(err, eventstore.ErrUnavailable) {
+				// Maybe stored: the claims and the reservation stay (a stale claim is taken
+				// over once its owner is known not to hold it; a retry finds the commit).
+				maybeStored = true
+			} else {
 				s.release(ctx, shadowID, claimed)
 			}
 			return Outcome{}, err
 		}
+		maybeStored = true
 		if err := faults.hit(FaultAfterAppend); err != nil {
 			return Outcome{}, err
 		}
@@ -326,7 +339,7 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 	if err != nil {
 		return Reply{}, fmt.Errorf("%s: %w", req.Verb, err)
 	}
-	shadowID, opID, adopted := req.ShadowID, NewID(), false
+	shadowID, opID := req.ShadowID, NewID()
 	if req.Verb == "add" {
 		shadowID = NewID()
 	}
@@ -339,7 +352,7 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 			if reply, done, err := s.answer(ctx, rec, req); done || err != nil {
 				return reply, err
 			}
-			shadowID, opID, adopted = rec.ShadowID, rec.OperationID, true
+			shadowID, opID = rec.ShadowID, rec.OperationID
 		}
 	}
 	for range 4 {
@@ -356,14 +369,8 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 			if reply, done, err := s.answer(ctx, adopt.rec, req); done || err != nil {
 				return reply, err
 			}
-			shadowID, opID, adopted = adopt.rec.ShadowID, adopt.rec.OperationID, true
+			shadowID, opID = adopt.rec.ShadowID, adopt.rec.OperationID
 			continue
-		}
-		if err != nil && req.RequestID != "" && !adopted && !errors.Is(err, eventstore.ErrUnavailable) {
-			// Refused before anything was appended: leave no reservation behind.
-			if derr := s.store.DropRequest(ctx, req.Resource, req.RequestID, eventstore.RequestRecord{ShadowID: shadowID, OperationID: opID}); derr != nil {
-				s.log.Warn("request reservation not dropped", "requestId", req.RequestID, "err", derr)
-			}
 		}
 		return reply, err
 	}

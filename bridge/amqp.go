@@ -50,6 +50,7 @@ type AMQPTarget struct {
 	failed  int       // consecutive failed connection attempts
 	retryAt time.Time // no new attempt before this
 	lastErr error
+	scrub   scrubber // every error leaving the target goes through it
 }
 
 var (
@@ -63,8 +64,8 @@ func NewAMQPTarget(o AMQPOptions) (*AMQPTarget, error) {
 	if o.URL == "" || o.Address == "" {
 		return nil, fmt.Errorf("%w: amqp target: url and address are required", domain.CategoryConfiguration)
 	}
-	if !strings.HasPrefix(o.URL, "amqp://") && !strings.HasPrefix(o.URL, "amqps://") {
-		return nil, fmt.Errorf("%w: amqp target: url %q must start with amqp:// or amqps://", domain.CategoryConfiguration, redactURL(o.URL))
+	if err := CheckURL("amqp target: url", o.URL, "amqp", "amqps"); err != nil {
+		return nil, err
 	}
 	if _, err := Transform(o.Transformation, domain.TargetRequest{}); err != nil {
 		return nil, err
@@ -82,17 +83,7 @@ func NewAMQPTarget(o AMQPOptions) (*AMQPTarget, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &AMQPTarget{o: o, log: log.With("broker", redactURL(o.URL), "address", o.Address)}, nil
-}
-
-// redactURL drops credentials from a URL for logs and errors.
-func redactURL(u string) string {
-	if at := strings.LastIndex(u, "@"); at >= 0 {
-		if i := strings.Index(u, "://"); i >= 0 && i < at {
-			return u[:i+3] + "***@" + u[at+1:]
-		}
-	}
-	return u
+	return &AMQPTarget{o: o, log: log.With("broker", RedactURL(o.URL), "address", o.Address), scrub: newScrubber(o.Password, o.URL)}, nil
 }
 
 // DialAMQP opens a connection with the options' SASL and TLS settings.
@@ -136,7 +127,7 @@ func (t *AMQPTarget) link(ctx context.Context) (*amqp.Sender, error) {
 		}
 		t.closeConn(conn)
 	}
-	err = classify(err)
+	err = t.scrub.err(classify(err))
 	t.failed++
 	backoff := min(t.o.MinBackoff<<min(t.failed-1, 20), t.o.MaxBackoff)
 	backoff = backoff/2 + rand.N(backoff/2+1) // jitter: herds of instances do not reconnect in step
@@ -214,6 +205,11 @@ func (t *AMQPTarget) Message(r Request) (*amqp.Message, error) {
 // as reference; Rejected is a configuration or security error; Released, Modified, a broken
 // connection or a timeout are communication errors.
 func (t *AMQPTarget) Send(ctx context.Context, r Request) (string, error) {
+	ref, err := t.send(ctx, r)
+	return ref, t.scrub.err(err)
+}
+
+func (t *AMQPTarget) send(ctx context.Context, r Request) (string, error) {
 	m, err := t.Message(r)
 	if err != nil {
 		return "", err
@@ -307,7 +303,7 @@ func classify(err error) error {
 // the broker is reachable. It sends nothing.
 func (t *AMQPTarget) Probe(ctx context.Context) error {
 	_, err := t.link(ctx)
-	return err
+	return t.scrub.err(err)
 }
 
 // Close closes the connection (bounded by CloseTimeout).

@@ -41,6 +41,7 @@ type ConfirmationReceiver struct {
 	resource  string
 	confirmer Confirmer
 	log       *slog.Logger
+	scrub     scrubber
 }
 
 // NewConfirmationReceiver returns a receiver for o.ConfirmationAddress.
@@ -52,7 +53,7 @@ func NewConfirmationReceiver(o AMQPOptions, resource string, c Confirmer) (*Conf
 	if err != nil {
 		return nil, err
 	}
-	return &ConfirmationReceiver{o: t.o, resource: resource, confirmer: c,
+	return &ConfirmationReceiver{o: t.o, resource: resource, confirmer: c, scrub: t.scrub,
 		log: t.log.With("confirmations", o.ConfirmationAddress, "resource", resource)}, nil
 }
 
@@ -66,7 +67,7 @@ func (r *ConfirmationReceiver) Run(ctx context.Context) error {
 		}
 		failed++
 		backoff := min(r.o.MinBackoff<<min(failed-1, 20), r.o.MaxBackoff)
-		r.log.Warn("confirmation link down", "err", classify(err), "retry_in", backoff)
+		r.log.Warn("confirmation link down", "err", r.scrub.err(classify(err)), "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):

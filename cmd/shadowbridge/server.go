@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"shadowbridge/bridge"
 	"shadowbridge/cmd/internal/app"
 	"shadowbridge/eventstore/embedded"
 	"shadowbridge/projections"
@@ -125,7 +126,7 @@ func connect(c app.NATSConfig, name string) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(c.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", c.URL, err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", bridge.RedactURL(c.URL), err)
 	}
 	return nc, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -158,6 +159,11 @@ func (c Config) Validate() error {
 	if !domain.ValidToken(c.Prefix) {
 		errs = append(errs, fmt.Errorf("prefix %q must match [A-Za-z0-9_-]+", c.Prefix))
 	}
+	for u := range strings.SplitSeq(c.NATS.URL, ",") {
+		if err := bridge.CheckURL("nats.url", strings.TrimSpace(u), "nats", "tls", "ws", "wss"); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.NATS.User != "" && c.NATS.Creds != "" {
 		errs = append(errs, errors.New("nats: use creds or user/password, not both"))
 	}
@@ -183,6 +189,8 @@ func (c Config) Validate() error {
 			a := r.Target.AMQP
 			if a.URL == "" || a.Address == "" {
 				errs = append(errs, fmt.Errorf("%s: target.amqp: url and address are required", at))
+			} else if err := bridge.CheckURL("target.amqp.url", a.URL, "amqp", "amqps"); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", at, err))
 			}
 			if a.MaxBackoff < 0 {
 				errs = append(errs, fmt.Errorf("%s: target.amqp: maxBackoff must not be negative", at))

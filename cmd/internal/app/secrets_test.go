@@ -156,5 +156,3 @@ func TestCredentialsNeverLeave(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-

@@ -11,7 +11,9 @@ const (
 	FaultAfterAppend = "after-append"
 )
 
-type faultHook struct{ fn atomic.Pointer[func(point string) error] }
+type faultHook struct {
+	fn atomic.Pointer[func(point string) error]
+}
 
 // faults is nil-safe and costs one atomic load when no hook is set.
 var faults faultHook

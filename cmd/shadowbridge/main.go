@@ -56,6 +56,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("no command given")
 	}
 	cmd, rest := args[0], args[1:]
+	if err := installFault(getenv); err != nil {
+		return err
+	}
 	switch cmd {
 	case "dev":
 		return runDev(ctx, rest, getenv, stdout, stderr)

@@ -75,6 +75,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	if cfg.NATS.Replicas > 0 {
 		scfg.Replicas = cfg.NATS.Replicas
 	}
+	if cfg.NATS.DuplicateWindow > 0 {
+		scfg.DuplicateWindow = time.Duration(cfg.NATS.DuplicateWindow)
+	}
 	store, err := eventstore.Open(ctx, nc, scfg)
 	if err != nil {
 		return nil, err

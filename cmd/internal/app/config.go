@@ -34,6 +34,10 @@ type NATSConfig struct {
 	} `yaml:"embedded"`
 	// Replicas of the streams and buckets (1 for a single server, 3 for a cluster).
 	Replicas int `yaml:"replicas"`
+	// DuplicateWindow is JetStream's Nats-Msg-Id window on the event stream (default 2m). Request
+	// ids stay idempotent beyond it (the index's request records); it bounds how long a
+	// publisher's blind re-send is dropped by the server itself.
+	DuplicateWindow Duration `yaml:"duplicateWindow"`
 }
 
 // TLSConfig names PEM files.
@@ -163,6 +167,9 @@ func (c Config) Validate() error {
 		if err := bridge.CheckURL("nats.url", strings.TrimSpace(u), "nats", "tls", "ws", "wss"); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.NATS.DuplicateWindow < 0 {
+		errs = append(errs, errors.New("nats.duplicateWindow must not be negative"))
 	}
 	if c.NATS.User != "" && c.NATS.Creds != "" {
 		errs = append(errs, errors.New("nats: use creds or user/password, not both"))

@@ -195,6 +195,9 @@ type RequestRecord struct {
 	Seq         uint64          `json:"seq,omitempty"`
 	ShadowID    string          `json:"shadowId,omitempty"`
 	OperationID string          `json:"operationId,omitempty"`
+	// Revision is the record's KV revision as read or reserved (not stored): completing a
+	// reservation made by the same caller then costs one write.
+	Revision uint64 `json:"-"`
 }
 
 // Pending reports whether the record was reserved and not yet completed with a reply.
@@ -204,7 +207,10 @@ func requestKey(resource, requestID string) string { return "req." + resource + 
 
 // GetRequest returns the record of a request id, or nil.
 func (s *Store) GetRequest(ctx context.Context, resource, requestID string) (*RequestRecord, error) {
-	r, _, err := s.getRequest(ctx, resource, requestID)
+	r, rev, err := s.getRequest(ctx, resource, requestID)
+	if r != nil {
+		r.Revision = rev
+	}
 	return r, err
 }
 
@@ -234,18 +240,20 @@ func (s *Store) ReserveRequest(ctx context.Context, resource, requestID string, 
 		return nil, false, err
 	}
 	for range 16 {
-		_, err = s.index.Create(ctx, requestKey(resource, requestID), b)
+		rev, err := s.index.Create(ctx, requestKey(resource, requestID), b)
 		if err == nil {
+			r.Revision = rev
 			return &r, true, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, false, fmt.Errorf("eventstore: reserve request: %w", unavailable(err))
 		}
-		cur, _, err := s.getRequest(ctx, resource, requestID)
+		cur, rev, err := s.getRequest(ctx, resource, requestID)
 		if err != nil {
 			return nil, false, err
 		}
 		if cur != nil {
+			cur.Revision = rev
 			return cur, false, nil
 		}
 		// Dropped meanwhile: try again.
@@ -276,6 +284,13 @@ func (s *Store) PutRequest(ctx context.Context, resource, requestID string, r Re
 		return err
 	}
 	key := requestKey(resource, requestID)
+	if r.Revision > 0 {
+		// Completing the caller's own reservation: nobody else writes a reserved record but
+		// another attempt of the same request, and that one writes the same reply.
+		if _, err := s.index.Update(ctx, key, b, r.Revision); err == nil {
+			return nil
+		}
+	}
 	for range 16 {
 		cur, rev, err := s.getRequest(ctx, resource, requestID)
 		if err != nil {

@@ -32,6 +32,8 @@ type Store interface {
 	PutOperation(ctx context.Context, operationID, resource, shadowID string) error
 	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
+	ReserveRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) (*eventstore.RequestRecord, bool, error)
+	DropRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
 	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
 	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
 	AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (eventstore.AppendResult, error)
@@ -501,6 +503,44 @@ func testIndex(t *testing.T, s Store) {
 	rr, err := s.GetRequest(ctx, "demo", "x")
 	if err != nil || rr.Fingerprint != "a" || string(rr.Reply) != `{"n":1}` {
 		t.Fatalf("first request record must win: %+v %v", rr, err)
+	}
+	// Reservations: the first one wins and the others get it; a completed reservation keeps its
+	// reply; a dropped one is gone, but only the reserver's own pending record is ever dropped.
+	mine := eventstore.RequestRecord{Fingerprint: "f", ShadowID: NewID(), OperationID: NewID()}
+	got, created, err := s.ReserveRequest(ctx, "demo", "y", mine)
+	if err != nil || !created || got.OperationID != mine.OperationID || !got.Pending() {
+		t.Fatalf("reserve: %+v %v %v", got, created, err)
+	}
+	twin := eventstore.RequestRecord{Fingerprint: "f", ShadowID: NewID(), OperationID: NewID()}
+	got2, created, err := s.ReserveRequest(ctx, "demo", "y", twin)
+	if err != nil || created || got2.OperationID != mine.OperationID || got2.ShadowID != mine.ShadowID {
+		t.Fatalf("second reservation must get the first: %+v %v %v", got2, created, err)
+	}
+	if err := s.DropRequest(ctx, "demo", "y", twin); err != nil {
+		t.Fatal(err)
+	}
+	if rr, _ := s.GetRequest(ctx, "demo", "y"); rr == nil {
+		t.Fatal("a twin dropped the reservation it did not make")
+	}
+	done := mine
+	done.Reply, done.Revision = []byte(`{"ok":1}`), got.Revision
+	if err := s.PutRequest(ctx, "demo", "y", done); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropRequest(ctx, "demo", "y", mine); err != nil {
+		t.Fatal(err)
+	}
+	if rr, _ := s.GetRequest(ctx, "demo", "y"); rr == nil || rr.Pending() || string(rr.Reply) != `{"ok":1}` || rr.OperationID != mine.OperationID {
+		t.Fatalf("completed reservation: %+v", rr)
+	}
+	if _, created, _ := s.ReserveRequest(ctx, "demo", "z", mine); !created {
+		t.Fatal("reserve z")
+	}
+	if err := s.DropRequest(ctx, "demo", "z", mine); err != nil {
+		t.Fatal(err)
+	}
+	if rr, _ := s.GetRequest(ctx, "demo", "z"); rr != nil {
+		t.Fatalf("dropped reservation still there: %+v", rr)
 	}
 }
 

@@ -181,7 +181,7 @@ func (s *Service) update(ctx context.Context, resource, shadowID, requestID stri
 			if cur.OperationID != reserve.OperationID || cur.ShadowID != reserve.ShadowID {
 				return Outcome{}, &adoptError{rec: cur}
 			}
-			reserved, created = true, made
+			reserved, created, reserve.Revision = true, made, cur.Revision
 			if err := faults.hit(FaultAfterReserve); err != nil {
 				return Outcome{}, err
 			}
@@ -435,16 +435,17 @@ func (s *Service) decideRequest(ctx context.Context, req Request, res domain.Res
 		reply = replyFor(out.Shadow, opID)
 	}
 	if req.RequestID != "" {
-		s.complete(ctx, req, shadowID, opID, reply, out.Seq)
+		s.complete(ctx, req, shadowID, opID, reply, out.Seq, reserve.Revision)
 	}
 	return reply, nil
 }
 
-// complete stores the reply of a request id. A failure is logged, not returned: the pending
-// record and the commit already answer any retry the same way.
-func (s *Service) complete(ctx context.Context, req Request, shadowID, opID string, reply Reply, seq uint64) {
+// complete stores the reply of a request id (rev: the reservation's revision, 0 if unknown). A
+// failure is logged, not returned: the pending record and the commit already answer any retry
+// the same way.
+func (s *Service) complete(ctx context.Context, req Request, shadowID, opID string, reply Reply, seq, rev uint64) {
 	b, _ := json.Marshal(reply)
-	rec := eventstore.RequestRecord{Fingerprint: req.Fingerprint, Reply: b, Seq: seq, ShadowID: shadowID, OperationID: opID}
+	rec := eventstore.RequestRecord{Fingerprint: req.Fingerprint, Reply: b, Seq: seq, ShadowID: shadowID, OperationID: opID, Revision: rev}
 	if err := s.store.PutRequest(ctx, req.Resource, req.RequestID, rec); err != nil {
 		s.log.Warn("request record not completed; its pending record answers retries", "requestId", req.RequestID, "err", err)
 	}
@@ -472,7 +473,7 @@ func (s *Service) answer(ctx context.Context, rec *eventstore.RequestRecord, req
 	if err != nil {
 		return Reply{}, true, err
 	}
-	s.complete(ctx, req, rec.ShadowID, rec.OperationID, reply, c.Seq)
+	s.complete(ctx, req, rec.ShadowID, rec.OperationID, reply, c.Seq, rec.Revision)
 	return reply, true, nil
 }
 

@@ -1,11 +1,15 @@
-// Package amqptest gives tests a real AMQP 1.0 broker: RabbitMQ started by
-// deployments/amqp/test-broker.sh by default, or any broker (Apache Artemis) named by:
+// Package amqptest gives tests a real AMQP 1.0 broker: Apache Artemis, the production broker,
+// started by deployments/artemis/test-broker.sh, and RabbitMQ's AMQP 1.0 plugin
+// (deployments/amqp/test-broker.sh) as a second broker for the interop and fault tests (Matrix).
+// The environment can name others:
 //
-//	SHADOWBRIDGE_TEST_AMQP_URL             amqp://guest:guest@127.0.0.1:5672
-//	SHADOWBRIDGE_TEST_AMQP_ADDRESS_PREFIX  /amq/queue/ (RabbitMQ); "" for Artemis
-//	SHADOWBRIDGE_TEST_AMQP_ADMIN           http://guest:guest@127.0.0.1:15672 (RabbitMQ's HTTP API,
-//	                                       to declare queues); "none" for brokers that create them
-//	SHADOWBRIDGE_REQUIRE_AMQP=1            fail instead of skipping when no broker answers
+//	SHADOWBRIDGE_TEST_AMQP_URL             amqp://shadow:shadow@127.0.0.1:5673 (Artemis)
+//	SHADOWBRIDGE_TEST_AMQP_ADDRESS_PREFIX  "" (Artemis: plain queue names)
+//	SHADOWBRIDGE_TEST_AMQP_ADMIN           none (Artemis creates the queues); RabbitMQ's HTTP API
+//	                                       http://guest:guest@127.0.0.1:15672 declares them
+//	SHADOWBRIDGE_TEST_RABBITMQ_URL         amqp://guest:guest@127.0.0.1:5672; "none" leaves
+//	                                       RabbitMQ out of the matrix
+//	SHADOWBRIDGE_REQUIRE_AMQP=1            fail instead of skipping when a broker does not answer
 package amqptest
 
 import (
@@ -24,12 +28,17 @@ import (
 	"github.com/Azure/go-amqp"
 )
 
-// Broker describes the broker under test.
+// Broker describes a broker under test.
 type Broker struct {
+	Name   string // "artemis", "rabbitmq" or "custom"
 	URL    string
 	Prefix string
 	Admin  string
 }
+
+// Artemis reports whether the broker is Apache Artemis (duplicate detection, auto-created
+// anycast queues).
+func (b Broker) Artemis() bool { return b.Name == "artemis" }
 
 func env(k, def string) string {
 	if v, ok := os.LookupEnv(k); ok {
@@ -38,28 +47,58 @@ func env(k, def string) string {
 	return def
 }
 
-// Start returns the broker, skipping (or failing, with SHADOWBRIDGE_REQUIRE_AMQP=1) when none answers.
+// Start returns the default broker (Artemis unless the environment names another), skipping
+// (or failing, with SHADOWBRIDGE_REQUIRE_AMQP=1) when it does not answer.
 func Start(t testing.TB) Broker {
 	t.Helper()
 	b := Broker{
-		URL:    env("SHADOWBRIDGE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672"),
-		Prefix: env("SHADOWBRIDGE_TEST_AMQP_ADDRESS_PREFIX", "/amq/queue/"),
-		Admin:  env("SHADOWBRIDGE_TEST_AMQP_ADMIN", "http://guest:guest@127.0.0.1:15672"),
+		Name:   "artemis",
+		URL:    env("SHADOWBRIDGE_TEST_AMQP_URL", "amqp://shadow:shadow@127.0.0.1:5673"),
+		Prefix: env("SHADOWBRIDGE_TEST_AMQP_ADDRESS_PREFIX", ""),
+		Admin:  env("SHADOWBRIDGE_TEST_AMQP_ADMIN", "none"),
 	}
+	if _, set := os.LookupEnv("SHADOWBRIDGE_TEST_AMQP_URL"); set {
+		b.Name = "custom"
+	}
+	reachable(t, b, "deployments/artemis/test-broker.sh")
+	return b
+}
+
+// RabbitMQ returns the second broker of the matrix.
+func RabbitMQ(t testing.TB) Broker {
+	t.Helper()
+	b := Broker{Name: "rabbitmq", URL: env("SHADOWBRIDGE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672"),
+		Prefix: "/amq/queue/", Admin: "http://guest:guest@127.0.0.1:15672"}
+	reachable(t, b, "deployments/amqp/test-broker.sh")
+	return b
+}
+
+// Matrix returns the brokers the interop and fault tests run on: the default one and RabbitMQ
+// (unless SHADOWBRIDGE_TEST_RABBITMQ_URL=none).
+func Matrix(t testing.TB) []Broker {
+	t.Helper()
+	out := []Broker{Start(t)}
+	if os.Getenv("SHADOWBRIDGE_TEST_RABBITMQ_URL") != "none" {
+		out = append(out, RabbitMQ(t))
+	}
+	return out
+}
+
+func reachable(t testing.TB, b Broker, script string) {
+	t.Helper()
 	u, err := url.Parse(b.URL)
 	if err != nil {
-		t.Fatalf("SHADOWBRIDGE_TEST_AMQP_URL: %v", err)
+		t.Fatalf("broker URL: %v", err)
 	}
 	c, err := net.DialTimeout("tcp", u.Host, 2*time.Second)
 	if err != nil {
-		msg := fmt.Sprintf("no AMQP broker at %s (run deployments/amqp/test-broker.sh, or set SHADOWBRIDGE_TEST_AMQP_URL): %v", u.Host, err)
+		msg := fmt.Sprintf("no %s broker at %s (run %s, or set SHADOWBRIDGE_TEST_AMQP_URL): %v", b.Name, u.Host, script, err)
 		if os.Getenv("SHADOWBRIDGE_REQUIRE_AMQP") == "1" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
 	}
 	c.Close()
-	return b
 }
 
 // HostPort returns the broker's host:port.

@@ -67,7 +67,12 @@ func startServe(t *testing.T, cfgFile string) *exec.Cmd {
 // The service is SIGKILLed while requests flow to the broker and restarted: every accepted
 // operation reaches the broker; duplicates are re-sends with the same message-id.
 func TestServiceKilledMidStream(t *testing.T) {
-	b := amqptest.Start(t)
+	for _, b := range amqptest.Matrix(t) {
+		t.Run(b.Name, func(t *testing.T) { testServiceKilledMidStream(t, b) })
+	}
+}
+
+func testServiceKilledMidStream(t *testing.T, b amqptest.Broker) {
 	q := b.Queue(t, "kill")
 	srv := natstest.Start(t)
 	nc := srv.Connect(t)

@@ -15,7 +15,12 @@ import (
 
 // Debian's python3-qpid-proton, a client nobody here wrote, is the target system.
 func TestInteropWithQpidProton(t *testing.T) {
-	b := amqptest.Start(t)
+	for _, b := range amqptest.Matrix(t) {
+		t.Run(b.Name, func(t *testing.T) { testInteropWithQpidProton(t, b) })
+	}
+}
+
+func testInteropWithQpidProton(t *testing.T, b amqptest.Broker) {
 	if err := exec.Command("/usr/bin/python3", "-c", "import proton").Run(); err != nil {
 		t.Fatalf("python3-qpid-proton is missing (deployments/amqp/test-broker.sh installs it): %v", err)
 	}

@@ -58,6 +58,9 @@ type Request struct {
 	// domain.DispatchRequested); 0 for requests released before sequences existed.
 	Sequence, PreviousSequence int64
 	Body                       domain.TargetRequest
+	// Redelivered: the request's record came back from the log after a crash or a missed
+	// acknowledgement, so this send may repeat one the target already has.
+	Redelivered bool
 }
 
 func requestOf(resource, shadowID string, dr domain.DispatchRequested) Request {
@@ -219,7 +222,9 @@ func (d *Dispatcher) dispatchRecord(ctx context.Context, r *eventstore.Record) e
 		if !ok {
 			continue
 		}
-		if err := d.dispatch(ctx, requestOf(r.Resource, r.ShadowID, dr), known); err != nil {
+		req := requestOf(r.Resource, r.ShadowID, dr)
+		req.Redelivered = r.Deliveries > 1
+		if err := d.dispatch(ctx, req, known); err != nil {
 			return err
 		}
 		known = nil // the first outcome moved the shadow on
@@ -329,6 +334,10 @@ func (d *Dispatcher) send(ctx context.Context, req Request, known *Known) error 
 	if !ok {
 		return d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, domain.CategoryConfiguration,
 			fmt.Sprintf("resource %q has no target", req.Resource), known)
+	}
+	if req.Redelivered {
+		d.logger.Info("re-sending a redelivered request (same operation id: the target's duplicate detection drops it)",
+			"resource", req.Resource, "shadow", req.ShadowID, "operation", req.OperationID, "attempt", req.Attempt)
 	}
 	sctx, cancel := context.WithTimeout(ctx, d.SendTimeout)
 	ref, err := t.Send(sctx, req)

@@ -210,7 +210,9 @@ func (s *Store) Subscribe(ctx context.Context, name string, o SubscribeOptions, 
 			if err != nil {
 				continue
 			}
-			recs = append(recs, s.newRecord(m.Subject(), md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data()))
+			rec := s.newRecord(m.Subject(), md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data())
+			rec.Deliveries = md.NumDelivered
+			recs = append(recs, rec)
 		}
 		if len(recs) == 0 {
 			continue
@@ -334,6 +336,7 @@ func (s *Store) processOne(ctx context.Context, name string, m jetstream.Msg, o 
 		return
 	}
 	rec := s.newRecord(m.Subject(), md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data())
+	rec.Deliveries = md.NumDelivered
 	backoff := 50 * time.Millisecond
 	tick := time.NewTicker(o.AckWait / 3)
 	defer tick.Stop()

@@ -267,8 +267,11 @@ type Record struct {
 	ShadowID string
 	Time     time.Time
 	Types    []string // event types, from the header
-	data     []byte
-	wc       *wireCommit
+	// Deliveries is how many times a durable consumer has handed this record out (1 the first
+	// time; more after a crash or a missed acknowledgement); 0 outside durable consumers.
+	Deliveries uint64
+	data       []byte
+	wc         *wireCommit
 }
 
 func (s *Store) newRecord(subject string, seq uint64, tm time.Time, h nats.Header, data []byte) *Record {

@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -178,4 +180,163 @@ resources:
 	}
 	mu.Unlock()
 	t.Logf("%d operations across a SIGKILL, %d duplicates (same message-id)", len(ops), dups)
+}
+
+// syncBuffer collects a process's stderr.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
+}
+
+// Exactly once at the broker: two instances send a few thousand operations to Apache Artemis;
+// each dies by itself right after the broker accepted a message and before the outcome was
+// recorded (so re-sends are certain), both are restarted, and the connection is cut mid-stream.
+// Afterwards the queue holds exactly one message per operation id, while the services' logs show
+// the re-sends that Artemis' duplicate detection (_AMQ_DUPL_ID) dropped.
+func TestArtemisExactlyOnceAcrossKillsAndCuts(t *testing.T) {
+	b := amqptest.Start(t)
+	if !b.Artemis() {
+		t.Skip("duplicate detection is Artemis'")
+	}
+	q := b.Queue(t, "exactly-once")
+	proxy := amqptest.NewProxy(t, b.HostPort())
+	srv := natstest.Start(t)
+	nc := srv.Connect(t)
+	cfgFile := filepath.Join(t.TempDir(), "sb.yaml")
+	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, `
+nats: {url: %q}
+http: {listen: "127.0.0.1:0"}
+resources:
+  - name: fs
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
+    target: {amqp: {url: %q, address: %q, maxBackoff: 500ms}}
+    consistency: {operationRetryPeriod: 1s, operationRetryMaxAttempts: 1000}
+`, srv.ClientURL(), b.Via(proxy), q), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	serve := func(fault string) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "serve", "--config", cfgFile)
+		cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_MAIN=1")
+		if fault != "" {
+			cmd.Env = append(cmd.Env, "SHADOWBRIDGE_FAULT="+fault)
+		}
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	// Each faulty instance is replaced by a healthy one when it dies.
+	var restarts sync.WaitGroup
+	for _, fault := range []string{"before-outcome:300", "before-outcome:700"} {
+		cmd := serve(fault)
+		restarts.Go(func() {
+			_ = cmd.Wait()
+			serve("")
+		})
+	}
+	r := b.Receiver(t, q)
+	var mu sync.Mutex
+	got := map[string]int{}
+	go func() {
+		for {
+			m, err := r.Receive(context.Background(), nil)
+			if err != nil {
+				return
+			}
+			_ = r.AcceptMessage(context.Background(), m)
+			id, _ := m.Properties.MessageID.(amqp.UUID)
+			mu.Lock()
+			got[id.String()]++
+			mu.Unlock()
+		}
+	}()
+	const n = 2000
+	ops := make([]string, n)
+	var acked atomic.Int64
+	var clients sync.WaitGroup
+	for c := range 16 {
+		clients.Go(func() {
+			for i := c; i < n; i += 16 {
+				body := fmt.Sprintf(`{"requestId":"x%d","objectClass":"AccountObjectClass","attributes":{"login":["x%d"]}}`, i, i)
+				for attempt := 0; ; attempt++ {
+					m, err := nc.Request("prov.cmd.fs.add", []byte(body), 5*time.Second)
+					if err == nil && m.Header.Get("Nats-Service-Error-Code") == "" {
+						var rep struct{ OperationID string }
+						_ = json.Unmarshal(m.Data, &rep)
+						ops[i] = rep.OperationID
+						acked.Add(1)
+						break
+					}
+					if attempt > 1000 {
+						t.Errorf("add %d never accepted: %v", i, err)
+						return
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	for acked.Load() < n*6/10 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	proxy.Cut()
+	time.Sleep(300 * time.Millisecond)
+	proxy.Restore()
+	clients.Wait()
+	restarts.Wait()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		mu.Lock()
+		missing := 0
+		for _, op := range ops {
+			if got[op] == 0 {
+				missing++
+			}
+		}
+		mu.Unlock()
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d operations never reached the broker", missing, n)
+		}
+		_, _ = nc.Request("prov.cmd.fs.refresh", []byte(`{"forceRetry":true}`), 5*time.Second)
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // anything more on its way would arrive now
+	mu.Lock()
+	defer mu.Unlock()
+	twice := 0
+	for op, k := range got {
+		if !slices.Contains(ops, op) {
+			t.Errorf("unknown message-id %s on the queue", op)
+		}
+		if k > 1 {
+			twice++
+		}
+	}
+	resent := strings.Count(logs.String(), "re-sending a redelivered request")
+	t.Logf("%d operations, %d messages on the Artemis queue, %d operations more than once; %d re-sends in the services' logs", n, len(got), twice, resent)
+	if twice > 0 || len(got) != n {
+		t.Fatalf("%d operations on the queue more than once (%d messages for %d operations)", twice, len(got), n)
+	}
+	if resent == 0 {
+		t.Fatalf("no re-send happened: the test did not exercise duplicate detection\n%s", logs.String())
+	}
 }

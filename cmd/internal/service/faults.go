@@ -9,6 +9,9 @@ const (
 	FaultAfterReserve = "after-reserve"
 	// FaultAfterAppend: the decision is appended, the request's reply not yet recorded.
 	FaultAfterAppend = "after-append"
+	// FaultBeforeOutcome: the target has accepted a request, its outcome is not recorded yet
+	// (so the request is sure to be sent again).
+	FaultBeforeOutcome = "before-outcome"
 )
 
 type faultHook struct {

@@ -601,6 +601,9 @@ func (s *Service) Cancel(ctx context.Context, resource, operationID string) (Rep
 // Delivered records that the transport accepted an attempt (used by the dispatcher); the
 // resource is up.
 func (s *Service) Delivered(ctx context.Context, resource, shadowID, operationID string, attempt int, reference string, known *bridge.Known) error {
+	if err := faults.hit(FaultBeforeOutcome); err != nil {
+		return err
+	}
 	err := s.record(ctx, resource, shadowID, known, func(res domain.Resource) domain.Command {
 		return domain.RecordDelivery{Resource: res, OperationID: operationID, Attempt: attempt, Reference: reference}
 	})

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -108,7 +109,7 @@ func (t *AMQPTarget) link(ctx context.Context) (*amqp.Sender, error) {
 		return t.sender, nil
 	}
 	if wait := time.Until(t.retryAt); wait > 0 {
-		return nil, fmt.Errorf("%w: broker unavailable, next connection attempt in %s: %w", domain.CategoryCommunication, wait.Round(time.Millisecond), t.lastErr)
+		return nil, NotSent(fmt.Errorf("%w: broker unavailable, next connection attempt in %s: %w", domain.CategoryCommunication, wait.Round(time.Millisecond), t.lastErr))
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -124,6 +125,7 @@ func (t *AMQPTarget) link(ctx context.Context) (*amqp.Sender, error) {
 				t.log.Info("connected")
 				return snd, nil
 			}
+			err = fmt.Errorf("address %q: %w", t.o.Address, err)
 		}
 		t.closeConn(conn)
 	}
@@ -133,7 +135,7 @@ func (t *AMQPTarget) link(ctx context.Context) (*amqp.Sender, error) {
 	backoff = backoff/2 + rand.N(backoff/2+1) // jitter: herds of instances do not reconnect in step
 	t.retryAt, t.lastErr = time.Now().Add(backoff), err
 	t.log.Warn("connection failed", "attempt", t.failed, "retry_in", backoff, "err", err)
-	return nil, err
+	return nil, NotSent(err)
 }
 
 func (t *AMQPTarget) closeConn(c *amqp.Conn) {
@@ -287,6 +289,12 @@ func classify(err error) error {
 			return fmt.Errorf("%w: %w", domain.CategoryConfiguration, err)
 		}
 		return fmt.Errorf("%w: %w", domain.CategoryCommunication, err)
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var badHost x509.HostnameError
+	var verify *tls.CertificateVerificationError
+	if errors.As(err, &verify) || errors.As(err, &unknownCA) || errors.As(err, &badHost) {
+		return fmt.Errorf("%w: the broker's TLS certificate is not trusted (check target.amqp.tls.ca): %w", domain.CategorySecurity, err)
 	}
 	if strings.Contains(err.Error(), "SASL") && strings.Contains(err.Error(), "auth") {
 		return fmt.Errorf("%w: %w", domain.CategorySecurity, err) // go-amqp's untyped SASL failure

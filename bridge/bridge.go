@@ -36,7 +36,8 @@ type Known struct {
 // be nil.
 type Outcomes interface {
 	Delivered(ctx context.Context, resource, shadowID, operationID string, attempt int, reference string, known *Known) error
-	Failed(ctx context.Context, resource, shadowID, operationID string, attempt int, category domain.Category, message string, known *Known) error
+	// Failed: notSent says the request never reached the target (see ErrNotSent).
+	Failed(ctx context.Context, resource, shadowID, operationID string, attempt int, category domain.Category, message string, notSent bool, known *Known) error
 	// Postponed records that the attempt was held back without contacting the target (the
 	// resource is in maintenance); no attempt is counted.
 	Postponed(ctx context.Context, resource, shadowID, operationID string, attempt int, reason string, known *Known) error
@@ -333,7 +334,7 @@ func (d *Dispatcher) send(ctx context.Context, req Request, known *Known) error 
 	t, ok := d.targets[req.Resource]
 	if !ok {
 		return d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, domain.CategoryConfiguration,
-			fmt.Sprintf("resource %q has no target", req.Resource), known)
+			fmt.Sprintf("resource %q has no target", req.Resource), false, known)
 	}
 	if req.Redelivered {
 		d.logger.Info("re-sending a redelivered request (same operation id: the target's duplicate detection drops it)",
@@ -349,7 +350,7 @@ func (d *Dispatcher) send(ctx context.Context, req Request, known *Known) error 
 		cat := Categorize(err)
 		d.logger.Warn("send failed", "resource", req.Resource, "shadow", req.ShadowID, "operation", req.OperationID,
 			"attempt", req.Attempt, "category", cat, "err", err)
-		err = d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, cat, err.Error(), known)
+		err = d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, cat, err.Error(), errors.Is(err, ErrNotSent), known)
 	} else {
 		err = d.outcomes.Delivered(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, ref, known)
 	}
@@ -357,6 +358,26 @@ func (d *Dispatcher) send(ctx context.Context, req Request, known *Known) error 
 		d.done.add(attemptKey(req.OperationID, req.Attempt))
 	}
 	return err
+}
+
+// ErrNotSent marks a send error that kept the request from reaching the target at all: no
+// connection, a refused login, a missing queue. The operation then waits for a retry whatever the
+// error's category (the resource is marked broken for a configuration or security error), so
+// fixing the broker lets it through; nothing is lost.
+var ErrNotSent = errors.New("the request was not sent")
+
+type notSentError struct{ err error }
+
+func (e notSentError) Error() string        { return e.err.Error() }
+func (e notSentError) Unwrap() error        { return e.err }
+func (e notSentError) Is(target error) bool { return target == ErrNotSent }
+
+// NotSent marks err with ErrNotSent (its text unchanged); nil stays nil.
+func NotSent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return notSentError{err}
 }
 
 // Categorize returns the domain category of a send error; communication when it has none.

@@ -42,8 +42,8 @@ func (r recorder) Delivered(ctx context.Context, resource, shadowID, op string, 
 	return r.do(ctx, shadowID, domain.RecordDelivery{Resource: r.res, OperationID: op, Attempt: attempt, Reference: ref})
 }
 
-func (r recorder) Failed(ctx context.Context, resource, shadowID, op string, attempt int, cat domain.Category, msg string, _ *bridge.Known) error {
-	return r.do(ctx, shadowID, domain.RecordFailure{Resource: r.res, OperationID: op, Attempt: attempt, Error: domain.OperationError{Category: cat, Message: msg}})
+func (r recorder) Failed(ctx context.Context, resource, shadowID, op string, attempt int, cat domain.Category, msg string, notSent bool, _ *bridge.Known) error {
+	return r.do(ctx, shadowID, domain.RecordFailure{Resource: r.res, OperationID: op, Attempt: attempt, Error: domain.OperationError{Category: cat, Message: msg}, NotSent: notSent})
 }
 
 func (r recorder) Postponed(ctx context.Context, resource, shadowID, op string, attempt int, reason string, _ *bridge.Known) error {

@@ -94,12 +94,16 @@ type RecordDelivery struct {
 	Reference   string
 }
 
-// RecordFailure is the dispatcher's report that an attempt failed.
+// RecordFailure is the dispatcher's report that an attempt failed. NotSent says the request
+// never reached the target system (the connection, the login or the queue failed, not the
+// request): whatever the category, the operation waits for a retry, since nothing about the
+// request itself was refused.
 type RecordFailure struct {
 	Resource    Resource
 	OperationID string
 	Attempt     int
 	Error       OperationError
+	NotSent     bool
 }
 
 // RecordPostponement is the dispatcher's report that it held a released attempt back without
@@ -483,11 +487,12 @@ func decideFailure(s Shadow, c RecordFailure, now time.Time) ([]Event, error) {
 	if c.Error.Category == "" {
 		c.Error.Category = CategoryGeneric
 	}
-	events := []Event{AttemptFailed{OperationID: p.ID, Attempt: c.Attempt, Error: c.Error, Time: now}}
+	events := []Event{AttemptFailed{OperationID: p.ID, Attempt: c.Attempt, Error: c.Error, NotSent: c.NotSent, Time: now}}
 	max := c.Resource.consistency.OperationRetryMaxAttempts
-	if c.Error.Category != CategoryCommunication || c.Attempt >= max {
+	retryable := c.Error.Category == CategoryCommunication || c.NotSent
+	if !retryable || c.Attempt >= max {
 		msg := c.Error.Message
-		if c.Error.Category == CategoryCommunication {
+		if retryable {
 			msg = fmt.Sprintf("gave up after %d attempt(s): %s", c.Attempt, msg)
 		}
 		events = append(events, OperationCompleted{OperationID: p.ID, Result: ResultFatalError, Message: msg, Source: SourceFailure, Time: now})

@@ -82,12 +82,15 @@ type OperationSent struct {
 	Time        time.Time `json:"time"`
 }
 
-// AttemptFailed records a failed attempt. A communication error leaves the operation pending as a
-// retry; any other category is followed by OperationCompleted with fatal_error.
+// AttemptFailed records a failed attempt. A communication error, or any error that kept the
+// request from reaching the target (NotSent: no connection, a refused login, a missing queue),
+// leaves the operation pending as a retry; any other category is followed by OperationCompleted
+// with fatal_error.
 type AttemptFailed struct {
 	OperationID string         `json:"operationId"`
 	Attempt     int            `json:"attempt"`
 	Error       OperationError `json:"error"`
+	NotSent     bool           `json:"notSent,omitempty"`
 	Time        time.Time      `json:"time"`
 }
 
@@ -329,7 +332,7 @@ func Evolve(s Shadow, e Event) Shadow {
 			op.LastAttemptTimestamp = at
 			le := x.Error
 			op.LastError = &le
-			if x.Error.Category == CategoryCommunication {
+			if x.Error.Category == CategoryCommunication || x.NotSent {
 				op.Type = TypeRetry
 			}
 		}

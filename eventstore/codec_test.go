@@ -22,7 +22,7 @@ func fullEvents() []domain.Event {
 		domain.DeleteRequested{OperationID: "o", RequestID: "q", Time: at},
 		domain.DispatchRequested{OperationID: "o", Attempt: 3, Sequence: 4, PreviousSequence: 2, Request: tr, Time: at},
 		domain.OperationSent{OperationID: "o", Attempt: 2, Reference: "ref", Time: at},
-		domain.AttemptFailed{OperationID: "o", Attempt: 2, Error: domain.OperationError{Category: domain.CategorySecurity, Message: "m"}, Time: at},
+		domain.AttemptFailed{OperationID: "o", Attempt: 2, Error: domain.OperationError{Category: domain.CategorySecurity, Message: "m"}, NotSent: true, Time: at},
 		domain.OperationCompleted{OperationID: "o", Result: domain.ResultWarning, Message: "m", PrimaryIdentifiers: domain.Attributes{"uid": {int64(7)}}, Source: "s", GraceUntil: at.Add(9), Time: at},
 	}
 }

@@ -295,11 +295,14 @@ func (w *writer) event(e domain.Event) (ok bool) {
 		}
 		w.tm("time", x.Time)
 	case domain.AttemptFailed:
-		w.mapLen(4)
+		w.mapLen(4 + count(x.NotSent))
 		w.str("operationId", x.OperationID)
 		w.num("attempt", int64(x.Attempt))
 		w.key("error")
 		w.opError(x.Error)
+		if x.NotSent {
+			w.boolean("notSent", true)
+		}
 		w.tm("time", x.Time)
 	case domain.OperationCompleted:
 		w.mapLen(4 + count(x.Message != "", len(x.PrimaryIdentifiers) > 0, !x.GraceUntil.IsZero()))

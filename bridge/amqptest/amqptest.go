@@ -21,6 +21,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -224,4 +226,59 @@ func UUID(t testing.TB, s string) amqp.UUID {
 		t.Fatalf("not a UUID: %q", s)
 	}
 	return u
+}
+
+// ArtemisDir is where deployments/artemis/test-broker.sh keeps Artemis and its instances.
+func ArtemisDir() string {
+	if d := os.Getenv("SHADOWBRIDGE_ARTEMIS_DIR"); d != "" {
+		return d
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "shadowbridge", "artemis")
+}
+
+// artemisOnly skips (or fails, with SHADOWBRIDGE_REQUIRE_AMQP=1) a test that needs the test
+// script's Artemis instance.
+func (b Broker) artemisOnly(t testing.TB) {
+	t.Helper()
+	if !b.Artemis() {
+		msg := "needs the Artemis instance of deployments/artemis/test-broker.sh"
+		if os.Getenv("SHADOWBRIDGE_REQUIRE_AMQP") == "1" && b.Name != "custom" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+// TLS returns the URL of the instance's amqps acceptor and the PEM file of the CA that signed
+// its certificate (made by the test script).
+func (b Broker) TLS(t testing.TB) (url, caFile string) {
+	t.Helper()
+	b.artemisOnly(t)
+	caFile = filepath.Join(ArtemisDir(), "main", "tls", "ca.pem")
+	if _, err := os.Stat(caFile); err != nil {
+		t.Fatalf("the test broker's CA: %v", err)
+	}
+	return "amqps://shadow:shadow@127.0.0.1:5674", caFile
+}
+
+// CreateQueue creates a durable anycast queue (and its address) with Artemis' own CLI, for
+// addresses where auto-creation is off (prefix "nocreate.").
+func (b Broker) CreateQueue(t testing.TB, name string) {
+	t.Helper()
+	b.artemisOnly(t)
+	cli := filepath.Join(ArtemisDir(), "apache-artemis-2.40.0", "bin", "artemis")
+	out, err := exec.Command(cli, "queue", "create", "--name", name, "--address", name, "--anycast", "--durable",
+		"--auto-create-address", "--preserve-on-no-consumers", "--user", "shadow", "--password", "shadow",
+		"--url", "tcp://"+b.HostPort(), "--silent").CombinedOutput()
+	if err != nil {
+		t.Fatalf("artemis queue create %s: %v\n%s", name, err, out)
+	}
+}
+
+// Unique returns name with a random suffix (a fresh address for one test).
+func Unique(name string) string {
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	return name + "-" + hex.EncodeToString(r[:])
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -267,31 +266,3 @@ func testAMQPConnectionCutMidStream(t *testing.T, b amqptest.Broker) {
 	}
 }
 
-// A broker that refuses the credentials is a security error: the operation ends with
-// fatal_error and a clear lastError (no pointless retries), and the resource is broken.
-func TestAMQPWrongCredentialsFailForGood(t *testing.T) {
-	b := amqptest.Start(t)
-	q := b.Queue(t, "auth")
-	cfg, err := app.Parse(fmt.Appendf(nil, `
-resources:
-  - name: fs
-    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
-    target: {amqp: {url: "amqp://%s", address: %q, username: guest, password: wrong}}
-`, b.HostPort(), q))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := start(t, cfg, app.Options{})
-	id := add(t, e.app, "jack").ShadowID
-	waitFor(t, "operation failed for good", 30*time.Second, func() bool { return shadow(t, e.app, id).Dead })
-	p := shadow(t, e.app, id).PendingOperations[0]
-	if p.ResultStatus != domain.ResultFatalError || p.LastError == nil || p.LastError.Category != domain.CategorySecurity ||
-		!strings.Contains(p.LastError.Message, "SASL") || p.AttemptNumber != 1 {
-		t.Fatalf("operation %+v (lastError %+v)", p, p.LastError)
-	}
-	// Availability is recorded right after the outcome.
-	waitFor(t, "resource broken", 10*time.Second, func() bool {
-		res, err := e.app.Service.ResourceState(t.Context(), "fs")
-		return err == nil && res.Availability == domain.AvailabilityBroken
-	})
-}

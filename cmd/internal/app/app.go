@@ -294,7 +294,7 @@ func (a *App) probe(ctx context.Context, every time.Duration) error {
 				continue
 			}
 			st, err := a.Service.ResourceState(ctx, name)
-			if err != nil || st.Availability != domain.AvailabilityDown {
+			if err != nil || st.Availability == domain.AvailabilityUp {
 				continue
 			}
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)

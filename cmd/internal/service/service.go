@@ -711,10 +711,10 @@ func (s *Service) SetMaintenance(ctx context.Context, resource string, on bool, 
 
 // Failed records a failed attempt (used by the dispatcher); a communication error makes the
 // resource down, a configuration or security error broken.
-func (s *Service) Failed(ctx context.Context, resource, shadowID, operationID string, attempt int, category domain.Category, message string, known *bridge.Known) error {
+func (s *Service) Failed(ctx context.Context, resource, shadowID, operationID string, attempt int, category domain.Category, message string, notSent bool, known *bridge.Known) error {
 	err := s.record(ctx, resource, shadowID, known, func(res domain.Resource) domain.Command {
 		return domain.RecordFailure{Resource: res, OperationID: operationID, Attempt: attempt,
-			Error: domain.OperationError{Category: category, Message: message}}
+			Error: domain.OperationError{Category: category, Message: message}, NotSent: notSent}
 	})
 	if err == nil {
 		metrics.BridgeOutcomes.Inc(resource, "failed")

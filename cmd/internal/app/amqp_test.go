@@ -265,4 +265,3 @@ func testAMQPConnectionCutMidStream(t *testing.T, b amqptest.Broker) {
 		t.Fatalf("Artemis let %d re-sends through: _AMQ_DUPL_ID must drop them", dups)
 	}
 }
-

@@ -23,6 +23,9 @@ import (
 // AMQPOptions configure an AMQP 1.0 target (Apache Artemis in production).
 type AMQPOptions struct {
 	URL      string // amqp://host:5672 or amqps://host:5671
+	// URLs, instead of URL, is an ordered failover list (a primary and its backups): a new
+	// connection tries them in order from the one that worked last.
+	URLs     []string
 	Address  string // the requests queue, e.g. FileSystemRequestsQueue (anycast on Artemis)
 	Username string // SASL PLAIN when set, ANONYMOUS otherwise
 	Password string
@@ -51,6 +54,7 @@ type AMQPTarget struct {
 	failed  int       // consecutive failed connection attempts
 	retryAt time.Time // no new attempt before this
 	lastErr error
+	cur     int      // index of the URL that worked last
 	scrub   scrubber // every error leaving the target goes through it
 }
 
@@ -62,11 +66,19 @@ var (
 // NewAMQPTarget validates the options; it does not connect (the first Send does), so a broker
 // that is down at start-up only postpones operations.
 func NewAMQPTarget(o AMQPOptions) (*AMQPTarget, error) {
-	if o.URL == "" || o.Address == "" {
-		return nil, fmt.Errorf("%w: amqp target: url and address are required", domain.CategoryConfiguration)
+	if len(o.URLs) == 0 && o.URL != "" {
+		o.URLs = []string{o.URL}
 	}
-	if err := CheckURL("amqp target: url", o.URL, "amqp", "amqps"); err != nil {
-		return nil, err
+	if len(o.URLs) == 0 || o.Address == "" {
+		return nil, fmt.Errorf("%w: amqp target: url (or urls) and address are required", domain.CategoryConfiguration)
+	}
+	o.URL = o.URLs[0]
+	var scrub scrubber
+	for i, u := range o.URLs {
+		if err := CheckURL(fmt.Sprintf("amqp target: urls[%d]", i), u, "amqp", "amqps"); err != nil {
+			return nil, err
+		}
+		scrub = append(scrub, newScrubber(o.Password, u)...)
 	}
 	if _, err := Transform(o.Transformation, domain.TargetRequest{}); err != nil {
 		return nil, err
@@ -84,7 +96,33 @@ func NewAMQPTarget(o AMQPOptions) (*AMQPTarget, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &AMQPTarget{o: o, log: log.With("broker", RedactURL(o.URL), "address", o.Address), scrub: newScrubber(o.Password, o.URL)}, nil
+	return &AMQPTarget{o: o, log: log.With("broker", RedactURL(o.URL), "address", o.Address), scrub: scrub}, nil
+}
+
+// dial connects to the first of the URLs that answers, starting from the one that worked last
+// (*cur), and returns the connection and its URL's index.
+func dial(ctx context.Context, o AMQPOptions, cur int) (*amqp.Conn, int, error) {
+	var errs []error
+	for k := range o.URLs {
+		i := (cur + k) % len(o.URLs)
+		oi := o
+		oi.URL = o.URLs[i]
+		conn, err := DialAMQP(ctx, oi)
+		if err == nil {
+			return conn, i, nil
+		}
+		if len(o.URLs) > 1 {
+			err = fmt.Errorf("%s: %w", RedactURL(oi.URL), err)
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 1 {
+		return nil, cur, errs[0]
+	}
+	return nil, cur, errors.Join(errs...)
 }
 
 // DialAMQP opens a connection with the options' SASL and TLS settings.
@@ -113,8 +151,9 @@ func (t *AMQPTarget) link(ctx context.Context) (*amqp.Sender, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := DialAMQP(dctx, t.o)
+	conn, cur, err := dial(dctx, t.o, t.cur)
 	if err == nil {
+		t.cur = cur
 		var sess *amqp.Session
 		if sess, err = conn.NewSession(dctx, nil); err == nil {
 			var snd *amqp.Sender
@@ -122,7 +161,7 @@ func (t *AMQPTarget) link(ctx context.Context) (*amqp.Sender, error) {
 			// unless the sender asks for a queue.
 			if snd, err = sess.NewSender(dctx, t.o.Address, &amqp.SenderOptions{TargetCapabilities: []string{"queue"}}); err == nil {
 				t.conn, t.sender, t.failed, t.lastErr = conn, snd, 0, nil
-				t.log.Info("connected")
+				t.log.Info("connected", "url", RedactURL(t.o.URLs[t.cur]))
 				return snd, nil
 			}
 			err = fmt.Errorf("address %q: %w", t.o.Address, err)

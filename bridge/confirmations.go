@@ -42,6 +42,7 @@ type ConfirmationReceiver struct {
 	confirmer Confirmer
 	log       *slog.Logger
 	scrub     scrubber
+	cur       int // index of the URL that worked last (Run's goroutine only)
 }
 
 // NewConfirmationReceiver returns a receiver for o.ConfirmationAddress.
@@ -78,11 +79,12 @@ func (r *ConfirmationReceiver) Run(ctx context.Context) error {
 
 func (r *ConfirmationReceiver) session(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := DialAMQP(dctx, r.o)
+	conn, cur, err := dial(dctx, r.o, r.cur)
 	if err != nil {
 		cancel()
 		return err
 	}
+	r.cur = cur
 	t := &AMQPTarget{o: r.o, log: r.log}
 	defer t.closeConn(conn)
 	sess, err := conn.NewSession(dctx, nil)

@@ -282,3 +282,68 @@ func Unique(name string) string {
 	_, _ = rand.Read(r[:])
 	return name + "-" + hex.EncodeToString(r[:])
 }
+
+// script runs deployments/artemis/test-broker.sh ACTION NAME.
+func script(t testing.TB, action, name string) {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+	out, err := exec.Command("bash", filepath.Join(dir, "deployments", "artemis", "test-broker.sh"), action, name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("test-broker.sh %s %s: %v\n%s", action, name, err, out)
+	}
+}
+
+// Instance is one of the test script's own Artemis instances, which a test may kill and restart.
+type Instance struct {
+	Broker
+	name string
+}
+
+// Kill kill -9s the instance's JVM.
+func (i Instance) Kill(t testing.TB) { t.Helper(); script(t, "kill", i.name) }
+
+// Start starts the instance (again) and waits until it is active (a backup: until it waits for
+// its primary).
+func (i Instance) Start(t testing.TB) { t.Helper(); script(t, "start", i.name) }
+
+var instancePorts = map[string]string{"crash": "5675", "primary": "5676", "backup": "5677"}
+
+func instance(name string) Instance {
+	return Instance{Broker: Broker{Name: "artemis", URL: "amqp://shadow:shadow@127.0.0.1:" + instancePorts[name], Admin: "none"}, name: name}
+}
+
+// CrashInstance starts (if needed) the Artemis instance that crash tests kill, on its own port so
+// that other tests' broker stays up. Needs the default broker to be the test script's Artemis.
+func CrashInstance(t testing.TB) Instance {
+	t.Helper()
+	Start(t).artemisOnly(t)
+	i := instance("crash")
+	i.Start(t)
+	return i
+}
+
+// HAPair starts a fresh shared-store primary/backup pair: the primary active, the backup
+// waiting for the journal's lock.
+func HAPair(t testing.TB) (primary, backup Instance) {
+	t.Helper()
+	Start(t).artemisOnly(t)
+	primary, backup = instance("primary"), instance("backup")
+	script(t, "stop", "backup")
+	script(t, "stop", "primary")
+	primary.Start(t)
+	backup.Start(t)
+	return primary, backup
+}

@@ -206,7 +206,7 @@ func (c confirmer) Confirm(ctx context.Context, resource string, b bridge.Confir
 
 func amqpOptions(r ResourceConfig, log *slog.Logger) (bridge.AMQPOptions, error) {
 	a := r.Target.AMQP
-	o := bridge.AMQPOptions{URL: a.URL, Address: a.Address, Username: a.Username, Password: a.Password,
+	o := bridge.AMQPOptions{URL: a.URL, URLs: a.URLs, Address: a.Address, Username: a.Username, Password: a.Password,
 		ConfirmationAddress: a.ConfirmationAddress, Transformation: r.Transformation, Logger: log.WithGroup("amqp"),
 		MaxBackoff: time.Duration(a.MaxBackoff)}
 	if a.TLS.CA != "" || a.TLS.Cert != "" {

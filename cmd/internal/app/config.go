@@ -68,7 +68,9 @@ type TargetConfig struct {
 
 // AMQPConfig is an AMQP 1.0 broker target (Artemis in production).
 type AMQPConfig struct {
-	URL                 string    `yaml:"url"`
+	URL string `yaml:"url"`
+	// URLs, instead of url, is an ordered failover list: a primary broker and its backups.
+	URLs                []string  `yaml:"urls"`
 	Address             string    `yaml:"address"`
 	Username            string    `yaml:"username"`
 	Password            string    `yaml:"password"`
@@ -194,10 +196,22 @@ func (c Config) Validate() error {
 		if r.Target.AMQP != nil {
 			n++
 			a := r.Target.AMQP
-			if a.URL == "" || a.Address == "" {
-				errs = append(errs, fmt.Errorf("%s: target.amqp: url and address are required", at))
-			} else if err := bridge.CheckURL("target.amqp.url", a.URL, "amqp", "amqps"); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", at, err))
+			switch {
+			case (a.URL == "") == (len(a.URLs) == 0):
+				errs = append(errs, fmt.Errorf("%s: target.amqp: give url or urls (a failover list), one of them", at))
+			case a.URL != "":
+				if err := bridge.CheckURL("target.amqp.url", a.URL, "amqp", "amqps"); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", at, err))
+				}
+			default:
+				for j, u := range a.URLs {
+					if err := bridge.CheckURL(fmt.Sprintf("target.amqp.urls[%d]", j), u, "amqp", "amqps"); err != nil {
+						errs = append(errs, fmt.Errorf("%s: %w", at, err))
+					}
+				}
+			}
+			if a.Address == "" {
+				errs = append(errs, fmt.Errorf("%s: target.amqp: address is required", at))
 			}
 			if a.MaxBackoff < 0 {
 				errs = append(errs, fmt.Errorf("%s: target.amqp: maxBackoff must not be negative", at))

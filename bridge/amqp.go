@@ -22,7 +22,7 @@ import (
 
 // AMQPOptions configure an AMQP 1.0 target (Apache Artemis in production).
 type AMQPOptions struct {
-	URL      string // amqp://host:5672 or amqps://host:5671
+	URL string // amqp://host:5672 or amqps://host:5671
 	// URLs, instead of URL, is an ordered failover list (a primary and its backups): a new
 	// connection tries them in order from the one that worked last.
 	URLs     []string

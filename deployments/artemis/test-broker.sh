@@ -12,6 +12,7 @@
 #                      crash 5675 (tests kill -9 it)
 #                      primary / backup  5676 / 5677: a shared-store HA pair (same journal)
 # kill is kill -9 of the broker's JVM (by its PID file), for crash tests; stop is a clean stop.
+# start main also builds the JMS target system the tests use (deployments/artemis/jms-target).
 # Environment: SHADOWBRIDGE_ARTEMIS_DIR (default ~/.cache/shadowbridge/artemis): distribution and
 # instances. The test user is shadow/shadow; the TLS CA is $DIR/NAME/tls/ca.pem.
 set -euo pipefail
@@ -153,6 +154,19 @@ start() {
   exit 1
 }
 
+# jms_fixture builds the JMS target system of the tests (Artemis' own JMS client, from Maven
+# Central) when its sources are newer than its jar.
+jms_fixture() {
+  local d="$HERE/jms-target"
+  local jar="$d/target/jms-target-1.jar"
+  if [[ -f "$jar" && -z "$(find "$d/pom.xml" "$d/src" -newer "$jar" -print -quit)" && -d "$d/target/lib" ]]; then
+    return
+  fi
+  log "building the JMS test fixture ($d)"
+  (cd "$d" && mvn -q -B -Dstyle.color=never package dependency:copy-dependencies \
+    -DoutputDirectory=target/lib -DincludeScope=runtime >&2)
+}
+
 stop() {
   running || return 0
   local pid
@@ -167,7 +181,10 @@ stop() {
 }
 
 case "$ACTION" in
-  start) start ;;
+  start)
+    start
+    if [[ "$NAME" == main ]]; then jms_fixture; fi
+    ;;
   stop) stop ;;
   kill) if running; then kill -9 "$(cat "$PIDFILE")"; fi ;;
   status) if running; then echo "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"; else echo stopped; exit 1; fi ;;

@@ -128,7 +128,12 @@ create() {
 start() {
   install_tools
   if running && port_open "$PORT"; then
-    return
+    if [[ -f "$INSTANCE/.fingerprint" && "$(cat "$INSTANCE/.fingerprint")" == "$(fingerprint)" ]]; then
+      return
+    fi
+    # Made by an older configuration: make it again now, not on a later restart (which would
+    # lose what a crash test expects to find in its journal).
+    stop
   fi
   fetch
   create

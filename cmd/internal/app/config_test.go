@@ -71,6 +71,12 @@ resources:
   - name: twice
     objectClasses: [{name: A, secondaryIdentifier: login}]
     target: {amqp: {url: ""}}
+  - name: both
+    objectClasses: [{name: A, secondaryIdentifier: login}]
+    target: {amqp: {url: "amqp://a:5672", urls: ["amqp://b:5672", "amqp://u:s3cret@[::1"], address: q}}
+  - name: list
+    objectClasses: [{name: A, secondaryIdentifier: login}]
+    target: {amqp: {urls: ["amqp://b:5672", "amqp://u:s3cret@[::1"], address: q}}
 `
 	c, err = app.Parse([]byte(bad))
 	if err != nil {
@@ -82,10 +88,18 @@ resources:
 	}
 	for _, want := range []string{"prefix", "creds or user", "cert and key", "bad name", "at least one object class",
 		"exactly one of amqp, nats, sample", "unknown transformation \"xml\"", "defined twice", "subject is required",
-		"operationRetryMaxAttempts", "url and address are required"} {
+		"operationRetryMaxAttempts", "give url or urls", "address is required"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() does not report %q:\n%v", want, err)
 		}
+	}
+	for _, want := range []string{"resources[3] (both): target.amqp: give url or urls", "resources[4] (list): configuration: target.amqp.urls[1]: malformed URL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() does not report %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("Validate() repeats a password:\n%v", err)
 	}
 	if _, err := app.Parse([]byte("resources: []\nnatz: {}\n")); err == nil || !strings.Contains(err.Error(), "natz") {
 		t.Fatalf("unknown key: %v", err)

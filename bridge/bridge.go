@@ -27,10 +27,7 @@ type Log interface {
 // Known is the shadow as the dispatcher last saw it and the sequence of that commit. It lets the
 // recorder skip a load; the recorder must still append with this sequence expected, so a stale
 // Known only costs a reload.
-type Known struct {
-	State domain.Shadow
-	Seq   uint64
-}
+type Known = eventstore.Known
 
 // Outcomes records what happened to an attempt (the command service implements it). known may
 // be nil.

@@ -44,6 +44,8 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// Storage is file storage unless Memory is set (tests and benchmarks may use memory).
 	Memory bool
+	// Now is the clock that ages identifier claims (default: time.Now).
+	Now func() time.Time
 }
 
 // DefaultConfig returns the contract's names with R1 file storage.
@@ -80,6 +82,15 @@ type Store struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	index  jetstream.KeyValue
+
+	shadowLocks keyedLocks // Update: one unit of work per shadow at a time in this process
+}
+
+func (s *Store) now() time.Time {
+	if s.cfg.Now != nil {
+		return s.cfg.Now()
+	}
+	return time.Now()
 }
 
 // Open creates or updates the stream and the index bucket (idempotent) and returns the store.

@@ -1,14 +1,18 @@
 package service
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"shadowbridge/eventstore"
+)
 
 // Fault points: the places in the command path where a crash leaves a partial unit of work. Tests
 // (and the crash scenario's subprocesses, through SHADOWBRIDGE_FAULT) stop the work there.
 const (
 	// FaultAfterReserve: the request id's pending record is written, nothing appended.
-	FaultAfterReserve = "after-reserve"
+	FaultAfterReserve = eventstore.FaultAfterReserve
 	// FaultAfterAppend: the decision is appended, the request's reply not yet recorded.
-	FaultAfterAppend = "after-append"
+	FaultAfterAppend = eventstore.FaultAfterAppend
 	// FaultBeforeOutcome: the target has accepted a request, its outcome is not recorded yet
 	// (so the request is sure to be sent again).
 	FaultBeforeOutcome = "before-outcome"

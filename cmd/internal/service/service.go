@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,24 +25,19 @@ import (
 	"shadowbridge/eventstore"
 )
 
-// Store is what the service needs of the event store.
+// Store is what the service needs of the event store: the unit of work, reads, and the index.
 type Store interface {
-	Append(ctx context.Context, c eventstore.Commit) (eventstore.AppendResult, error)
+	Update(ctx context.Context, o eventstore.UpdateOptions) (eventstore.UpdateResult, error)
+	UpdateResource(ctx context.Context, resource string, decide func(domain.ResourceState) ([]domain.Event, error)) (domain.ResourceState, []domain.Event, error)
 	Load(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error)
 	LoadByID(ctx context.Context, shadowID string) (domain.Shadow, uint64, error)
+	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
 	History(ctx context.Context, shadowID string) ([]*eventstore.Record, error)
 	RecordAt(ctx context.Context, seq uint64) (*eventstore.Record, error)
-	Claim(ctx context.Context, c domain.Claim, h eventstore.Holder, stale func(context.Context, eventstore.Holder, time.Time) (bool, error)) error
-	Release(ctx context.Context, c domain.Claim, shadowID string) error
 	Owner(ctx context.Context, c domain.Claim) (string, error)
-	PutOperation(ctx context.Context, operationID, resource, shadowID string) error
 	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
-	ReserveRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) (*eventstore.RequestRecord, bool, error)
-	DropRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
 	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
-	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
-	AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (eventstore.AppendResult, error)
 }
 
 var _ Store = (*eventstore.Store)(nil)
@@ -60,10 +54,7 @@ type Service struct {
 	catalog domain.Catalog
 	log     *slog.Logger
 	now     func() time.Time
-	// staleAfter is how old an identifier claim must be before a claim whose owner never stored
-	// its decision may be taken over (a crash between claim and append).
-	staleAfter time.Duration
-	nc         *nats.Conn // set by Serve
+	nc      *nats.Conn // set by Serve
 
 	availMu sync.Mutex
 	avail   map[string]availSeen // resource -> last availability seen, to skip no-op reports
@@ -91,7 +82,7 @@ func New(store Store, pending Pending, catalog domain.Catalog, log *slog.Logger)
 		log = slog.Default()
 	}
 	return &Service{store: store, pending: pending, catalog: catalog, log: log.WithGroup("service"),
-		now: func() time.Time { return time.Now().UTC() }, staleAfter: 30 * time.Second}
+		now: func() time.Time { return time.Now().UTC() }}
 }
 
 // Catalog returns the configured resources.
@@ -119,173 +110,29 @@ type Outcome struct {
 
 const maxAttempts = 64
 
-// Update loads the shadow, asks fn for the events to record, reserves the identifiers the new state
-// needs, indexes new operations and appends the decision; on a concurrent update it starts over
-// with the fresh state. fn may return no events (nothing to do). fn must be pure: it can run
-// several times.
+// Update runs one unit of work on a shadow (eventstore.Store.Update): fn decides from the current
+// state and may return no events (nothing to do); it must be pure, as it can run several times.
 func (s *Service) Update(ctx context.Context, resource, shadowID, requestID string, fn func(domain.Shadow) ([]domain.Event, error)) (Outcome, error) {
-	return s.update(ctx, resource, shadowID, requestID, nil, nil, fn)
+	return s.update(ctx, eventstore.UpdateOptions{Resource: resource, ShadowID: shadowID, RequestID: requestID, Decide: fn})
 }
 
 // UpdateFrom is Update starting from a state the caller already has (known may be nil): the
 // first attempt skips the load and appends with known's sequence expected, so a stale known
 // costs one conflict and a reload, never a lost update.
 func (s *Service) UpdateFrom(ctx context.Context, resource, shadowID, requestID string, known *bridge.Known, fn func(domain.Shadow) ([]domain.Event, error)) (Outcome, error) {
-	return s.update(ctx, resource, shadowID, requestID, known, nil, fn)
+	return s.update(ctx, eventstore.UpdateOptions{Resource: resource, ShadowID: shadowID, RequestID: requestID, Known: known, Decide: fn})
 }
 
-// adoptError: the request id is reserved by another attempt of the request (a concurrent twin,
-// or an attempt that crashed), with other ids; decide with those.
-type adoptError struct{ rec *eventstore.RequestRecord }
-
-func (e *adoptError) Error() string {
-	return fmt.Sprintf("request reserved by another attempt for operation %s", e.rec.OperationID)
-}
-
-// update is the one load-decide-append loop. reserve, when set, is the pending request record
-// written after the decision and before anything else, so that a crash at any later point leaves
-// a record naming the shadow and operation (see eventstore.RequestRecord).
-func (s *Service) update(ctx context.Context, resource, shadowID, requestID string, known *bridge.Known, reserve *eventstore.RequestRecord,
-	fn func(domain.Shadow) ([]domain.Event, error)) (_ Outcome, err error) {
-	// created: this call wrote the reservation; maybeStored: an append was tried whose outcome
-	// is unknown. A reservation this call made for a decision surely not stored is dropped, so a
-	// refused request leaves nothing behind.
-	reserved, created, maybeStored := false, false, false
-	defer func() {
-		if err != nil && created && !maybeStored {
-			if derr := s.store.DropRequest(context.WithoutCancel(ctx), resource, requestID, *reserve); derr != nil {
-				s.log.Warn("request reservation not dropped", "requestId", requestID, "err", derr)
-			}
-		}
-	}()
-	for range maxAttempts {
-		var (
-			st  domain.Shadow
-			seq uint64
-			err error
-		)
-		if known != nil {
-			st, seq, known = known.State, known.Seq, nil
-		} else if st, seq, err = s.store.Load(ctx, resource, shadowID); err != nil {
-			return Outcome{}, err
-		}
-		events, err := fn(st)
-		if err != nil || len(events) == 0 {
-			return Outcome{Shadow: st, Seq: seq}, err
-		}
-		if reserve != nil && !reserved {
-			cur, made, err := s.store.ReserveRequest(ctx, resource, requestID, *reserve)
-			if err != nil {
-				return Outcome{}, err
-			}
-			if cur.OperationID != reserve.OperationID || cur.ShadowID != reserve.ShadowID {
-				return Outcome{}, &adoptError{rec: cur}
-			}
-			reserved, created, reserve.Revision = true, made, cur.Revision
-			if err := faults.hit(FaultAfterReserve); err != nil {
-				return Outcome{}, err
-			}
-		}
-		next := domain.Fold(st, events)
-		claimed, err := s.claim(ctx, st, next, requestID)
-		if err != nil {
-			return Outcome{}, err
-		}
-		for _, p := range next.Data().PendingOperations {
-			if _, old := st.Operation(p.ID); !old {
-				if err := s.store.PutOperation(ctx, p.ID, resource, shadowID); err != nil {
-					s.release(ctx, shadowID, claimed)
-					return Outcome{}, err
-				}
-			}
-		}
-		res, err := s.store.Append(ctx, eventstore.Commit{Resource: resource, ShadowID: shadowID, ExpectedSeq: seq,
-			Events: events, State: next, RequestID: requestID})
-		if errors.Is(err, eventstore.ErrConflict) {
-			s.release(ctx, shadowID, claimed)
-			continue
-		}
-		if err != nil {
-			if errors.Is(err, eventstore.ErrUnavailable) {
-				// Maybe stored: the claims and the reservation stay (a stale claim is taken
-				// over once its owner is known not to hold it; a retry finds the commit).
-				maybeStored = true
-			} else {
-				s.release(ctx, shadowID, claimed)
-			}
-			return Outcome{}, err
-		}
-		maybeStored = true
-		if err := faults.hit(FaultAfterAppend); err != nil {
-			return Outcome{}, err
-		}
-		if res.Duplicate {
-			s.release(ctx, shadowID, claimed)
-			return Outcome{Seq: res.Seq, Duplicate: true}, nil
-		}
-		s.release(ctx, shadowID, minus(st.Claims(), next.Claims()))
-		for _, e := range events {
-			metrics.EventsAppended.Inc(e.EventType())
-		}
-		return Outcome{Shadow: next, Events: events, Seq: res.Seq}, nil
+func (s *Service) update(ctx context.Context, o eventstore.UpdateOptions) (Outcome, error) {
+	o.Fault = faults.hit
+	r, err := s.store.Update(ctx, o)
+	if err != nil {
+		return Outcome{}, err
 	}
-	return Outcome{}, fmt.Errorf("%w: shadow %s: gave up after %d concurrent updates", eventstore.ErrConflict, shadowID, maxAttempts)
-}
-
-func minus(a, b []domain.Claim) []domain.Claim {
-	var out []domain.Claim
-	for _, c := range a {
-		if !slices.Contains(b, c) {
-			out = append(out, c)
-		}
+	for _, e := range r.Events {
+		metrics.EventsAppended.Inc(e.EventType())
 	}
-	return out
-}
-
-// claim reserves the identifiers next holds and st does not, returning them.
-func (s *Service) claim(ctx context.Context, st, next domain.Shadow, requestID string) ([]domain.Claim, error) {
-	var done []domain.Claim
-	for _, c := range minus(next.Claims(), st.Claims()) {
-		if err := s.store.Claim(ctx, c, eventstore.Holder{ShadowID: next.ID(), RequestID: requestID}, s.isStale(c, requestID)); err != nil {
-			s.release(ctx, next.ID(), done)
-			return nil, err
-		}
-		done = append(done, c)
-	}
-	return done, nil
-}
-
-// isStale decides whether another shadow's claim may be taken over: its owner is dead; or it was
-// claimed by an earlier attempt of this same request whose shadow was never stored (the append's
-// Nats-Msg-Id still lets only one attempt of a request id store a shadow); or the owner does not
-// hold the identifier (a claim left by a crash or a failed append) and the claim is old enough
-// that no decision can still be on its way.
-func (s *Service) isStale(c domain.Claim, requestID string) func(context.Context, eventstore.Holder, time.Time) (bool, error) {
-	return func(ctx context.Context, owner eventstore.Holder, claimedAt time.Time) (bool, error) {
-		st, _, err := s.store.LoadByID(ctx, owner.ShadowID)
-		if err != nil {
-			return false, err
-		}
-		if st.Created() && st.Dead() {
-			return true, nil
-		}
-		if !st.Created() && requestID != "" && owner.RequestID == requestID {
-			return true, nil
-		}
-		if st.Created() && slices.Contains(st.Claims(), domain.Claim{Kind: c.Kind, Resource: st.Resource(), ObjectClass: st.ObjectClass(), Attribute: c.Attribute, Value: c.Value}) {
-			return false, nil
-		}
-		return s.now().Sub(claimedAt) > s.staleAfter, nil
-	}
-}
-
-func (s *Service) release(ctx context.Context, shadowID string, claims []domain.Claim) {
-	for _, c := range claims {
-		if err := s.store.Release(ctx, c, shadowID); err != nil {
-			// Not fatal: a claim its owner no longer holds is taken over once it is stale.
-			s.log.Warn("identifier not released", "shadow", shadowID, "attribute", c.Attribute, "err", err)
-		}
-	}
+	return Outcome{Shadow: r.Shadow, Events: r.Events, Seq: r.Seq, Duplicate: r.Duplicate}, nil
 }
 
 // Reply is the answer to add, modify, delete and confirm.
@@ -364,12 +211,12 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 			}
 		}
 		reply, err := s.decideRequest(ctx, req, res, shadowID, opID)
-		var adopt *adoptError
+		var adopt *eventstore.AdoptError
 		if errors.As(err, &adopt) {
-			if reply, done, err := s.answer(ctx, adopt.rec, req); done || err != nil {
+			if reply, done, err := s.answer(ctx, adopt.Record, req); done || err != nil {
 				return reply, err
 			}
-			shadowID, opID = adopt.rec.ShadowID, adopt.rec.OperationID
+			shadowID, opID = adopt.Record.ShadowID, adopt.Record.OperationID
 			continue
 		}
 		return reply, err
@@ -397,12 +244,13 @@ func (s *Service) decideRequest(ctx context.Context, req Request, res domain.Res
 		reserve = &eventstore.RequestRecord{Fingerprint: req.Fingerprint, ShadowID: shadowID, OperationID: opID}
 	}
 	now := s.now()
-	out, err := s.update(ctx, req.Resource, shadowID, req.RequestID, nil, reserve, func(st domain.Shadow) ([]domain.Event, error) {
-		if _, ok := st.Operation(opID); ok && req.RequestID != "" {
-			return nil, errStored
-		}
-		return domain.Decide(st, cmd, now)
-	})
+	out, err := s.update(ctx, eventstore.UpdateOptions{Resource: req.Resource, ShadowID: shadowID, RequestID: req.RequestID, Reserve: reserve,
+		Decide: func(st domain.Shadow) ([]domain.Event, error) {
+			if _, ok := st.Operation(opID); ok && req.RequestID != "" {
+				return nil, errStored
+			}
+			return domain.Decide(st, cmd, now)
+		}})
 	var reply Reply
 	switch {
 	case errors.Is(err, errStored):
@@ -790,37 +638,14 @@ func (s *Service) setAvailability(ctx context.Context, resource string, status d
 	return changed, err
 }
 
-// UpdateResource loads the resource's state, asks decide for events and appends them with the
-// resource subject's sequence expected, starting over on a concurrent update. It returns the
-// resulting state and whether events were stored (decide may return none: nothing to do). decide
-// must be pure: it can run several times.
+// UpdateResource runs one unit of work on a resource's own state (eventstore.Store.UpdateResource)
+// and returns the resulting state and whether events were stored.
 func (s *Service) UpdateResource(ctx context.Context, resource string, decide func(domain.ResourceState) ([]domain.Event, error)) (domain.ResourceState, bool, error) {
-	for range maxAttempts {
-		cur, seq, err := s.store.LoadResource(ctx, resource)
-		if err != nil {
-			return cur, false, err
-		}
-		ev, err := decide(cur)
-		if err != nil || len(ev) == 0 {
-			return cur, false, err
-		}
-		next := cur
-		for _, e := range ev {
-			next = domain.EvolveResource(next, e)
-		}
-		_, err = s.store.AppendResource(ctx, resource, seq, ev, next)
-		if errors.Is(err, eventstore.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return cur, false, err
-		}
-		for _, e := range ev {
-			metrics.EventsAppended.Inc(e.EventType())
-		}
-		return next, true, nil
+	st, ev, err := s.store.UpdateResource(ctx, resource, decide)
+	for _, e := range ev {
+		metrics.EventsAppended.Inc(e.EventType())
 	}
-	return domain.ResourceState{}, false, fmt.Errorf("%w: resource %s: gave up after %d concurrent updates", eventstore.ErrConflict, resource, maxAttempts)
+	return st, len(ev) > 0, err
 }
 
 // ResourceState returns a resource's availability and its recent changes.

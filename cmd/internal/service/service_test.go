@@ -474,3 +474,45 @@ func TestProjectionCatchesUpAfterKill(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// A burst on one account queues instead of failing: 50 clients send 200 modifies of one shadow
+// at once, through two service instances (so optimistic concurrency still decides between
+// processes); every one is answered and recorded.
+func TestBurstOnOneShadowQueues(t *testing.T) {
+	srv := natstest.Start(t)
+	e := startOn(t, srv, app.Options{NoDispatcher: true, NoSample: true})
+	startOn(t, srv, app.Options{NoDispatcher: true, NoSample: true, NoProjector: true})
+	id := e.ok(t, "prov.cmd.demo.add", addBody("burst"))["shadowId"].(string)
+	const clients, each = 50, 4
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failed := map[string]int{}
+	for c := range clients {
+		wg.Go(func() {
+			for i := range each {
+				b, _ := json.Marshal(map[string]any{"shadowId": id, "changes": map[string]any{"tag": map[string]any{"add": []any{fmt.Sprint(c, "-", i)}}}})
+				m, err := e.nc.Request("prov.cmd.demo.modify", b, 30*time.Second)
+				if err != nil || m.Header.Get("Nats-Service-Error-Code") != "" {
+					mu.Lock()
+					if err != nil {
+						failed[err.Error()]++
+					} else {
+						failed[m.Header.Get("Nats-Service-Error-Code")+" "+m.Header.Get("Nats-Service-Error")]++
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("failed requests: %v", failed)
+	}
+	st, _, err := e.app.Store.Load(t.Context(), "demo", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(st.Data().PendingOperations); got != clients*each+1 {
+		t.Fatalf("%d operations, want %d", got, clients*each+1)
+	}
+}

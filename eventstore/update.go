@@ -1,0 +1,319 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"shadowbridge/domain"
+)
+
+// Fault points of the unit of work: the places where a crash leaves part of it written. Update
+// calls UpdateOptions.Fault there, so tests can stop it as a crash would.
+const (
+	// FaultAfterReserve: the request id's pending record is written, nothing appended.
+	FaultAfterReserve = "after-reserve"
+	// FaultAfterAppend: the decision is appended, the request's reply not recorded yet.
+	FaultAfterAppend = "after-append"
+)
+
+// UpdateOptions is one unit of work on a shadow (see Store.Update).
+type UpdateOptions struct {
+	Resource, ShadowID string
+	// RequestID, when set, goes into the commit (and its Nats-Msg-Id) and into the holder of the
+	// identifiers the decision claims.
+	RequestID string
+	// Known, when set, is the state the caller already has: the first attempt skips the load and
+	// appends with Known's sequence expected, so a stale Known costs one conflict, never an update.
+	Known *Known
+	// Reserve, when set, is the request id's pending record, written after the decision and
+	// before anything else. If another attempt of the request reserved it first, Update returns
+	// an *AdoptError naming that attempt's ids. On success Reserve.Revision is the record's
+	// revision, for completing it.
+	Reserve *RequestRecord
+	// Decide returns the events to record for the current state (none: nothing to do). It must
+	// be pure: it can run several times.
+	Decide func(domain.Shadow) ([]domain.Event, error)
+	// Fault, when set, is called at the fault points; an error stops the work there.
+	Fault func(point string) error
+}
+
+// Known is a shadow's state and the sequence of the commit it comes from.
+type Known struct {
+	State domain.Shadow
+	Seq   uint64
+}
+
+// UpdateResult is what a unit of work did.
+type UpdateResult struct {
+	Shadow domain.Shadow // the state after the decision (before it, when nothing was recorded)
+	Events []domain.Event
+	Seq    uint64
+	// Duplicate: JetStream had a commit with this request id already (Seq is that commit's);
+	// nothing new was written.
+	Duplicate bool
+}
+
+// AdoptError says that the request id is reserved by another attempt of the same request (a
+// concurrent twin, or an attempt that crashed): decide again with its ids.
+type AdoptError struct{ Record *RequestRecord }
+
+func (e *AdoptError) Error() string {
+	return fmt.Sprintf("eventstore: request reserved by another attempt, for operation %s", e.Record.OperationID)
+}
+
+// maxUpdateAttempts bounds the conflicts one update lives through. Updates of one shadow in one
+// process queue on a lock, so conflicts come only from other processes.
+const maxUpdateAttempts = 64
+
+// StaleClaimAge is how old an identifier claim must be before a claim whose owner never stored
+// its decision may be taken over (a crash between claim and append).
+const StaleClaimAge = 30 * time.Second
+
+// Update is the unit of work on one shadow: load it (or start from Known), decide, reserve the
+// request id, claim the identifiers the new state holds, index its new operations, append the
+// decision with the loaded sequence expected, release what the state no longer holds; on a
+// concurrent update, start over from the fresh state. Updates of one shadow made through one
+// Store run one at a time (a burst on one account queues instead of failing); across processes
+// optimistic concurrency decides, with jittered backoff between attempts.
+//
+// Safe for concurrent use. Errors: the decision's own, ErrConflict after maxUpdateAttempts,
+// ErrUnavailable (the append's outcome may be unknown: a retry with the same request id is safe),
+// *TakenError for an identifier held by another shadow, *AdoptError (see Reserve).
+func (s *Store) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err error) {
+	unlock := s.shadowLocks.lock(o.Resource + "." + o.ShadowID)
+	defer unlock()
+	// created: this call wrote the reservation; maybeStored: an append was tried whose outcome
+	// is unknown. A reservation this call made for a decision surely not stored is dropped, so a
+	// refused request leaves nothing behind.
+	reserved, created, maybeStored := false, false, false
+	defer func() {
+		if err != nil && created && !maybeStored {
+			_ = s.DropRequest(context.WithoutCancel(ctx), o.Resource, o.RequestID, *o.Reserve)
+		}
+	}()
+	fault := func(point string) error {
+		if o.Fault == nil {
+			return nil
+		}
+		return o.Fault(point)
+	}
+	known := o.Known
+	for attempt := range maxUpdateAttempts {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return UpdateResult{}, err
+			}
+		}
+		var (
+			st  domain.Shadow
+			seq uint64
+		)
+		if known != nil {
+			st, seq, known = known.State, known.Seq, nil
+		} else if st, seq, err = s.Load(ctx, o.Resource, o.ShadowID); err != nil {
+			return UpdateResult{}, err
+		}
+		events, err := o.Decide(st)
+		if err != nil || len(events) == 0 {
+			return UpdateResult{Shadow: st, Seq: seq}, err
+		}
+		if o.Reserve != nil && !reserved {
+			cur, made, err := s.ReserveRequest(ctx, o.Resource, o.RequestID, *o.Reserve)
+			if err != nil {
+				return UpdateResult{}, err
+			}
+			if cur.OperationID != o.Reserve.OperationID || cur.ShadowID != o.Reserve.ShadowID {
+				return UpdateResult{}, &AdoptError{Record: cur}
+			}
+			reserved, created, o.Reserve.Revision = true, made, cur.Revision
+			if err := fault(FaultAfterReserve); err != nil {
+				return UpdateResult{}, err
+			}
+		}
+		next := domain.Fold(st, events)
+		claimed, err := s.claimAll(ctx, st, next, o.RequestID)
+		if err != nil {
+			return UpdateResult{}, err
+		}
+		for _, p := range next.Data().PendingOperations {
+			if _, old := st.Operation(p.ID); !old {
+				if err := s.PutOperation(ctx, p.ID, o.Resource, o.ShadowID); err != nil {
+					s.releaseAll(ctx, o.ShadowID, claimed)
+					return UpdateResult{}, err
+				}
+			}
+		}
+		res, err := s.Append(ctx, Commit{Resource: o.Resource, ShadowID: o.ShadowID, ExpectedSeq: seq,
+			Events: events, State: next, RequestID: o.RequestID})
+		if errors.Is(err, ErrConflict) {
+			s.releaseAll(ctx, o.ShadowID, claimed)
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, ErrUnavailable) {
+				// Maybe stored: the claims and the reservation stay (a stale claim is taken
+				// over once its owner is known not to hold it; a retry finds the commit).
+				maybeStored = true
+			} else {
+				s.releaseAll(ctx, o.ShadowID, claimed)
+			}
+			return UpdateResult{}, err
+		}
+		maybeStored = true
+		if err := fault(FaultAfterAppend); err != nil {
+			return UpdateResult{}, err
+		}
+		if res.Duplicate {
+			s.releaseAll(ctx, o.ShadowID, claimed)
+			return UpdateResult{Seq: res.Seq, Duplicate: true}, nil
+		}
+		s.releaseAll(ctx, o.ShadowID, minus(st.Claims(), next.Claims()))
+		return UpdateResult{Shadow: next, Events: events, Seq: res.Seq}, nil
+	}
+	return UpdateResult{}, fmt.Errorf("%w: shadow %s: gave up after %d concurrent updates", ErrConflict, o.ShadowID, maxUpdateAttempts)
+}
+
+// UpdateResource is Update for a resource's own state (availability, maintenance): load, decide,
+// append with the subject's sequence expected, start over on a conflict. It returns the resulting
+// state and whether events were stored.
+func (s *Store) UpdateResource(ctx context.Context, resource string, decide func(domain.ResourceState) ([]domain.Event, error)) (domain.ResourceState, []domain.Event, error) {
+	unlock := s.shadowLocks.lock("resource " + resource)
+	defer unlock()
+	for attempt := range maxUpdateAttempts {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return domain.ResourceState{}, nil, err
+			}
+		}
+		cur, seq, err := s.LoadResource(ctx, resource)
+		if err != nil {
+			return cur, nil, err
+		}
+		ev, err := decide(cur)
+		if err != nil || len(ev) == 0 {
+			return cur, nil, err
+		}
+		next := cur
+		for _, e := range ev {
+			next = domain.EvolveResource(next, e)
+		}
+		_, err = s.AppendResource(ctx, resource, seq, ev, next)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return cur, nil, err
+		}
+		return next, ev, nil
+	}
+	return domain.ResourceState{}, nil, fmt.Errorf("%w: resource %s: gave up after %d concurrent updates", ErrConflict, resource, maxUpdateAttempts)
+}
+
+// backoff waits a little before the attempt-th try after a conflict: up to 1 ms, doubling to
+// 50 ms, jittered, so that processes racing for one shadow spread out.
+func backoff(ctx context.Context, attempt int) error {
+	d := min(time.Millisecond<<min(attempt-1, 6), 50*time.Millisecond)
+	t := time.NewTimer(rand.N(d) + time.Microsecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func minus(a, b []domain.Claim) []domain.Claim {
+	var out []domain.Claim
+	for _, c := range a {
+		if !slices.Contains(b, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// claimAll reserves the identifiers next holds and st does not, returning them.
+func (s *Store) claimAll(ctx context.Context, st, next domain.Shadow, requestID string) ([]domain.Claim, error) {
+	var done []domain.Claim
+	for _, c := range minus(next.Claims(), st.Claims()) {
+		if err := s.Claim(ctx, c, Holder{ShadowID: next.ID(), RequestID: requestID}, s.isStale(c, requestID)); err != nil {
+			s.releaseAll(ctx, next.ID(), done)
+			return nil, err
+		}
+		done = append(done, c)
+	}
+	return done, nil
+}
+
+// isStale decides whether another shadow's claim may be taken over: its owner is dead; or it was
+// claimed by an earlier attempt of this same request whose shadow was never stored (the request
+// record lets only one attempt of a request id store a shadow); or the owner does not hold the
+// identifier (a claim left by a crash or a failed append) and the claim is old enough that no
+// decision can still be on its way.
+func (s *Store) isStale(c domain.Claim, requestID string) func(context.Context, Holder, time.Time) (bool, error) {
+	return func(ctx context.Context, owner Holder, claimedAt time.Time) (bool, error) {
+		st, _, err := s.LoadByID(ctx, owner.ShadowID)
+		if err != nil {
+			return false, err
+		}
+		if st.Created() && st.Dead() {
+			return true, nil
+		}
+		if !st.Created() && requestID != "" && owner.RequestID == requestID {
+			return true, nil
+		}
+		if st.Created() && slices.Contains(st.Claims(), domain.Claim{Kind: c.Kind, Resource: st.Resource(), ObjectClass: st.ObjectClass(), Attribute: c.Attribute, Value: c.Value}) {
+			return false, nil
+		}
+		return s.now().Sub(claimedAt) > StaleClaimAge, nil
+	}
+}
+
+// releaseAll frees claims. Not fatal when it fails: a claim its owner no longer holds is taken
+// over once it is stale.
+func (s *Store) releaseAll(ctx context.Context, shadowID string, claims []domain.Claim) {
+	for _, c := range claims {
+		_ = s.Release(ctx, c, shadowID)
+	}
+}
+
+// keyedLocks serializes work per key (a shadow) inside one process. Entries live only while
+// someone holds or waits for them.
+type keyedLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+type keyedLock struct {
+	mu      sync.Mutex
+	waiters int
+}
+
+func (k *keyedLocks) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.locks[key] = l
+	}
+	l.waiters++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.waiters--; l.waiters == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

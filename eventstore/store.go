@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -136,6 +137,37 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: create bucket %s: %w", cfg.Index, unavailable(err))
+	}
+	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, index: index}, nil
+}
+
+// Attach returns a store over the stream and index bucket that exist, without creating or
+// changing them: what client verbs use (audit, rebuild, history), so that against a cluster they
+// never ask for other replicas or another dedup window than the service made. cfg names them
+// (its Prefix and names); the rest is read from the stream.
+func Attach(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: %w", err)
+	}
+	stream, err := js.Stream(ctx, cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("eventstore: stream %s does not exist on this NATS: start shadowbridge serve (or dev) first", cfg.Stream)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: stream %s: %w", cfg.Stream, unavailable(err))
+	}
+	info := stream.CachedInfo()
+	if !slices.Contains(info.Config.Subjects, cfg.Prefix+".evt.>") {
+		return nil, fmt.Errorf("eventstore: stream %s holds %v, not the prefix %q's events (check --prefix)", cfg.Stream, info.Config.Subjects, cfg.Prefix)
+	}
+	cfg.Replicas, cfg.DuplicateWindow, cfg.Memory = info.Config.Replicas, info.Config.Duplicates, info.Config.Storage == jetstream.MemoryStorage
+	index, err := js.KeyValue(ctx, cfg.Index)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("eventstore: bucket %s does not exist on this NATS: start shadowbridge serve (or dev) first", cfg.Index)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: bucket %s: %w", cfg.Index, unavailable(err))
 	}
 	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, index: index}, nil
 }

@@ -35,6 +35,9 @@ type Config struct {
 	Memory   bool
 	// Writers bounds the concurrent KV writes of one batch (default 32).
 	Writers int
+	// Attach opens the bucket as it exists instead of creating or updating it (client verbs
+	// such as rebuild must never change what the service made, e.g. its replicas).
+	Attach bool
 }
 
 // DefaultConfig returns the contract's names.
@@ -60,8 +63,19 @@ type kvVersion struct {
 	version  int64
 }
 
-// OpenBucket creates or updates the shadow bucket (idempotent).
+// OpenBucket creates or updates the shadow bucket (idempotent), or with cfg.Attach opens it as it
+// is.
 func OpenBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.KeyValue, error) {
+	if cfg.Attach {
+		kv, err := js.KeyValue(ctx, cfg.Bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("projections: bucket %s does not exist on this NATS: start shadowbridge serve (or dev) first", cfg.Bucket)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("projections: bucket %s: %w", cfg.Bucket, err)
+		}
+		return kv, nil
+	}
 	storage := jetstream.FileStorage
 	if cfg.Memory {
 		storage = jetstream.MemoryStorage

@@ -87,7 +87,7 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer nc.Close()
-	store, err := openStore(ctx, nc)
+	store, err := openStore(ctx, nc, *cf.prefix)
 	if err != nil {
 		return err
 	}

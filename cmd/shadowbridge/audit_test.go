@@ -7,6 +7,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/eventstore"
+	"shadowbridge/eventstore/natstest"
+	"shadowbridge/projections"
 )
 
 func TestAuditFiltersAndFormats(t *testing.T) {
@@ -153,5 +159,48 @@ func TestAuditFiltersAndFormats(t *testing.T) {
 	hist, err := client(t, natsURL, "history", ids[0])
 	if err != nil || !strings.Contains(hist, "hr-anne-2") || !strings.Contains(hist, "success") {
 		t.Fatalf("history table: %v\n%s", err, hist)
+	}
+}
+
+// Client verbs attach to what the service made: against a NATS without shadowbridge's stream
+// they fail clearly and create nothing; against the service's stream they change nothing of its
+// configuration (the service made it with a 7 s dedup window here, the default is 2 minutes).
+func TestClientVerbsNeverCreateOrChangeStreams(t *testing.T) {
+	srv := natstest.Start(t)
+	nc := srv.Connect(t)
+	js, _ := jetstream.New(nc)
+	for _, verb := range []string{"audit", "rebuild"} {
+		_, err := client(t, srv.ClientURL(), verb)
+		if err == nil || !strings.Contains(err.Error(), "does not exist") {
+			t.Fatalf("%s on an empty NATS: %v, want a clear 'does not exist'", verb, err)
+		}
+	}
+	if names := js.StreamNames(t.Context()); names.Err() == nil {
+		for n := range names.Name() {
+			t.Fatalf("a client verb created stream %s", n)
+		}
+	}
+	cfg := eventstore.DefaultConfig()
+	cfg.DuplicateWindow = 7 * time.Second
+	if _, err := eventstore.Open(t.Context(), nc, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := projections.OpenBucket(t.Context(), js, projections.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	for _, verb := range []string{"audit", "rebuild"} {
+		if _, err := client(t, srv.ClientURL(), verb); err != nil {
+			t.Fatalf("%s: %v", verb, err)
+		}
+	}
+	s, err := js.Stream(t.Context(), "PROV_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := s.CachedInfo().Config.Duplicates; d != 7*time.Second {
+		t.Fatalf("the stream's dedup window is %s after client verbs, want the service's 7s", d)
+	}
+	if _, err := client(t, srv.ClientURL(), "audit", "--prefix", "other"); err == nil || !strings.Contains(err.Error(), "--prefix") {
+		t.Fatalf("audit with another prefix: %v", err)
 	}
 }

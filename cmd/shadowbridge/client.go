@@ -47,8 +47,12 @@ func (c *cflags) connect() (*nats.Conn, error) {
 	return nc, nil
 }
 
-func openStore(ctx context.Context, nc *nats.Conn) (*eventstore.Store, error) {
-	return eventstore.Open(ctx, nc, eventstore.DefaultConfig())
+// openStore attaches to the event store the service made (client verbs never create or change
+// streams and buckets).
+func openStore(ctx context.Context, nc *nats.Conn, prefix string) (*eventstore.Store, error) {
+	cfg := eventstore.DefaultConfig()
+	cfg.Prefix = prefix
+	return eventstore.Attach(ctx, nc, cfg)
 }
 
 // multiFlag collects repeated flags.

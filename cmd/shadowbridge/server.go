@@ -174,11 +174,13 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	defer nc.Close()
-	store, err := openStore(ctx, nc)
+	store, err := openStore(ctx, nc, *cf.prefix)
 	if err != nil {
 		return err
 	}
-	p, err := projections.NewProjector(ctx, store.JetStream(), store, projections.DefaultConfig(), newLogger(stderr, getenv))
+	pcfg := projections.DefaultConfig()
+	pcfg.Attach = true
+	p, err := projections.NewProjector(ctx, store.JetStream(), store, pcfg, newLogger(stderr, getenv))
 	if err != nil {
 		return err
 	}

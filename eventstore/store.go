@@ -193,17 +193,14 @@ type Commit struct {
 	Events      []domain.Event
 	// State is the shadow after the events.
 	State domain.Shadow
-	// RequestID, when set, makes the append idempotent within the duplicate window
-	// (Nats-Msg-Id = resource:requestId).
+	// RequestID is the request id of the command decided (stored in the commit: the evidence a
+	// retry after a crash looks for; see RequestRecord).
 	RequestID string
 }
 
 // AppendResult tells where a commit landed.
 type AppendResult struct {
 	Seq uint64
-	// Duplicate is true when a commit with the same request id was already stored: Seq is that
-	// commit's sequence and nothing new was written.
-	Duplicate bool
 }
 
 func (s *Store) commitMsg(c Commit) (*nats.Msg, []jetstream.PublishOpt, error) {
@@ -222,11 +219,7 @@ func (s *Store) commitMsg(c Commit) (*nats.Msg, []jetstream.PublishOpt, error) {
 	for _, e := range c.Events {
 		m.Header.Add(HeaderEventType, e.EventType())
 	}
-	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(c.ExpectedSeq)}
-	if c.RequestID != "" {
-		opts = append(opts, jetstream.WithMsgID(c.Resource+":"+c.RequestID))
-	}
-	return m, opts, nil
+	return m, []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(c.ExpectedSeq)}, nil
 }
 
 // Append stores the commit synchronously. Errors: ErrConflict (reload and decide again),
@@ -240,7 +233,7 @@ func (s *Store) Append(ctx context.Context, c Commit) (AppendResult, error) {
 	if err != nil {
 		return AppendResult{}, appendErr(err)
 	}
-	return AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+	return AppendResult{Seq: ack.Sequence}, nil
 }
 
 // PendingAppend is an append in flight (see AppendAsync).
@@ -250,7 +243,7 @@ type PendingAppend struct{ f jetstream.PubAckFuture }
 func (p PendingAppend) Wait(ctx context.Context) (AppendResult, error) {
 	select {
 	case ack := <-p.f.Ok():
-		return AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+		return AppendResult{Seq: ack.Sequence}, nil
 	case err := <-p.f.Err():
 		return AppendResult{}, appendErr(err)
 	case <-ctx.Done():
@@ -491,7 +484,7 @@ func (s *Store) AppendResource(ctx context.Context, resource string, expectedSeq
 	if err != nil {
 		return AppendResult{}, appendErr(err)
 	}
-	return AppendResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+	return AppendResult{Seq: ack.Sequence}, nil
 }
 
 // Timer headers of JetStream message schedules (nats-server 2.12+).

@@ -24,8 +24,7 @@ const (
 // UpdateOptions is one unit of work on a shadow (see Store.Update).
 type UpdateOptions struct {
 	Resource, ShadowID string
-	// RequestID, when set, goes into the commit (and its Nats-Msg-Id) and into the holder of the
-	// identifiers the decision claims.
+	// RequestID, when set, goes into the commit.
 	RequestID string
 	// Known, when set, is the state the caller already has: the first attempt skips the load and
 	// appends with Known's sequence expected, so a stale Known costs one conflict, never an update.
@@ -53,9 +52,6 @@ type UpdateResult struct {
 	Shadow domain.Shadow // the state after the decision (before it, when nothing was recorded)
 	Events []domain.Event
 	Seq    uint64
-	// Duplicate: JetStream had a commit with this request id already (Seq is that commit's);
-	// nothing new was written.
-	Duplicate bool
 }
 
 // AdoptError says that the request id is reserved by another attempt of the same request (a
@@ -136,7 +132,7 @@ func (s *Store) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, er
 			}
 		}
 		next := domain.Fold(st, events)
-		claimed, err := s.claimAll(ctx, st, next, o.RequestID)
+		claimed, err := s.claimAll(ctx, st, next)
 		if err != nil {
 			return UpdateResult{}, err
 		}
@@ -167,10 +163,6 @@ func (s *Store) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, er
 		maybeStored = true
 		if err := fault(FaultAfterAppend); err != nil {
 			return UpdateResult{}, err
-		}
-		if res.Duplicate {
-			s.releaseAll(ctx, o.ShadowID, claimed)
-			return UpdateResult{Seq: res.Seq, Duplicate: true}, nil
 		}
 		s.releaseAll(ctx, o.ShadowID, minus(st.Claims(), next.Claims()))
 		return UpdateResult{Shadow: next, Events: events, Seq: res.Seq}, nil
@@ -239,10 +231,10 @@ func minus(a, b []domain.Claim) []domain.Claim {
 }
 
 // claimAll reserves the identifiers next holds and st does not, returning them.
-func (s *Store) claimAll(ctx context.Context, st, next domain.Shadow, requestID string) ([]domain.Claim, error) {
+func (s *Store) claimAll(ctx context.Context, st, next domain.Shadow) ([]domain.Claim, error) {
 	var done []domain.Claim
 	for _, c := range minus(next.Claims(), st.Claims()) {
-		if err := s.Claim(ctx, c, Holder{ShadowID: next.ID(), RequestID: requestID}, s.isStale(c, requestID)); err != nil {
+		if err := s.Claim(ctx, c, Holder{ShadowID: next.ID()}, s.isStale(c)); err != nil {
 			s.releaseAll(ctx, next.ID(), done)
 			return nil, err
 		}
@@ -251,21 +243,17 @@ func (s *Store) claimAll(ctx context.Context, st, next domain.Shadow, requestID 
 	return done, nil
 }
 
-// isStale decides whether another shadow's claim may be taken over: its owner is dead; or it was
-// claimed by an earlier attempt of this same request whose shadow was never stored (the request
-// record lets only one attempt of a request id store a shadow); or the owner does not hold the
-// identifier (a claim left by a crash or a failed append) and the claim is old enough that no
-// decision can still be on its way.
-func (s *Store) isStale(c domain.Claim, requestID string) func(context.Context, Holder, time.Time) (bool, error) {
+// isStale decides whether another shadow's claim may be taken over: its owner is dead; or the
+// owner does not hold the identifier (a claim left by a crash or a refused append) and the claim
+// is old enough that no decision can still be on its way. (A retry of a request after a crash
+// reuses the reserved shadow id, so its own earlier claim is simply its own.)
+func (s *Store) isStale(c domain.Claim) func(context.Context, Holder, time.Time) (bool, error) {
 	return func(ctx context.Context, owner Holder, claimedAt time.Time) (bool, error) {
 		st, _, err := s.LoadByID(ctx, owner.ShadowID)
 		if err != nil {
 			return false, err
 		}
 		if st.Created() && st.Dead() {
-			return true, nil
-		}
-		if !st.Created() && requestID != "" && owner.RequestID == requestID {
 			return true, nil
 		}
 		if st.Created() && slices.Contains(st.Claims(), domain.Claim{Kind: c.Kind, Resource: st.Resource(), ObjectClass: st.ObjectClass(), Attribute: c.Attribute, Value: c.Value}) {

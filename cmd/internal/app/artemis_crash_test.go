@@ -68,7 +68,17 @@ func checkExactlyOnce(t *testing.T, ops []string, got map[string]int) {
 
 func crashConfig(t *testing.T, urls, q string) app.Config {
 	t.Helper()
-	return fsConfig(t, fmt.Sprintf(`{%s, address: %q, maxBackoff: 300ms}`, urls, q))
+	cfg, err := app.Parse(fmt.Appendf(nil, `
+resources:
+  - name: fs
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
+    target: {amqp: {%s, address: %q, maxBackoff: 300ms}}
+    consistency: {operationRetryPeriod: 1s, operationRetryMaxAttempts: 1000}
+`, urls, q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 // kill -9 of the Artemis JVM mid-stream and a restart: what it accepted survives in its journal,

@@ -264,7 +264,7 @@ func (s *Service) cmdAdd(ctx context.Context, resource string, data []byte) (any
 	if err != nil {
 		return nil, fmt.Errorf("add: %w", err)
 	}
-	return s.provision(ctx, Request{Verb: "add", Resource: resource, RequestID: b.RequestID, Fingerprint: Fingerprint(b),
+	return s.Provision(ctx, Request{Verb: "add", Resource: resource, RequestID: b.RequestID, Fingerprint: Fingerprint(b),
 		ObjectClass: b.ObjectClass, Attributes: attrs, Order: orderOf(b.Attributes.Order), Assigned: b.Assigned})
 }
 
@@ -305,7 +305,7 @@ func (s *Service) cmdModify(ctx context.Context, resource string, data []byte) (
 	if err != nil {
 		return nil, fmt.Errorf("modify: %w", err)
 	}
-	return s.provision(ctx, Request{Verb: "modify", Resource: resource, ShadowID: id, Identifiers: ids, ObjectClass: b.ObjectClass,
+	return s.Provision(ctx, Request{Verb: "modify", Resource: resource, ShadowID: id, Identifiers: ids, ObjectClass: b.ObjectClass,
 		RequestID: b.RequestID, Fingerprint: Fingerprint(b), Changes: changes, Order: orderOf(b.Changes.Order)})
 }
 
@@ -318,25 +318,8 @@ func (s *Service) cmdDelete(ctx context.Context, resource string, data []byte) (
 	if err != nil {
 		return nil, err
 	}
-	return s.provision(ctx, Request{Verb: "delete", Resource: resource, ShadowID: id, Identifiers: ids, ObjectClass: b.ObjectClass,
+	return s.Provision(ctx, Request{Verb: "delete", Resource: resource, ShadowID: id, Identifiers: ids, ObjectClass: b.ObjectClass,
 		RequestID: b.RequestID, Fingerprint: Fingerprint(b)})
-}
-
-// provision is Provision with one more rule for adds: a concurrent retry of the same request id
-// that lost the identifier race to its twin answers with the twin's reply.
-func (s *Service) provision(ctx context.Context, req Request) (Reply, error) {
-	reply, err := s.Provision(ctx, req)
-	var taken *eventstore.TakenError
-	if err != nil && req.RequestID != "" && errors.As(err, &taken) {
-		if st, _, lerr := s.store.LoadByID(ctx, taken.Owner); lerr == nil {
-			for _, p := range st.Data().PendingOperations {
-				if p.RequestID == req.RequestID {
-					return replyFor(st, p.ID), nil
-				}
-			}
-		}
-	}
-	return reply, err
 }
 
 func (s *Service) cmdRefresh(ctx context.Context, resource string, data []byte) (any, error) {

@@ -33,7 +33,6 @@ type Store interface {
 	LoadByID(ctx context.Context, shadowID string) (domain.Shadow, uint64, error)
 	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
 	History(ctx context.Context, shadowID string) ([]*eventstore.Record, error)
-	RecordAt(ctx context.Context, seq uint64) (*eventstore.Record, error)
 	Owner(ctx context.Context, c domain.Claim) (string, error)
 	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
@@ -102,10 +101,9 @@ func NewID() string {
 
 // Outcome is what a command did.
 type Outcome struct {
-	Shadow    domain.Shadow
-	Events    []domain.Event
-	Seq       uint64
-	Duplicate bool // the request id was already stored; Seq is the original commit
+	Shadow domain.Shadow
+	Events []domain.Event
+	Seq    uint64
 }
 
 const maxAttempts = 64
@@ -132,7 +130,7 @@ func (s *Service) update(ctx context.Context, o eventstore.UpdateOptions) (Outco
 	for _, e := range r.Events {
 		metrics.EventsAppended.Inc(e.EventType())
 	}
-	return Outcome{Shadow: r.Shadow, Events: r.Events, Seq: r.Seq, Duplicate: r.Duplicate}, nil
+	return Outcome{Shadow: r.Shadow, Events: r.Events, Seq: r.Seq}, nil
 }
 
 // Reply is the answer to add, modify, delete and confirm.
@@ -267,14 +265,6 @@ func (s *Service) decideRequest(ctx context.Context, req Request, res domain.Res
 		out.Seq = rec.Seq
 	case err != nil:
 		return Reply{}, err
-	case out.Duplicate:
-		rec, err := s.store.RecordAt(ctx, out.Seq)
-		if err != nil {
-			return Reply{}, err
-		}
-		if reply, err = replyFromRecord(rec); err != nil {
-			return Reply{}, err
-		}
 	case len(out.Events) == 0 && req.Verb != "add":
 		// avoidDuplicateOperations: the same change is pending; answer with it.
 		dup, _ := out.Shadow.PendingDuplicate(domain.ChangeType(req.Verb), req.Changes)

@@ -202,33 +202,6 @@ func TestRequestIDIsIdempotent(t *testing.T) {
 	}
 }
 
-// A retry after a crash between the append and the request record, inside the dedup window:
-// JetStream's Nats-Msg-Id finds the commit and the reply is rebuilt from it.
-func TestRequestIDAfterCrashBeforeRecord(t *testing.T) {
-	e := start(t, app.Options{NoDispatcher: true, NoSample: true})
-	res, _ := e.app.Service.Catalog().Lookup("demo")
-	shadowID, opID := service.NewID(), service.NewID()
-	ev, err := domain.Decide(domain.Shadow{}, domain.Add{Resource: res, ShadowID: shadowID, OperationID: opID, RequestID: "crash-1",
-		ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {"crash"}}}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.app.Store.Append(t.Context(), eventstore.Commit{Resource: "demo", ShadowID: shadowID, Events: ev,
-		State: domain.Fold(domain.Shadow{}, ev), RequestID: "crash-1"}); err != nil {
-		t.Fatal(err)
-	}
-	n := e.streamMsgs(t)
-	body := addBody("crash-twin") // a different login, so no identifier conflict hides the dedup
-	body["requestId"] = "crash-1"
-	r := e.ok(t, "prov.cmd.demo.add", body)
-	if r["shadowId"] != shadowID || r["operationId"] != opID {
-		t.Fatalf("retry answered %v, want the stored shadow %s / op %s", r, shadowID, opID)
-	}
-	if e.streamMsgs(t) != n {
-		t.Fatal("retry wrote events")
-	}
-}
-
 // Beyond JetStream's dedup window the durable request record answers.
 func TestRequestIDBeyondDedupWindow(t *testing.T) {
 	srv := natstest.Start(t)

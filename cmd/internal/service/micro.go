@@ -15,6 +15,7 @@ import (
 	"shadowbridge/cmd/internal/metrics"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
+	"shadowbridge/projections"
 )
 
 // Version is reported by the micro service.
@@ -398,76 +399,41 @@ func (s *Service) handleQuery(ctx context.Context, prefix string, r micro.Reques
 	s.respondJSON(r, reply)
 }
 
-// Explain says why the shadow is in its lifecycle state and what happens next (due timers,
-// grace windows, operations waiting), from its current state.
+// Explain says why the shadow is in its lifecycle state and what happens next (projections.Queries).
 func (s *Service) Explain(ctx context.Context, shadowID string) (domain.Explanation, error) {
-	if !domain.ValidID(shadowID) {
-		return domain.Explanation{}, fmt.Errorf("explain: %w: shadowId %q is not a UUID", domain.ErrInvalidID, shadowID)
-	}
-	st, _, err := s.store.LoadByID(ctx, shadowID)
-	if err != nil {
-		return domain.Explanation{}, err
-	}
-	if !st.Created() {
-		return domain.Explanation{}, fmt.Errorf("explain: %w: %s", domain.ErrShadowNotFound, shadowID)
-	}
-	cons := domain.DefaultConsistency()
-	if res, err := s.catalog.Lookup(st.Resource()); err == nil {
-		cons = res.Consistency()
-	}
-	return domain.Explain(st, cons, s.now()), nil
+	return s.queries.Explain(ctx, shadowID, func(resource string) domain.Consistency {
+		if res, err := s.catalog.Lookup(resource); err == nil {
+			return res.Consistency()
+		}
+		return domain.DefaultConsistency()
+	})
 }
 
-// Shadow returns the shadow now, or as it was at asOf when asOf is not zero (folded from the log).
+// Shadow returns the shadow now (refreshed first with refreshOnRead), or as it was at asOf when
+// asOf is not zero (projections.Queries).
 func (s *Service) Shadow(ctx context.Context, shadowID string, asOf time.Time) (domain.ShadowData, error) {
+	if !asOf.IsZero() {
+		return s.queries.AsOf(ctx, shadowID, asOf)
+	}
 	if !domain.ValidID(shadowID) {
 		return domain.ShadowData{}, fmt.Errorf("shadow: %w: shadowId %q is not a UUID", domain.ErrInvalidID, shadowID)
 	}
-	if asOf.IsZero() {
-		st, _, err := s.store.LoadByID(ctx, shadowID)
-		if err != nil {
-			return domain.ShadowData{}, err
-		}
-		if !st.Created() {
-			return domain.ShadowData{}, fmt.Errorf("shadow: %w: %s", domain.ErrShadowNotFound, shadowID)
-		}
-		if res, err := s.lookup(ctx, st.Resource()); err == nil && res.Consistency().RefreshOnRead {
-			// refreshOnRead: retry what is due before answering, as midPoint does on get.
-			out, err := s.Update(ctx, st.Resource(), shadowID, "", func(cur domain.Shadow) ([]domain.Event, error) {
-				return domain.Decide(cur, domain.Refresh{Resource: res}, s.now())
-			})
-			if err != nil {
-				return domain.ShadowData{}, err
-			}
-			st = out.Shadow
-		}
-		return st.Data(), nil
-	}
-	recs, err := s.store.History(ctx, shadowID)
+	st, _, err := s.store.LoadByID(ctx, shadowID)
 	if err != nil {
 		return domain.ShadowData{}, err
 	}
-	// Each record holds the shadow as its decision left it, and a decision's events share one
-	// time: the state as of asOf is the last record decided at or before it.
-	var at *eventstore.Record
-	for _, rec := range recs {
-		ev, err := rec.Events()
+	if !st.Created() {
+		return domain.ShadowData{}, fmt.Errorf("shadow: %w: %s", domain.ErrShadowNotFound, shadowID)
+	}
+	if res, err := s.lookup(ctx, st.Resource()); err == nil && res.Consistency().RefreshOnRead {
+		// refreshOnRead: retry what is due before answering, as midPoint does on get.
+		out, err := s.Update(ctx, st.Resource(), shadowID, "", func(cur domain.Shadow) ([]domain.Event, error) {
+			return domain.Decide(cur, domain.Refresh{Resource: res}, s.now())
+		})
 		if err != nil {
 			return domain.ShadowData{}, err
 		}
-		if len(ev) > 0 && ev[0].EventTime().After(asOf) {
-			break
-		}
-		at = rec
-	}
-	st := domain.Shadow{}
-	if at != nil {
-		if st, err = at.State(); err != nil {
-			return domain.ShadowData{}, err
-		}
-	}
-	if !st.Created() {
-		return domain.ShadowData{}, fmt.Errorf("shadow: %w: %s did not exist at %s", domain.ErrShadowNotFound, shadowID, asOf.Format(time.RFC3339Nano))
+		st = out.Shadow
 	}
 	return st.Data(), nil
 }
@@ -510,92 +476,14 @@ func (s *Service) queryPending(ctx context.Context, data []byte) (any, error) {
 }
 
 // HistoryEvent is one event as history and audit show it.
-type HistoryEvent struct {
-	Seq         uint64    `json:"seq"`
-	Time        time.Time `json:"time"`
-	Type        string    `json:"type"`
-	Resource    string    `json:"resource"`
-	ShadowID    string    `json:"shadowId"`
-	ObjectClass string    `json:"objectClass,omitempty"`
-	OperationID string    `json:"operationId,omitempty"`
-	// Operation is the change type of the operation the event is about (add, modify, delete).
-	Operation string `json:"operation,omitempty"`
-	Attempt   int    `json:"attempt,omitempty"`
-	RequestID string `json:"requestId,omitempty"`
-	// Outcome says what the event means for its operation: a result status when it completes,
-	// "sent", "failed: <category>", "postponed", "released".
-	Outcome string       `json:"outcome,omitempty"`
-	Event   domain.Event `json:"event"`
-}
+type HistoryEvent = projections.HistoryEvent
+
+// HistoryOf turns one record into history events (projections.HistoryOf).
+func HistoryOf(rec *eventstore.Record) ([]HistoryEvent, error) { return projections.HistoryOf(rec) }
 
 // History returns a shadow's events in order.
 func (s *Service) History(ctx context.Context, shadowID string) ([]HistoryEvent, error) {
-	if !domain.ValidID(shadowID) {
-		return nil, fmt.Errorf("history: %w: shadowId %q is not a UUID", domain.ErrInvalidID, shadowID)
-	}
-	recs, err := s.store.History(ctx, shadowID)
-	if err != nil {
-		return nil, err
-	}
-	if len(recs) == 0 {
-		return nil, fmt.Errorf("history: %w: %s", domain.ErrShadowNotFound, shadowID)
-	}
-	out := []HistoryEvent{}
-	for _, rec := range recs {
-		evs, err := HistoryOf(rec)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, evs...)
-	}
-	return out, nil
-}
-
-// HistoryOf turns one record into history events: each with its operation's change type,
-// attempt, request id and outcome, taken from the events and from the shadow the record holds.
-func HistoryOf(rec *eventstore.Record) ([]HistoryEvent, error) {
-	ev, err := rec.Events()
-	if err != nil {
-		return nil, err
-	}
-	st, err := rec.State()
-	if err != nil {
-		return nil, err
-	}
-	reqID, _ := rec.RequestID()
-	out := make([]HistoryEvent, 0, len(ev))
-	for _, e := range ev {
-		h := HistoryEvent{Seq: rec.Seq, Time: e.EventTime(), Type: e.EventType(), Resource: rec.Resource,
-			ShadowID: rec.ShadowID, ObjectClass: st.ObjectClass(), OperationID: domain.EventOperationID(e), Event: e}
-		if h.OperationID != "" {
-			if p, ok := st.Operation(h.OperationID); ok {
-				h.Operation, h.RequestID = string(p.Delta.ChangeType), p.RequestID
-			}
-		}
-		if h.RequestID == "" && h.OperationID != "" {
-			h.RequestID = reqID
-		}
-		switch x := e.(type) {
-		case domain.AddRequested:
-			h.Operation = string(domain.ChangeAdd)
-		case domain.ModifyRequested:
-			h.Operation = string(domain.ChangeModify)
-		case domain.DeleteRequested:
-			h.Operation = string(domain.ChangeDelete)
-		case domain.DispatchRequested:
-			h.Attempt, h.Outcome = x.Attempt, "released"
-		case domain.OperationSent:
-			h.Attempt, h.Outcome = x.Attempt, "sent"
-		case domain.AttemptFailed:
-			h.Attempt, h.Outcome = x.Attempt, "failed: "+string(x.Error.Category)
-		case domain.OperationPostponed:
-			h.Attempt, h.Outcome = x.Attempt, "postponed"
-		case domain.OperationCompleted:
-			h.Outcome = string(x.Result)
-		}
-		out = append(out, h)
-	}
-	return out, nil
+	return s.queries.History(ctx, shadowID)
 }
 
 func (s *Service) queryHistory(ctx context.Context, data []byte) (any, error) {

@@ -23,6 +23,7 @@ import (
 	"shadowbridge/cmd/internal/metrics"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
+	"shadowbridge/projections"
 )
 
 // Store is what the service needs of the event store: the unit of work, reads, and the index.
@@ -49,6 +50,7 @@ type Pending interface {
 // Service executes commands. Safe for concurrent use.
 type Service struct {
 	store   Store
+	queries *projections.Queries
 	pending Pending
 	catalog domain.Catalog
 	log     *slog.Logger
@@ -80,8 +82,10 @@ func New(store Store, pending Pending, catalog domain.Catalog, log *slog.Logger)
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: store, pending: pending, catalog: catalog, log: log.WithGroup("service"),
+	s := &Service{store: store, pending: pending, catalog: catalog, log: log.WithGroup("service"),
 		now: func() time.Time { return time.Now().UTC() }}
+	s.queries = projections.NewQueries(store, func() time.Time { return s.now() })
+	return s
 }
 
 // Catalog returns the configured resources.

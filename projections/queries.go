@@ -1,0 +1,173 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+)
+
+// Log is what the queries read: a shadow's last commit and its history.
+type Log interface {
+	LoadByID(ctx context.Context, shadowID string) (domain.Shadow, uint64, error)
+	History(ctx context.Context, shadowID string) ([]*eventstore.Record, error)
+}
+
+var _ Log = (*eventstore.Store)(nil)
+
+// Queries answers questions about one shadow from the log: its state at a past time, its
+// history, and why it is where it is. Safe for concurrent use; it holds no state of its own.
+type Queries struct {
+	log Log
+	now func() time.Time
+}
+
+// NewQueries returns the queries over log; now is the clock explanations are computed at.
+func NewQueries(log Log, now func() time.Time) *Queries {
+	if now == nil {
+		now = time.Now
+	}
+	return &Queries{log: log, now: now}
+}
+
+// AsOf returns the shadow as it was at asOf: the state held by the last commit decided at or
+// before that time (each commit holds the state its decision left, and a decision's events share
+// one time). ErrShadowNotFound when it did not exist then.
+func (q *Queries) AsOf(ctx context.Context, shadowID string, asOf time.Time) (domain.ShadowData, error) {
+	if !domain.ValidID(shadowID) {
+		return domain.ShadowData{}, fmt.Errorf("shadow: %w: shadowId %q is not a UUID", domain.ErrInvalidID, shadowID)
+	}
+	recs, err := q.log.History(ctx, shadowID)
+	if err != nil {
+		return domain.ShadowData{}, err
+	}
+	var at *eventstore.Record
+	for _, rec := range recs {
+		ev, err := rec.Events()
+		if err != nil {
+			return domain.ShadowData{}, err
+		}
+		if len(ev) > 0 && ev[0].EventTime().After(asOf) {
+			break
+		}
+		at = rec
+	}
+	st := domain.Shadow{}
+	if at != nil {
+		if st, err = at.State(); err != nil {
+			return domain.ShadowData{}, err
+		}
+	}
+	if !st.Created() {
+		return domain.ShadowData{}, fmt.Errorf("shadow: %w: %s did not exist at %s", domain.ErrShadowNotFound, shadowID, asOf.Format(time.RFC3339Nano))
+	}
+	return st.Data(), nil
+}
+
+// Explain says why the shadow is in its lifecycle state and what happens next (due timers,
+// grace windows, operations waiting), from its current state and its resource's consistency
+// settings (cons).
+func (q *Queries) Explain(ctx context.Context, shadowID string, cons func(resource string) domain.Consistency) (domain.Explanation, error) {
+	if !domain.ValidID(shadowID) {
+		return domain.Explanation{}, fmt.Errorf("explain: %w: shadowId %q is not a UUID", domain.ErrInvalidID, shadowID)
+	}
+	st, _, err := q.log.LoadByID(ctx, shadowID)
+	if err != nil {
+		return domain.Explanation{}, err
+	}
+	if !st.Created() {
+		return domain.Explanation{}, fmt.Errorf("explain: %w: %s", domain.ErrShadowNotFound, shadowID)
+	}
+	return domain.Explain(st, cons(st.Resource()), q.now()), nil
+}
+
+// HistoryEvent is one event as history and audit show it.
+type HistoryEvent struct {
+	Seq         uint64    `json:"seq"`
+	Time        time.Time `json:"time"`
+	Type        string    `json:"type"`
+	Resource    string    `json:"resource"`
+	ShadowID    string    `json:"shadowId"`
+	ObjectClass string    `json:"objectClass,omitempty"`
+	OperationID string    `json:"operationId,omitempty"`
+	// Operation is the change type of the operation the event is about (add, modify, delete).
+	Operation string `json:"operation,omitempty"`
+	Attempt   int    `json:"attempt,omitempty"`
+	RequestID string `json:"requestId,omitempty"`
+	// Outcome says what the event means for its operation: a result status when it completes,
+	// "sent", "failed: <category>", "postponed", "released".
+	Outcome string       `json:"outcome,omitempty"`
+	Event   domain.Event `json:"event"`
+}
+
+// History returns a shadow's events in order.
+func (q *Queries) History(ctx context.Context, shadowID string) ([]HistoryEvent, error) {
+	if !domain.ValidID(shadowID) {
+		return nil, fmt.Errorf("history: %w: shadowId %q is not a UUID", domain.ErrInvalidID, shadowID)
+	}
+	recs, err := q.log.History(ctx, shadowID)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("history: %w: %s", domain.ErrShadowNotFound, shadowID)
+	}
+	out := []HistoryEvent{}
+	for _, rec := range recs {
+		evs, err := HistoryOf(rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evs...)
+	}
+	return out, nil
+}
+
+// HistoryOf turns one record into history events: each with its operation's change type,
+// attempt, request id and outcome, taken from the events and from the shadow the record holds.
+func HistoryOf(rec *eventstore.Record) ([]HistoryEvent, error) {
+	ev, err := rec.Events()
+	if err != nil {
+		return nil, err
+	}
+	st, err := rec.State()
+	if err != nil {
+		return nil, err
+	}
+	reqID, _ := rec.RequestID()
+	out := make([]HistoryEvent, 0, len(ev))
+	for _, e := range ev {
+		h := HistoryEvent{Seq: rec.Seq, Time: e.EventTime(), Type: e.EventType(), Resource: rec.Resource,
+			ShadowID: rec.ShadowID, ObjectClass: st.ObjectClass(), OperationID: domain.EventOperationID(e), Event: e}
+		if h.OperationID != "" {
+			if p, ok := st.Operation(h.OperationID); ok {
+				h.Operation, h.RequestID = string(p.Delta.ChangeType), p.RequestID
+			}
+		}
+		if h.RequestID == "" && h.OperationID != "" {
+			h.RequestID = reqID
+		}
+		switch x := e.(type) {
+		case domain.AddRequested:
+			h.Operation = string(domain.ChangeAdd)
+		case domain.ModifyRequested:
+			h.Operation = string(domain.ChangeModify)
+		case domain.DeleteRequested:
+			h.Operation = string(domain.ChangeDelete)
+		case domain.DispatchRequested:
+			h.Attempt, h.Outcome = x.Attempt, "released"
+		case domain.OperationSent:
+			h.Attempt, h.Outcome = x.Attempt, "sent"
+		case domain.AttemptFailed:
+			h.Attempt, h.Outcome = x.Attempt, "failed: "+string(x.Error.Category)
+		case domain.OperationPostponed:
+			h.Attempt, h.Outcome = x.Attempt, "postponed"
+		case domain.OperationCompleted:
+			h.Outcome = string(x.Result)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}

@@ -193,3 +193,36 @@ func TestConfirmationReceiver(t *testing.T) {
 		t.Fatalf("left on the queue: %v", m.Properties.CorrelationID)
 	}
 }
+
+// Artemis' interop facts, checked rather than trusted: a duplicate _AMQ_DUPL_ID is answered
+// Accepted and not routed; a receiver asking for settle mode "second" is refused (Artemis always
+// answers "first", so shadowbridge never asks for it).
+func TestArtemisDuplicateDetectionAndSettleMode(t *testing.T) {
+	b := amqptest.Start(t)
+	if !b.Artemis() {
+		t.Skip("Artemis facts")
+	}
+	q := b.Queue(t, "dupl")
+	tgt := amqpTarget(t, b, q, "")
+	req := request(1)
+	for i := range 3 {
+		if _, err := tgt.Send(t.Context(), req); err != nil {
+			t.Fatalf("send %d of the same operation: %v (want Accepted)", i, err)
+		}
+	}
+	r := b.Receiver(t, q)
+	amqptest.ReceiveN(t, r, 1, 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if m, err := r.Receive(ctx, nil); err == nil {
+		t.Fatalf("a duplicate was routed: %v", m.ApplicationProperties)
+	}
+	conn := b.Dial(t)
+	sess, err := conn.NewSession(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.NewReceiver(t.Context(), q, &amqp.ReceiverOptions{SettlementMode: amqp.ReceiverSettleModeSecond.Ptr()}); err == nil {
+		t.Fatal("a receiver asking for settle mode second was accepted; the fact changed")
+	}
+}

@@ -88,3 +88,53 @@ resources:
 		t.Fatalf("second confirm: %v", err)
 	}
 }
+
+// Credentials in a NATS URL never reach what serve prints: not when it cannot connect, not when
+// it serves (the log shows the URL with the password masked).
+func TestServeNeverPrintsTheNATSPassword(t *testing.T) {
+	const canary = "n4ts-canary-pw"
+	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Username: "sb", Password: canary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	port := srv.ClientURL()[strings.LastIndex(srv.ClientURL(), ":")+1:]
+	write := func(url string) string {
+		f := filepath.Join(t.TempDir(), "sb.yaml")
+		if err := os.WriteFile(f, []byte(`
+nats: {url: "`+url+`"}
+http: {listen: "127.0.0.1:0"}
+resources:
+  - name: hr
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
+    target: {nats: {subject: target.hr}}
+`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	// Nothing listens on port 1: the connection fails and says so.
+	var out, errb syncBuf
+	err = run(t.Context(), []string{"serve", "--config", write("nats://sb:" + canary + "@127.0.0.1:1")}, func(string) string { return "" }, &out, &errb)
+	if err == nil || strings.Contains(err.Error()+out.String()+errb.String(), canary) {
+		t.Fatalf("serve with an unreachable NATS: %v\n%s%s", err, out.String(), errb.String())
+	}
+	// It connects and serves.
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", write("nats://sb:" + canary + "@127.0.0.1:" + port)}, func(string) string { return "" }, &out, &errb)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(errb.String(), "serving") {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start:\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if all := out.String() + errb.String(); strings.Contains(all, canary) {
+		t.Fatalf("serve printed the password:\n%s", all)
+	}
+}

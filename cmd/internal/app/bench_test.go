@@ -70,6 +70,7 @@ func BenchmarkEndToEndAdd(b *testing.B) {
 				mu.Unlock()
 			}
 		}()
+		writesBefore := streamWrites(b, js)
 		start := time.Now()
 		var wg sync.WaitGroup
 		for c := range clients {
@@ -119,6 +120,33 @@ func BenchmarkEndToEndAdd(b *testing.B) {
 		b.ReportMetric(float64(n)/total.Seconds(), "ops/s")
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50:ms")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99:ms")
+		writesAfter := streamWrites(b, js)
+		var all uint64
+		for name, w := range writesAfter {
+			d := w - writesBefore[name]
+			all += d
+			b.Logf("JetStream writes per completed add, stream %s: %.2f", name, float64(d)/n)
+		}
+		b.ReportMetric(float64(all)/n, "writes/add")
 		a.Close()
 	}
+}
+
+// streamWrites returns every stream's last sequence: the messages written to it so far (KV
+// puts, deletes and purges included).
+func streamWrites(b *testing.B, js jetstream.JetStream) map[string]uint64 {
+	out := map[string]uint64{}
+	names := js.StreamNames(context.Background())
+	for name := range names.Name() {
+		s, err := js.Stream(context.Background(), name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		info, err := s.Info(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		out[name] = info.State.LastSeq
+	}
+	return out
 }

@@ -340,3 +340,98 @@ resources:
 		t.Fatalf("no re-send happened: the test did not exercise duplicate detection\n%s", logs.String())
 	}
 }
+
+// One shadow's operations reach the broker in decision order, re-sends included: 60 shadows get
+// an add and five modifies each (no confirmations: an operation completes when Artemis accepts
+// it), through two instances that both die right after a send was accepted and before its
+// outcome was recorded; the queue then holds, per shadow, sequences 1..6 in order, each once.
+func TestArtemisShadowOrderAcrossKills(t *testing.T) {
+	b := amqptest.Start(t)
+	if !b.Artemis() {
+		t.Skip("needs Artemis' duplicate detection to count each operation once")
+	}
+	q := b.Queue(t, "order")
+	srv := natstest.Start(t)
+	nc := srv.Connect(t)
+	cfgFile := filepath.Join(t.TempDir(), "sb.yaml")
+	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, `
+nats: {url: %q}
+http: {listen: "127.0.0.1:0"}
+resources:
+  - name: fs
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
+    target: {amqp: {url: %q, address: %q, maxBackoff: 500ms}}
+    consistency: {operationRetryPeriod: 1s, operationRetryMaxAttempts: 1000}
+`, srv.ClientURL(), b.URL, q), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var restarts sync.WaitGroup
+	for _, fault := range []string{"before-outcome:40", "before-outcome:120"} {
+		cmd := exec.Command(os.Args[0], "serve", "--config", cfgFile)
+		cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_MAIN=1", "SHADOWBRIDGE_LOG=error", "SHADOWBRIDGE_FAULT="+fault)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		restarts.Go(func() {
+			_ = cmd.Wait()
+			startServe(t, cfgFile)
+		})
+	}
+	send := func(subject, body string) string {
+		for attempt := 0; ; attempt++ {
+			m, err := nc.Request(subject, []byte(body), 5*time.Second)
+			if err == nil && m.Header.Get("Nats-Service-Error-Code") == "" {
+				return string(m.Data)
+			}
+			if attempt > 1000 {
+				t.Errorf("%s %s never answered: %v", subject, body, err)
+				return ""
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	const shadows, modifies = 60, 5
+	var clients sync.WaitGroup
+	for c := range 12 {
+		clients.Go(func() {
+			for i := c; i < shadows; i += 12 {
+				var rep struct{ ShadowID string }
+				_ = json.Unmarshal([]byte(send("prov.cmd.fs.add", fmt.Sprintf(`{"requestId":"a%d","objectClass":"AccountObjectClass","attributes":{"login":["o%d"]}}`, i, i))), &rep)
+				for j := range modifies {
+					send("prov.cmd.fs.modify", fmt.Sprintf(`{"requestId":"m%d-%d","shadowId":%q,"changes":{"n":{"replace":["%d"]}}}`, i, j, rep.ShadowID, j))
+				}
+			}
+		})
+	}
+	clients.Wait()
+	restarts.Wait()
+	r := b.Receiver(t, q)
+	seqs := map[string][]int64{}
+	for n := 0; n < shadows*(modifies+1); n++ {
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		m, err := r.Receive(ctx, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("%d of %d messages on the queue: %v", n, shadows*(modifies+1), err)
+		}
+		_ = r.AcceptMessage(t.Context(), m)
+		id := m.ApplicationProperties["shadowId"].(string)
+		seqs[id] = append(seqs[id], m.ApplicationProperties["sequence"].(int64))
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if m, err := r.Receive(ctx, nil); err == nil {
+		t.Fatalf("more messages than operations: %v", m.ApplicationProperties)
+	}
+	want := fmt.Sprint([]int64{1, 2, 3, 4, 5, 6})
+	for id, s := range seqs {
+		if fmt.Sprint(s) != want {
+			t.Errorf("shadow %s: sequences on the queue %v, want %s", id, s, want)
+		}
+	}
+	if len(seqs) != shadows {
+		t.Fatalf("%d shadows on the queue, want %d", len(seqs), shadows)
+	}
+}

@@ -315,6 +315,9 @@ func (a *App) Close() {
 	}
 	a.cancel()
 	a.wg.Wait()
+	if a.Service != nil {
+		a.Service.Close()
+	}
 	for _, t := range a.targets {
 		if t != nil {
 			_ = t.Close()

@@ -109,12 +109,12 @@ func (s *Service) Serve(ctx context.Context, nc *nats.Conn, o ServeOptions) (mic
 			case <-ctx.Done():
 				return
 			}
-			go func() {
+			s.work.Go(func() {
 				defer func() { <-sem }()
 				rctx, cancel := context.WithTimeout(ctx, o.Timeout)
 				defer cancel()
 				h(rctx, r)
-			}()
+			})
 		}
 	}
 	if err := svc.AddEndpoint("commands", async(func(ctx context.Context, r micro.Request) {

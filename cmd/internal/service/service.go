@@ -62,6 +62,29 @@ type Service struct {
 
 	adminMu sync.Mutex
 	admin   map[string]adminSeen // resource -> administrative state, read at most every adminTTL
+
+	// Work that outlives a request (releases after maintenance, retries on recovery) and the
+	// requests being handled; Close cancels the first and waits for both.
+	work      sync.WaitGroup
+	workCtx   context.Context
+	stopWork  context.CancelFunc
+	closeOnce sync.Once
+}
+
+// background runs fn on its own goroutine with a context that Close cancels, bounded by timeout.
+func (s *Service) background(timeout time.Duration, fn func(ctx context.Context)) {
+	s.work.Go(func() {
+		ctx, cancel := context.WithTimeout(s.workCtx, timeout)
+		defer cancel()
+		fn(ctx)
+	})
+}
+
+// Close stops the service's background work and waits for it and for the requests being handled
+// (stop taking requests first: see Serve). Safe to call more than once.
+func (s *Service) Close() {
+	s.closeOnce.Do(s.stopWork)
+	s.work.Wait()
 }
 
 type adminSeen struct {
@@ -84,6 +107,7 @@ func New(store Store, pending Pending, catalog domain.Catalog, log *slog.Logger)
 	}
 	s := &Service{store: store, pending: pending, catalog: catalog, log: log.WithGroup("service"),
 		now: func() time.Time { return time.Now().UTC() }}
+	s.workCtx, s.stopWork = context.WithCancel(context.Background())
 	s.queries = projections.NewQueries(store, func() time.Time { return s.now() })
 	return s
 }
@@ -485,7 +509,7 @@ func (s *Service) InMaintenance(ctx context.Context, resource string) bool {
 	s.adminMu.Lock()
 	seen, ok := s.admin[resource]
 	s.adminMu.Unlock()
-	if ok && time.Since(seen.at) < adminTTL {
+	if ok && s.now().Sub(seen.at) < adminTTL {
 		return seen.maintenance
 	}
 	st, _, err := s.store.LoadResource(ctx, resource)
@@ -503,7 +527,7 @@ func (s *Service) noteAdmin(resource string, maintenance bool) {
 	if s.admin == nil {
 		s.admin = map[string]adminSeen{}
 	}
-	s.admin[resource] = adminSeen{maintenance: maintenance, at: time.Now()}
+	s.admin[resource] = adminSeen{maintenance: maintenance, at: s.now()}
 }
 
 // SetMaintenance puts the resource in maintenance or back in operation (midPoint's
@@ -533,15 +557,13 @@ func (s *Service) SetMaintenance(ctx context.Context, resource string, on bool, 
 		s.log.Info("administrative state changed", "resource", resource, "status", status, "reason", reason)
 	}
 	if changed && !on {
-		go func() {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
-			defer cancel()
+		s.background(10*time.Minute, func(rctx context.Context) {
 			if n, err := s.Refresh(rctx, resource, "", false); err != nil {
 				s.log.Warn("release after maintenance failed; the sweep will release", "resource", resource, "err", err)
 			} else {
 				s.log.Info("maintenance over: waiting operations released", "resource", resource, "shadows", n)
 			}
-		}()
+		})
 	}
 	d := st.Data()
 	d.Resource = resource
@@ -586,7 +608,7 @@ func (s *Service) noteAvailability(ctx context.Context, resource string, status 
 	s.availMu.Lock()
 	seen, ok := s.avail[resource]
 	s.availMu.Unlock()
-	if ok && seen.status == status && time.Since(seen.at) < availTTL {
+	if ok && seen.status == status && s.now().Sub(seen.at) < availTTL {
 		return
 	}
 	changed, err := s.setAvailability(ctx, resource, status, reason)
@@ -598,22 +620,20 @@ func (s *Service) noteAvailability(ctx context.Context, resource string, status 
 		if res, err := s.catalog.Lookup(resource); err == nil && res.Consistency().RetryOnRecovery {
 			// Beyond midPoint: the resource is back, retry what waits for it now. In the
 			// background: the outcome being recorded must not wait for a sweep of the resource.
-			go func() {
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-				defer cancel()
+			s.background(time.Minute, func(rctx context.Context) {
 				if n, err := s.Refresh(rctx, resource, "", true); err != nil {
 					s.log.Warn("retry on recovery failed; timers and the sweep will retry", "resource", resource, "err", err)
 				} else if n > 0 {
 					s.log.Info("resource up again: postponed operations retried", "resource", resource, "shadows", n)
 				}
-			}()
+			})
 		}
 	}
 	s.availMu.Lock()
 	if s.avail == nil {
 		s.avail = map[string]availSeen{}
 	}
-	s.avail[resource] = availSeen{status: status, at: time.Now()}
+	s.avail[resource] = availSeen{status: status, at: s.now()}
 	s.availMu.Unlock()
 }
 

@@ -48,6 +48,7 @@ type App struct {
 	Pending   *projections.PendingIndex
 	Dashboard *projections.Dashboard
 	Micro     micro.Service
+	metrics   *metrics.Set // this app's own registry, served at /metrics
 	targets   map[string]bridge.Target
 	nc        *nats.Conn
 	kv        jetstream.KeyValue // the projection
@@ -93,7 +94,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a := &App{Store: store, Projector: proj, nc: nc, kv: kv, ctx: runCtx, cancel: cancel, log: log, targets: map[string]bridge.Target{}}
+	a := &App{Store: store, Projector: proj, nc: nc, kv: kv, ctx: runCtx, cancel: cancel, log: log, targets: map[string]bridge.Target{},
+		metrics: metrics.New()}
 	fail := func(err error) (*App, error) { a.Close(); return nil, err }
 	if a.Pending, err = projections.NewPendingIndex(runCtx, kv, log); err != nil {
 		return fail(err)
@@ -101,7 +103,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	if a.Dashboard, err = projections.NewDashboard(runCtx, kv, log); err != nil {
 		return fail(err)
 	}
-	a.Service = service.New(store, a.Pending, catalog, log)
+	a.Service = service.New(store, a.Pending, catalog, log, service.WithMetrics(a.metrics))
 	if a.Micro, err = a.Service.Serve(runCtx, nc, service.ServeOptions{Prefix: cfg.Prefix}); err != nil {
 		return fail(err)
 	}
@@ -113,7 +115,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		// (one shadow, one worker), so concurrent decisions cannot leave an older schedule in
 		// place of a newer one.
 		return store.SubscribeSharded(ctx, "PROV_TIMER_ARMER", eventstore.SubscribeOptions{Workers: 16, Logger: log},
-			func(ctx context.Context, r *eventstore.Record) error { return ApplyTimers(ctx, store, r) })
+			func(ctx context.Context, r *eventstore.Record) error { return ApplyTimers(ctx, store, a.metrics, r) })
 	})
 	a.goRun("timers", func(ctx context.Context) error {
 		// A fired timer refreshes its shadow: the domain retries what is due (or ends what has no
@@ -123,7 +125,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 				if _, err := catalog.Lookup(r.Resource); err != nil || r.ShadowID == "" {
 					return nil // a timer of a resource no longer configured
 				}
-				metrics.Timers.Inc("fired")
+				a.metrics.Timers.Inc("fired")
 				_, err := a.Service.Refresh(ctx, r.Resource, r.ShadowID, false)
 				if errors.Is(err, domain.CategoryNotFound) {
 					return nil
@@ -227,9 +229,9 @@ func (a *App) goRun(name string, fn func(context.Context) error) {
 	})
 }
 
-// ApplyTimers arms or cancels the shadow's timer as a record's timer events say. Idempotent
-// (arming again replaces the schedule; cancelling twice is harmless).
-func ApplyTimers(ctx context.Context, store *eventstore.Store, r *eventstore.Record) error {
+// ApplyTimers arms or cancels the shadow's timer as a record's timer events say, counting into m.
+// Idempotent (arming again replaces the schedule; cancelling twice is harmless).
+func ApplyTimers(ctx context.Context, store *eventstore.Store, m *metrics.Set, r *eventstore.Record) error {
 	if !r.Has("TimerSet") && !r.Has("TimerCleared") {
 		return nil
 	}
@@ -241,11 +243,11 @@ func ApplyTimers(ctx context.Context, store *eventstore.Store, r *eventstore.Rec
 		switch x := e.(type) {
 		case domain.TimerSet:
 			if err = store.ArmTimer(ctx, r.Resource, r.ShadowID, x.At); err == nil {
-				metrics.Timers.Inc("armed")
+				m.Timers.Inc("armed")
 			}
 		case domain.TimerCleared:
 			if err = store.CancelTimer(ctx, r.Resource, r.ShadowID); err == nil {
-				metrics.Timers.Inc("cancelled")
+				m.Timers.Inc("cancelled")
 			}
 		}
 		if err != nil {

@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"shadowbridge/cmd/internal/metrics"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 	"shadowbridge/projections"
@@ -37,7 +36,7 @@ func (a *App) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		metrics.Default.WriteText(w)
+		a.metrics.Registry.WriteText(w)
 		a.writeGauges(r.Context(), w)
 	})
 	mux.HandleFunc("GET /api/pending", func(w http.ResponseWriter, r *http.Request) {

@@ -92,3 +92,19 @@ func TestMetricsAndReadiness(t *testing.T) {
 		t.Fatalf("healthz without NATS: %d (liveness must not depend on NATS)", code)
 	}
 }
+
+// Each app counts into a registry of its own: two apps in one process do not mix their metrics.
+func TestMetricsArePerApp(t *testing.T) {
+	one := start(t, app.DefaultConfig(), app.Options{NoDispatcher: true})
+	two := start(t, app.DefaultConfig(), app.Options{NoDispatcher: true})
+	one.ok(t, "prov.cmd.demo.add", map[string]any{"objectClass": "AccountObjectClass", "attributes": map[string]any{"login": []any{"only-one"}}})
+	h1, h2 := httptest.NewServer(one.app.Handler()), httptest.NewServer(two.app.Handler())
+	defer h1.Close()
+	defer h2.Close()
+	_, m1 := get(t, h1.URL+"/metrics")
+	_, m2 := get(t, h2.URL+"/metrics")
+	const series = `shadowbridge_commands_total{verb="add",outcome="ok"}`
+	if metric(t, m1, series) != 1 || metric(t, m2, series) != -1 {
+		t.Fatalf("adds counted: app one %v, app two %v (want 1 and none)", metric(t, m1, series), metric(t, m2, series))
+	}
+}

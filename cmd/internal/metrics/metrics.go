@@ -239,14 +239,26 @@ func num(f float64) string {
 	return strconv.FormatFloat(f, 'g', -1, 64)
 }
 
-// Default is the process's registry, and the metrics shadowbridge's components update.
-var Default = &Registry{}
+// Set is the metrics one shadowbridge updates, in a registry of its own (an app has one; tests
+// and benchmarks running several apps in one process do not mix their counts).
+type Set struct {
+	Registry        *Registry
+	Commands        *CounterVec
+	CommandDuration *HistogramVec
+	EventsAppended  *CounterVec
+	BridgeOutcomes  *CounterVec
+	Timers          *CounterVec
+}
 
-// The service's metrics.
-var (
-	Commands        = Default.NewCounterVec("shadowbridge_commands_total", "Commands and queries answered, by verb and outcome (ok or the error category).", "verb", "outcome")
-	CommandDuration = Default.NewHistogramVec("shadowbridge_command_duration_seconds", "Time to answer a command or query.", DefaultBuckets, "verb")
-	EventsAppended  = Default.NewCounterVec("shadowbridge_events_appended_total", "Events stored in the log, by type.", "type")
-	BridgeOutcomes  = Default.NewCounterVec("shadowbridge_bridge_outcomes_total", "Attempts recorded by the dispatcher, by resource and outcome (sent, failed, postponed).", "resource", "outcome")
-	Timers          = Default.NewCounterVec("shadowbridge_timers_total", "Timers armed, cancelled and fired.", "action")
-)
+// New returns a fresh set of shadowbridge's metrics.
+func New() *Set {
+	r := &Registry{}
+	return &Set{
+		Registry:        r,
+		Commands:        r.NewCounterVec("shadowbridge_commands_total", "Commands and queries answered, by verb and outcome (ok or the error category).", "verb", "outcome"),
+		CommandDuration: r.NewHistogramVec("shadowbridge_command_duration_seconds", "Time to answer a command or query.", DefaultBuckets, "verb"),
+		EventsAppended:  r.NewCounterVec("shadowbridge_events_appended_total", "Events stored in the log, by type.", "type"),
+		BridgeOutcomes:  r.NewCounterVec("shadowbridge_bridge_outcomes_total", "Attempts recorded by the dispatcher, by resource and outcome (sent, failed, postponed).", "resource", "outcome"),
+		Timers:          r.NewCounterVec("shadowbridge_timers_total", "Timers armed, cancelled and fired.", "action"),
+	}
+}

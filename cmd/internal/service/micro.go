@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
-	"shadowbridge/cmd/internal/metrics"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 	"shadowbridge/projections"
@@ -118,7 +117,7 @@ func (s *Service) Serve(ctx context.Context, nc *nats.Conn, o ServeOptions) (mic
 		}
 	}
 	if err := svc.AddEndpoint("commands", async(func(ctx context.Context, r micro.Request) {
-		defer observe(r, time.Now())
+		defer s.observe(r, time.Now())
 		s.handleCommand(ctx, o.Prefix, r)
 	}),
 		micro.WithEndpointSubject(o.Prefix+".cmd.>")); err != nil {
@@ -126,7 +125,7 @@ func (s *Service) Serve(ctx context.Context, nc *nats.Conn, o ServeOptions) (mic
 		return nil, fmt.Errorf("service: %w", err)
 	}
 	if err := svc.AddEndpoint("queries", async(func(ctx context.Context, r micro.Request) {
-		defer observe(r, time.Now())
+		defer s.observe(r, time.Now())
 		s.handleQuery(ctx, o.Prefix, r)
 	}),
 		micro.WithEndpointSubject(o.Prefix+".query.>")); err != nil {
@@ -150,8 +149,8 @@ func verbOf(subject string) string {
 	return verb
 }
 
-func observe(r micro.Request, start time.Time) {
-	metrics.CommandDuration.Observe(time.Since(start), verbOf(r.Subject()))
+func (s *Service) observe(r micro.Request, start time.Time) {
+	s.metrics.CommandDuration.Observe(time.Since(start), verbOf(r.Subject()))
 }
 
 func (s *Service) respondJSON(r micro.Request, v any) {
@@ -160,13 +159,13 @@ func (s *Service) respondJSON(r micro.Request, v any) {
 		s.respondErr(r, fmt.Errorf("encode reply: %w", err))
 		return
 	}
-	metrics.Commands.Inc(verbOf(r.Subject()), "ok")
+	s.metrics.Commands.Inc(verbOf(r.Subject()), "ok")
 	s.reply(r, b, nil)
 }
 
 func (s *Service) respondErr(r micro.Request, err error) {
 	code, cat := StatusOf(err)
-	metrics.Commands.Inc(verbOf(r.Subject()), string(cat))
+	s.metrics.Commands.Inc(verbOf(r.Subject()), string(cat))
 	var body ErrorBody
 	body.Error.Code = string(cat)
 	body.Error.Message = err.Error()

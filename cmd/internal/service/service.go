@@ -49,6 +49,7 @@ type Pending interface {
 
 // Service executes commands. Safe for concurrent use.
 type Service struct {
+	metrics *metrics.Set
 	store   Store
 	queries *projections.Queries
 	pending Pending
@@ -100,13 +101,26 @@ type availSeen struct {
 	at     time.Time
 }
 
+// Option configures a Service.
+type Option func(*Service)
+
+// WithMetrics makes the service count into m (default: a set of its own).
+func WithMetrics(m *metrics.Set) Option { return func(s *Service) { s.metrics = m } }
+
+// WithClock makes now the service's clock (default: time.Now in UTC); every decision, cache and
+// explanation reads it.
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
 // New returns a service over the given resources.
-func New(store Store, pending Pending, catalog domain.Catalog, log *slog.Logger) *Service {
+func New(store Store, pending Pending, catalog domain.Catalog, log *slog.Logger, opts ...Option) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
 	s := &Service{store: store, pending: pending, catalog: catalog, log: log.WithGroup("service"),
-		now: func() time.Time { return time.Now().UTC() }}
+		now: func() time.Time { return time.Now().UTC() }, metrics: metrics.New()}
+	for _, o := range opts {
+		o(s)
+	}
 	s.workCtx, s.stopWork = context.WithCancel(context.Background())
 	s.queries = projections.NewQueries(store, func() time.Time { return s.now() })
 	return s
@@ -156,7 +170,7 @@ func (s *Service) update(ctx context.Context, o eventstore.UpdateOptions) (Outco
 		return Outcome{}, err
 	}
 	for _, e := range r.Events {
-		metrics.EventsAppended.Inc(e.EventType())
+		s.metrics.EventsAppended.Inc(e.EventType())
 	}
 	return Outcome{Shadow: r.Shadow, Events: r.Events, Seq: r.Seq}, nil
 }
@@ -474,7 +488,7 @@ func (s *Service) Delivered(ctx context.Context, resource, shadowID, operationID
 		return domain.RecordDelivery{Resource: res, OperationID: operationID, Attempt: attempt, Reference: reference}
 	})
 	if err == nil {
-		metrics.BridgeOutcomes.Inc(resource, "sent")
+		s.metrics.BridgeOutcomes.Inc(resource, "sent")
 		s.noteAvailability(ctx, resource, domain.AvailabilityUp, "")
 	}
 	return err
@@ -487,7 +501,7 @@ func (s *Service) Postponed(ctx context.Context, resource, shadowID, operationID
 		return domain.RecordPostponement{Resource: res, OperationID: operationID, Attempt: attempt, Reason: reason}
 	})
 	if err == nil {
-		metrics.BridgeOutcomes.Inc(resource, "postponed")
+		s.metrics.BridgeOutcomes.Inc(resource, "postponed")
 	}
 	return err
 }
@@ -581,7 +595,7 @@ func (s *Service) Failed(ctx context.Context, resource, shadowID, operationID st
 			Error: domain.OperationError{Category: category, Message: message}, NotSent: notSent}
 	})
 	if err == nil {
-		metrics.BridgeOutcomes.Inc(resource, "failed")
+		s.metrics.BridgeOutcomes.Inc(resource, "failed")
 		switch category {
 		case domain.CategoryCommunication:
 			s.noteAvailability(ctx, resource, domain.AvailabilityDown, message)
@@ -657,7 +671,7 @@ func (s *Service) setAvailability(ctx context.Context, resource string, status d
 func (s *Service) UpdateResource(ctx context.Context, resource string, decide func(domain.ResourceState) ([]domain.Event, error)) (domain.ResourceState, bool, error) {
 	st, ev, err := s.store.UpdateResource(ctx, resource, decide)
 	for _, e := range ev {
-		metrics.EventsAppended.Inc(e.EventType())
+		s.metrics.EventsAppended.Inc(e.EventType())
 	}
 	return st, len(ev) > 0, err
 }

@@ -1,0 +1,168 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/cmd/internal/app"
+	"shadowbridge/domain"
+	"shadowbridge/eventstore/natstest"
+)
+
+// BenchmarkEndToEndOpenLoop offers adds at a fixed rate (many in flight, not waiting clients)
+// through the sample target until each is live in the projection: at 1,000/s it reports the
+// reply and add->live latencies; at 5,000/s the rate it sustains. The ceiling is the raw
+// pipelined JetStream publish rate measured in the same run, divided by 3 (an add needs at least
+// its decision, its outcome and its projection durably written): ratio e2e_vs_ceiling.
+func BenchmarkEndToEndOpenLoop(b *testing.B) {
+	for _, rate := range []int{1000, 5000} {
+		b.Run(fmt.Sprint(rate, "/s"), func(b *testing.B) {
+			for range b.N {
+				openLoop(b, rate, 5*time.Second)
+			}
+		})
+	}
+}
+
+func openLoop(b *testing.B, rate int, d time.Duration) {
+	srv := natstest.Start(b)
+	nc := srv.Connect(b)
+	ctx := context.Background()
+	ceiling := rawPipelined(b, nc) / 3
+	a, err := app.Start(ctx, nc, app.DefaultConfig(), app.Options{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(ctx, "PROV_SHADOWS")
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
+	n := rate * int(d/time.Second)
+	var mu sync.Mutex
+	live := map[string]time.Time{}
+	go func() {
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			var s domain.ShadowData
+			if json.Unmarshal(e.Value(), &s) == nil && s.LifecycleState == domain.LifecycleLive {
+				mu.Lock()
+				if _, ok := live[s.ShadowID]; !ok {
+					live[s.ShadowID] = time.Now()
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	type sent struct {
+		id      string
+		at      time.Time
+		replied time.Duration
+	}
+	results := make([]sent, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		if wait := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); wait > 0 {
+			time.Sleep(wait)
+		}
+		wg.Go(func() {
+			t0 := time.Now()
+			m, err := nc.RequestWithContext(ctx, "prov.cmd.demo.add",
+				fmt.Appendf(nil, `{"objectClass":"AccountObjectClass","attributes":{"login":["o%d"]}}`, i))
+			if err != nil || m.Header.Get("Nats-Service-Error-Code") != "" {
+				b.Errorf("add %d: %v %v", i, err, m)
+				return
+			}
+			var r struct{ ShadowID string }
+			_ = json.Unmarshal(m.Data, &r)
+			results[i] = sent{id: r.ShadowID, at: t0, replied: time.Since(t0)}
+		})
+	}
+	wg.Wait()
+	var last time.Time
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		mu.Lock()
+		all := true
+		for _, r := range results {
+			t, ok := live[r.id]
+			if !ok {
+				all = false
+				break
+			}
+			if t.After(last) {
+				last = t
+			}
+		}
+		mu.Unlock()
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("not every add became live")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var reply, toLive []time.Duration
+	mu.Lock()
+	for _, r := range results {
+		reply = append(reply, r.replied)
+		toLive = append(toLive, live[r.id].Sub(r.at))
+	}
+	mu.Unlock()
+	slices.Sort(reply)
+	slices.Sort(toLive)
+	pct := func(s []time.Duration, p int) float64 { return float64(s[len(s)*p/100].Microseconds()) / 1000 }
+	achieved := float64(n) / last.Sub(start).Seconds()
+	b.ReportMetric(float64(rate), "offered:ops/s")
+	b.ReportMetric(achieved, "ops/s")
+	b.ReportMetric(pct(reply, 50), "reply_p50:ms")
+	b.ReportMetric(pct(reply, 99), "reply_p99:ms")
+	b.ReportMetric(pct(toLive, 50), "live_p50:ms")
+	b.ReportMetric(pct(toLive, 99), "live_p99:ms")
+	b.ReportMetric(ceiling, "ceiling:ops/s")
+	b.ReportMetric(achieved/ceiling, "ratio")
+}
+
+// rawPipelined measures raw JetStream: 20,000 publishes of 1 KB with the expected subject
+// sequence, 1,024 in flight, on a stream of their own.
+func rawPipelined(b *testing.B, nc *nats.Conn) float64 {
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage}); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = js.DeleteStream(ctx, "RAW") }()
+	data := make([]byte, 1024)
+	const n = 20000
+	start := time.Now()
+	for i := range n {
+		m := nats.NewMsg(fmt.Sprint("raw.", i))
+		m.Data = data
+		if _, err := js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
+			b.Fatal(err)
+		}
+		if i%1024 == 1023 {
+			<-js.PublishAsyncComplete()
+		}
+	}
+	<-js.PublishAsyncComplete()
+	return n / time.Since(start).Seconds()
+}

@@ -83,7 +83,20 @@ func (d *Dashboard) apply(e jetstream.KeyValueEntry) {
 		d.mu.Unlock()
 		return
 	}
-	var s domain.ShadowData
+	// Only what the summary needs: decoding whole shadows (attributes and all) on every update
+	// was a tenth of the service's CPU under load.
+	var s struct {
+		Resource          string           `json:"resource"`
+		LifecycleState    domain.Lifecycle `json:"lifecycleState"`
+		PendingOperations []struct {
+			Type                 domain.OperationType   `json:"type"`
+			ExecutionStatus      domain.ExecutionStatus `json:"executionStatus"`
+			ResultStatus         domain.ResultStatus    `json:"resultStatus"`
+			LastAttemptTimestamp time.Time              `json:"lastAttemptTimestamp"`
+			CompletionTimestamp  time.Time              `json:"completionTimestamp"`
+			LastError            *struct{}              `json:"lastError"`
+		} `json:"pendingOperations"`
+	}
 	if err := json.Unmarshal(e.Value(), &s); err != nil {
 		d.log.Error("undecodable shadow in projection", "key", key, "err", err)
 		return
@@ -93,7 +106,7 @@ func (d *Dashboard) apply(e jetstream.KeyValueEntry) {
 		if p.LastError != nil && !p.LastAttemptTimestamp.IsZero() {
 			sum.failures = append(sum.failures, p.LastAttemptTimestamp)
 		}
-		if p.Completed() {
+		if p.ExecutionStatus == domain.StatusCompleted {
 			if p.ResultStatus == domain.ResultFatalError {
 				sum.failures = append(sum.failures, p.CompletionTimestamp)
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/Azure/go-amqp"
+	"github.com/nats-io/nats.go"
 
 	"shadowbridge/bridge/amqptest"
 	"shadowbridge/eventstore/natstest"
@@ -52,10 +55,14 @@ func killAll(t *testing.T) {
 	procs = nil
 }
 
-func startServe(t *testing.T, cfgFile string) *exec.Cmd {
+func startServe(t *testing.T, cfgFile string) *exec.Cmd { return serveWith(t, cfgFile, os.Stderr) }
+
+// serveWith starts `shadowbridge serve` as a process of its own (to be killed), its output to out,
+// with extra environment (SHADOWBRIDGE_FAULT=..., say).
+func serveWith(t *testing.T, cfgFile string, out io.Writer, env ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "serve", "--config", cfgFile)
-	cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_MAIN=1")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Env = append(append(os.Environ(), "SHADOWBRIDGE_TEST_MAIN=1"), env...)
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +71,71 @@ func startServe(t *testing.T, cfgFile string) *exec.Cmd {
 	procsMu.Unlock()
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	return cmd
+}
+
+// countMessages accepts everything arriving on r and counts it by message-id (the operation id).
+func countMessages(r *amqp.Receiver) (snapshot func() map[string]int) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	go func() {
+		for {
+			m, err := r.Receive(context.Background(), nil)
+			if err != nil {
+				return
+			}
+			_ = r.AcceptMessage(context.Background(), m)
+			id, _ := m.Properties.MessageID.(amqp.UUID)
+			mu.Lock()
+			got[id.String()]++
+			mu.Unlock()
+		}
+	}()
+	return func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(got)
+	}
+}
+
+// untilAnswered sends a request, retrying with the same body (so the same request id) through
+// outages, until the service answers it without an error; it returns the reply ("" after about
+// attempts tries).
+func untilAnswered(t *testing.T, nc *nats.Conn, subject, body string, attempts int) string {
+	for attempt := 0; ; attempt++ {
+		m, err := nc.Request(subject, []byte(body), 5*time.Second)
+		if err == nil && m.Header.Get("Nats-Service-Error-Code") == "" {
+			return string(m.Data)
+		}
+		if attempt > attempts {
+			t.Errorf("%s %s never answered: %v", subject, body, err)
+			return ""
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// addMany adds n accounts from 16 clients, each add with its own request id (prefix + i) and
+// retried until answered; it returns their operation ids and calls acked after each answer.
+func addMany(t *testing.T, nc *nats.Conn, prefix string, n int, acked func()) []string {
+	ops := make([]string, n)
+	var wg sync.WaitGroup
+	for c := range 16 {
+		wg.Go(func() {
+			for i := c; i < n; i += 16 {
+				body := fmt.Sprintf(`{"requestId":"%s%d","objectClass":"AccountObjectClass","attributes":{"login":["%s%d"]}}`, prefix, i, prefix, i)
+				var rep struct{ OperationID string }
+				if json.Unmarshal([]byte(untilAnswered(t, nc, "prov.cmd.fs.add", body, 1000)), &rep) != nil {
+					return
+				}
+				ops[i] = rep.OperationID
+				if acked != nil {
+					acked()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return ops
 }
 
 // The service is SIGKILLed while requests flow to the broker and restarted: every accepted
@@ -89,63 +161,15 @@ resources:
 `, srv.ClientURL(), b.URL, q), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := b.Receiver(t, q)
-	var mu sync.Mutex
-	got := map[string]int{}
-	go func() {
-		for {
-			m, err := r.Receive(context.Background(), nil)
-			if err != nil {
-				return
-			}
-			_ = r.AcceptMessage(context.Background(), m)
-			id, _ := m.Properties.MessageID.(amqp.UUID)
-			mu.Lock()
-			got[id.String()]++
-			mu.Unlock()
-		}
-	}()
-	// 16 clients add 400 accounts with request ids, retrying (same id) through the outage, so
-	// every add is accepted exactly once whatever the kill interrupts.
-	addAll := func(n int) []string {
-		ops := make([]string, n)
-		var wg sync.WaitGroup
-		for c := range 16 {
-			wg.Go(func() {
-				for i := c; i < n; i += 16 {
-					body := fmt.Sprintf(`{"requestId":"k%d","objectClass":"AccountObjectClass","attributes":{"login":["k%d"]}}`, i, i)
-					for attempt := 0; ; attempt++ {
-						m, err := nc.Request("prov.cmd.fs.add", []byte(body), 5*time.Second)
-						if err == nil && m.Header.Get("Nats-Service-Error-Code") == "" {
-							var rep struct{ OperationID string }
-							_ = json.Unmarshal(m.Data, &rep)
-							ops[i] = rep.OperationID
-							break
-						}
-						if attempt > 400 {
-							t.Errorf("add %d never accepted: %v", i, err)
-							return
-						}
-						time.Sleep(25 * time.Millisecond)
-					}
-				}
-			})
-		}
-		wg.Wait()
-		return ops
-	}
+	received := countMessages(b.Receiver(t, q))
 	startServe(t, cfgFile) // two instances share the work: both die
 	startServe(t, cfgFile)
 	var ops []string
 	added := make(chan struct{})
-	go func() { ops = addAll(400); close(added) }()
-	for { // kill once requests are flowing to the broker
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n >= 60 {
-			break
-		}
+	// 16 clients add 400 accounts with request ids, retrying (same id) through the outage, so
+	// every add is accepted exactly once whatever the kill interrupts.
+	go func() { ops = addMany(t, nc, "k", 400, nil); close(added) }()
+	for len(received()) < 60 { // kill once requests are flowing to the broker
 		time.Sleep(time.Millisecond)
 	}
 	t.Log("SIGKILL")
@@ -153,15 +177,15 @@ resources:
 	startServe(t, cfgFile)
 	<-added
 	deadline := time.Now().Add(60 * time.Second)
+	var got map[string]int
 	for {
-		mu.Lock()
+		got = received()
 		missing := 0
 		for _, op := range ops {
 			if got[op] == 0 {
 				missing++
 			}
 		}
-		mu.Unlock()
 		if missing == 0 {
 			break
 		}
@@ -170,7 +194,6 @@ resources:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	mu.Lock()
 	dups := 0
 	for op, n := range got {
 		dups += n - 1
@@ -178,7 +201,6 @@ resources:
 			t.Errorf("unknown message-id %s", op)
 		}
 	}
-	mu.Unlock()
 	t.Logf("%d operations across a SIGKILL, %d duplicates (same message-id)", len(ops), dups)
 }
 
@@ -228,88 +250,38 @@ resources:
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	serve := func(fault string) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "serve", "--config", cfgFile)
-		cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_MAIN=1")
-		if fault != "" {
-			cmd.Env = append(cmd.Env, "SHADOWBRIDGE_FAULT="+fault)
-		}
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		return cmd
-	}
 	// Each faulty instance is replaced by a healthy one when it dies.
 	var restarts sync.WaitGroup
 	for _, fault := range []string{"before-outcome:300", "before-outcome:700"} {
-		cmd := serve(fault)
+		cmd := serveWith(t, cfgFile, &logs, "SHADOWBRIDGE_FAULT="+fault)
 		restarts.Go(func() {
 			_ = cmd.Wait()
-			serve("")
+			serveWith(t, cfgFile, &logs)
 		})
 	}
-	r := b.Receiver(t, q)
-	var mu sync.Mutex
-	got := map[string]int{}
-	go func() {
-		for {
-			m, err := r.Receive(context.Background(), nil)
-			if err != nil {
-				return
-			}
-			_ = r.AcceptMessage(context.Background(), m)
-			id, _ := m.Properties.MessageID.(amqp.UUID)
-			mu.Lock()
-			got[id.String()]++
-			mu.Unlock()
-		}
-	}()
+	received := countMessages(b.Receiver(t, q))
 	const n = 2000
-	ops := make([]string, n)
 	var acked atomic.Int64
-	var clients sync.WaitGroup
-	for c := range 16 {
-		clients.Go(func() {
-			for i := c; i < n; i += 16 {
-				body := fmt.Sprintf(`{"requestId":"x%d","objectClass":"AccountObjectClass","attributes":{"login":["x%d"]}}`, i, i)
-				for attempt := 0; ; attempt++ {
-					m, err := nc.Request("prov.cmd.fs.add", []byte(body), 5*time.Second)
-					if err == nil && m.Header.Get("Nats-Service-Error-Code") == "" {
-						var rep struct{ OperationID string }
-						_ = json.Unmarshal(m.Data, &rep)
-						ops[i] = rep.OperationID
-						acked.Add(1)
-						break
-					}
-					if attempt > 1000 {
-						t.Errorf("add %d never accepted: %v", i, err)
-						return
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-		})
-	}
+	var ops []string
+	added := make(chan struct{})
+	go func() { ops = addMany(t, nc, "x", n, func() { acked.Add(1) }); close(added) }()
 	for acked.Load() < n*6/10 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	proxy.Cut()
 	time.Sleep(300 * time.Millisecond)
 	proxy.Restore()
-	clients.Wait()
+	<-added
 	restarts.Wait()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		mu.Lock()
+		got := received()
 		missing := 0
 		for _, op := range ops {
 			if got[op] == 0 {
 				missing++
 			}
 		}
-		mu.Unlock()
 		if missing == 0 {
 			break
 		}
@@ -320,8 +292,7 @@ resources:
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(time.Second) // anything more on its way would arrive now
-	mu.Lock()
-	defer mu.Unlock()
+	got := received()
 	twice := 0
 	for op, k := range got {
 		if !slices.Contains(ops, op) {
@@ -367,31 +338,13 @@ resources:
 	}
 	var restarts sync.WaitGroup
 	for _, fault := range []string{"before-outcome:40", "before-outcome:120"} {
-		cmd := exec.Command(os.Args[0], "serve", "--config", cfgFile)
-		cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_MAIN=1", "SHADOWBRIDGE_LOG=error", "SHADOWBRIDGE_FAULT="+fault)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		cmd := serveWith(t, cfgFile, os.Stderr, "SHADOWBRIDGE_LOG=error", "SHADOWBRIDGE_FAULT="+fault)
 		restarts.Go(func() {
 			_ = cmd.Wait()
 			startServe(t, cfgFile)
 		})
 	}
-	send := func(subject, body string) string {
-		for attempt := 0; ; attempt++ {
-			m, err := nc.Request(subject, []byte(body), 5*time.Second)
-			if err == nil && m.Header.Get("Nats-Service-Error-Code") == "" {
-				return string(m.Data)
-			}
-			if attempt > 1000 {
-				t.Errorf("%s %s never answered: %v", subject, body, err)
-				return ""
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	send := func(subject, body string) string { return untilAnswered(t, nc, subject, body, 1000) }
 	const shadows, modifies = 60, 5
 	var clients sync.WaitGroup
 	for c := range 12 {

@@ -73,6 +73,24 @@ func serveWith(t *testing.T, cfgFile string, out io.Writer, env ...string) *exec
 	return cmd
 }
 
+// retryingConfig writes a serve configuration for resource fs on the broker at url whose
+// operations retry every second, for as long as a fault test needs, and returns its path.
+func retryingConfig(t *testing.T, natsURL, url, address string) string {
+	f := filepath.Join(t.TempDir(), "sb.yaml")
+	if err := os.WriteFile(f, fmt.Appendf(nil, `
+nats: {url: %q}
+http: {listen: "127.0.0.1:0"}
+resources:
+  - name: fs
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
+    target: {amqp: {url: %q, address: %q, maxBackoff: 500ms}}
+    consistency: {operationRetryPeriod: 1s, operationRetryMaxAttempts: 1000}
+`, natsURL, url, address), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // countMessages accepts everything arriving on r and counts it by message-id (the operation id).
 func countMessages(r *amqp.Receiver) (snapshot func() map[string]int) {
 	var mu sync.Mutex
@@ -237,18 +255,7 @@ func TestArtemisExactlyOnceAcrossKillsAndCuts(t *testing.T) {
 	proxy := amqptest.NewProxy(t, b.HostPort())
 	srv := natstest.Start(t)
 	nc := srv.Connect(t)
-	cfgFile := filepath.Join(t.TempDir(), "sb.yaml")
-	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, `
-nats: {url: %q}
-http: {listen: "127.0.0.1:0"}
-resources:
-  - name: fs
-    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
-    target: {amqp: {url: %q, address: %q, maxBackoff: 500ms}}
-    consistency: {operationRetryPeriod: 1s, operationRetryMaxAttempts: 1000}
-`, srv.ClientURL(), b.Via(proxy), q), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := retryingConfig(t, srv.ClientURL(), b.Via(proxy), q)
 	var logs syncBuffer
 	// Each faulty instance is replaced by a healthy one when it dies.
 	var restarts sync.WaitGroup
@@ -324,18 +331,7 @@ func TestArtemisShadowOrderAcrossKills(t *testing.T) {
 	q := b.Queue(t, "order")
 	srv := natstest.Start(t)
 	nc := srv.Connect(t)
-	cfgFile := filepath.Join(t.TempDir(), "sb.yaml")
-	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, `
-nats: {url: %q}
-http: {listen: "127.0.0.1:0"}
-resources:
-  - name: fs
-    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
-    target: {amqp: {url: %q, address: %q, maxBackoff: 500ms}}
-    consistency: {operationRetryPeriod: 1s, operationRetryMaxAttempts: 1000}
-`, srv.ClientURL(), b.URL, q), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := retryingConfig(t, srv.ClientURL(), b.URL, q)
 	var restarts sync.WaitGroup
 	for _, fault := range []string{"before-outcome:40", "before-outcome:120"} {
 		cmd := serveWith(t, cfgFile, os.Stderr, "SHADOWBRIDGE_LOG=error", "SHADOWBRIDGE_FAULT="+fault)

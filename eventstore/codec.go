@@ -107,9 +107,9 @@ func encodeCommitWith(requestID string, events []domain.Event, writeState func(*
 }
 
 func decodeCommit(data []byte) (wireCommit, error) {
-	var wc wireCommit
-	if err := unmarshal(data, &wc); err != nil {
-		return wc, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	wc, err := readCommit(data)
+	if err != nil {
+		return wc, err
 	}
 	if wc.V < 1 || wc.V > wireVersion {
 		return wc, fmt.Errorf("%w: commit format version %d (this build reads up to %d)", ErrCorrupt, wc.V, wireVersion)
@@ -120,6 +120,13 @@ func decodeCommit(data []byte) (wireCommit, error) {
 func decodeEvents(wc wireCommit) ([]domain.Event, error) {
 	out := make([]domain.Event, len(wc.Events))
 	for i, we := range wc.Events {
+		if e, ok, err := readEvent(we.Type, we.Data); ok {
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, we.Type, err)
+			}
+			out[i] = e
+			continue
+		}
 		ptr, ok := domain.NewEvent(we.Type)
 		if !ok {
 			return nil, fmt.Errorf("%w: unknown event type %q", ErrCorrupt, we.Type)
@@ -133,8 +140,8 @@ func decodeEvents(wc wireCommit) ([]domain.Event, error) {
 }
 
 func decodeState(raw []byte) (domain.Shadow, error) {
-	var d domain.ShadowData
-	if err := unmarshal(raw, &d); err != nil {
+	d, err := readState(raw)
+	if err != nil {
 		return domain.Shadow{}, fmt.Errorf("%w: state: %w", ErrCorrupt, err)
 	}
 	return domain.RestoreShadow(d), nil

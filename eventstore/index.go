@@ -24,6 +24,59 @@ import (
 // Every write is a compare-and-set on the key's revision, so several service instances stay
 // correct without locks of their own.
 
+// indexKV is what the index needs of a key-value bucket: JetStream's (kvIndex) or the in-memory
+// store's. Errors are JetStream's sentinels (ErrKeyNotFound, ErrKeyExists,
+// ErrKeyRevisionMismatch), whoever implements it.
+type indexKV interface {
+	Get(ctx context.Context, key string) (indexEntry, error)
+	Put(ctx context.Context, key string, value []byte) (uint64, error)
+	Create(ctx context.Context, key string, value []byte) (uint64, error)
+	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
+	// DeleteIf removes the key if its revision is still revision (ErrKeyRevisionMismatch if not).
+	DeleteIf(ctx context.Context, key string, revision uint64) error
+}
+
+type indexEntry struct {
+	value    []byte
+	revision uint64
+	created  time.Time
+}
+
+func (e indexEntry) Value() []byte      { return e.value }
+func (e indexEntry) Revision() uint64   { return e.revision }
+func (e indexEntry) Created() time.Time { return e.created }
+
+// kvIndex is indexKV on a JetStream KV bucket.
+type kvIndex struct{ kv jetstream.KeyValue }
+
+func (k kvIndex) Get(ctx context.Context, key string) (indexEntry, error) {
+	e, err := k.kv.Get(ctx, key)
+	if err != nil {
+		return indexEntry{}, err
+	}
+	return indexEntry{value: e.Value(), revision: e.Revision(), created: e.Created()}, nil
+}
+
+func (k kvIndex) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	return k.kv.Put(ctx, key, value)
+}
+
+func (k kvIndex) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	return k.kv.Create(ctx, key, value)
+}
+
+func (k kvIndex) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
+	return k.kv.Update(ctx, key, value, revision)
+}
+
+func (k kvIndex) DeleteIf(ctx context.Context, key string, revision uint64) error {
+	return k.kv.Purge(ctx, key, jetstream.LastRevision(revision))
+}
+
+// index answers what the log cannot answer by subject (the layout above). Store and Memory
+// share it over their own buckets.
+type index struct{ kv indexKV }
+
 // ErrIdentifierTaken is returned by Claim; errors.As to *TakenError for the owner.
 var ErrIdentifierTaken = domain.ErrIdentifierTaken
 
@@ -77,8 +130,8 @@ func claimKey(c domain.Claim) string {
 }
 
 // Owner returns the shadow holding the identifier, or "" if none.
-func (s *Store) Owner(ctx context.Context, c domain.Claim) (string, error) {
-	e, err := s.index.Get(ctx, claimKey(c))
+func (s *index) Owner(ctx context.Context, c domain.Claim) (string, error) {
+	e, err := s.kv.Get(ctx, claimKey(c))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", nil
 	}
@@ -92,24 +145,24 @@ func (s *Store) Owner(ctx context.Context, c domain.Claim) (string, error) {
 // holds it, stale(owner, claimedAt) decides whether that claim may be taken over (the owner died,
 // or never got its add stored); otherwise the error is a *TakenError. Primary identifiers are
 // recorded for lookups and simply overwritten. Claim is idempotent for the same shadow.
-func (s *Store) Claim(ctx context.Context, c domain.Claim, h Holder, stale func(ctx context.Context, owner Holder, claimedAt time.Time) (bool, error)) error {
+func (s *index) Claim(ctx context.Context, c domain.Claim, h Holder, stale func(ctx context.Context, owner Holder, claimedAt time.Time) (bool, error)) error {
 	key := claimKey(c)
 	shadowID := h.ShadowID
 	if c.Kind == domain.PrimaryIdentifier {
-		if _, err := s.index.Put(ctx, key, h.value()); err != nil {
+		if _, err := s.kv.Put(ctx, key, h.value()); err != nil {
 			return fmt.Errorf("eventstore: claim: %w", unavailable(err))
 		}
 		return nil
 	}
 	for range 16 {
-		_, err := s.index.Create(ctx, key, h.value())
+		_, err := s.kv.Create(ctx, key, h.value())
 		if err == nil {
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return fmt.Errorf("eventstore: claim: %w", unavailable(err))
 		}
-		e, err := s.index.Get(ctx, key)
+		e, err := s.kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // released meanwhile
 		}
@@ -127,7 +180,7 @@ func (s *Store) Claim(ctx context.Context, c domain.Claim, h Holder, stale func(
 		if !ok {
 			return &TakenError{Claim: c, Owner: owner.ShadowID}
 		}
-		if _, err := s.index.Update(ctx, key, h.value(), e.Revision()); err == nil {
+		if _, err := s.kv.Update(ctx, key, h.value(), e.Revision()); err == nil {
 			return nil
 		} else if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
 			return fmt.Errorf("eventstore: claim: %w", unavailable(err))
@@ -137,9 +190,9 @@ func (s *Store) Claim(ctx context.Context, c domain.Claim, h Holder, stale func(
 }
 
 // Release frees an identifier if shadowID still holds it.
-func (s *Store) Release(ctx context.Context, c domain.Claim, shadowID string) error {
+func (s *index) Release(ctx context.Context, c domain.Claim, shadowID string) error {
 	key := claimKey(c)
-	e, err := s.index.Get(ctx, key)
+	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
@@ -149,7 +202,7 @@ func (s *Store) Release(ctx context.Context, c domain.Claim, shadowID string) er
 	if parseHolder(e.Value()).ShadowID != shadowID {
 		return nil
 	}
-	err = s.index.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	err = s.kv.DeleteIf(ctx, key, e.Revision())
 	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
 		return fmt.Errorf("eventstore: release: %w", unavailable(err))
 	}
@@ -158,19 +211,19 @@ func (s *Store) Release(ctx context.Context, c domain.Claim, shadowID string) er
 
 // PutOperation records which shadow an operation belongs to. Written before the commit that
 // creates the operation, so that a confirmation can never arrive before its index entry.
-func (s *Store) PutOperation(ctx context.Context, operationID, resource, shadowID string) error {
-	if _, err := s.index.PutString(ctx, "op."+operationID, resource+"."+shadowID); err != nil {
+func (s *index) PutOperation(ctx context.Context, operationID, resource, shadowID string) error {
+	if _, err := s.kv.Put(ctx, "op."+operationID, []byte(resource+"."+shadowID)); err != nil {
 		return fmt.Errorf("eventstore: index operation: %w", unavailable(err))
 	}
 	return nil
 }
 
 // LookupOperation returns the resource and shadow of an operation; ok is false if unknown.
-func (s *Store) LookupOperation(ctx context.Context, operationID string) (resource, shadowID string, ok bool, err error) {
+func (s *index) LookupOperation(ctx context.Context, operationID string) (resource, shadowID string, ok bool, err error) {
 	if !domain.ValidID(operationID) {
 		return "", "", false, nil
 	}
-	e, err := s.index.Get(ctx, "op."+operationID)
+	e, err := s.kv.Get(ctx, "op."+operationID)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", "", false, nil
 	}
@@ -206,7 +259,7 @@ func (r *RequestRecord) Pending() bool { return len(r.Reply) == 0 }
 func requestKey(resource, requestID string) string { return "req." + resource + "." + hash(requestID) }
 
 // GetRequest returns the record of a request id, or nil.
-func (s *Store) GetRequest(ctx context.Context, resource, requestID string) (*RequestRecord, error) {
+func (s *index) GetRequest(ctx context.Context, resource, requestID string) (*RequestRecord, error) {
 	r, rev, err := s.getRequest(ctx, resource, requestID)
 	if r != nil {
 		r.Revision = rev
@@ -214,8 +267,8 @@ func (s *Store) GetRequest(ctx context.Context, resource, requestID string) (*Re
 	return r, err
 }
 
-func (s *Store) getRequest(ctx context.Context, resource, requestID string) (*RequestRecord, uint64, error) {
-	e, err := s.index.Get(ctx, requestKey(resource, requestID))
+func (s *index) getRequest(ctx context.Context, resource, requestID string) (*RequestRecord, uint64, error) {
+	e, err := s.kv.Get(ctx, requestKey(resource, requestID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
@@ -233,14 +286,14 @@ func (s *Store) getRequest(ctx context.Context, resource, requestID string) (*Re
 // has a record already: then it returns that record and writes nothing. The caller decides with
 // the returned record's ids when they differ from its own (a concurrent or earlier attempt of the
 // request).
-func (s *Store) ReserveRequest(ctx context.Context, resource, requestID string, r RequestRecord) (rec *RequestRecord, created bool, err error) {
+func (s *index) ReserveRequest(ctx context.Context, resource, requestID string, r RequestRecord) (rec *RequestRecord, created bool, err error) {
 	r.Reply, r.Seq = nil, 0
 	b, err := json.Marshal(r)
 	if err != nil {
 		return nil, false, err
 	}
 	for range 16 {
-		rev, err := s.index.Create(ctx, requestKey(resource, requestID), b)
+		rev, err := s.kv.Create(ctx, requestKey(resource, requestID), b)
 		if err == nil {
 			r.Revision = rev
 			return &r, true, nil
@@ -264,12 +317,12 @@ func (s *Store) ReserveRequest(ctx context.Context, resource, requestID string, 
 // DropRequest removes the pending record of a request id whose decision was refused before
 // anything was appended (an identifier taken, say), so that nothing of it stays behind. A
 // completed record, or one naming other ids, is left alone.
-func (s *Store) DropRequest(ctx context.Context, resource, requestID string, r RequestRecord) error {
+func (s *index) DropRequest(ctx context.Context, resource, requestID string, r RequestRecord) error {
 	cur, rev, err := s.getRequest(ctx, resource, requestID)
 	if err != nil || cur == nil || !cur.Pending() || cur.OperationID != r.OperationID {
 		return err
 	}
-	err = s.index.Purge(ctx, requestKey(resource, requestID), jetstream.LastRevision(rev))
+	err = s.kv.DeleteIf(ctx, requestKey(resource, requestID), rev)
 	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
 		return fmt.Errorf("eventstore: drop request: %w", unavailable(err))
 	}
@@ -278,7 +331,7 @@ func (s *Store) DropRequest(ctx context.Context, resource, requestID string, r R
 
 // PutRequest completes the record of a request id with its reply. The first reply wins: a
 // completed record is left unchanged.
-func (s *Store) PutRequest(ctx context.Context, resource, requestID string, r RequestRecord) error {
+func (s *index) PutRequest(ctx context.Context, resource, requestID string, r RequestRecord) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -287,7 +340,7 @@ func (s *Store) PutRequest(ctx context.Context, resource, requestID string, r Re
 	if r.Revision > 0 {
 		// Completing the caller's own reservation: nobody else writes a reserved record but
 		// another attempt of the same request, and that one writes the same reply.
-		if _, err := s.index.Update(ctx, key, b, r.Revision); err == nil {
+		if _, err := s.kv.Update(ctx, key, b, r.Revision); err == nil {
 			return nil
 		}
 	}
@@ -298,11 +351,11 @@ func (s *Store) PutRequest(ctx context.Context, resource, requestID string, r Re
 		}
 		switch {
 		case cur == nil:
-			_, err = s.index.Create(ctx, key, b)
+			_, err = s.kv.Create(ctx, key, b)
 		case !cur.Pending():
 			return nil
 		default:
-			_, err = s.index.Update(ctx, key, b, rev)
+			_, err = s.kv.Update(ctx, key, b, rev)
 		}
 		if err == nil {
 			return nil

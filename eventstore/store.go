@@ -82,9 +82,15 @@ type Store struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	index  jetstream.KeyValue
+	index
+	unit
+}
 
-	shadowLocks keyedLocks // Update: one unit of work per shadow at a time in this process
+// newStore wires a store's index and unit of work.
+func newStore(cfg Config, nc *nats.Conn, js jetstream.JetStream, stream jetstream.Stream, kv jetstream.KeyValue) *Store {
+	s := &Store{cfg: cfg, nc: nc, js: js, stream: stream, index: index{kv: kvIndex{kv: kv}}}
+	s.unit = unit{log: s, ix: &s.index, now: s.now}
+	return s
 }
 
 func (s *Store) now() time.Time {
@@ -128,7 +134,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if cfg.Memory {
 		kvStorage = jetstream.MemoryStorage
 	}
-	index, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	idx, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      cfg.Index,
 		Description: "shadowbridge: request ids, operation ids, identifier claims",
 		History:     1,
@@ -138,7 +144,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: create bucket %s: %w", cfg.Index, unavailable(err))
 	}
-	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, index: index}, nil
+	return newStore(cfg, nc, js, stream, idx), nil
 }
 
 // Attach returns a store over the stream and index bucket that exist, without creating or
@@ -162,14 +168,14 @@ func Attach(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("eventstore: stream %s holds %v, not the prefix %q's events (check --prefix)", cfg.Stream, info.Config.Subjects, cfg.Prefix)
 	}
 	cfg.Replicas, cfg.DuplicateWindow, cfg.Memory = info.Config.Replicas, info.Config.Duplicates, info.Config.Storage == jetstream.MemoryStorage
-	index, err := js.KeyValue(ctx, cfg.Index)
+	idx, err := js.KeyValue(ctx, cfg.Index)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("eventstore: bucket %s does not exist on this NATS: start shadowbridge serve (or dev) first", cfg.Index)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: bucket %s: %w", cfg.Index, unavailable(err))
 	}
-	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, index: index}, nil
+	return newStore(cfg, nc, js, stream, idx), nil
 }
 
 // Config returns the store's configuration.

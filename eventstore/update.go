@@ -80,8 +80,8 @@ const StaleClaimAge = 30 * time.Second
 // Safe for concurrent use. Errors: the decision's own, ErrConflict after maxUpdateAttempts,
 // ErrUnavailable (the append's outcome may be unknown: a retry with the same request id is safe),
 // *TakenError for an identifier held by another shadow, *AdoptError (see Reserve).
-func (s *Store) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err error) {
-	unlock := s.shadowLocks.lock(o.Resource + "." + o.ShadowID)
+func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err error) {
+	unlock := u.locks.lock(o.Resource + "." + o.ShadowID)
 	defer unlock()
 	// created: this call wrote the reservation; maybeStored: an append was tried whose outcome
 	// is unknown. A reservation this call made for a decision surely not stored is dropped, so a
@@ -89,7 +89,7 @@ func (s *Store) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, er
 	reserved, created, maybeStored := false, false, false
 	defer func() {
 		if err != nil && created && !maybeStored {
-			_ = s.DropRequest(context.WithoutCancel(ctx), o.Resource, o.RequestID, *o.Reserve)
+			_ = u.ix.DropRequest(context.WithoutCancel(ctx), o.Resource, o.RequestID, *o.Reserve)
 		}
 	}()
 	fault := func(point string) error {
@@ -111,7 +111,7 @@ func (s *Store) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, er
 		)
 		if known != nil {
 			st, seq, known = known.State, known.Seq, nil
-		} else if st, seq, err = s.Load(ctx, o.Resource, o.ShadowID); err != nil {
+		} else if st, seq, err = u.log.Load(ctx, o.Resource, o.ShadowID); err != nil {
 			return UpdateResult{}, err
 		}
 		events, err := o.Decide(st)
@@ -119,7 +119,7 @@ func (s *Store) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, er
 			return UpdateResult{Shadow: st, Seq: seq}, err
 		}
 		if o.Reserve != nil && !reserved {
-			cur, made, err := s.ReserveRequest(ctx, o.Resource, o.RequestID, *o.Reserve)
+			cur, made, err := u.ix.ReserveRequest(ctx, o.Resource, o.RequestID, *o.Reserve)
 			if err != nil {
 				return UpdateResult{}, err
 			}
@@ -132,22 +132,22 @@ func (s *Store) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, er
 			}
 		}
 		next := domain.Fold(st, events)
-		claimed, err := s.claimAll(ctx, st, next)
+		claimed, err := u.claimAll(ctx, st, next)
 		if err != nil {
 			return UpdateResult{}, err
 		}
 		for _, p := range next.Data().PendingOperations {
 			if _, old := st.Operation(p.ID); !old {
-				if err := s.PutOperation(ctx, p.ID, o.Resource, o.ShadowID); err != nil {
-					s.releaseAll(ctx, o.ShadowID, claimed)
+				if err := u.ix.PutOperation(ctx, p.ID, o.Resource, o.ShadowID); err != nil {
+					u.releaseAll(ctx, o.ShadowID, claimed)
 					return UpdateResult{}, err
 				}
 			}
 		}
-		res, err := s.Append(ctx, Commit{Resource: o.Resource, ShadowID: o.ShadowID, ExpectedSeq: seq,
+		res, err := u.log.Append(ctx, Commit{Resource: o.Resource, ShadowID: o.ShadowID, ExpectedSeq: seq,
 			Events: events, State: next, RequestID: o.RequestID})
 		if errors.Is(err, ErrConflict) {
-			s.releaseAll(ctx, o.ShadowID, claimed)
+			u.releaseAll(ctx, o.ShadowID, claimed)
 			continue
 		}
 		if err != nil {
@@ -156,7 +156,7 @@ func (s *Store) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, er
 				// over once its owner is known not to hold it; a retry finds the commit).
 				maybeStored = true
 			} else {
-				s.releaseAll(ctx, o.ShadowID, claimed)
+				u.releaseAll(ctx, o.ShadowID, claimed)
 			}
 			return UpdateResult{}, err
 		}
@@ -164,7 +164,7 @@ func (s *Store) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, er
 		if err := fault(FaultAfterAppend); err != nil {
 			return UpdateResult{}, err
 		}
-		s.releaseAll(ctx, o.ShadowID, minus(st.Claims(), next.Claims()))
+		u.releaseAll(ctx, o.ShadowID, minus(st.Claims(), next.Claims()))
 		return UpdateResult{Shadow: next, Events: events, Seq: res.Seq}, nil
 	}
 	return UpdateResult{}, fmt.Errorf("%w: shadow %s: gave up after %d concurrent updates", ErrConflict, o.ShadowID, maxUpdateAttempts)
@@ -173,8 +173,8 @@ func (s *Store) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, er
 // UpdateResource is Update for a resource's own state (availability, maintenance): load, decide,
 // append with the subject's sequence expected, start over on a conflict. It returns the resulting
 // state and whether events were stored.
-func (s *Store) UpdateResource(ctx context.Context, resource string, decide func(domain.ResourceState) ([]domain.Event, error)) (domain.ResourceState, []domain.Event, error) {
-	unlock := s.shadowLocks.lock("resource " + resource)
+func (u *unit) UpdateResource(ctx context.Context, resource string, decide func(domain.ResourceState) ([]domain.Event, error)) (domain.ResourceState, []domain.Event, error) {
+	unlock := u.locks.lock("resource " + resource)
 	defer unlock()
 	for attempt := range maxUpdateAttempts {
 		if attempt > 0 {
@@ -182,7 +182,7 @@ func (s *Store) UpdateResource(ctx context.Context, resource string, decide func
 				return domain.ResourceState{}, nil, err
 			}
 		}
-		cur, seq, err := s.LoadResource(ctx, resource)
+		cur, seq, err := u.log.LoadResource(ctx, resource)
 		if err != nil {
 			return cur, nil, err
 		}
@@ -194,7 +194,7 @@ func (s *Store) UpdateResource(ctx context.Context, resource string, decide func
 		for _, e := range ev {
 			next = domain.EvolveResource(next, e)
 		}
-		_, err = s.AppendResource(ctx, resource, seq, ev, next)
+		_, err = u.log.AppendResource(ctx, resource, seq, ev, next)
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
@@ -231,11 +231,11 @@ func minus(a, b []domain.Claim) []domain.Claim {
 }
 
 // claimAll reserves the identifiers next holds and st does not, returning them.
-func (s *Store) claimAll(ctx context.Context, st, next domain.Shadow) ([]domain.Claim, error) {
+func (u *unit) claimAll(ctx context.Context, st, next domain.Shadow) ([]domain.Claim, error) {
 	var done []domain.Claim
 	for _, c := range minus(next.Claims(), st.Claims()) {
-		if err := s.Claim(ctx, c, Holder{ShadowID: next.ID()}, s.isStale(c)); err != nil {
-			s.releaseAll(ctx, next.ID(), done)
+		if err := u.ix.Claim(ctx, c, Holder{ShadowID: next.ID()}, u.isStale(c)); err != nil {
+			u.releaseAll(ctx, next.ID(), done)
 			return nil, err
 		}
 		done = append(done, c)
@@ -247,9 +247,9 @@ func (s *Store) claimAll(ctx context.Context, st, next domain.Shadow) ([]domain.
 // owner does not hold the identifier (a claim left by a crash or a refused append) and the claim
 // is old enough that no decision can still be on its way. (A retry of a request after a crash
 // reuses the reserved shadow id, so its own earlier claim is simply its own.)
-func (s *Store) isStale(c domain.Claim) func(context.Context, Holder, time.Time) (bool, error) {
+func (u *unit) isStale(c domain.Claim) func(context.Context, Holder, time.Time) (bool, error) {
 	return func(ctx context.Context, owner Holder, claimedAt time.Time) (bool, error) {
-		st, _, err := s.LoadByID(ctx, owner.ShadowID)
+		st, _, err := u.log.LoadByID(ctx, owner.ShadowID)
 		if err != nil {
 			return false, err
 		}
@@ -259,16 +259,34 @@ func (s *Store) isStale(c domain.Claim) func(context.Context, Holder, time.Time)
 		if st.Created() && slices.Contains(st.Claims(), domain.Claim{Kind: c.Kind, Resource: st.Resource(), ObjectClass: st.ObjectClass(), Attribute: c.Attribute, Value: c.Value}) {
 			return false, nil
 		}
-		return s.now().Sub(claimedAt) > StaleClaimAge, nil
+		return u.now().Sub(claimedAt) > StaleClaimAge, nil
 	}
 }
 
 // releaseAll frees claims. Not fatal when it fails: a claim its owner no longer holds is taken
 // over once it is stale.
-func (s *Store) releaseAll(ctx context.Context, shadowID string, claims []domain.Claim) {
+func (u *unit) releaseAll(ctx context.Context, shadowID string, claims []domain.Claim) {
 	for _, c := range claims {
-		_ = s.Release(ctx, c, shadowID)
+		_ = u.ix.Release(ctx, c, shadowID)
 	}
+}
+
+// unitStore is what the unit of work reads and appends: the JetStream store or the in-memory one.
+type unitStore interface {
+	Load(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error)
+	LoadByID(ctx context.Context, shadowID string) (domain.Shadow, uint64, error)
+	Append(ctx context.Context, c Commit) (AppendResult, error)
+	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
+	AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (AppendResult, error)
+}
+
+// unit is the unit of work over a store and its index; Store and Memory embed one, so both offer
+// Update and UpdateResource with the same rules.
+type unit struct {
+	log   unitStore
+	ix    *index
+	now   func() time.Time
+	locks keyedLocks // one unit of work per shadow at a time in this process
 }
 
 // keyedLocks serializes work per key (a shadow) inside one process. Entries live only while

@@ -88,3 +88,10 @@ func TestConfigValidateJoinsProblems(t *testing.T) {
 		}
 	}
 }
+
+var _ storetest.Store = (*eventstore.Memory)(nil)
+
+// The in-memory store keeps the same contract as JetStream's.
+func TestContractInMemory(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Store { return eventstore.NewMemory(eventstore.DefaultConfig()) })
+}

@@ -37,6 +37,7 @@ type Store interface {
 	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
 	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
 	AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (eventstore.AppendResult, error)
+	Update(ctx context.Context, o eventstore.UpdateOptions) (eventstore.UpdateResult, error)
 }
 
 // NewID returns a random UUID (v4).
@@ -93,6 +94,55 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("Index", func(t *testing.T) { testIndex(t, open(t)) })
 	t.Run("BadCommit", func(t *testing.T) { testBadCommit(t, open(t)) })
 	t.Run("ResourceAvailability", func(t *testing.T) { testResource(t, open(t)) })
+	t.Run("UnitOfWork", func(t *testing.T) { testUnitOfWork(t, open(t)) })
+}
+
+// testUnitOfWork: concurrent updates of one shadow all land (they queue or retry, none is lost
+// or refused), and a request id reserved by one attempt makes another adopt its ids.
+func testUnitOfWork(t *testing.T, s Store) {
+	ctx := t.Context()
+	res := Resource(t)
+	id := NewID()
+	add := func(st domain.Shadow) ([]domain.Event, error) { return domain.Decide(st, addCmd(res, id, "unit"), time.Now()) }
+	if _, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: id, Decide: add}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 30
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: id, Decide: func(st domain.Shadow) ([]domain.Event, error) {
+				return domain.Decide(st, domain.Modify{Resource: res, OperationID: NewID(), Changes: domain.Changes{"tag": {Add: []any{fmt.Sprint(i)}}}}, time.Now())
+			}})
+			if err != nil {
+				t.Errorf("update %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	st, _, err := s.Load(ctx, "demo", id)
+	if err != nil || len(st.Data().PendingOperations) != n+1 {
+		t.Fatalf("%d operations after %d concurrent updates (%v)", len(st.Data().PendingOperations), n, err)
+	}
+	// Two attempts of one request with different ids: the second adopts the first's.
+	first := eventstore.RequestRecord{Fingerprint: "f", ShadowID: NewID(), OperationID: NewID()}
+	other := eventstore.RequestRecord{Fingerprint: "f", ShadowID: NewID(), OperationID: NewID()}
+	decideAdd := func(shadowID string) func(domain.Shadow) ([]domain.Event, error) {
+		return func(st domain.Shadow) ([]domain.Event, error) { return domain.Decide(st, addCmd(res, shadowID, "twin"), time.Now()) }
+	}
+	if _, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: first.ShadowID, RequestID: "twin", Reserve: &first,
+		Decide: decideAdd(first.ShadowID)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: other.ShadowID, RequestID: "twin", Reserve: &other,
+		Decide: decideAdd(other.ShadowID)})
+	var adopt *eventstore.AdoptError
+	if !errors.As(err, &adopt) || adopt.Record.ShadowID != first.ShadowID || adopt.Record.OperationID != first.OperationID {
+		t.Fatalf("second attempt: %v, want to adopt %s", err, first.OperationID)
+	}
+	if st, _, _ := s.Load(ctx, "demo", other.ShadowID); st.Created() {
+		t.Fatal("the second attempt stored a shadow")
+	}
 }
 
 func testAppendAndLoad(t *testing.T, s Store) {

@@ -1,0 +1,106 @@
+package service_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"shadowbridge/cmd/internal/app"
+	"shadowbridge/cmd/internal/service"
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+)
+
+var _ service.Store = (*eventstore.Memory)(nil)
+
+// memService is the service over the in-memory store: the use cases' rules in milliseconds,
+// without NATS (the integration tests run them on JetStream).
+func memService(t *testing.T) *service.Service {
+	t.Helper()
+	cat, err := app.DefaultConfig().Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := service.New(eventstore.NewMemory(eventstore.DefaultConfig()), nil, cat, nil)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func provision(t *testing.T, s *service.Service, req service.Request) service.Reply {
+	t.Helper()
+	req.Resource = "demo"
+	r, err := s.Provision(t.Context(), req)
+	if err != nil {
+		t.Fatalf("%s: %v", req.Verb, err)
+	}
+	return r
+}
+
+func TestUseCasesOverMemory(t *testing.T) {
+	ctx := t.Context()
+	s := memService(t)
+	add := service.Request{Verb: "add", Resource: "demo", RequestID: "r1", Fingerprint: "a", ObjectClass: "AccountObjectClass",
+		Attributes: domain.Attributes{"login": {"jack"}, "fullName": {"Jack"}}}
+	r1 := provision(t, s, add)
+	if r2 := provision(t, s, add); r2 != r1 {
+		t.Fatalf("retry answered %+v, first %+v", r2, r1)
+	}
+	reused := add
+	reused.Fingerprint = "b"
+	if _, err := s.Provision(ctx, reused); !errors.Is(err, service.ErrRequestIDReused) {
+		t.Fatalf("reused request id: %v", err)
+	}
+	other := add
+	other.RequestID, other.Fingerprint = "r2", "c"
+	if _, err := s.Provision(ctx, other); !errors.Is(err, domain.ErrIdentifierTaken) {
+		t.Fatalf("a second jack: %v, want the identifier taken", err)
+	}
+	// The add completes with a uid; a modify addressed by the login travels after it.
+	if err := s.Delivered(ctx, "demo", r1.ShadowID, r1.OperationID, 1, r1.OperationID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Confirm(ctx, service.ConfirmRequest{Resource: "demo", OperationID: r1.OperationID, Result: domain.ResultSuccess,
+		PrimaryIdentifiers: domain.Attributes{"uid": {"u-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	mod := provision(t, s, service.Request{Verb: "modify", Identifiers: domain.Attributes{"uid": {"u-1"}},
+		Changes: domain.Changes{"fullName": {Replace: []any{"Jack S."}}}})
+	if mod.ShadowID != r1.ShadowID || mod.ExecutionStatus != domain.StatusExecutionPending {
+		t.Fatalf("modify by uid: %+v", mod)
+	}
+	// 50 concurrent modifies of the shadow: all recorded, none refused, released one at a time.
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			_, err := s.Provision(ctx, service.Request{Verb: "modify", Resource: "demo", ShadowID: r1.ShadowID,
+				Changes: domain.Changes{"tag": {Add: []any{fmt.Sprint(i)}}}})
+			if err != nil {
+				t.Errorf("modify %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	d, err := s.Shadow(ctx, r1.ShadowID, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := 0
+	for _, p := range d.PendingOperations {
+		if p.ExecutionStatus == domain.StatusExecutionPending {
+			released++
+		}
+	}
+	if len(d.PendingOperations) != 52 || released != 1 {
+		t.Fatalf("%d operations, %d in flight: want 52 and 1", len(d.PendingOperations), released)
+	}
+	// A queued modify can be cancelled; the one in flight cannot.
+	last := d.PendingOperations[len(d.PendingOperations)-1]
+	if _, err := s.Cancel(ctx, "demo", last.ID); err != nil {
+		t.Fatalf("cancel a queued modify: %v", err)
+	}
+	if _, err := s.Cancel(ctx, "demo", mod.OperationID); !errors.Is(err, domain.ErrNotCancellable) {
+		t.Fatalf("cancel the modify in flight: %v", err)
+	}
+}

@@ -103,11 +103,19 @@ func eventTypes(events []domain.Event) []string {
 	return out
 }
 
+// handOut returns a reader's own copy of a stored record: a Record caches what it decoded and
+// is not safe for concurrent use, as JetStream's deliveries are each a record of their own.
+func handOut(r *Record) *Record {
+	c := *r
+	c.wc = nil
+	return &c
+}
+
 func (m *Memory) last(subject string) *Record {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if rs := m.bySubject[subject]; len(rs) > 0 {
-		return rs[len(rs)-1]
+		return handOut(rs[len(rs)-1])
 	}
 	return nil
 }
@@ -143,7 +151,11 @@ func (m *Memory) History(ctx context.Context, shadowID string) ([]*Record, error
 	if !ok {
 		return nil, nil
 	}
-	return append([]*Record(nil), m.bySubject[subject]...), nil
+	out := make([]*Record, 0, len(m.bySubject[subject]))
+	for _, r := range m.bySubject[subject] {
+		out = append(out, handOut(r))
+	}
+	return out, nil
 }
 
 // isEvent reports whether a record is a shadow's commit (not a resource's).
@@ -159,7 +171,7 @@ func (m *Memory) Replay(ctx context.Context, from uint64, fn func(*Record) error
 		if r.Seq < from || !m.isEvent(r) {
 			continue
 		}
-		if err := fn(r); err != nil {
+		if err := fn(handOut(r)); err != nil {
 			return last, err
 		}
 	}
@@ -173,7 +185,7 @@ func (m *Memory) next(ctx context.Context, seq uint64, filter string) (*Record, 
 		for ; seq <= uint64(len(m.records)); seq++ {
 			if r := m.records[seq-1]; strings.HasPrefix(r.Subject, filter) {
 				m.mu.Unlock()
-				return r, nil
+				return handOut(r), nil
 			}
 		}
 		wait := m.changed
@@ -268,7 +280,7 @@ func (m *Memory) Subscribe(ctx context.Context, name string, o SubscribeOptions,
 		m.mu.Lock()
 		for s := r.Seq + 1; s <= uint64(len(m.records)) && len(batch) < o.Batch; s++ {
 			if rr := m.records[s-1]; strings.HasPrefix(rr.Subject, filter) && !d.done(s) {
-				batch = append(batch, rr)
+				batch = append(batch, handOut(rr))
 			}
 		}
 		m.mu.Unlock()

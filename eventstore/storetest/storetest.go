@@ -103,7 +103,9 @@ func testUnitOfWork(t *testing.T, s Store) {
 	ctx := t.Context()
 	res := Resource(t)
 	id := NewID()
-	add := func(st domain.Shadow) ([]domain.Event, error) { return domain.Decide(st, addCmd(res, id, "unit"), time.Now()) }
+	add := func(st domain.Shadow) ([]domain.Event, error) {
+		return domain.Decide(st, addCmd(res, id, "unit"), time.Now())
+	}
 	if _, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: id, Decide: add}); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +130,9 @@ func testUnitOfWork(t *testing.T, s Store) {
 	first := eventstore.RequestRecord{Fingerprint: "f", ShadowID: NewID(), OperationID: NewID()}
 	other := eventstore.RequestRecord{Fingerprint: "f", ShadowID: NewID(), OperationID: NewID()}
 	decideAdd := func(shadowID string) func(domain.Shadow) ([]domain.Event, error) {
-		return func(st domain.Shadow) ([]domain.Event, error) { return domain.Decide(st, addCmd(res, shadowID, "twin"), time.Now()) }
+		return func(st domain.Shadow) ([]domain.Event, error) {
+			return domain.Decide(st, addCmd(res, shadowID, "twin"), time.Now())
+		}
 	}
 	if _, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: first.ShadowID, RequestID: "twin", Reserve: &first,
 		Decide: decideAdd(first.ShadowID)}); err != nil {

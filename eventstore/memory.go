@@ -364,29 +364,14 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // LoadResource returns a resource's state and the sequence of its last commit.
 func (m *Memory) LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error) {
-	r := m.last(m.cfg.Prefix + ".res." + resource)
-	if r == nil {
-		return domain.ResourceState{}, 0, nil
-	}
-	wc, err := r.decode()
-	if err != nil {
-		return domain.ResourceState{}, 0, err
-	}
-	var d domain.ResourceData
-	if err := unmarshal(wc.State, &d); err != nil {
-		return domain.ResourceState{}, 0, fmt.Errorf("%w: resource state: %w", ErrCorrupt, err)
-	}
-	return domain.RestoreResource(d), r.Seq, nil
+	return resourceOf(m.last(m.cfg.Prefix + ".res." + resource))
 }
 
 // AppendResource stores a decision about a resource, with optimistic concurrency.
 func (m *Memory) AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (AppendResult, error) {
-	if !domain.ValidToken(resource) || len(events) == 0 {
-		return AppendResult{}, fmt.Errorf("eventstore: append resource %q: bad resource or no events", resource)
-	}
-	data, err := encodeCommitWith("", events, func(w *writer) error { return w.e.Encode(state.Data()) })
+	data, err := encodeResourceCommit(resource, events, state)
 	if err != nil {
-		return AppendResult{}, fmt.Errorf("eventstore: append resource: %w", err)
+		return AppendResult{}, err
 	}
 	seq, err := m.append(m.cfg.Prefix+".res."+resource, expectedSeq, eventTypes(events), data)
 	return AppendResult{Seq: seq}, err

@@ -457,8 +457,16 @@ func (s *Store) ResourceSubject(resource string) string { return s.cfg.Prefix + 
 // LoadResource returns a resource's state and the sequence of its last commit (0 if none).
 func (s *Store) LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error) {
 	r, err := s.LastRecord(ctx, s.ResourceSubject(resource))
-	if err != nil || r == nil {
+	if err != nil {
 		return domain.ResourceState{}, 0, err
+	}
+	return resourceOf(r)
+}
+
+// resourceOf decodes a resource's commit (nil: a resource with none).
+func resourceOf(r *Record) (domain.ResourceState, uint64, error) {
+	if r == nil {
+		return domain.ResourceState{}, 0, nil
 	}
 	wc, err := r.decode()
 	if err != nil {
@@ -471,15 +479,24 @@ func (s *Store) LoadResource(ctx context.Context, resource string) (domain.Resou
 	return domain.RestoreResource(d), r.Seq, nil
 }
 
-// AppendResource stores a decision about a resource with the same optimistic concurrency as
-// Append (ErrConflict when the resource moved on since expectedSeq).
-func (s *Store) AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (AppendResult, error) {
+// encodeResourceCommit checks and encodes a decision about a resource.
+func encodeResourceCommit(resource string, events []domain.Event, state domain.ResourceState) ([]byte, error) {
 	if !domain.ValidToken(resource) || len(events) == 0 {
-		return AppendResult{}, fmt.Errorf("eventstore: append resource %q: bad resource or no events", resource)
+		return nil, fmt.Errorf("eventstore: append resource %q: bad resource or no events", resource)
 	}
 	data, err := encodeCommitWith("", events, func(w *writer) error { return w.e.Encode(state.Data()) })
 	if err != nil {
-		return AppendResult{}, fmt.Errorf("eventstore: append resource: %w", err)
+		return nil, fmt.Errorf("eventstore: append resource: %w", err)
+	}
+	return data, nil
+}
+
+// AppendResource stores a decision about a resource with the same optimistic concurrency as
+// Append (ErrConflict when the resource moved on since expectedSeq).
+func (s *Store) AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (AppendResult, error) {
+	data, err := encodeResourceCommit(resource, events, state)
+	if err != nil {
+		return AppendResult{}, err
 	}
 	m := nats.NewMsg(s.ResourceSubject(resource))
 	m.Data = data

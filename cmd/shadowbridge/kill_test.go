@@ -115,6 +115,32 @@ func countMessages(r *amqp.Receiver) (snapshot func() map[string]int) {
 	}
 }
 
+// waitAllReceived waits until every operation has reached the broker at least once (calling
+// nudge, when set, between looks) and returns the counts.
+func waitAllReceived(t *testing.T, received func() map[string]int, ops []string, within time.Duration, nudge func()) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got := received()
+		missing := 0
+		for _, op := range ops {
+			if got[op] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d operations never reached the broker", missing, len(ops))
+		}
+		if nudge != nil {
+			nudge()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // untilAnswered sends a request, retrying with the same body (so the same request id) through
 // outages, until the service answers it without an error; it returns the reply ("" after about
 // attempts tries).
@@ -194,24 +220,7 @@ resources:
 	killAll(t)
 	startServe(t, cfgFile)
 	<-added
-	deadline := time.Now().Add(60 * time.Second)
-	var got map[string]int
-	for {
-		got = received()
-		missing := 0
-		for _, op := range ops {
-			if got[op] == 0 {
-				missing++
-			}
-		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d operations never reached the broker", missing, len(ops))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	got := waitAllReceived(t, received, ops, 60*time.Second, nil)
 	dups := 0
 	for op, n := range got {
 		dups += n - 1
@@ -280,24 +289,9 @@ func TestArtemisExactlyOnceAcrossKillsAndCuts(t *testing.T) {
 	proxy.Restore()
 	<-added
 	restarts.Wait()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		got := received()
-		missing := 0
-		for _, op := range ops {
-			if got[op] == 0 {
-				missing++
-			}
-		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d operations never reached the broker", missing, n)
-		}
+	waitAllReceived(t, received, ops, 90*time.Second, func() {
 		_, _ = nc.Request("prov.cmd.fs.refresh", []byte(`{"forceRetry":true}`), 5*time.Second)
-		time.Sleep(200 * time.Millisecond)
-	}
+	})
 	time.Sleep(time.Second) // anything more on its way would arrive now
 	got := received()
 	twice := 0

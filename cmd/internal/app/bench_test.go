@@ -33,14 +33,7 @@ func BenchmarkEndToEndAdd(b *testing.B) {
 			b.Fatal(err)
 		}
 		js, _ := jetstream.New(nc)
-		kv, err := js.KeyValue(ctx, "PROV_SHADOWS")
-		if err != nil {
-			b.Fatal(err)
-		}
-		w, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
-		if err != nil {
-			b.Fatal(err)
-		}
+		w := watchProjection(b, js)
 		var mu sync.Mutex
 		sent := map[string]time.Time{}
 		liveAt := map[string]time.Time{}
@@ -149,4 +142,17 @@ func streamWrites(b *testing.B, js jetstream.JetStream) map[string]uint64 {
 		out[name] = info.State.LastSeq
 	}
 	return out
+}
+
+// watchProjection watches the shadow projection's updates, as a dashboard would.
+func watchProjection(b *testing.B, js jetstream.JetStream) jetstream.KeyWatcher {
+	kv, err := js.KeyValue(context.Background(), "PROV_SHADOWS")
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := kv.WatchAll(context.Background(), jetstream.UpdatesOnly())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return w
 }

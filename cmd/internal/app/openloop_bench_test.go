@@ -43,14 +43,7 @@ func openLoop(b *testing.B, rate int, d time.Duration) {
 	}
 	defer a.Close()
 	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(ctx, "PROV_SHADOWS")
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
-	if err != nil {
-		b.Fatal(err)
-	}
+	w := watchProjection(b, js)
 	defer func() { _ = w.Stop() }()
 	n := rate * int(d/time.Second)
 	var mu sync.Mutex

@@ -140,7 +140,59 @@ func (b Broker) Queue(t testing.TB, name string) string {
 		do(http.MethodPut)
 		t.Cleanup(func() { do(http.MethodDelete) })
 	}
+	if b.Artemis() {
+		// Artemis auto-creates the queue; what a test leaves on it (and the address's duplicate-id
+		// cache) would otherwise stay in the broker's 512 MB heap for every later run until it
+		// runs out of memory.
+		t.Cleanup(func() { b.destroy(t, q) })
+	}
 	return b.Prefix + q
+}
+
+// destroy removes an Artemis queue and its address through the broker's management address
+// (ActiveMQServerControl.destroyQueue(name, removeConsumers, autoDeleteAddress)) and waits for
+// the broker's answer; a failure is only logged, since the test itself is over.
+func (b Broker) destroy(t testing.TB, q string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := func() error {
+		c, err := amqp.Dial(ctx, b.URL, nil)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		s, err := c.NewSession(ctx, nil)
+		if err != nil {
+			return err
+		}
+		rcv, err := s.NewReceiver(ctx, "", &amqp.ReceiverOptions{DynamicAddress: true})
+		if err != nil {
+			return err
+		}
+		snd, err := s.NewSender(ctx, "activemq.management", nil)
+		if err != nil {
+			return err
+		}
+		reply := rcv.Address()
+		if err := snd.Send(ctx, &amqp.Message{
+			Properties:            &amqp.MessageProperties{ReplyTo: &reply},
+			ApplicationProperties: map[string]any{"_AMQ_ResourceName": "broker", "_AMQ_OperationName": "destroyQueue"},
+			Value:                 fmt.Sprintf("[%q,true,true]", q),
+		}, nil); err != nil {
+			return err
+		}
+		m, err := rcv.Receive(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if ok, _ := m.ApplicationProperties["_AMQ_OperationSucceeded"].(bool); !ok {
+			return fmt.Errorf("broker answered %v", m.Value)
+		}
+		return nil
+	}()
+	if err != nil {
+		t.Logf("destroy queue %s: %v", q, err)
+	}
 }
 
 // Dial connects with the URL's credentials.
@@ -274,6 +326,7 @@ func (b Broker) CreateQueue(t testing.TB, name string) {
 	if err != nil {
 		t.Fatalf("artemis queue create %s: %v\n%s", name, err, out)
 	}
+	t.Cleanup(func() { b.destroy(t, name) })
 }
 
 // Unique returns name with a random suffix (a fresh address for one test).

@@ -132,17 +132,9 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 			}
 		}
 		next := domain.Fold(st, events)
-		claimed, err := u.claimAll(ctx, st, next)
+		claimed, err := u.index(ctx, o.Resource, st, next)
 		if err != nil {
 			return UpdateResult{}, err
-		}
-		for _, p := range next.Data().PendingOperations {
-			if _, old := st.Operation(p.ID); !old {
-				if err := u.ix.PutOperation(ctx, p.ID, o.Resource, o.ShadowID); err != nil {
-					u.releaseAll(ctx, o.ShadowID, claimed)
-					return UpdateResult{}, err
-				}
-			}
 		}
 		res, err := u.log.Append(ctx, Commit{Resource: o.Resource, ShadowID: o.ShadowID, ExpectedSeq: seq,
 			Events: events, State: next, RequestID: o.RequestID})
@@ -230,15 +222,51 @@ func minus(a, b []domain.Claim) []domain.Claim {
 	return out
 }
 
-// claimAll reserves the identifiers next holds and st does not, returning them.
-func (u *unit) claimAll(ctx context.Context, st, next domain.Shadow) ([]domain.Claim, error) {
-	var done []domain.Claim
-	for _, c := range minus(next.Claims(), st.Claims()) {
-		if err := u.ix.Claim(ctx, c, Holder{ShadowID: next.ID()}, u.isStale(c)); err != nil {
-			u.releaseAll(ctx, next.ID(), done)
-			return nil, err
+// index writes what must be in the index before next is appended: a claim for each identifier
+// next holds and st does not, and an operation-index entry for each new operation. The writes are
+// independent of each other, so they go out together (an add costs one round trip, not three);
+// all of them must succeed before the append. On failure the claims made are released and the
+// first claim error (a *TakenError for a taken identifier) wins over an index error. It returns
+// the claims made.
+func (u *unit) index(ctx context.Context, resource string, st, next domain.Shadow) ([]domain.Claim, error) {
+	claims := minus(next.Claims(), st.Claims())
+	var ops []string
+	for _, p := range next.Data().PendingOperations {
+		if _, old := st.Operation(p.ID); !old {
+			ops = append(ops, p.ID)
 		}
-		done = append(done, c)
+	}
+	errs := make([]error, len(claims)+len(ops))
+	write := func(i int) {
+		if i < len(claims) {
+			c := claims[i]
+			errs[i] = u.ix.Claim(ctx, c, Holder{ShadowID: next.ID()}, u.isStale(c))
+		} else {
+			errs[i] = u.ix.PutOperation(ctx, ops[i-len(claims)], resource, next.ID())
+		}
+	}
+	if len(errs) == 1 {
+		write(0)
+	} else {
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { write(i) })
+		}
+		wg.Wait()
+	}
+	var done []domain.Claim
+	var first error
+	for i, err := range errs {
+		switch {
+		case err == nil && i < len(claims):
+			done = append(done, claims[i])
+		case err != nil && first == nil:
+			first = err
+		}
+	}
+	if first != nil {
+		u.releaseAll(ctx, next.ID(), done)
+		return nil, first
 	}
 	return done, nil
 }

@@ -147,6 +147,49 @@ func testUnitOfWork(t *testing.T, s Store) {
 	if st, _, _ := s.Load(ctx, "demo", other.ShadowID); st.Created() {
 		t.Fatal("the second attempt stored a shadow")
 	}
+
+	// A refused add (its login taken) stores nothing and leaves nothing claimed.
+	withLogins := func(shadowID string, logins ...any) func(domain.Shadow) ([]domain.Event, error) {
+		return func(st domain.Shadow) ([]domain.Event, error) {
+			return domain.Decide(st, domain.Add{Resource: res, ShadowID: shadowID, OperationID: NewID(), ObjectClass: "AccountObjectClass",
+				Attributes: domain.Attributes{"login": logins}}, time.Now())
+		}
+	}
+	owner := NewID()
+	if _, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: owner, Known: &eventstore.Known{}, Decide: withLogins(owner, "both")}); err != nil {
+		t.Fatal(err)
+	}
+	loser := NewID()
+	_, err = s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: loser, Known: &eventstore.Known{}, Decide: withLogins(loser, "both")})
+	var taken *eventstore.TakenError
+	if !errors.As(err, &taken) || taken.Owner != owner {
+		t.Fatalf("add of a taken login: %v, want *TakenError naming %s", err, owner)
+	}
+	if st, _, _ := s.Load(ctx, "demo", loser); st.Created() {
+		t.Fatal("the refused add stored a shadow")
+	}
+
+	// Concurrent adds of one login, each from the empty state: exactly one is stored.
+	const racers = 12
+	var won sync.Map
+	for range racers {
+		wg.Go(func() {
+			id := NewID()
+			_, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: id, Known: &eventstore.Known{}, Decide: withLogins(id, "race")})
+			switch {
+			case err == nil:
+				won.Store(id, true)
+			case !errors.As(err, new(*eventstore.TakenError)):
+				t.Errorf("racing add: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	winners := 0
+	won.Range(func(any, any) bool { winners++; return true })
+	if winners != 1 {
+		t.Fatalf("%d of %d concurrent adds of one login were stored, want 1", winners, racers)
+	}
 }
 
 func testAppendAndLoad(t *testing.T, s Store) {

@@ -48,8 +48,11 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 		return Reply{}, fmt.Errorf("%s: %w", req.Verb, err)
 	}
 	shadowID, opID := req.ShadowID, NewID()
+	// A new add's shadow id was made just now: nothing can be stored under it, so the unit of
+	// work starts from the empty shadow instead of loading it (one round trip less per add).
+	var known *eventstore.Known
 	if req.Verb == "add" {
-		shadowID = NewID()
+		shadowID, known = NewID(), &eventstore.Known{}
 	}
 	if req.RequestID != "" {
 		rec, err := s.store.GetRequest(ctx, req.Resource, req.RequestID)
@@ -60,7 +63,7 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 			if reply, done, err := s.answer(ctx, rec, req); done || err != nil {
 				return reply, err
 			}
-			shadowID, opID = rec.ShadowID, rec.OperationID
+			shadowID, opID, known = rec.ShadowID, rec.OperationID, nil
 		}
 	}
 	for range 4 {
@@ -71,13 +74,13 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 				return Reply{}, err
 			}
 		}
-		reply, err := s.decideRequest(ctx, req, res, shadowID, opID)
+		reply, err := s.decideRequest(ctx, req, res, shadowID, opID, known)
 		var adopt *eventstore.AdoptError
 		if errors.As(err, &adopt) {
 			if reply, done, err := s.answer(ctx, adopt.Record, req); done || err != nil {
 				return reply, err
 			}
-			shadowID, opID = adopt.Record.ShadowID, adopt.Record.OperationID
+			shadowID, opID, known = adopt.Record.ShadowID, adopt.Record.OperationID, nil
 			continue
 		}
 		return reply, err
@@ -86,8 +89,9 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 }
 
 // decideRequest decides the request with the given ids, appends it (reserving the request id
-// first) and completes the request record.
-func (s *Service) decideRequest(ctx context.Context, req Request, res domain.Resource, shadowID, opID string) (Reply, error) {
+// first) and completes the request record. known, when set, is the shadow's state as the caller
+// knows it (see eventstore.UpdateOptions.Known).
+func (s *Service) decideRequest(ctx context.Context, req Request, res domain.Resource, shadowID, opID string, known *eventstore.Known) (Reply, error) {
 	var cmd domain.Command
 	switch req.Verb {
 	case "add":
@@ -105,7 +109,7 @@ func (s *Service) decideRequest(ctx context.Context, req Request, res domain.Res
 		reserve = &eventstore.RequestRecord{Fingerprint: req.Fingerprint, ShadowID: shadowID, OperationID: opID}
 	}
 	now := s.now()
-	out, err := s.update(ctx, eventstore.UpdateOptions{Resource: req.Resource, ShadowID: shadowID, RequestID: req.RequestID, Reserve: reserve,
+	out, err := s.update(ctx, eventstore.UpdateOptions{Resource: req.Resource, ShadowID: shadowID, RequestID: req.RequestID, Reserve: reserve, Known: known,
 		Decide: func(st domain.Shadow) ([]domain.Event, error) {
 			if _, ok := st.Operation(opID); ok && req.RequestID != "" {
 				return nil, errStored

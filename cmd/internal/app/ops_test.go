@@ -51,9 +51,21 @@ func TestMetricsAndReadiness(t *testing.T) {
 	if _, code := e.call(t, "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{}}`); code != "400" {
 		t.Fatalf("bad add: %s", code)
 	}
+	// Made-up subjects answer errors but add no series: labels come from the known verbs only.
+	for _, subj := range []string{"prov.cmd.junkresource.junkverb1", "prov.cmd.demo.junkverb2", "prov.query.junkquery3"} {
+		if _, code := e.call(t, subj, `{}`); code == "" {
+			t.Fatalf("%s answered no error", subj)
+		}
+	}
 	code, text := get(t, srv.URL+"/metrics")
 	if code != 200 {
 		t.Fatalf("metrics: %d", code)
+	}
+	if strings.Contains(text, "junk") {
+		t.Errorf("a made-up subject became a metric label:\n%s", text)
+	}
+	if metric(t, text, `shadowbridge_commands_total{verb="unknown",outcome="not-found"}`) != 3 {
+		t.Errorf("made-up subjects not counted as verb=\"unknown\":\n%s", text)
 	}
 	for _, c := range []struct {
 		prefix string

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -139,14 +140,21 @@ func (s *Service) Serve(ctx context.Context, nc *nats.Conn, o ServeOptions) (mic
 // micro.Request.Respond/Error: handlers run on worker goroutines, and micro reads a request's error
 // state after its handler returns, which would race. The headers and body follow micro's
 // convention exactly; micro still counts the requests.
-// verbOf names a request for metrics: the command verb, or "query_<name>".
+// verbOf names a request for metrics: the command verb, or "query_<name>"; anything else is
+// "unknown", so that a client publishing to made-up subjects cannot add series to /metrics.
 func verbOf(subject string) string {
 	i := strings.LastIndexByte(subject, '.')
 	verb := subject[i+1:]
 	if strings.Contains(subject, ".query.") {
-		return "query_" + verb
+		if slices.Contains(QueryNames, verb) {
+			return "query_" + verb
+		}
+		return "unknown"
 	}
-	return verb
+	if slices.Contains(CommandVerbs, verb) {
+		return verb
+	}
+	return "unknown"
 }
 
 func (s *Service) observe(r micro.Request, start time.Time) {

@@ -171,3 +171,16 @@ func TestUsageErrors(t *testing.T) {
 		t.Fatalf("no server: %v", err)
 	}
 }
+
+// A second dev on the same data directory is refused with a clear message, not started beside
+// the first on the same JetStream files.
+func TestSecondDevOnSameDataIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	_, _, stop := startDev(t, dir)
+	defer stop()
+	var out, errb bytes.Buffer
+	err := run(t.Context(), []string{"dev", "--data", dir, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0"}, func(string) string { return "" }, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "is used by process") || !strings.Contains(err.Error(), "--data") {
+		t.Fatalf("second dev: %v", err)
+	}
+}

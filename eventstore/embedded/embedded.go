@@ -3,6 +3,7 @@
 package embedded
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -16,6 +17,7 @@ type Options struct {
 	// Listen is host:port; port 0 picks a free port (-1 is accepted too).
 	Listen string
 	// StoreDir holds JetStream's file storage; the state survives restarts with the same dir.
+	// One server at a time: StoreDir+".lock" is locked while it runs (ErrDirInUse otherwise).
 	StoreDir string
 	// Username and Password, when set, require clients to authenticate.
 	Username, Password string
@@ -40,6 +42,20 @@ func Start(o Options) (*server.Server, error) {
 	if o.MaxPayload == 0 {
 		o.MaxPayload = 8 << 20
 	}
+	if port != server.RANDOM_PORT {
+		// Fail at once on a busy port rather than after the 10 s readiness wait.
+		l, err := net.Listen("tcp", o.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: %w", err)
+		}
+		l.Close()
+	}
+	release := func() {}
+	if o.StoreDir != "" {
+		if release, err = lockDir(o.StoreDir); err != nil {
+			return nil, err
+		}
+	}
 	opts := &server.Options{
 		ServerName: "shadowbridge-dev",
 		Host:       host,
@@ -54,12 +70,18 @@ func Start(o Options) (*server.Server, error) {
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
+		release()
 		return nil, fmt.Errorf("embedded nats: not ready after 10s on %s", o.Listen)
 	}
+	go func() { s.WaitForShutdown(); release() }()
 	return s, nil
 }
+
+// ErrDirInUse: the JetStream directory is in use by another running server (see Options.StoreDir).
+var ErrDirInUse = errors.New("data directory in use")

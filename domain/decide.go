@@ -239,15 +239,27 @@ func decideAdd(s Shadow, c Add, now time.Time) ([]Event, error) {
 	if !ok {
 		return nil, wrap(op, ErrUnknownObjectClass, "%q on resource %q", c.ObjectClass, c.Resource.name)
 	}
+	if err := CheckRequestID(c.RequestID); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	attrs, err := normalizeAttributes(c.Attributes)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	for _, name := range c.Attributes.Names() {
+		if len(c.Attributes[name]) == 0 {
+			// Dropping it silently would store less than was asked for.
+			return nil, wrap(op, ErrInvalidValue, "attribute %q has no values (leave it out)", name)
+		}
 	}
 	if len(attrs) == 0 {
 		return nil, wrap(op, ErrNoAttributes, "an add needs at least the %q attribute", oc.SecondaryIdentifier)
 	}
 	if n := len(attrs[oc.SecondaryIdentifier]); n != 1 {
 		return nil, wrap(op, ErrMissingIdentifier, "attribute %q needs exactly one value, got %d", oc.SecondaryIdentifier, n)
+	}
+	if err := CheckIdentifierValue(oc.SecondaryIdentifier, attrs[oc.SecondaryIdentifier][0]); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	return []Event{AddRequested{
 		ShadowID: c.ShadowID, Resource: c.Resource.name, ObjectClass: oc.Name,
@@ -278,6 +290,9 @@ func decideModify(s Shadow, c Modify, now time.Time) ([]Event, error) {
 	if !ValidID(c.OperationID) {
 		return nil, wrap(op, ErrInvalidID, "operation id must be a UUID")
 	}
+	if err := CheckRequestID(c.RequestID); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	changes, err := normalizeChanges(c.Changes)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -290,8 +305,12 @@ func decideModify(s Shadow, c Modify, now time.Time) ([]Event, error) {
 		if _, touched := changes[attr]; !touched {
 			continue
 		}
-		if n := len(applyChanges(s.futureAttributes(), changes)[attr]); n != 1 {
+		vs := applyChanges(s.futureAttributes(), changes)[attr]
+		if n := len(vs); n != 1 {
 			return nil, wrap(op, ErrMissingIdentifier, "attribute %q must keep exactly one value, would have %d", attr, n)
+		}
+		if err := CheckIdentifierValue(attr, vs[0]); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
 		}
 	}
 	if c.Resource.consistency.AvoidDuplicateOperations {
@@ -330,6 +349,9 @@ func decideDelete(s Shadow, c Delete, now time.Time) ([]Event, error) {
 	if !ValidID(c.OperationID) {
 		return nil, wrap(op, ErrInvalidID, "operation id must be a UUID")
 	}
+	if err := CheckRequestID(c.RequestID); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	return []Event{DeleteRequested{OperationID: c.OperationID, RequestID: c.RequestID, Time: now}}, nil
 }
 
@@ -345,7 +367,7 @@ func decideConfirm(s Shadow, c Confirm, now time.Time) ([]Event, error) {
 	if p.Completed() {
 		return nil, wrap(op, ErrOperationFinished, "operation %s ended %s with %s", p.ID, p.CompletionTimestamp.Format(time.RFC3339), p.ResultStatus)
 	}
-	ids, err := normalizeAttributes(c.PrimaryIdentifiers)
+	ids, err := identifiers(c.PrimaryIdentifiers)
 	if err != nil {
 		return nil, fmt.Errorf("%s: primaryIdentifiers: %w", op, err)
 	}
@@ -423,7 +445,7 @@ func decideDiscover(s Shadow, c Discover, now time.Time) ([]Event, error) {
 	if n := len(attrs[oc.SecondaryIdentifier]); n != 1 {
 		return nil, wrap(op, ErrMissingIdentifier, "the discovered account needs exactly one %q, has %d", oc.SecondaryIdentifier, n)
 	}
-	ids, err := normalizeAttributes(c.PrimaryIdentifiers)
+	ids, err := identifiers(c.PrimaryIdentifiers)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
@@ -622,4 +644,21 @@ func targetRequest(s Shadow, p PendingOperation) TargetRequest {
 		r.SecondaryIdentifiers = s.d.SecondaryIdentifiers.Clone()
 	}
 	return r
+}
+
+// identifiers normalizes primary identifiers reported by the target: each value must be able to
+// name the account (see CheckIdentifierValue).
+func identifiers(in Attributes) (Attributes, error) {
+	ids, err := normalizeAttributes(in)
+	if err != nil {
+		return nil, err
+	}
+	for attr, vs := range ids {
+		for _, v := range vs {
+			if err := CheckIdentifierValue(attr, v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return ids, nil
 }

@@ -455,6 +455,27 @@ func TestRejections(t *testing.T) {
 		{"delivery unknown op", lv, RecordDelivery{Resource: r, OperationID: op4, Attempt: 1}, ErrOperationNotFound, CategoryNotFound},
 		{"delivery skipping attempts", pending, RecordDelivery{Resource: r, OperationID: op1, Attempt: 3}, ErrAttemptOutOfSequence, CategoryConflict},
 		{"nil command", fresh, nil, ErrInvalidCommand, CategorySchema},
+		// Limits and values that cannot be kept as asked.
+		{"blank login", fresh, add(func(a *Add) { a.Attributes = Attributes{"login": {"  "}} }), ErrInvalidValue, CategorySchema},
+		{"empty login", fresh, add(func(a *Add) { a.Attributes = Attributes{"login": {""}} }), ErrInvalidValue, CategorySchema},
+		{"login with a newline", fresh, add(func(a *Add) { a.Attributes = Attributes{"login": {"bob\n"}} }), ErrInvalidValue, CategorySchema},
+		{"attribute without values", fresh, add(func(a *Add) { a.Attributes = Attributes{"login": {"x"}, "mail": {}} }), ErrInvalidValue, CategorySchema},
+		{"too many attributes", fresh, add(func(a *Add) {
+			for i := range MaxAttributes {
+				a.Attributes[fmt.Sprint("a", i)] = []any{"v"}
+			}
+		}), ErrLimit, CategorySchema},
+		{"too many values", fresh, add(func(a *Add) { a.Attributes["many"] = make([]any, MaxValues+1) }), ErrLimit, CategorySchema},
+		{"value too long", fresh, add(func(a *Add) { a.Attributes["big"] = []any{strings.Repeat("x", MaxValueBytes+1)} }), ErrLimit, CategorySchema},
+		{"name too long", fresh, add(func(a *Add) { a.Attributes[strings.Repeat("n", MaxNameBytes+1)] = []any{"v"} }), ErrLimit, CategorySchema},
+		{"name with a tab", fresh, add(func(a *Add) { a.Attributes["a\tb"] = []any{"v"} }), ErrInvalidValue, CategorySchema},
+		{"request id too long", fresh, add(func(a *Add) { a.RequestID = strings.Repeat("r", MaxRequestIDBytes+1) }), ErrLimit, CategorySchema},
+		{"request id with control characters", fresh, add(func(a *Add) { a.RequestID = "r\x00" }), ErrInvalidCommand, CategorySchema},
+		{"modify request id too long", lv, Modify{Resource: r, OperationID: op2, RequestID: strings.Repeat("r", MaxRequestIDBytes+1), Changes: Changes{"a": {Add: []any{"b"}}}}, ErrLimit, CategorySchema},
+		{"delete request id too long", lv, Delete{Resource: r, OperationID: op2, RequestID: strings.Repeat("r", MaxRequestIDBytes+1)}, ErrLimit, CategorySchema},
+		{"modify login to blank", lv, Modify{Resource: r, OperationID: op2, Changes: Changes{"login": {Replace: []any{""}}}}, ErrInvalidValue, CategorySchema},
+		{"modify too many values", lv, Modify{Resource: r, OperationID: op2, Changes: Changes{"a": {Add: make([]any, MaxValues+1)}}}, ErrLimit, CategorySchema},
+		{"confirm blank primary identifier", pending, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess, PrimaryIdentifiers: Attributes{"uid": {" "}}}, ErrInvalidValue, CategorySchema},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -76,6 +76,9 @@ func normFloat(f float64) (any, error) {
 }
 
 func normalizeValues(attr string, vs []any) ([]any, error) {
+	if err := checkValues(attr, vs); err != nil {
+		return nil, err
+	}
 	out := make([]any, 0, len(vs))
 	for _, v := range vs {
 		n, err := NormalizeValue(v)
@@ -90,10 +93,13 @@ func normalizeValues(attr string, vs []any) ([]any, error) {
 }
 
 func normalizeAttributes(in Attributes) (Attributes, error) {
+	if len(in) > MaxAttributes {
+		return nil, fmt.Errorf("%w: %d attributes (the limit is %d)", ErrLimit, len(in), MaxAttributes)
+	}
 	out := make(Attributes, len(in))
 	for name, vs := range in {
-		if name == "" {
-			return nil, fmt.Errorf("%w: empty attribute name", ErrInvalidValue)
+		if err := checkName(name); err != nil {
+			return nil, err
 		}
 		n, err := normalizeValues(name, vs)
 		if err != nil {
@@ -141,10 +147,13 @@ func normalizeChanges(in Changes) (Changes, error) {
 	if len(in) == 0 {
 		return nil, ErrEmptyChanges
 	}
+	if len(in) > MaxAttributes {
+		return nil, fmt.Errorf("%w: changes of %d attributes (the limit is %d)", ErrLimit, len(in), MaxAttributes)
+	}
 	out := make(Changes, len(in))
 	for name, ch := range in {
-		if name == "" {
-			return nil, fmt.Errorf("%w: empty attribute name", ErrInvalidChange)
+		if err := checkName(name); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidChange, err)
 		}
 		if ch.Replace != nil && (len(ch.Add) > 0 || len(ch.Delete) > 0) {
 			return nil, fmt.Errorf("%w: attribute %q: replace cannot be combined with add or delete", ErrInvalidChange, name)

@@ -87,12 +87,33 @@ func (m *Memory) Append(ctx context.Context, c Commit) (AppendResult, error) {
 	if len(c.Events) == 0 {
 		return AppendResult{}, errors.New("eventstore: append: a commit needs at least one event")
 	}
-	data, err := encodeCommit(c.RequestID, c.Events, c.State)
+	data, err := m.encode(c)
 	if err != nil {
-		return AppendResult{}, fmt.Errorf("eventstore: append: %w", err)
+		return AppendResult{}, err
 	}
 	seq, err := m.append(m.subject(c.Resource, c.ShadowID), c.ExpectedSeq, eventTypes(c.Events), data)
 	return AppendResult{Seq: seq}, err
+}
+
+// memoryMaxPayload is NATS' default max_payload: the in-memory store refuses what a default
+// server would.
+const memoryMaxPayload = 1 << 20
+
+func (m *Memory) encode(c Commit) ([]byte, error) {
+	data, err := encodeCommit(c.RequestID, c.Events, c.State)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: append: %w", err)
+	}
+	if len(data)+headerRoom > memoryMaxPayload {
+		return nil, fmt.Errorf("%w: the decision on shadow %s would be stored as %d bytes, over the %d bytes allowed in one message",
+			ErrTooLarge, c.ShadowID, len(data), memoryMaxPayload-headerRoom)
+	}
+	return data, nil
+}
+
+func (m *Memory) prepare(c *Commit) error {
+	_, err := m.encode(*c)
+	return err
 }
 
 func eventTypes(events []domain.Event) []string {

@@ -28,7 +28,13 @@ var (
 	// ErrUnavailable: NATS or JetStream did not answer; nothing was written (or the write's
 	// outcome is unknown and a retry with the same request id is safe).
 	ErrUnavailable = fmt.Errorf("eventstore: %w", domain.CategoryCommunication)
+	// ErrTooLarge: the commit (the decision and the shadow it leaves) is larger than one NATS
+	// message may be. Permanent for that decision: a retry gets the same answer.
+	ErrTooLarge = fmt.Errorf("eventstore: shadow too large: %w", domain.ErrLimit)
 )
+
+// headerRoom is what a commit's headers may take beside its payload.
+const headerRoom = 4 << 10
 
 // HeaderEventType carries the event types of a commit (one header value per event), so that
 // consumers can skip commits without decoding them.
@@ -202,6 +208,10 @@ type Commit struct {
 	// RequestID is the request id of the command decided (stored in the commit: the evidence a
 	// retry after a crash looks for; see RequestRecord).
 	RequestID string
+
+	// msg is the commit encoded by prepare (the unit of work checks the size before it writes
+	// anything to the index, and the append reuses the encoding).
+	msg *nats.Msg
 }
 
 // AppendResult tells where a commit landed.
@@ -209,7 +219,20 @@ type AppendResult struct {
 	Seq uint64
 }
 
+// prepare encodes c ahead of its append and checks that it fits one message (ErrTooLarge).
+func (s *Store) prepare(c *Commit) error {
+	m, _, err := s.commitMsg(*c)
+	if err != nil {
+		return err
+	}
+	c.msg = m
+	return nil
+}
+
 func (s *Store) commitMsg(c Commit) (*nats.Msg, []jetstream.PublishOpt, error) {
+	if c.msg != nil {
+		return c.msg, []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(c.ExpectedSeq)}, nil
+	}
 	if !domain.ValidToken(c.Resource) || !domain.ValidID(c.ShadowID) {
 		return nil, nil, fmt.Errorf("eventstore: append: bad resource %q or shadow id %q", c.Resource, c.ShadowID)
 	}
@@ -219,6 +242,10 @@ func (s *Store) commitMsg(c Commit) (*nats.Msg, []jetstream.PublishOpt, error) {
 	data, err := encodeCommit(c.RequestID, c.Events, c.State)
 	if err != nil {
 		return nil, nil, fmt.Errorf("eventstore: append: %w", err)
+	}
+	if limit := s.nc.MaxPayload(); limit > 0 && int64(len(data))+headerRoom > limit {
+		return nil, nil, fmt.Errorf("%w: the decision on shadow %s would be stored as %d bytes, over the %d bytes NATS carries in one message (max_payload)",
+			ErrTooLarge, c.ShadowID, len(data), limit-headerRoom)
 	}
 	m := nats.NewMsg(s.Subject(c.Resource, c.ShadowID))
 	m.Data = data

@@ -132,12 +132,15 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 			}
 		}
 		next := domain.Fold(st, events)
+		commit := Commit{Resource: o.Resource, ShadowID: o.ShadowID, ExpectedSeq: seq, Events: events, State: next, RequestID: o.RequestID}
+		if err := u.log.prepare(&commit); err != nil {
+			return UpdateResult{}, err // refused before anything is written
+		}
 		claimed, err := u.index(ctx, o.Resource, st, next)
 		if err != nil {
 			return UpdateResult{}, err
 		}
-		res, err := u.log.Append(ctx, Commit{Resource: o.Resource, ShadowID: o.ShadowID, ExpectedSeq: seq,
-			Events: events, State: next, RequestID: o.RequestID})
+		res, err := u.log.Append(ctx, commit)
 		if errors.Is(err, ErrConflict) {
 			u.releaseAll(ctx, o.ShadowID, claimed)
 			continue
@@ -222,45 +225,22 @@ func minus(a, b []domain.Claim) []domain.Claim {
 	return out
 }
 
-// index writes what must be in the index before next is appended: a claim for each identifier
-// next holds and st does not, and an operation-index entry for each new operation. The writes are
-// independent of each other, so they go out together (an add costs one round trip, not three);
-// all of them must succeed before the append. On failure the claims made are released and the
-// first claim error (a *TakenError for a taken identifier) wins over an index error. It returns
-// the claims made.
+// index writes what must be in the index before next is appended: first a claim for each
+// identifier next holds and st does not, then an operation-index entry for each new operation.
+// Claims go first so that a refused decision (an identifier taken) writes nothing; the writes of
+// each phase go out together. On failure the claims made are released and the first claim error
+// (a *TakenError for a taken identifier) is returned. It returns the claims made.
 func (u *unit) index(ctx context.Context, resource string, st, next domain.Shadow) ([]domain.Claim, error) {
 	claims := minus(next.Claims(), st.Claims())
-	var ops []string
-	for _, p := range next.Data().PendingOperations {
-		if _, old := st.Operation(p.ID); !old {
-			ops = append(ops, p.ID)
-		}
-	}
-	errs := make([]error, len(claims)+len(ops))
-	write := func(i int) {
-		if i < len(claims) {
-			c := claims[i]
-			errs[i] = u.ix.Claim(ctx, c, Holder{ShadowID: next.ID()}, u.isStale(c))
-		} else {
-			errs[i] = u.ix.PutOperation(ctx, ops[i-len(claims)], resource, next.ID())
-		}
-	}
-	if len(errs) == 1 {
-		write(0)
-	} else {
-		var wg sync.WaitGroup
-		for i := range errs {
-			wg.Go(func() { write(i) })
-		}
-		wg.Wait()
-	}
+	errs := together(len(claims), func(i int) error {
+		return u.ix.Claim(ctx, claims[i], Holder{ShadowID: next.ID()}, u.isStale(claims[i]))
+	})
 	var done []domain.Claim
 	var first error
 	for i, err := range errs {
-		switch {
-		case err == nil && i < len(claims):
+		if err == nil {
 			done = append(done, claims[i])
-		case err != nil && first == nil:
+		} else if first == nil {
 			first = err
 		}
 	}
@@ -268,7 +248,34 @@ func (u *unit) index(ctx context.Context, resource string, st, next domain.Shado
 		u.releaseAll(ctx, next.ID(), done)
 		return nil, first
 	}
+	var ops []string
+	for _, p := range next.Data().PendingOperations {
+		if _, old := st.Operation(p.ID); !old {
+			ops = append(ops, p.ID)
+		}
+	}
+	for _, err := range together(len(ops), func(i int) error { return u.ix.PutOperation(ctx, ops[i], resource, next.ID()) }) {
+		if err != nil {
+			u.releaseAll(ctx, next.ID(), done)
+			return nil, err
+		}
+	}
 	return done, nil
+}
+
+// together runs fn(0..n-1) concurrently (inline for one) and returns their errors by index.
+func together(n int, fn func(i int) error) []error {
+	errs := make([]error, n)
+	if n == 1 {
+		errs[0] = fn(0)
+		return errs
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = fn(i) })
+	}
+	wg.Wait()
+	return errs
 }
 
 // isStale decides whether another shadow's claim may be taken over: its owner is dead; or the
@@ -304,6 +311,8 @@ type unitStore interface {
 	Load(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error)
 	LoadByID(ctx context.Context, shadowID string) (domain.Shadow, uint64, error)
 	Append(ctx context.Context, c Commit) (AppendResult, error)
+	// prepare checks (and may encode) a commit before the unit of work writes to the index.
+	prepare(c *Commit) error
 	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
 	AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (AppendResult, error)
 }

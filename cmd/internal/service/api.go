@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -117,6 +118,9 @@ func Decode[T any](data []byte) (T, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		data = []byte("{}")
 	}
+	if err := checkKeys(data, fieldNames(v)); err != nil {
+		return v, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
@@ -127,6 +131,66 @@ func Decode[T any](data []byte) (T, error) {
 		return v, fmt.Errorf("%w: unexpected data after the JSON object", ErrBadRequest)
 	}
 	return v, nil
+}
+
+// checkKeys refuses what encoding/json would accept silently: a key given twice in one object
+// (the last one would win) and, at the top level, a field name that matches a known one only
+// when case is ignored ("requestID" would be taken as "requestId"). Malformed JSON is left to
+// the decoder, which describes it better.
+func checkKeys(data []byte, known []string) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	type frame struct {
+		object bool
+		keys   map[string]bool
+		want   bool // the next string token is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok {
+			switch d {
+			case '{', '[':
+				if top != nil && top.object {
+					top.want = true // the container was this key's value
+				}
+				stack = append(stack, &frame{object: d == '{', keys: map[string]bool{}, want: d == '{'})
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+				if len(stack) > 0 && stack[len(stack)-1].object {
+					stack[len(stack)-1].want = true
+				}
+			}
+			continue
+		}
+		if top == nil || !top.object {
+			continue
+		}
+		if !top.want {
+			top.want = true // a scalar value; a key comes next
+			continue
+		}
+		key, _ := tok.(string)
+		top.want = false
+		if top.keys[key] {
+			return fmt.Errorf("key %q appears twice in one object", key)
+		}
+		top.keys[key] = true
+		if len(stack) == 1 {
+			for _, k := range known {
+				if key != k && strings.EqualFold(key, k) {
+					return fmt.Errorf("unknown field %q (did you mean %q? names are case-sensitive)", key, k)
+				}
+			}
+		}
+	}
 }
 
 func describe(err error, v any) string {
@@ -239,15 +303,11 @@ func Values(attr string, in []any) ([]any, error) {
 	for _, v := range in {
 		switch x := v.(type) {
 		case json.Number:
-			if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-				out = append(out, i)
-				continue
-			}
-			f, err := strconv.ParseFloat(string(x), 64)
+			n, err := number(attr, string(x))
 			if err != nil {
-				return nil, fmt.Errorf("%w: attribute %q: number %s out of range", domain.ErrInvalidValue, attr, x)
+				return nil, err
 			}
-			out = append(out, f)
+			out = append(out, n)
 		case string, bool:
 			out = append(out, x)
 		case nil:
@@ -301,4 +361,39 @@ func ChangesFrom(in map[string]ChangeBody) (domain.Changes, error) {
 		out[k] = ch
 	}
 	return out, nil
+}
+
+// number converts a JSON number without losing anything: an integer must fit int64; any other
+// number must be exactly the decimal a float64 holds (as Java's double would print it, give or
+// take trailing zeros). Anything else would be stored as a different value than was sent (a
+// 30-digit integer rounded, 1e-400 turned into 0), so it is refused: send such values as strings.
+func number(attr, lit string) (any, error) {
+	if len(lit) > 64 {
+		// No float64 needs more digits; a bound also keeps the exactness check below cheap.
+		return nil, fmt.Errorf("%w: attribute %q: a number of %d characters (the limit is 64); send it as a string", domain.ErrInvalidValue, attr, len(lit))
+	}
+	if !strings.ContainsAny(lit, ".eE") {
+		i, err := strconv.ParseInt(lit, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: attribute %q: integer %s does not fit in 64 bits; send it as a string to keep it exactly", domain.ErrInvalidValue, attr, lit)
+		}
+		return i, nil
+	}
+	f, err := strconv.ParseFloat(lit, 64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: attribute %q: number %s is out of range", domain.ErrInvalidValue, attr, lit)
+	}
+	if _, exp, _ := strings.Cut(strings.ToLower(lit), "e"); exp != "" {
+		// 1e-99999999 parses as 0: refuse it before big.Rat would expand 10^99999999.
+		if e, err := strconv.Atoi(exp); err != nil || e > 400 || e < -400 {
+			return nil, fmt.Errorf("%w: attribute %q: number %s is out of range", domain.ErrInvalidValue, attr, lit)
+		}
+	}
+	want, ok1 := new(big.Rat).SetString(lit)
+	got, ok2 := new(big.Rat).SetString(strconv.FormatFloat(f, 'g', -1, 64))
+	if !ok1 || !ok2 || want.Cmp(got) != 0 {
+		return nil, fmt.Errorf("%w: attribute %q: number %s has more precision than a 64-bit float keeps (it would become %s); send it as a string to keep it exactly",
+			domain.ErrInvalidValue, attr, lit, strconv.FormatFloat(f, 'g', -1, 64))
+	}
+	return f, nil
 }

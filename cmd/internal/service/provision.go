@@ -43,6 +43,9 @@ var errStored = errors.New("request already stored")
 // set of events, whatever the crash point, long after JetStream's dedup window (see
 // docs/design.md, "Request ids").
 func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
+	if err := domain.CheckRequestID(req.RequestID); err != nil {
+		return Reply{}, fmt.Errorf("%s: %w", req.Verb, err) // before it reaches an index key or a header
+	}
 	res, err := s.lookup(ctx, req.Resource)
 	if err != nil {
 		return Reply{}, fmt.Errorf("%s: %w", req.Verb, err)

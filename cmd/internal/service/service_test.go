@@ -68,9 +68,15 @@ func (e *env) ok(t *testing.T, subject string, body any) map[string]any {
 	return out
 }
 
-func (e *env) streamMsgs(t *testing.T) uint64 {
+func (e *env) streamMsgs(t *testing.T) uint64 { return e.msgs(t, "PROV_EVENTS") }
+
+// written counts the messages of the event stream and the index bucket: a refused request
+// changes neither.
+func (e *env) written(t *testing.T) uint64 { return e.msgs(t, "PROV_EVENTS") + e.msgs(t, "KV_PROV_INDEX") }
+
+func (e *env) msgs(t *testing.T, stream string) uint64 {
 	t.Helper()
-	s, err := e.js.Stream(t.Context(), "PROV_EVENTS")
+	s, err := e.js.Stream(t.Context(), stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +94,7 @@ func addBody(login string) map[string]any {
 func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 	e := start(t, app.Options{NoDispatcher: true, NoSample: true})
 	live := e.ok(t, "prov.cmd.demo.add", addBody("jack"))["shadowId"].(string)
-	before := e.streamMsgs(t)
+	before := e.written(t)
 	huge := `{"objectClass":"AccountObjectClass","attributes":{"login":["` + strings.Repeat("x", 1<<20) + `"]}}`
 	tests := []struct {
 		name, subject, body, code, want string
@@ -129,9 +135,33 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"pending unknown resource", "prov.query.pending", `{"resource":"nope"}`, "404", "not configured"},
 		{"resource unknown", "prov.query.resource", `{"resource":"nope"}`, "404", "not configured"},
 		{"history unknown", "prov.query.history", `{"shadowId":"00000000-0000-4000-8000-000000000000"}`, "404", "shadow not found"},
+		// Limits and values that would not be stored as sent (each states the rule).
+		{"request id too long", "prov.cmd.demo.add", `{"requestId":"` + strings.Repeat("r", 70<<10) + `","objectClass":"AccountObjectClass","attributes":{"login":["rid"]}}`, "400", "requestId of 71680 bytes (the limit is 256)"},
+		{"request id with control characters", "prov.cmd.demo.add", `{"requestId":"a\u0000b","objectClass":"AccountObjectClass","attributes":{"login":["rid"]}}`, "400", "control characters"},
+		{"empty login", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":[""]}}`, "400", `identifier "login" is blank`},
+		{"login with a newline", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":["bob\n"]}}`, "400", "control characters"},
+		{"attribute null", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":["n"],"mail":null}}`, "400", `"mail" has no values`},
+		{"attribute empty", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":["n"],"mail":[]}}`, "400", `"mail" has no values`},
+		{"too many attributes", "prov.cmd.demo.add", manyAttributes(10000), "400", "10001 attributes (the limit is 1000)"},
+		{"value too long", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":["v"],"photo":["` + strings.Repeat("p", 70<<10) + `"]}}`, "400", "the limit is 65536"},
+		{"underflow", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":["f"],"x":[1e-400]}}`, "400", "more precision than a 64-bit float keeps"},
+		{"huge exponent", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":["f"],"x":[1e-99999999]}}`, "400", "out of range"},
+		{"30-digit integer", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":["f"],"x":[123456789012345678901234567890]}}`, "400", "does not fit in 64 bits"},
+		{"too many digits", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":["f"],"x":[0.30000000000000001]}}`, "400", "it would become 0.3"},
+		{"duplicate key", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","attributes":{"login":["a"],"login":["b"]}}`, "400", `key "login" appears twice`},
+		{"duplicate field", "prov.cmd.demo.add", `{"objectClass":"AccountObjectClass","objectClass":"AccountObjectClass","attributes":{"login":["a"]}}`, "400", "appears twice"},
+		{"field name case", "prov.cmd.demo.add", `{"requestID":"r-case","objectClass":"AccountObjectClass","attributes":{"login":["a"]}}`, "400", `did you mean "requestId"? names are case-sensitive`},
+		{"modify login blank", "prov.cmd.demo.modify", `{"shadowId":"` + live + `","changes":{"login":{"replace":["  "]}}}`, "400", "blank"},
+		{"modify change without values", "prov.cmd.demo.modify", `{"shadowId":"` + live + `","changes":{"a":{"replace":null}}}`, "400", "no values to add, delete or replace"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			w0 := e.written(t)
+			defer func() {
+				if w := e.written(t); w != w0 {
+					t.Errorf("wrote %d messages", w-w0)
+				}
+			}()
 			out, code, header := e.request(t, tc.subject, []byte(tc.body))
 			if code != tc.code {
 				t.Fatalf("code %q (%s), want %s", code, header, tc.code)
@@ -146,7 +176,7 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 			}
 		})
 	}
-	if after := e.streamMsgs(t); after != before {
+	if after := e.written(t); after != before {
 		t.Fatalf("refused requests wrote %d messages", after-before)
 	}
 }
@@ -488,4 +518,44 @@ func TestBurstOnOneShadowQueues(t *testing.T) {
 	if got := len(st.Data().PendingOperations); got != clients*each+1 {
 		t.Fatalf("%d operations, want %d", got, clients*each+1)
 	}
+}
+
+// manyAttributes is an add with a login and n more attributes.
+func manyAttributes(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"objectClass":"AccountObjectClass","attributes":{"login":["many"]`)
+	for i := range n {
+		fmt.Fprintf(&b, `,"a%d":["v"]`, i)
+	}
+	b.WriteString("}}")
+	return b.String()
+}
+
+// A shadow that would outgrow one NATS message is refused with a 400 that says so (a permanent
+// problem, not a retryable 503), and nothing of the refused modify is written.
+func TestShadowSizeLimit(t *testing.T) {
+	e := start(t, app.Options{NoDispatcher: true, NoSample: true})
+	id := e.ok(t, "prov.cmd.demo.add", addBody("big"))["shadowId"].(string)
+	chunk := strings.Repeat("p", 60<<10)
+	for i := range 40 {
+		vals := make([]string, 15)
+		for j := range vals {
+			vals[j] = fmt.Sprint(i, "-", j, chunk)
+		}
+		b, _ := json.Marshal(map[string]any{"shadowId": id, "changes": map[string]any{"photo": map[string]any{"add": vals}}})
+		before := e.written(t)
+		out, code, _ := e.request(t, "prov.cmd.demo.modify", b)
+		if code == "" {
+			continue
+		}
+		msg := fmt.Sprint(out["error"])
+		if code != "400" || !strings.Contains(msg, "over the") || !strings.Contains(msg, "max_payload") {
+			t.Fatalf("modify %d: code %s %s, want 400 naming the payload limit", i, code, msg)
+		}
+		if after := e.written(t); after != before {
+			t.Fatalf("the refused modify wrote %d messages", after-before)
+		}
+		return
+	}
+	t.Fatal("40 modifies of 900 KB each never reached the payload limit")
 }

@@ -1,0 +1,40 @@
+package bridge_test
+
+import (
+	"testing"
+
+	"github.com/Azure/go-amqp"
+
+	"shadowbridge/bridge"
+	"shadowbridge/domain"
+)
+
+// FuzzParseConfirmation feeds arbitrary bodies and correlation ids to the AMQP confirmation
+// decoder: it never panics, and what it accepts names a valid operation id and a result status.
+func FuzzParseConfirmation(f *testing.F) {
+	for _, s := range []struct{ id, body string }{
+		{"6f1c9a3e-2b4d-4e8f-9a1b-3c5d7e9f1a2b", `{"resultStatus":"success","primaryIdentifiers":{"uid":["u-1"]}}`},
+		{"6f1c9a3e-2b4d-4e8f-9a1b-3c5d7e9f1a2b", `{"resultStatus":"fatal_error","errorCategory":"already-exists","attributes":{"login":["x"],"n":[1e400]}}`},
+		{"not-a-uuid", `{"resultStatus":"success"}`},
+		{"6f1c9a3e-2b4d-4e8f-9a1b-3c5d7e9f1a2b", `[1,2]`},
+		{"", "\xff"},
+	} {
+		f.Add(s.id, []byte(s.body), false)
+		f.Add(s.id, []byte(s.body), true)
+	}
+	f.Fuzz(func(t *testing.T, id string, body []byte, asData bool) {
+		m := &amqp.Message{Properties: &amqp.MessageProperties{CorrelationID: id}}
+		if asData {
+			m.Data = [][]byte{body}
+		} else {
+			m.Value = string(body)
+		}
+		c, err := bridge.ParseConfirmation(m)
+		if err != nil {
+			return
+		}
+		if !domain.ValidID(c.OperationID) || c.ResultStatus == "" {
+			t.Fatalf("accepted %q %q as %+v", id, body, c)
+		}
+	})
+}

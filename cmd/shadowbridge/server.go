@@ -58,6 +58,10 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 			return err
 		}
 	}
+	cfg.HTTP.Listen = *httpAddr
+	if t := getenv("SHADOWBRIDGE_HTTP_TOKEN"); t != "" {
+		cfg.HTTP.Token = t
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -79,7 +83,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	defer nc.Close()
-	err = runApp(ctx, nc, cfg, *httpAddr, log, func(httpAddr string) {
+	err = runApp(ctx, nc, cfg, cfg.HTTP.Listen, log, func(httpAddr string) {
 		fmt.Fprintf(stdout, "shadowbridge dev is running\n  NATS:      %s\n  dashboard: http://%s/\n  data:      %s\n  resources:", srv.ClientURL(), httpAddr, dir)
 		for _, r := range cfg.Resources {
 			fmt.Fprintf(stdout, " %s", r.Name)
@@ -147,6 +151,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if u := getenv("NATS_URL"); u != "" && cfg.NATS.URL == app.DefaultConfig().NATS.URL {
 		cfg.NATS.URL = u
+	}
+	if t := getenv("SHADOWBRIDGE_HTTP_TOKEN"); t != "" {
+		cfg.HTTP.Token = t
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)

@@ -49,6 +49,7 @@ type App struct {
 	Dashboard *projections.Dashboard
 	Micro     micro.Service
 	metrics   *metrics.Set // this app's own registry, served at /metrics
+	http      HTTPConfig
 	targets   map[string]bridge.Target
 	nc        *nats.Conn
 	kv        jetstream.KeyValue // the projection
@@ -94,7 +95,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a := &App{Store: store, Projector: proj, nc: nc, kv: kv, ctx: runCtx, cancel: cancel, log: log, targets: map[string]bridge.Target{},
+	a := &App{Store: store, Projector: proj, nc: nc, kv: kv, http: cfg.HTTP, ctx: runCtx, cancel: cancel, log: log, targets: map[string]bridge.Target{},
 		metrics: metrics.New()}
 	fail := func(err error) (*App, error) { a.Close(); return nil, err }
 	if a.Pending, err = projections.NewPendingIndex(runCtx, kv, log); err != nil {

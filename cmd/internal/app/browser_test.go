@@ -213,3 +213,21 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	t.Logf("shadow screenshot: %s", b.screenshot("shadow.png"))
 }
+
+// With a token, a browser gets in by opening /?token=... once: the page, its script (under the
+// Content-Security-Policy) and its event stream work on the cookie, and live updates arrive.
+func TestDashboardInBrowserWithToken(t *testing.T) {
+	b := startBrowser(t)
+	cfg := app.DefaultConfig()
+	cfg.HTTP = app.HTTPConfig{Listen: "0.0.0.0:0", Token: "browser-token-0123456789"}
+	e := start(t, cfg, app.Options{})
+	srv := httptest.NewServer(e.app.Handler())
+	defer func() { srv.CloseClientConnections(); srv.Close() }()
+	b.navigate(srv.URL + "/")
+	b.waitEval("refused without the token", `String(document.body.textContent.includes("unauthorized"))`, "true")
+	b.navigate(srv.URL + "/?token=browser-token-0123456789")
+	b.waitEval("token dropped from the address", `location.search`, "")
+	id := e.ok(t, "prov.cmd.demo.add", map[string]any{"objectClass": "AccountObjectClass", "attributes": map[string]any{"login": []any{"tok"}}})["shadowId"].(string)
+	e.waitShadow(t, "demo", id, func(d domain.ShadowData) bool { return d.LifecycleState == domain.LifecycleLive })
+	b.waitEval("live count pushed over the cookie-authenticated stream", counterExpr("demo.live"), "1")
+}

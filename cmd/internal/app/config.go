@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -47,9 +48,42 @@ type TLSConfig struct {
 	Key  string `yaml:"key"`
 }
 
-// HTTPConfig is the dashboard/ops listener.
+// HTTPConfig is the dashboard/ops listener. The dashboard and its JSON and SSE endpoints show
+// account attributes: on an address other than loopback they need a bearer token (Token, or the
+// environment variable SHADOWBRIDGE_HTTP_TOKEN) unless Insecure says otherwise. /healthz and
+// /readyz are always open; /metrics is open only with OpenMetrics.
 type HTTPConfig struct {
-	Listen string `yaml:"listen"`
+	Listen      string `yaml:"listen"`
+	Token       string `yaml:"token"`
+	Insecure    bool   `yaml:"insecure"`
+	OpenMetrics bool   `yaml:"openMetrics"`
+}
+
+// MinTokenBytes is the shortest bearer token accepted.
+const MinTokenBytes = 16
+
+// validate reports what is wrong with the listener's protection.
+func (h HTTPConfig) validate() []error {
+	var errs []error
+	host, _, err := net.SplitHostPort(h.Listen)
+	if err != nil {
+		return []error{fmt.Errorf("http.listen %q: want host:port", h.Listen)}
+	}
+	if h.Token != "" && len(h.Token) < MinTokenBytes {
+		errs = append(errs, fmt.Errorf("http.token: at least %d characters", MinTokenBytes))
+	}
+	if h.Token == "" && !h.Insecure && !loopback(host) {
+		errs = append(errs, fmt.Errorf("http.listen %q is not a loopback address and the dashboard shows account data: set http.token (or SHADOWBRIDGE_HTTP_TOKEN), or http.insecure: true", h.Listen))
+	}
+	return errs
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // ObjectClassConfig is one object class.
@@ -179,6 +213,7 @@ func (c Config) Validate() error {
 	if (c.NATS.TLS.Cert == "") != (c.NATS.TLS.Key == "") {
 		errs = append(errs, errors.New("nats.tls: cert and key go together"))
 	}
+	errs = append(errs, c.HTTP.validate()...)
 	if len(c.Resources) == 0 {
 		errs = append(errs, errors.New("resources: at least one resource is required"))
 	}

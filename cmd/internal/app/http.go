@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -77,7 +79,55 @@ func (a *App) Handler() http.Handler {
 		writeJSON(w, d)
 	})
 	mux.HandleFunc("GET /api/shadow/{id}/stream", a.streamShadow)
-	return mux
+	return secure(a.http, mux)
+}
+
+// tokenCookie carries the bearer token for the browser: pages and their EventSource streams
+// cannot send an Authorization header, so /?token=... sets it once.
+const tokenCookie = "shadowbridge_token"
+
+// secure adds the security headers to every answer and, with a token configured, requires it
+// (Authorization: Bearer, or the cookie) everywhere but the health checks (and /metrics with
+// OpenMetrics). Tokens are compared in constant time.
+func secure(cfg HTTPConfig, next http.Handler) http.Handler {
+	want := []byte(cfg.Token)
+	ok := func(got string) bool { return got != "" && subtle.ConstantTimeCompare([]byte(got), want) == 1 }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		open := r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || (r.URL.Path == "/metrics" && cfg.OpenMetrics)
+		if len(want) == 0 || open {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if t := r.URL.Query().Get("token"); t != "" && r.Method == http.MethodGet {
+			if !ok(t) {
+				http.Error(w, "unauthorized: wrong token", http.StatusUnauthorized)
+				return
+			}
+			// Keep the token out of the address bar, history and logs from here on.
+			http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: t, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+			q := r.URL.Query()
+			q.Del("token")
+			u := *r.URL
+			u.RawQuery = q.Encode()
+			http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
+			return
+		}
+		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if c, err := r.Cookie(tokenCookie); got == "" && err == nil {
+			got = c.Value
+		}
+		if !ok(got) {
+			h.Set("WWW-Authenticate", `Bearer realm="shadowbridge"`)
+			http.Error(w, "unauthorized: send Authorization: Bearer <http.token>, or open /?token=<http.token> once in the browser", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // readyLag is how far the projection may trail the log for the service to count as caught up.

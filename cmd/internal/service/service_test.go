@@ -72,7 +72,9 @@ func (e *env) streamMsgs(t *testing.T) uint64 { return e.msgs(t, "PROV_EVENTS") 
 
 // written counts the messages of the event stream and the index bucket: a refused request
 // changes neither.
-func (e *env) written(t *testing.T) uint64 { return e.msgs(t, "PROV_EVENTS") + e.msgs(t, "KV_PROV_INDEX") }
+func (e *env) written(t *testing.T) uint64 {
+	return e.msgs(t, "PROV_EVENTS") + e.msgs(t, "KV_PROV_INDEX")
+}
 
 func (e *env) msgs(t *testing.T, stream string) uint64 {
 	t.Helper()

@@ -345,7 +345,9 @@ func (d *Dispatcher) send(ctx context.Context, req Request, known *Known) error 
 	}
 	if err != nil {
 		cat := Categorize(err)
-		d.logger.Warn("send failed", "resource", req.Resource, "shadow", req.ShadowID, "operation", req.OperationID,
+		// Per operation at debug: in an outage this is one line per operation; the resource's
+		// change of availability and the periodic summary are logged above debug instead.
+		d.logger.Debug("send failed", "resource", req.Resource, "shadow", req.ShadowID, "operation", req.OperationID,
 			"attempt", req.Attempt, "category", cat, "err", err)
 		err = d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, cat, err.Error(), errors.Is(err, ErrNotSent), known)
 	} else {

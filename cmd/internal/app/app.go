@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,6 +40,9 @@ type Options struct {
 	// ProbeInterval is how often a resource that is down is probed (default 1s; negative:
 	// never). Targets keep their own reconnection backoff, so a probe during it costs nothing.
 	ProbeInterval time.Duration
+	// SummaryInterval is how often a resource that is not up is summarized in the log (its
+	// status and the shadows waiting on it; default 1m; negative: never).
+	SummaryInterval time.Duration
 }
 
 // App is a running shadowbridge.
@@ -178,6 +183,12 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	if o.ProbeInterval > 0 {
 		a.goRun("probe", func(ctx context.Context) error { return a.probe(ctx, o.ProbeInterval) })
 	}
+	if o.SummaryInterval == 0 {
+		o.SummaryInterval = time.Minute
+	}
+	if o.SummaryInterval > 0 {
+		a.goRun("summary", func(ctx context.Context) error { return a.summarize(ctx, o.SummaryInterval) })
+	}
 	if needSample && !o.NoSample {
 		primary := func(resource, class string) string {
 			if r, ok := catalog[resource]; ok {
@@ -304,9 +315,33 @@ func (a *App) probe(ctx context.Context, every time.Duration) error {
 			err = p.Probe(pctx)
 			cancel()
 			if err == nil {
-				a.log.Info("resource reachable again", "resource", name)
-				a.Service.Reachable(ctx, name)
+				a.Service.Reachable(ctx, name) // logs the change
 			}
+		}
+	}
+}
+
+// summarize logs, every interval, each resource that is not up: its status, since when, and
+// how many shadows wait on it. In an outage this replaces a line per operation.
+func (a *App) summarize(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		for _, name := range slices.Sorted(maps.Keys(a.Service.Catalog())) {
+			st, err := a.Service.ResourceState(ctx, name)
+			if err != nil || st.Availability == domain.AvailabilityUp {
+				continue
+			}
+			var since time.Time
+			if n := len(st.Changes); n > 0 {
+				since = st.Changes[n-1].Time
+			}
+			a.log.Warn("resource still unavailable", "resource", name, "status", st.Availability, "since", since, "pendingShadows", a.Pending.Count(name))
 		}
 	}
 }

@@ -103,6 +103,13 @@ func (s *Service) noteAvailability(ctx context.Context, resource string, status 
 		s.log.Warn("availability not recorded", "resource", resource, "status", status, "err", err)
 		return
 	}
+	if changed {
+		if status == domain.AvailabilityUp {
+			s.log.Info("resource available again", "resource", resource, "reason", reason)
+		} else {
+			s.log.Warn("resource unavailable: its operations wait for a retry", "resource", resource, "status", status, "reason", reason)
+		}
+	}
 	if changed && status == domain.AvailabilityUp {
 		if res, err := s.catalog.Lookup(resource); err == nil && res.Consistency().RetryOnRecovery {
 			// Beyond midPoint: the resource is back, retry what waits for it now. In the

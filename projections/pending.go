@@ -132,10 +132,20 @@ func (ix *PendingIndex) Count(resource string) int {
 // PendingN is Pending limited to the first limit shadows (0: all); only those are decoded, so a
 // dashboard can show a page of a large backlog cheaply.
 func (ix *PendingIndex) PendingN(ctx context.Context, resource string, limit int) ([]domain.ShadowData, error) {
+	p, err := ix.PendingPage(ctx, resource, "", limit)
+	return p.Shadows, err
+}
+
+// PendingPage is one page of Pending: at most limit shadows (0: all) whose "<resource>.<shadowId>"
+// sorts after the cursor after ("" = from the start). Next is the cursor of the following page
+// ("" when this is the last), Total the number of pending shadows of the resource now. Pages
+// follow the sort order, so a shadow that stays pending is seen once while paging; one that
+// becomes pending meanwhile may be missed, as with any snapshot-free listing.
+func (ix *PendingIndex) PendingPage(ctx context.Context, resource, after string, limit int) (PendingPage, error) {
 	select {
 	case <-ix.ready:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("projections: pending index still loading: %w", ctx.Err())
+		return PendingPage{}, fmt.Errorf("projections: pending index still loading: %w", ctx.Err())
 	}
 	type entry struct {
 		resource, id string
@@ -156,16 +166,39 @@ func (ix *PendingIndex) PendingN(ctx context.Context, resource string, limit int
 		}
 		return strings.Compare(a.id, b.id)
 	})
+	page := PendingPage{Total: len(list)}
+	if after != "" {
+		ar, aid, _ := strings.Cut(after, ".")
+		i, _ := slices.BinarySearchFunc(list, entry{ar, aid, nil}, func(e, t entry) int {
+			if c := strings.Compare(e.resource, t.resource); c != 0 {
+				return c
+			}
+			return strings.Compare(e.id, t.id)
+		})
+		for i < len(list) && list[i].resource == ar && list[i].id == aid {
+			i++
+		}
+		list = list[i:]
+	}
 	if limit > 0 && len(list) > limit {
 		list = list[:limit]
+		last := list[len(list)-1]
+		page.Next = last.resource + "." + last.id
 	}
-	out := make([]domain.ShadowData, 0, len(list))
+	page.Shadows = make([]domain.ShadowData, 0, len(list))
 	for _, e := range list {
 		var d domain.ShadowData
 		if err := json.Unmarshal(e.v, &d); err != nil {
-			return nil, fmt.Errorf("projections: pending: %w", err)
+			return PendingPage{}, fmt.Errorf("projections: pending: %w", err)
 		}
-		out = append(out, d)
+		page.Shadows = append(page.Shadows, d)
 	}
-	return out, nil
+	return page, nil
+}
+
+// PendingPage is a page of the pending shadows (see PendingIndex.PendingPage).
+type PendingPage struct {
+	Shadows []domain.ShadowData `json:"shadows"`
+	Total   int                 `json:"total"`
+	Next    string              `json:"next,omitempty"`
 }

@@ -260,19 +260,55 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 		return err
 	}
 	defer nc.Close()
-	data, _ := json.Marshal(body)
-	rctx, cancel := context.WithTimeout(ctx, *cf.timeout)
-	defer cancel()
-	reply, err := nc.RequestWithContext(rctx, subject, data)
-	if errors.Is(err, nats.ErrNoResponders) {
-		return fmt.Errorf("no shadowbridge service answers on %s (is it running?)", subject)
+	ask := func(body map[string]any) ([]byte, error) {
+		data, _ := json.Marshal(body)
+		rctx, cancel := context.WithTimeout(ctx, *cf.timeout)
+		defer cancel()
+		reply, err := nc.RequestWithContext(rctx, subject, data)
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil, fmt.Errorf("no shadowbridge service answers on %s (is it running?)", subject)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", subject, err)
+		}
+		if code := reply.Header.Get("Nats-Service-Error-Code"); code != "" {
+			return nil, fmt.Errorf("%s %s", code, reply.Header.Get("Nats-Service-Error"))
+		}
+		return reply.Data, nil
 	}
+	if verb == "pending" {
+		// The service answers a page at a time; the CLI lists them all.
+		var all []json.RawMessage
+		for {
+			data, err := ask(body)
+			if err != nil {
+				return err
+			}
+			var page struct {
+				Shadows []json.RawMessage `json:"shadows"`
+				Next    string            `json:"next"`
+			}
+			if err := json.Unmarshal(data, &page); err != nil {
+				return fmt.Errorf("reply is not JSON: %w", err)
+			}
+			all = append(all, page.Shadows...)
+			if page.Next == "" {
+				break
+			}
+			body["after"], body["limit"] = page.Next, 1000
+		}
+		if all == nil {
+			all = []json.RawMessage{}
+		}
+		out, _ := json.MarshalIndent(map[string]any{"shadows": all}, "", "  ")
+		fmt.Fprintln(stdout, string(out))
+		return nil
+	}
+	data, err := ask(body)
 	if err != nil {
-		return fmt.Errorf("%s: %w", subject, err)
+		return err
 	}
-	if code := reply.Header.Get("Nats-Service-Error-Code"); code != "" {
-		return fmt.Errorf("%s %s", code, reply.Header.Get("Nats-Service-Error"))
-	}
+	reply := struct{ Data []byte }{data}
 	if verb == "history" {
 		return printHistory(reply.Data, *asJSON, stdout)
 	}

@@ -89,10 +89,19 @@ type ShadowQuery struct {
 	AsOf     string `json:"asOf,omitempty"`
 }
 
-// PendingQuery is the body of prov.query.pending.
+// PendingQuery is the body of prov.query.pending: a page of at most Limit shadows (default
+// DefaultPendingLimit, at most MaxPendingLimit) after the cursor After (the reply's "next").
 type PendingQuery struct {
 	Resource string `json:"resource,omitempty"`
+	Limit    int    `json:"limit,omitempty"`
+	After    string `json:"after,omitempty"`
 }
+
+// Page sizes of prov.query.pending.
+const (
+	DefaultPendingLimit = 100
+	MaxPendingLimit     = 1000
+)
 
 // ResourceQuery is the body of prov.query.resource: a resource's availability and its last changes.
 type ResourceQuery struct {
@@ -253,7 +262,7 @@ func fieldNames(v any) []string {
 	case MaintenanceBody:
 		return []string{"maintenance", "reason"}
 	case PendingQuery:
-		return []string{"resource"}
+		return []string{"resource", "limit", "after"}
 	case HistoryQuery:
 		return []string{"shadowId"}
 	case ResourceQuery:

@@ -10,6 +10,7 @@ import (
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 	"shadowbridge/eventstore/natstest"
+	"shadowbridge/projections"
 )
 
 // blockingPending is a pending index whose listing waits until its caller gives up, and says
@@ -21,6 +22,11 @@ func (b blockingPending) Pending(ctx context.Context, _ string) ([]domain.Shadow
 	<-ctx.Done()
 	close(b.gaveUp)
 	return nil, ctx.Err()
+}
+
+func (b blockingPending) PendingPage(ctx context.Context, resource, _ string, _ int) (projections.PendingPage, error) {
+	list, err := b.Pending(ctx, resource)
+	return projections.PendingPage{Shadows: list}, err
 }
 
 // Work the service starts on its own (the release of operations when maintenance ends) does not

@@ -469,17 +469,27 @@ func (s *Service) queryPending(ctx context.Context, data []byte) (any, error) {
 			return nil, &notFound{err}
 		}
 	}
+	switch {
+	case q.Limit < 0 || q.Limit > MaxPendingLimit:
+		return nil, fmt.Errorf("%w: limit must be between 1 and %d", ErrBadRequest, MaxPendingLimit)
+	case q.Limit == 0:
+		q.Limit = DefaultPendingLimit
+	}
 	if s.pending == nil {
 		return nil, fmt.Errorf("%w: pending index not available", eventstore.ErrUnavailable)
 	}
-	list, err := s.pending.Pending(ctx, q.Resource)
-	if err != nil {
-		return nil, err
+	// A page must fit one NATS message: halve it until it does (shadows differ in size).
+	room := int(s.nc.MaxPayload()) - 4096
+	for {
+		page, err := s.pending.PendingPage(ctx, q.Resource, q.After, q.Limit)
+		if err != nil {
+			return nil, err
+		}
+		if b, _ := json.Marshal(page); len(b) <= room || q.Limit == 1 {
+			return page, nil
+		}
+		q.Limit /= 2
 	}
-	if list == nil {
-		list = []domain.ShadowData{}
-	}
-	return map[string]any{"shadows": list}, nil
 }
 
 // HistoryEvent is one event as history and audit show it.

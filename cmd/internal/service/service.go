@@ -40,6 +40,7 @@ var _ Store = (*eventstore.Store)(nil)
 // Pending lists the shadows with unfinished operations (the projection's pending index).
 type Pending interface {
 	Pending(ctx context.Context, resource string) ([]domain.ShadowData, error)
+	PendingPage(ctx context.Context, resource, after string, limit int) (projections.PendingPage, error)
 }
 
 // Service executes commands. Safe for concurrent use.

@@ -561,3 +561,75 @@ func TestShadowSizeLimit(t *testing.T) {
 	}
 	t.Fatal("40 modifies of 900 KB each never reached the payload limit")
 }
+
+// prov.query.pending answers a page at a time: a backlog larger than one NATS message is paged
+// (the page shrinks until it fits) and the pages together list every pending shadow once.
+func TestPendingIsPaged(t *testing.T) {
+	e := start(t, app.Options{NoDispatcher: true, NoSample: true})
+	const n = 60
+	big := make([]any, 3)
+	for i := range big {
+		big[i] = fmt.Sprint(i, strings.Repeat("b", 60<<10))
+	}
+	for i := range n {
+		body := addBody(fmt.Sprint("p", i))
+		body["attributes"].(map[string]any)["blob"] = big
+		e.ok(t, "prov.cmd.demo.add", body)
+	}
+	page := func(body string) (list []any, total float64, next string) {
+		out, code, msg := e.request(t, "prov.query.pending", []byte(body))
+		if code != "" {
+			t.Fatalf("pending %s: %s %s", body, code, msg)
+		}
+		list, _ = out["shadows"].([]any)
+		total, _ = out["total"].(float64)
+		next, _ = out["next"].(string)
+		return list, total, next
+	}
+	waitFor(t, "every shadow in the pending index", 10*time.Second, func() bool { _, total, _ := page(`{}`); return total == n })
+	// ~11 MB in all: the default page of 100 does not fit 8 MiB and shrinks.
+	first, _, next := page(`{}`)
+	if len(first) == 0 || len(first) >= n || next == "" {
+		t.Fatalf("first page: %d shadows, next %q", len(first), next)
+	}
+	seen := map[string]bool{}
+	for _, s := range first {
+		seen[s.(map[string]any)["shadowId"].(string)] = true
+	}
+	for pages := 1; next != ""; pages++ {
+		if pages > n {
+			t.Fatal("paging does not end")
+		}
+		var list []any
+		list, _, next = page(fmt.Sprintf(`{"after":%q,"limit":1000}`, next))
+		for _, s := range list {
+			id := s.(map[string]any)["shadowId"].(string)
+			if seen[id] {
+				t.Fatalf("shadow %s listed twice", id)
+			}
+			seen[id] = true
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("pages listed %d of %d shadows", len(seen), n)
+	}
+	if list, _, next := page(`{"limit":7}`); len(list) != 7 || next == "" {
+		t.Fatalf("limit 7: %d shadows, next %q", len(list), next)
+	}
+	for _, bad := range []string{`{"limit":1001}`, `{"limit":-1}`} {
+		if _, code, _ := e.request(t, "prov.query.pending", []byte(bad)); code != "400" {
+			t.Fatalf("%s: code %q, want 400", bad, code)
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %s", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

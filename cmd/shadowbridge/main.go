@@ -46,6 +46,8 @@ client (over NATS; --server URL, env NATS_URL):
   explain SHADOW [--json]                         why the shadow is in its state, and what happens next
   audit [--resource R] [--object-class C] [--operation add|modify|delete] [--result R]
         [--since T] [--until T] [--request-id ID] [--json]   replay the event log for auditors
+  verify [--full] [--config FILE] [--json]        check the log against the projection, the index
+                                                  and the timers (read-only; non-zero exit on a violation)
 
 Run 'shadowbridge <command> --help' for the flags of a command.
 `
@@ -68,6 +70,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runRebuild(ctx, rest, getenv, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, rest, getenv, stdout, stderr)
+	case "verify":
+		return runVerify(ctx, rest, getenv, stdout, stderr)
 	case "add", "modify", "delete", "refresh", "confirm", "cancel", "maintenance", "resource", "get", "pending", "history", "explain":
 		return runClient(ctx, cmd, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":

@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 type syncBuf struct {
@@ -182,5 +185,51 @@ func TestSecondDevOnSameDataIsRefused(t *testing.T) {
 	err := run(t.Context(), []string{"dev", "--data", dir, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0"}, func(string) string { return "" }, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "is used by process") || !strings.Contains(err.Error(), "--data") {
 		t.Fatalf("second dev: %v", err)
+	}
+}
+
+// `shadowbridge verify` beside a running dev: clean, then a deleted projection entry makes it
+// print the violation and exit non-zero.
+func TestVerifyCommand(t *testing.T) {
+	natsURL, _, stop := startDev(t, t.TempDir())
+	defer stop()
+	out, err := client(t, natsURL, "add", "demo", "login=verify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct{ ShadowID string }
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err = client(t, natsURL, "verify", "--recheck", "2s")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("verify of a healthy dev: %v\n%s", err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(out, "0 violations") {
+		t.Fatalf("verify: %s", out)
+	}
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(t.Context(), "PROV_SHADOWS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(t.Context(), "demo."+r.ShadowID); err != nil {
+		t.Fatal(err)
+	}
+	out, err = client(t, natsURL, "verify", "--recheck", "200ms")
+	if err == nil || !strings.Contains(err.Error(), "1 violations") || !strings.Contains(out, "VIOLATION [projection] demo "+r.ShadowID) {
+		t.Fatalf("verify after a deleted projection entry: %v\n%s", err, out)
 	}
 }

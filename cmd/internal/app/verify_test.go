@@ -1,0 +1,144 @@
+package app_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/cmd/internal/app"
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+	"shadowbridge/eventstore/storetest"
+	"shadowbridge/projections"
+)
+
+// verify runs the checker against the running app and returns its findings.
+func verify(t *testing.T, e *env, recheck time.Duration) projections.VerifyReport {
+	t.Helper()
+	rep, err := projections.Verify(t.Context(), e.app.Store, e.kv, projections.VerifyOptions{Full: true, Recheck: recheck})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func has(rep projections.VerifyReport, check, shadowID string, notice bool) bool {
+	for _, f := range rep.Findings {
+		if f.Check == check && (shadowID == "" || f.ShadowID == shadowID) && f.Notice == notice {
+			return true
+		}
+	}
+	return false
+}
+
+// verify is clean on a healthy log beside a running service, and reports each kind of
+// corruption seeded into it: a projection entry deleted, a timer dropped, a claim forged, an
+// operation missing from the index, a request id decided twice, a state that is not the fold of
+// its events.
+func TestVerifyFindsSeededCorruption(t *testing.T) {
+	e := start(t, app.DefaultConfig(), app.Options{})
+	ctx := t.Context()
+	var ids []string
+	for i := range 6 {
+		id := e.ok(t, "prov.cmd.demo.add", map[string]any{"requestId": fmt.Sprint("v-", i), "objectClass": "AccountObjectClass",
+			"attributes": map[string]any{"login": []any{fmt.Sprint("v", i)}}})["shadowId"].(string)
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		e.waitShadow(t, "demo", id, func(d domain.ShadowData) bool { return d.LifecycleState == domain.LifecycleLive })
+	}
+	store := e.app.Store
+	waitFor(t, "retention timers armed", 10*time.Second, func() bool {
+		for _, id := range ids {
+			if _, armed, err := store.ArmedTimer(ctx, "demo", id); err != nil || !armed {
+				return false
+			}
+		}
+		return true
+	})
+	clean := verify(t, e, 2*time.Second)
+	if clean.Violations() != 0 || clean.Shadows != len(ids) || clean.Folded == 0 {
+		t.Fatalf("a healthy log: %d violations in %d shadows (%d folded): %v", clean.Violations(), clean.Shadows, clean.Folded, clean.Findings)
+	}
+
+	js, _ := jetstream.New(e.nc)
+	index, err := js.KeyValue(ctx, "PROV_INDEX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1. A projection entry deleted.
+	if err := e.kv.Delete(ctx, "demo."+ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	// 2. A timer dropped.
+	if err := store.CancelTimer(ctx, "demo", ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	// 3. A claim forged: shadow 2's login now names shadow 3 as its holder.
+	st2, _, _ := store.Load(ctx, "demo", ids[2])
+	if _, err := index.Put(ctx, eventstore.ClaimKey(st2.Claims()[0]), []byte(ids[3])); err != nil {
+		t.Fatal(err)
+	}
+	// 4. An operation missing from the index.
+	st4, _, _ := store.Load(ctx, "demo", ids[4])
+	if err := index.Delete(ctx, "op."+st4.Data().PendingOperations[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	// 5. One request id decided twice (two modifies stored with the same id, no reservation).
+	res := e.app.Service.Catalog()["demo"]
+	for range 2 {
+		if _, err := store.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: ids[5], RequestID: "twice",
+			Decide: func(st domain.Shadow) ([]domain.Event, error) {
+				return domain.Decide(st, domain.Modify{Resource: res, OperationID: newID(), RequestID: "twice",
+					Changes: domain.Changes{"mail": {Add: []any{newID()}}}}, time.Now())
+			}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 6. A stored state that is not the fold of its events: a commit of a fresh shadow whose
+	// state claims another version.
+	forged := newID()
+	ev, err := domain.Decide(domain.Shadow{}, domain.Add{Resource: res, ShadowID: forged, OperationID: newID(), ObjectClass: "AccountObjectClass",
+		Attributes: domain.Attributes{"login": {"forged"}}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := domain.Fold(domain.Fold(domain.Shadow{}, ev), ev[:1])
+	if _, err := store.Append(ctx, eventstore.Commit{Resource: "demo", ShadowID: forged, Events: ev, State: wrong}); err != nil {
+		t.Fatal(err)
+	}
+
+	rep := verify(t, e, 500*time.Millisecond)
+	for _, w := range []struct {
+		check, shadow string
+		notice        bool
+	}{
+		{"projection", ids[0], false},
+		{"timer", ids[1], false},
+		{"claim", ids[2], false}, // its login is not claimed by it
+		{"claim", ids[3], true},  // the forged holder does not hold it: stale
+		{"operation-index", ids[4], false},
+		{"request-once", ids[5], false},
+		{"fold", forged, false},
+	} {
+		if !has(rep, w.check, w.shadow, w.notice) {
+			t.Errorf("%s of %s (notice %v) not reported; findings:\n%s", w.check, w.shadow, w.notice, findings(rep))
+		}
+	}
+	if rep.Violations() < 6 {
+		t.Errorf("%d violations:\n%s", rep.Violations(), findings(rep))
+	}
+}
+
+func findings(rep projections.VerifyReport) string {
+	var b strings.Builder
+	for _, f := range rep.Findings {
+		b.WriteString(f.String() + "\n")
+	}
+	return b.String()
+}
+
+var newID = storetest.NewID

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"shadowbridge/cmd/internal/app"
+	"shadowbridge/domain"
+	"shadowbridge/projections"
+)
+
+// runVerify checks the log against the projection, the index and the timers (read-only) and
+// fails when it finds a violation.
+func runVerify(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf := clientFlags(fs, getenv)
+	full := fs.Bool("full", false, "fold every shadow's events (default: one shadow in 16)")
+	cfgFile := fs.String("config", "", "the service's YAML configuration, for each resource's consistency settings (default: midPoint's defaults)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	recheck := fs.Duration("recheck", 3*time.Second, "how long a running service gets to fix a finding before it is reported")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	consistency := func(string) domain.Consistency { return domain.DefaultConsistency() }
+	if *cfgFile != "" {
+		cfg, err := app.Load(*cfgFile)
+		if err != nil {
+			return err
+		}
+		cat, err := cfg.Catalog()
+		if err != nil {
+			return err
+		}
+		consistency = func(resource string) domain.Consistency {
+			if r, err := cat.Lookup(resource); err == nil {
+				return r.Consistency()
+			}
+			return domain.DefaultConsistency()
+		}
+	}
+	nc, err := cf.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	store, err := openStore(ctx, nc, *cf.prefix)
+	if err != nil {
+		return err
+	}
+	pcfg := projections.DefaultConfig()
+	pcfg.Attach = true
+	kv, err := projections.OpenBucket(ctx, store.JetStream(), pcfg)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	rep, err := projections.Verify(ctx, store, kv, projections.VerifyOptions{Full: *full, Consistency: consistency, Recheck: *recheck,
+		Progress: func(read, last uint64) { fmt.Fprintf(stderr, "\rverify: record %d", read) }})
+	fmt.Fprint(stderr, "\r")
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		out, _ := json.MarshalIndent(rep, "", "  ")
+		fmt.Fprintln(stdout, string(out))
+	} else {
+		for _, f := range rep.Findings {
+			fmt.Fprintln(stdout, f)
+		}
+		fmt.Fprintf(stdout, "verified %d records (up to sequence %d) of %d shadows in %s: %d operations, %d index entries, %d folded; %d violations, %d notices\n",
+			rep.Records, rep.LastSeq, rep.Shadows, time.Since(start).Round(time.Millisecond), rep.Operations, rep.IndexEntries, rep.Folded,
+			rep.Violations(), len(rep.Findings)-rep.Violations())
+	}
+	if n := rep.Violations(); n > 0 {
+		return fmt.Errorf("verify: %d violations", n)
+	}
+	return nil
+}

@@ -1,0 +1,385 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/domain"
+	"shadowbridge/eventstore"
+)
+
+// VerifySource is what Verify reads: the log, the index, the armed timers and the dispatcher's
+// position. *eventstore.Store is one; nothing is written.
+type VerifySource interface {
+	Replay(ctx context.Context, from uint64, fn func(*eventstore.Record) error) (uint64, error)
+	Load(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error)
+	IndexEntries(ctx context.Context, fn func(eventstore.IndexEntry) error) error
+	ArmedTimer(ctx context.Context, resource, shadowID string) (time.Time, bool, error)
+	AckFloor(ctx context.Context, consumer string) (uint64, error)
+}
+
+var _ VerifySource = (*eventstore.Store)(nil)
+
+// VerifyOptions tune Verify.
+type VerifyOptions struct {
+	// Full folds every shadow's events and compares them with every stored state; otherwise one
+	// shadow in SampleEvery (default 16) is folded.
+	Full        bool
+	SampleEvery int
+	// Consistency returns a resource's consistency settings (when timers are due); default
+	// domain.DefaultConsistency().
+	Consistency func(resource string) domain.Consistency
+	// Dispatcher is the dispatcher's durable consumer (default "PROV_DISPATCHER").
+	Dispatcher string
+	// Recheck is how long a finding that a running service could be about to fix (the
+	// projection behind, a timer being armed) is given before it is reported (default 3s).
+	Recheck time.Duration
+	// Progress, when set, is called every 10,000 records with the records read and the last
+	// sequence of the log.
+	Progress func(read, last uint64)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Finding is one problem Verify found. A notice is a leftover that does no harm (a crash
+// between the index write and the append leaves one; it is taken over or ignored); a
+// violation breaks a guarantee.
+type Finding struct {
+	Check    string `json:"check"`
+	Resource string `json:"resource,omitempty"`
+	ShadowID string `json:"shadowId,omitempty"`
+	Detail   string `json:"detail"`
+	Notice   bool   `json:"notice,omitempty"`
+}
+
+func (f Finding) String() string {
+	kind := "VIOLATION"
+	if f.Notice {
+		kind = "notice"
+	}
+	return fmt.Sprintf("%s [%s] %s %s: %s", kind, f.Check, f.Resource, f.ShadowID, f.Detail)
+}
+
+// VerifyReport is what Verify read and found.
+type VerifyReport struct {
+	Records, Shadows, Folded, Operations, IndexEntries, Claims int
+	LastSeq                                                     uint64
+	Findings                                                    []Finding
+}
+
+// Violations counts the findings that are not notices.
+func (r VerifyReport) Violations() int {
+	n := 0
+	for _, f := range r.Findings {
+		if !f.Notice {
+			n++
+		}
+	}
+	return n
+}
+
+type verifiedShadow struct {
+	resource, id string
+	last         domain.Shadow
+	lastSeq      uint64
+	ops          map[string]bool   // every operation id in its events
+	dispatched   map[string]uint64 // operation -> seq of its last DispatchRequested
+	postponed    map[string]uint64 // operation -> seq of its last OperationPostponed
+	adds         int
+	folded       *domain.Shadow
+}
+
+// Verify checks the provisioning log against everything derived from it, the way fsck checks a
+// file system, reading only (it can run beside a live service):
+//   - folding a shadow's events gives the state stored with each of its commits (Full, or a sample);
+//   - the projection holds each shadow's last state (an expired shadow none);
+//   - every operation of a shadow is in the operation index, pointing to it; an index entry of an
+//     operation its shadow never had is a notice;
+//   - every identifier a live shadow holds is claimed by it; a claim its holder does not hold is
+//     a notice (stale);
+//   - no two live shadows hold one identifier; no shadow was added twice; no request id has two
+//     decisions;
+//   - nothing unfinished is stuck: work due at a time has a timer armed at or before it, and an
+//     operation released to the target was dispatched or is still ahead of the dispatcher.
+//
+// Findings a running service may be about to fix are checked again after Recheck.
+func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue, o VerifyOptions) (VerifyReport, error) {
+	if o.SampleEvery <= 0 {
+		o.SampleEvery = 16
+	}
+	if o.Consistency == nil {
+		o.Consistency = func(string) domain.Consistency { return domain.DefaultConsistency() }
+	}
+	if o.Dispatcher == "" {
+		o.Dispatcher = "PROV_DISPATCHER"
+	}
+	if o.Recheck == 0 {
+		o.Recheck = 3 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	var rep VerifyReport
+	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
+	shadows := map[string]*verifiedShadow{} // "<resource>.<id>"
+	requests := map[string]uint64{}         // "<resource>\x00<request id>" -> seq of its decision
+	var lastSeen uint64
+	last, err := src.Replay(ctx, 1, func(r *eventstore.Record) error {
+		rep.Records++
+		lastSeen = r.Seq
+		if o.Progress != nil && rep.Records%10000 == 0 {
+			o.Progress(r.Seq, lastSeen)
+		}
+		key := r.Resource + "." + r.ShadowID
+		vs := shadows[key]
+		if vs == nil {
+			vs = &verifiedShadow{resource: r.Resource, id: r.ShadowID, ops: map[string]bool{}, dispatched: map[string]uint64{}, postponed: map[string]uint64{}}
+			if o.Full || sampled(r.ShadowID, o.SampleEvery) {
+				vs.folded = &domain.Shadow{}
+			}
+			shadows[key] = vs
+		}
+		events, err := r.Events()
+		if err != nil {
+			add(Finding{Check: "decode", Resource: r.Resource, ShadowID: r.ShadowID, Detail: fmt.Sprintf("record %d: %v", r.Seq, err)})
+			return nil
+		}
+		st, err := r.State()
+		if err != nil {
+			add(Finding{Check: "decode", Resource: r.Resource, ShadowID: r.ShadowID, Detail: fmt.Sprintf("record %d: %v", r.Seq, err)})
+			return nil
+		}
+		decision := false
+		for _, e := range events {
+			if id := domain.EventOperationID(e); id != "" {
+				vs.ops[id] = true
+			}
+			switch x := e.(type) {
+			case domain.AddRequested:
+				vs.adds++
+				decision = true
+				if vs.adds == 2 {
+					add(Finding{Check: "one-add", Resource: r.Resource, ShadowID: r.ShadowID, Detail: fmt.Sprintf("a second add at record %d", r.Seq)})
+				}
+			case domain.ModifyRequested, domain.DeleteRequested:
+				decision = true
+			case domain.DispatchRequested:
+				vs.dispatched[x.OperationID] = r.Seq
+			case domain.OperationPostponed:
+				vs.postponed[x.OperationID] = r.Seq
+			}
+		}
+		if rid, _ := r.RequestID(); rid != "" && decision {
+			k := r.Resource + "\x00" + rid
+			if first, dup := requests[k]; dup {
+				add(Finding{Check: "request-once", Resource: r.Resource, ShadowID: r.ShadowID,
+					Detail: fmt.Sprintf("request id %q decided twice (records %d and %d)", rid, first, r.Seq)})
+			} else {
+				requests[k] = r.Seq
+			}
+		}
+		if vs.folded != nil {
+			next := domain.Fold(*vs.folded, events)
+			vs.folded = &next
+			rep.Folded++
+			if !sameState(next, st) {
+				add(Finding{Check: "fold", Resource: r.Resource, ShadowID: r.ShadowID,
+					Detail: fmt.Sprintf("record %d: folding the events gives version %d, the stored state is version %d or differs", r.Seq, next.Version(), st.Version())})
+				vs.folded = &st // report each divergence once
+			}
+		}
+		vs.last, vs.lastSeq = st, r.Seq
+		return nil
+	})
+	if err != nil {
+		return rep, err
+	}
+	rep.LastSeq, rep.Shadows = last, len(shadows)
+
+	// Identifiers held by live shadows: each claimed by its holder, none held twice.
+	holders := map[string]string{} // claim key -> shadow id
+	for _, vs := range shadows {
+		rep.Operations += len(vs.ops)
+		if !vs.last.Created() || vs.last.Dead() {
+			continue
+		}
+		for _, c := range vs.last.Claims() {
+			k := eventstore.ClaimKey(c)
+			if other, dup := holders[k]; dup && c.Kind == domain.SecondaryIdentifier {
+				add(Finding{Check: "unique-identifier", Resource: vs.resource, ShadowID: vs.id,
+					Detail: fmt.Sprintf("%s=%v is also held by live shadow %s", c.Attribute, c.Value, other)})
+			}
+			holders[k] = vs.id
+		}
+	}
+
+	// The index, against the log.
+	indexed := map[string]string{} // operation -> "<resource>.<shadow>"
+	claimed := map[string]string{} // claim key -> holder
+	if err := src.IndexEntries(ctx, func(e eventstore.IndexEntry) error {
+		rep.IndexEntries++
+		switch e.Kind {
+		case "operation":
+			indexed[e.OperationID] = e.Resource + "." + e.ShadowID
+			vs := shadows[e.Resource+"."+e.ShadowID]
+			if vs == nil || !vs.ops[e.OperationID] {
+				add(Finding{Check: "operation-index", Resource: e.Resource, ShadowID: e.ShadowID, Notice: true,
+					Detail: fmt.Sprintf("index entry of operation %s, which the shadow never had (a decision that was not stored)", e.OperationID)})
+			}
+		case "claim":
+			rep.Claims++
+			claimed[e.Key] = e.Holder.ShadowID
+			if holders[e.Key] != e.Holder.ShadowID {
+				add(Finding{Check: "claim", Resource: e.Resource, ShadowID: e.Holder.ShadowID, Notice: true,
+					Detail: fmt.Sprintf("claim %s is held by a shadow that does not hold the identifier (stale: taken over when needed)", e.Key)})
+			}
+		}
+		return nil
+	}); err != nil {
+		return rep, err
+	}
+	floor, err := src.AckFloor(ctx, o.Dispatcher)
+	if err != nil {
+		return rep, err
+	}
+
+	// Per shadow, what a running service could still be fixing is checked twice.
+	type suspect struct {
+		vs   *verifiedShadow
+		find []Finding
+	}
+	check := func(vs *verifiedShadow, st domain.Shadow, kvValue []byte, kvFound bool) ([]Finding, error) {
+		var out []Finding
+		f := func(check, detail string) {
+			out = append(out, Finding{Check: check, Resource: vs.resource, ShadowID: vs.id, Detail: detail})
+		}
+		d := st.Data()
+		switch {
+		case d.Expired && kvFound:
+			f("projection", "an expired shadow is still in the projection")
+		case !d.Expired && st.Created() && !kvFound:
+			f("projection", fmt.Sprintf("missing from the projection (version %d)", st.Version()))
+		case !d.Expired && kvFound:
+			var p domain.ShadowData
+			if err := json.Unmarshal(kvValue, &p); err != nil {
+				f("projection", fmt.Sprintf("undecodable: %v", err))
+			} else if a, b := mustJSON(p), mustJSON(d); !bytes.Equal(a, b) {
+				f("projection", fmt.Sprintf("differs from the last commit (projection version %d, log version %d)", p.Version, d.Version))
+			}
+		}
+		for _, p := range d.PendingOperations {
+			if got, ok := indexed[p.ID]; !ok || got != vs.resource+"."+vs.id {
+				f("operation-index", fmt.Sprintf("operation %s is not in the index (a confirmation of it would not be found)", p.ID))
+			}
+			if p.ExecutionStatus == domain.StatusExecutionPending && p.AttemptNumber == 0 {
+				seq := vs.dispatched[p.ID]
+				if seq != 0 && seq <= floor && vs.postponed[p.ID] < seq {
+					f("stuck", fmt.Sprintf("operation %s was released at record %d, the dispatcher is past it (%d), and no attempt is recorded", p.ID, seq, floor))
+				}
+			}
+		}
+		if st.Created() && !st.Dead() {
+			for _, c := range st.Claims() {
+				if c.Kind == domain.SecondaryIdentifier && claimed[eventstore.ClaimKey(c)] != vs.id {
+					f("claim", fmt.Sprintf("%s=%v is not claimed by the shadow (another add of it would not be refused)", c.Attribute, c.Value))
+				}
+			}
+		}
+		if due, ok := domain.NextDue(st, o.Consistency(vs.resource)); ok {
+			at, armed, err := src.ArmedTimer(ctx, vs.resource, vs.id)
+			if err != nil {
+				return nil, err
+			}
+			if !armed || at.After(due.Add(time.Second)) {
+				detail := fmt.Sprintf("work is due at %s and no timer is armed", due.UTC().Format(time.RFC3339))
+				if armed {
+					detail = fmt.Sprintf("work is due at %s but the timer is armed for %s", due.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
+				}
+				f("timer", detail)
+			}
+		}
+		return out, nil
+	}
+	kvGet := func(key string) ([]byte, bool, error) {
+		e, err := projection.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		return e.Value(), true, nil
+	}
+	var suspects []suspect
+	keys := make([]string, 0, len(shadows))
+	for k := range shadows {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		vs := shadows[k]
+		v, found, err := kvGet(k)
+		if err != nil {
+			return rep, err
+		}
+		find, err := check(vs, vs.last, v, found)
+		if err != nil {
+			return rep, err
+		}
+		if len(find) > 0 {
+			suspects = append(suspects, suspect{vs, find})
+		}
+	}
+	if len(suspects) > 0 {
+		select {
+		case <-time.After(o.Recheck):
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		}
+		for _, s := range suspects {
+			st, seq, err := src.Load(ctx, s.vs.resource, s.vs.id)
+			if err != nil {
+				return rep, err
+			}
+			if seq != s.vs.lastSeq {
+				// The shadow moved on since the replay: only its fresh state counts, and the
+				// index maps were read before; a shadow changing under verify is not reported.
+				continue
+			}
+			v, found, err := kvGet(s.vs.resource + "." + s.vs.id)
+			if err != nil {
+				return rep, err
+			}
+			again, err := check(s.vs, st, v, found)
+			if err != nil {
+				return rep, err
+			}
+			for _, f := range again {
+				add(f)
+			}
+		}
+	}
+	return rep, nil
+}
+
+// sampled picks one shadow in every n, the same ones on every run.
+func sampled(id string, n int) bool {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return h.Sum32()%uint32(n) == 0
+}
+
+func sameState(a, b domain.Shadow) bool { return bytes.Equal(mustJSON(a.Data()), mustJSON(b.Data())) }
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}

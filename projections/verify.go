@@ -71,8 +71,8 @@ func (f Finding) String() string {
 // VerifyReport is what Verify read and found.
 type VerifyReport struct {
 	Records, Shadows, Folded, Operations, IndexEntries, Claims int
-	LastSeq                                                     uint64
-	Findings                                                    []Finding
+	LastSeq                                                    uint64
+	Findings                                                   []Finding
 }
 
 // Violations counts the findings that are not notices.

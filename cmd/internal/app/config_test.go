@@ -114,6 +114,7 @@ func TestDeploymentFilesAreValid(t *testing.T) {
 	root := filepath.Join("..", "..", "..", "deployments")
 	t.Setenv("SHADOWBRIDGE_NATS_PASSWORD", "x")
 	t.Setenv("IDM_NATS_PASSWORD", "y")
+	t.Setenv("AUDITOR_NATS_PASSWORD", "z")
 	opts, err := server.ProcessConfigFile(filepath.Join(root, "nats", "nats-server.conf"))
 	if err != nil {
 		t.Fatal(err)

@@ -55,6 +55,8 @@ type App struct {
 	Micro     micro.Service
 	metrics   *metrics.Set // this app's own registry, served at /metrics
 	http      HTTPConfig
+	feed      dashboardFeed
+	streams   chan struct{} // one token per open event stream (MaxStreams)
 	targets   map[string]bridge.Target
 	nc        *nats.Conn
 	kv        jetstream.KeyValue // the projection
@@ -100,7 +102,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a := &App{Store: store, Projector: proj, nc: nc, kv: kv, http: cfg.HTTP, ctx: runCtx, cancel: cancel, log: log, targets: map[string]bridge.Target{},
+	a := &App{Store: store, Projector: proj, nc: nc, kv: kv, http: cfg.HTTP, streams: make(chan struct{}, MaxStreams), ctx: runCtx, cancel: cancel, log: log, targets: map[string]bridge.Target{},
 		metrics: metrics.New()}
 	fail := func(err error) (*App, error) { a.Close(); return nil, err }
 	if a.Pending, err = projections.NewPendingIndex(runCtx, kv, log); err != nil {

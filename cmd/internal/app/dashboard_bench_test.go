@@ -121,3 +121,80 @@ func BenchmarkDashboardLatency(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99:ms")
 	}
 }
+
+// BenchmarkWritersWithStreams: adds at 1,000/s for 3 s with no dashboard open, then the same
+// with 200 dashboard streams open (each reading everything pushed): the writers' reply p50/p99
+// both ways, the bytes pushed, and ratio = p99 with streams / p99 without.
+func BenchmarkWritersWithStreams(b *testing.B) {
+	const rate, seconds, streams = 1000, 3, 200
+	for range b.N {
+		var p99 [2]float64
+		var pushed int64
+		for round, k := range []int{0, streams} {
+			srv := natstest.Start(b)
+			nc := srv.Connect(b)
+			ctx, cancel := context.WithCancel(context.Background())
+			a, err := app.Start(ctx, nc, app.DefaultConfig(), app.Options{}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			hs := httptest.NewServer(a.Handler())
+			var bytesIn sync.Map
+			for i := range k {
+				req, _ := http.NewRequestWithContext(ctx, "GET", hs.URL+"/api/stream", nil)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil || resp.StatusCode != 200 {
+					b.Fatalf("stream %d: %v", i, err)
+				}
+				go func() {
+					buf := make([]byte, 64<<10)
+					var total int64
+					for {
+						n, err := resp.Body.Read(buf)
+						total += int64(n)
+						bytesIn.Store(i, total)
+						if err != nil {
+							return
+						}
+					}
+				}()
+			}
+			var mu sync.Mutex
+			var lat []time.Duration
+			tick := time.NewTicker(time.Second / rate)
+			var wg sync.WaitGroup
+			for i := range rate * seconds {
+				<-tick.C
+				wg.Go(func() {
+					t0 := time.Now()
+					m, err := nc.Request("prov.cmd.demo.add", fmt.Appendf(nil, `{"objectClass":"AccountObjectClass","attributes":{"login":["w%d"]}}`, i), 10*time.Second)
+					if err != nil || m.Header.Get("Nats-Service-Error-Code") != "" {
+						b.Errorf("add: %v", err)
+						return
+					}
+					mu.Lock()
+					lat = append(lat, time.Since(t0))
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			tick.Stop()
+			slices.Sort(lat)
+			p99[round] = float64(lat[len(lat)*99/100].Microseconds()) / 1000
+			if round == 1 {
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_streams:ms")
+			} else {
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_alone:ms")
+			}
+			bytesIn.Range(func(_, v any) bool { pushed += v.(int64); return true })
+			cancel()
+			hs.CloseClientConnections()
+			hs.Close()
+			a.Close()
+		}
+		b.ReportMetric(p99[0], "p99_alone:ms")
+		b.ReportMetric(p99[1], "p99_streams:ms")
+		b.ReportMetric(float64(pushed)/1e6, "pushed:MB")
+		b.ReportMetric(p99[1]/p99[0], "ratio")
+	}
+}

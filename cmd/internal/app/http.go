@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"embed"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -202,9 +204,27 @@ type ResourceView struct {
 // DashboardData is what the dashboard shows (GET /api/dashboard, and each server-sent event of
 // /api/stream).
 type DashboardData struct {
-	Time      time.Time           `json:"time"`
-	Resources []ResourceView      `json:"resources"`
-	Pending   []domain.ShadowData `json:"pending"` // the first 50 shadows with unfinished operations
+	Time      time.Time      `json:"time"`
+	Resources []ResourceView `json:"resources"`
+	Pending   []PendingRow   `json:"pending"` // the first 50 shadows with unfinished operations
+}
+
+// PendingRow is a row of the dashboard's pending table: what the table shows of a shadow (the
+// same names as the shadow's JSON), not the shadow, so that a push stays small.
+type PendingRow struct {
+	Resource          string           `json:"resource"`
+	ShadowID          string           `json:"shadowId"`
+	LifecycleState    domain.Lifecycle `json:"lifecycleState"`
+	PendingOperations []PendingOpRow   `json:"pendingOperations"`
+}
+
+// PendingOpRow is an unfinished operation in a PendingRow.
+type PendingOpRow struct {
+	Delta struct {
+		ChangeType domain.ChangeType `json:"changeType"`
+	} `json:"delta"`
+	ExecutionStatus domain.ExecutionStatus `json:"executionStatus"`
+	AttemptNumber   int                    `json:"attemptNumber"`
 }
 
 func (a *App) dashboardData(ctx context.Context) (DashboardData, error) {
@@ -229,8 +249,22 @@ func (a *App) dashboardData(ctx context.Context) (DashboardData, error) {
 		}
 		d.Resources = append(d.Resources, ResourceView{Resource: name, Availability: st, Counts: c})
 	}
-	if d.Pending, err = a.Pending.PendingN(ctx, "", 50); err != nil {
+	list, err := a.Pending.PendingN(ctx, "", 50)
+	if err != nil {
 		return DashboardData{}, err
+	}
+	d.Pending = make([]PendingRow, 0, len(list))
+	for _, sd := range list {
+		row := PendingRow{Resource: sd.Resource, ShadowID: sd.ShadowID, LifecycleState: sd.LifecycleState, PendingOperations: []PendingOpRow{}}
+		for _, p := range sd.PendingOperations {
+			if p.Completed() {
+				continue
+			}
+			var op PendingOpRow
+			op.Delta.ChangeType, op.ExecutionStatus, op.AttemptNumber = p.Delta.ChangeType, p.ExecutionStatus, p.AttemptNumber
+			row.PendingOperations = append(row.PendingOperations, op)
+		}
+		d.Pending = append(d.Pending, row)
 	}
 	return d, nil
 }
@@ -258,37 +292,125 @@ func sse(w http.ResponseWriter) (send func(event string, v any) error, ok bool) 
 	}, true
 }
 
-// streamDashboard pushes the dashboard on connect, after every change of the projection (at most
-// every 100 ms: bursts coalesce) and every 2 s (availability lives outside the projection).
+// streamDashboard pushes the dashboard on connect and whenever it changes. Every stream sends
+// the same bytes: the feed builds the dashboard once per change for all of them, so readers
+// cost the writers nothing per reader.
 func (a *App) streamDashboard(w http.ResponseWriter, r *http.Request) {
+	release, ok := a.streamSlot(w)
+	if !ok {
+		return
+	}
+	defer release()
 	send, ok := sse(w)
 	if !ok {
 		return
 	}
-	changed, stop := a.Dashboard.Subscribe()
-	defer stop()
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
+	var seen uint64
 	for {
-		d, err := a.dashboardData(r.Context())
-		if err != nil {
+		data, ver, next := a.feed.latest(r.Context(), a)
+		if data == nil {
 			return
 		}
-		if err := send("dashboard", d); err != nil {
-			return
+		if ver != seen {
+			if err := send("dashboard", json.RawMessage(data)); err != nil {
+				return
+			}
+			seen = ver
 		}
 		select {
 		case <-r.Context().Done():
 			return
 		case <-a.ctx.Done(): // shutting down: end the stream so the HTTP server can stop
 			return
+		case <-next:
+		}
+	}
+}
+
+// MaxStreams bounds the dashboard and shadow event streams open at once on one instance; more
+// are refused with 503 (the browser's EventSource retries).
+const MaxStreams = 256
+
+// streamSlot takes one of the MaxStreams stream slots, or answers 503.
+func (a *App) streamSlot(w http.ResponseWriter) (release func(), ok bool) {
+	select {
+	case a.streams <- struct{}{}:
+		return func() { <-a.streams }, true
+	default:
+		http.Error(w, fmt.Sprintf("too many open streams (%d); try again later", MaxStreams), http.StatusServiceUnavailable)
+		return nil, false
+	}
+}
+
+// dashboardFeed builds the dashboard once per change for every stream: at most every 250 ms
+// while the projection changes (bursts coalesce), and every 2 s (availability lives outside the
+// projection). The builder starts with the first stream and runs until the app stops.
+type dashboardFeed struct {
+	mu      sync.Mutex
+	data    []byte
+	content []byte // data without its time: a new version only when this changes
+	ver     uint64
+	next    chan struct{} // closed when a new version is out
+	running bool
+}
+
+// latest returns the current dashboard, its version and a channel closed when the next one is
+// out, starting the builder if needed. nil data: the app is shutting down or ctx ended before
+// the first build.
+func (f *dashboardFeed) latest(ctx context.Context, a *App) ([]byte, uint64, <-chan struct{}) {
+	f.mu.Lock()
+	if f.next == nil {
+		f.next = make(chan struct{})
+	}
+	if !f.running {
+		f.running = true
+		go f.build(a)
+	}
+	data, ver, next := f.data, f.ver, f.next
+	f.mu.Unlock()
+	if data != nil {
+		return data, ver, next
+	}
+	select {
+	case <-next:
+		return f.latest(ctx, a)
+	case <-ctx.Done():
+	case <-a.ctx.Done():
+	}
+	return nil, 0, nil
+}
+
+func (f *dashboardFeed) build(a *App) {
+	changed, stop := a.Dashboard.Subscribe()
+	defer stop()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		d, err := a.dashboardData(a.ctx)
+		if err == nil {
+			stamp := d.Time
+			d.Time = time.Time{}
+			content, _ := json.Marshal(d) // what changed, whatever the time
+			d.Time = stamp
+			b, _ := json.Marshal(d)
+			f.mu.Lock()
+			if !bytes.Equal(content, f.content) {
+				f.data, f.content, f.ver = b, content, f.ver+1
+				close(f.next)
+				f.next = make(chan struct{})
+			}
+			f.mu.Unlock()
+		}
+		select {
+		case <-a.ctx.Done():
+			return
 		case <-changed:
 		case <-tick.C:
 		}
 		select {
-		case <-r.Context().Done():
+		case <-a.ctx.Done():
 			return
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
@@ -318,6 +440,11 @@ func (a *App) shadowData(ctx context.Context, id string) (ShadowView, string, er
 
 // streamShadow pushes the shadow page on connect and whenever its projection entry changes.
 func (a *App) streamShadow(w http.ResponseWriter, r *http.Request) {
+	release, ok := a.streamSlot(w)
+	if !ok {
+		return
+	}
+	defer release()
 	d, key, err := a.shadowData(r.Context(), r.PathValue("id"))
 	if err != nil {
 		code, _ := service.StatusOf(err)

@@ -258,6 +258,28 @@ func TestOneInFlightUntilAccepted(t *testing.T) {
 	eq(t, "cache", s.Data().Attributes["fullName"][0], any("2"))
 }
 
+// A confirmation that arrives before the delivery is recorded (the instance that sent it died,
+// or the target answered faster than the outcome was stored) still counts as delivered: the
+// next request follows it, so the target never waits for a sequence that was skipped.
+func TestConfirmationBeforeDeliveryMovesTheOrderOn(t *testing.T) {
+	r := testResource(t, true)
+	s := added(t, r)
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0.Add(time.Second))
+	s, _ = run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess, PrimaryIdentifiers: Attributes{"uid": {"u-1"}}}, t0.Add(2*time.Second))
+	s, ev := run(t, s, Modify{Resource: r, OperationID: op2, Changes: Changes{"fullName": {Replace: []any{"A"}}}}, t0.Add(3*time.Second))
+	eqTypes(t, ev, "ModifyRequested", "DispatchRequested")
+	eq(t, "first modify seq", ev[1].(DispatchRequested).Sequence, int64(2))
+	s, ev = run(t, s, Modify{Resource: r, OperationID: op3, Changes: Changes{"fullName": {Replace: []any{"B"}}}}, t0.Add(4*time.Second))
+	eqTypes(t, ev, "ModifyRequested")
+	// The first modify is confirmed; its delivery was never recorded.
+	s, ev = run(t, s, Confirm{Resource: r, OperationID: op2, Result: ResultSuccess}, t0.Add(5*time.Second))
+	eqTypes(t, ev, "OperationCompleted", "DispatchRequested")
+	second := ev[1].(DispatchRequested)
+	eq(t, "second modify seq", second.Sequence, int64(3))
+	eq(t, "second modify follows the confirmed one", second.PreviousSequence, int64(2))
+	eq(t, "delivered", s.Data().DeliveredSequence, int64(2))
+}
+
 // A target that confirms out of order still leaves the cache as the modifies' order says.
 func TestCacheFollowsOperationOrder(t *testing.T) {
 	r := testResource(t, true)

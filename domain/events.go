@@ -342,6 +342,11 @@ func Evolve(s Shadow, e Event) Shadow {
 			op.ExecutionStatus = StatusRequested
 		}
 	case OperationCompleted:
+		if op := findOp(&d, x.OperationID); op != nil && (x.Source == SourceConfirmation || x.Source == SourceDelivery) {
+			// The target has it even if its delivery was never recorded (the instance that sent it
+			// died first, or the confirmation overtook the report): the next request follows it.
+			d.DeliveredSequence = max(d.DeliveredSequence, op.Sequence)
+		}
 		completeOp(&d, x)
 	case TimerSet, TimerCleared:
 		// Timers change nothing in the shadow; they are in the log so that arming is audited.

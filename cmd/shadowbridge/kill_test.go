@@ -21,11 +21,27 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"shadowbridge/bridge/amqptest"
+	"shadowbridge/eventstore/embedded"
 	"shadowbridge/eventstore/natstest"
 )
 
 // TestMain lets a test re-execute this binary as the real shadowbridge process (to kill it).
 func TestMain(m *testing.M) {
+	if spec := os.Getenv("SHADOWBRIDGE_TEST_NATS"); spec != "" {
+		// A NATS server of its own (DIR|ADDR), to be killed and restarted by the soak.
+		dir, addr, _ := strings.Cut(spec, "|")
+		srv, err := embedded.Start(embedded.Options{Listen: addr, StoreDir: dir})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nats:", err)
+			os.Exit(1)
+		}
+		ctx, stop := signalContext()
+		<-ctx.Done()
+		stop()
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		os.Exit(0)
+	}
 	if os.Getenv("SHADOWBRIDGE_TEST_MAIN") == "1" {
 		ctx, stop := signalContext()
 		err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)

@@ -111,6 +111,20 @@ func TestVerifyFindsSeededCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// 7. A second add stored on that shadow, and 8. a second live shadow with its login.
+	if _, err := store.Append(ctx, eventstore.Commit{Resource: "demo", ShadowID: forged, ExpectedSeq: mustSeq(t, store, forged), Events: ev, State: domain.Fold(wrong, ev)}); err != nil {
+		t.Fatal(err)
+	}
+	twin := newID()
+	ev2, err := domain.Decide(domain.Shadow{}, domain.Add{Resource: res, ShadowID: twin, OperationID: newID(), ObjectClass: "AccountObjectClass",
+		Attributes: domain.Attributes{"login": {"forged"}}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Append(ctx, eventstore.Commit{Resource: "demo", ShadowID: twin, Events: ev2, State: domain.Fold(domain.Shadow{}, ev2)}); err != nil {
+		t.Fatal(err)
+	}
+
 	rep := verify(t, e, 500*time.Millisecond)
 	for _, w := range []struct {
 		check, shadow string
@@ -123,6 +137,8 @@ func TestVerifyFindsSeededCorruption(t *testing.T) {
 		{"operation-index", ids[4], false},
 		{"request-once", ids[5], false},
 		{"fold", forged, false},
+		{"one-add", forged, false},
+		{"unique-identifier", "", false},
 	} {
 		if !has(rep, w.check, w.shadow, w.notice) {
 			t.Errorf("%s of %s (notice %v) not reported; findings:\n%s", w.check, w.shadow, w.notice, findings(rep))
@@ -142,3 +158,12 @@ func findings(rep projections.VerifyReport) string {
 }
 
 var newID = storetest.NewID
+
+func mustSeq(t *testing.T, s *eventstore.Store, id string) uint64 {
+	t.Helper()
+	_, seq, err := s.Load(t.Context(), "demo", id)
+	if err != nil || seq == 0 {
+		t.Fatalf("load %s: %d %v", id, seq, err)
+	}
+	return seq
+}

@@ -82,15 +82,11 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	if o.Until, err = parseTime(*until, now); err != nil {
 		return fmt.Errorf("audit: --until %w", err)
 	}
-	nc, err := cf.connect()
+	store, closeConn, err := cf.attach(ctx)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	store, err := openStore(ctx, nc, *cf.prefix)
-	if err != nil {
-		return err
-	}
+	defer closeConn()
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	defer w.Flush()
 	return streamEvents(ctx, store, o, f, *asJSON, *progress, w, stderr)

@@ -49,6 +49,20 @@ func (c *cflags) connect() (*nats.Conn, error) {
 
 // openStore attaches to the event store the service made (client verbs never create or change
 // streams and buckets).
+// attach connects and attaches to the event store the service made (client verbs never
+// create or change it); closeConn closes the connection.
+func (c *cflags) attach(ctx context.Context) (store *eventstore.Store, closeConn func(), err error) {
+	nc, err := c.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	if store, err = openStore(ctx, nc, *c.prefix); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return store, nc.Close, nil
+}
+
 func openStore(ctx context.Context, nc *nats.Conn, prefix string) (*eventstore.Store, error) {
 	cfg := eventstore.DefaultConfig()
 	cfg.Prefix = prefix

@@ -176,15 +176,11 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	nc, err := cf.connect()
+	store, closeConn, err := cf.attach(ctx)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	store, err := openStore(ctx, nc, *cf.prefix)
-	if err != nil {
-		return err
-	}
+	defer closeConn()
 	pcfg := projections.DefaultConfig()
 	pcfg.Attach = true
 	p, err := projections.NewProjector(ctx, store.JetStream(), store, pcfg, newLogger(stderr, getenv))

@@ -43,15 +43,11 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 			return domain.DefaultConsistency()
 		}
 	}
-	nc, err := cf.connect()
+	store, closeConn, err := cf.attach(ctx)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	store, err := openStore(ctx, nc, *cf.prefix)
-	if err != nil {
-		return err
-	}
+	defer closeConn()
 	pcfg := projections.DefaultConfig()
 	pcfg.Attach = true
 	kv, err := projections.OpenBucket(ctx, store.JetStream(), pcfg)

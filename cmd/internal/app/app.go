@@ -274,6 +274,19 @@ func ApplyTimers(ctx context.Context, store *eventstore.Store, m *metrics.Set, r
 // sweep refreshes every resource's shadows with unfinished work now and then: cheap insurance
 // against a timer lost between a stored decision and its schedule.
 func (a *App) sweep(ctx context.Context, every time.Duration, catalog domain.Catalog) error {
+	return ticking(ctx, every, func() {
+		for name := range catalog {
+			if n, err := a.Service.Refresh(ctx, name, "", false); err != nil {
+				a.log.Warn("sweep failed", "resource", name, "err", err)
+			} else if n > 0 {
+				a.log.Info("sweep refreshed shadows", "resource", name, "shadows", n)
+			}
+		}
+	})
+}
+
+// ticking calls fn every interval until ctx ends.
+func ticking(ctx context.Context, every time.Duration, fn func()) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -281,13 +294,7 @@ func (a *App) sweep(ctx context.Context, every time.Duration, catalog domain.Cat
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		}
-		for name := range catalog {
-			if n, err := a.Service.Refresh(ctx, name, "", false); err != nil {
-				a.log.Warn("sweep failed", "resource", name, "err", err)
-			} else if n > 0 {
-				a.log.Info("sweep refreshed shadows", "resource", name, "shadows", n)
-			}
+			fn()
 		}
 	}
 }
@@ -296,14 +303,7 @@ func (a *App) sweep(ctx context.Context, every time.Duration, catalog domain.Cat
 // postponed operations are retried when it comes back (retryOnRecovery) rather than when their
 // timers fire: nothing else would notice, since nothing is sent to a resource that is down.
 func (a *App) probe(ctx context.Context, every time.Duration) error {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return ticking(ctx, every, func() {
 		for name, target := range a.targets {
 			p, ok := target.(bridge.Prober)
 			if !ok {
@@ -320,20 +320,13 @@ func (a *App) probe(ctx context.Context, every time.Duration) error {
 				a.Service.Reachable(ctx, name) // logs the change
 			}
 		}
-	}
+	})
 }
 
 // summarize logs, every interval, each resource that is not up: its status, since when, and
 // how many shadows wait on it. In an outage this replaces a line per operation.
 func (a *App) summarize(ctx context.Context, every time.Duration) error {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return ticking(ctx, every, func() {
 		for _, name := range slices.Sorted(maps.Keys(a.Service.Catalog())) {
 			st, err := a.Service.ResourceState(ctx, name)
 			if err != nil || st.Availability == domain.AvailabilityUp {
@@ -345,7 +338,7 @@ func (a *App) summarize(ctx context.Context, every time.Duration) error {
 			}
 			a.log.Warn("resource still unavailable", "resource", name, "status", st.Availability, "since", since, "pendingShadows", a.Pending.Count(name))
 		}
-	}
+	})
 }
 
 // Close stops every component and waits for them.

@@ -119,6 +119,11 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if cfg.Memory {
 		storage = jetstream.MemoryStorage
 	}
+	for _, name := range []string{cfg.Stream, "KV_" + cfg.Index} {
+		if err := CheckReplicas(ctx, js, name, cfg.Replicas); err != nil {
+			return nil, err
+		}
+	}
 	p := cfg.Prefix
 	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              cfg.Stream,
@@ -151,6 +156,31 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("eventstore: create bucket %s: %w", cfg.Index, unavailable(err))
 	}
 	return newStore(cfg, nc, js, stream, idx), nil
+}
+
+// ErrReplicas: an existing stream or bucket has another number of replicas than configured.
+var ErrReplicas = fmt.Errorf("eventstore: replicas differ from the configuration: %w", domain.CategoryConfiguration)
+
+// CheckReplicas returns ErrReplicas when the stream (a KV bucket's is "KV_<bucket>") exists with
+// another number of replicas than want. shadowbridge never scales existing data up or down by
+// itself (a scale-down loses copies, a scale-up on a busy cluster moves a lot of data): the
+// operator does, or fixes nats.replicas. A stream that does not exist yet is fine.
+func CheckReplicas(ctx context.Context, js jetstream.JetStream, stream string, want int) error {
+	if want <= 0 {
+		want = 1
+	}
+	s, err := js.Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("eventstore: stream %s: %w", stream, unavailable(err))
+	}
+	if have := s.CachedInfo().Config.Replicas; have != want {
+		return fmt.Errorf("%w: stream %s has %d replica(s) and nats.replicas is %d; shadowbridge does not change the replicas of existing data: scale it with `nats stream edit %s --replicas %d`, or set nats.replicas: %d",
+			ErrReplicas, stream, have, want, stream, want, have)
+	}
+	return nil
 }
 
 // Attach returns a store over the stream and index bucket that exist, without creating or

@@ -2,8 +2,12 @@ package eventstore_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
@@ -94,4 +98,34 @@ var _ storetest.Store = (*eventstore.Memory)(nil)
 // The in-memory store keeps the same contract as JetStream's.
 func TestContractInMemory(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Store { return eventstore.NewMemory(eventstore.DefaultConfig()) })
+}
+
+// An existing stream with other replicas than configured is reported, never rescaled.
+func TestOpenRefusesOtherReplicas(t *testing.T) {
+	srv := natstest.Start(t)
+	nc := srv.Connect(t)
+	if _, err := eventstore.Open(t.Context(), nc, eventstore.DefaultConfig()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := eventstore.DefaultConfig()
+	cfg.Replicas = 3
+	_, err := eventstore.Open(t.Context(), nc, cfg)
+	if !errors.Is(err, eventstore.ErrReplicas) || !errors.Is(err, domain.CategoryConfiguration) ||
+		!strings.Contains(err.Error(), "PROV_EVENTS has 1 replica(s) and nats.replicas is 3") || !strings.Contains(err.Error(), "nats stream edit PROV_EVENTS --replicas 3") {
+		t.Fatalf("open with replicas 3 over an R1 stream: %v", err)
+	}
+	info, err := mustStream(t, nc).Info(t.Context())
+	if err != nil || info.Config.Replicas != 1 {
+		t.Fatalf("the stream changed: %v %v", info, err)
+	}
+}
+
+func mustStream(t *testing.T, nc *nats.Conn) jetstream.Stream {
+	t.Helper()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(t.Context(), "PROV_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

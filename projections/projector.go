@@ -76,6 +76,9 @@ func OpenBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstr
 		}
 		return kv, nil
 	}
+	if err := eventstore.CheckReplicas(ctx, js, "KV_"+cfg.Bucket, cfg.Replicas); err != nil {
+		return nil, err
+	}
 	storage := jetstream.FileStorage
 	if cfg.Memory {
 		storage = jetstream.MemoryStorage

@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,27 @@ var _ storetest.Store = (*eventstore.Store)(nil)
 
 func TestContractFileStorage(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Store { return openStore(t, false) })
+}
+
+// The same contract on a 3-node JetStream cluster with R3 stream and bucket (conflicts come back
+// as error 10164 there, not 10071). One cluster for all cases, a fresh prefix and names each.
+func TestContractOnCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	servers := natstest.StartCluster(t, 3)
+	n := 0
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		n++
+		cfg := eventstore.DefaultConfig()
+		cfg.Replicas = 3
+		cfg.Prefix, cfg.Stream, cfg.Index = fmt.Sprint("c", n), fmt.Sprint("C_EVENTS_", n), fmt.Sprint("C_INDEX_", n)
+		s, err := eventstore.Open(t.Context(), servers[n%3].Connect(t), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
 }
 
 func TestContractMemoryStorage(t *testing.T) {

@@ -21,9 +21,21 @@ type Options struct {
 	StoreDir string
 	// Username and Password, when set, require clients to authenticate.
 	Username, Password string
+	// Cluster, when Cluster.Listen is set, makes the server a node of a JetStream cluster:
+	// ServerName must be unique among the nodes, Routes lists every node's cluster address
+	// (its own included is fine).
+	ServerName string
+	Cluster    ClusterOptions
 	// MaxPayload in bytes (default 8 MiB: large enough that oversized commands reach the service
 	// and get a clear error instead of a client-side refusal).
 	MaxPayload int32
+}
+
+// ClusterOptions make a server a cluster node.
+type ClusterOptions struct {
+	Name   string // the cluster's name, the same on every node
+	Listen string // host:port for routes
+	Routes []string
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -67,6 +79,24 @@ func Start(o Options) (*server.Server, error) {
 		NoLog:      true,
 		Username:   o.Username,
 		Password:   o.Password,
+	}
+	if o.ServerName != "" {
+		opts.ServerName = o.ServerName
+	}
+	if o.Cluster.Listen != "" {
+		h, p, err := net.SplitHostPort(o.Cluster.Listen)
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("embedded nats: cluster address %q: %w", o.Cluster.Listen, err)
+		}
+		opts.Cluster.Name, opts.Cluster.Host = o.Cluster.Name, h
+		if opts.Cluster.Port, err = strconv.Atoi(p); err != nil {
+			release()
+			return nil, fmt.Errorf("embedded nats: cluster port %q: %w", p, err)
+		}
+		for _, r := range o.Cluster.Routes {
+			opts.Routes = append(opts.Routes, server.RoutesFromStr("nats-route://"+r)...)
+		}
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

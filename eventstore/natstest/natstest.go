@@ -3,11 +3,17 @@
 package natstest
 
 import (
+	"context"
+	"fmt"
 	"net"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"shadowbridge/eventstore/embedded"
 )
@@ -67,4 +73,90 @@ func FreeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// Node is the address plan of one node of a test cluster: restart it with StartNode on the
+// same plan (same dir, ports and routes) after a shutdown.
+type Node struct {
+	Name, Dir, Client, Route string
+	Routes                   []string
+}
+
+// ClusterPlan returns the address plan of an n-node JetStream cluster on loopback.
+func ClusterPlan(t testing.TB, n int) []Node {
+	t.Helper()
+	nodes := make([]Node, n)
+	var routes []string
+	for i := range nodes {
+		nodes[i] = Node{Name: fmt.Sprint("n", i+1), Dir: t.TempDir(), Client: FreeAddr(t), Route: FreeAddr(t)}
+		routes = append(routes, nodes[i].Route)
+	}
+	for i := range nodes {
+		nodes[i].Routes = routes
+	}
+	return nodes
+}
+
+// Options returns the embedded server options of the node.
+func (n Node) Options() embedded.Options {
+	return embedded.Options{Listen: n.Client, StoreDir: n.Dir, ServerName: n.Name,
+		Cluster: embedded.ClusterOptions{Name: "shadowbridge-test", Listen: n.Route, Routes: n.Routes}}
+}
+
+// StartNode starts one node of a cluster plan in this process (stopped when the test ends).
+func StartNode(t testing.TB, n Node) *Server {
+	t.Helper()
+	s, err := embedded.Start(n.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return &Server{Server: s, Dir: n.Dir}
+}
+
+// StartCluster starts an n-node JetStream cluster on loopback (file storage, routes between all
+// nodes) and waits until it has elected its meta leader, so that R3 streams can be created.
+func StartCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	plan := ClusterPlan(t, n)
+	servers := make([]*Server, n)
+	var wg sync.WaitGroup
+	for i, node := range plan {
+		wg.Go(func() { servers[i] = StartNode(t, node) })
+	}
+	wg.Wait()
+	WaitClusterReady(t, URLs(plan))
+	return servers
+}
+
+// URLs is the client URL list of a plan ("nats://a,nats://b,...").
+func URLs(plan []Node) string {
+	var urls []string
+	for _, n := range plan {
+		urls = append(urls, "nats://"+n.Client)
+	}
+	return strings.Join(urls, ",")
+}
+
+// WaitClusterReady waits until JetStream answers on the cluster at urls (a meta leader exists).
+func WaitClusterReady(t testing.TB, urls string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		nc, err := nats.Connect(urls)
+		if err == nil {
+			js, _ := jetstream.New(nc)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err = js.AccountInfo(ctx)
+			cancel()
+			nc.Close()
+			if err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("JetStream cluster not ready after 30s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

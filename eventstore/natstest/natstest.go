@@ -30,6 +30,24 @@ func Start(t testing.TB) *Server {
 	return StartIn(t, t.TempDir())
 }
 
+// StartWith starts a server with the given options (Listen and StoreDir default to a random
+// port and a fresh temp dir): a smaller MaxPayload, say.
+func StartWith(t testing.TB, o embedded.Options) *Server {
+	t.Helper()
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	if o.StoreDir == "" {
+		o.StoreDir = t.TempDir()
+	}
+	s, err := embedded.Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return &Server{Server: s, Dir: o.StoreDir}
+}
+
 // StartIn starts a server storing in dir (restart a server on the same dir to test recovery).
 func StartIn(t testing.TB, dir string) *Server {
 	t.Helper()

@@ -478,18 +478,33 @@ func (s *Service) queryPending(ctx context.Context, data []byte) (any, error) {
 	if s.pending == nil {
 		return nil, fmt.Errorf("%w: pending index not available", eventstore.ErrUnavailable)
 	}
-	// A page must fit one NATS message: halve it until it does (shadows differ in size).
-	room := int(s.nc.MaxPayload()) - 4096
-	for {
-		page, err := s.pending.PendingPage(ctx, q.Resource, q.After, q.Limit)
+	page, err := s.pending.PendingPage(ctx, q.Resource, q.After, q.Limit)
+	if err != nil {
+		return nil, err
+	}
+	// A page must fit one NATS message: it ends before the shadow that would not fit.
+	room, size := int(s.nc.MaxPayload())-4096, 0
+	out := pendingReply{Shadows: make([]json.RawMessage, 0, len(page.Shadows)), Total: page.Total, Next: page.Next}
+	for i, sd := range page.Shadows {
+		b, err := json.Marshal(sd)
 		if err != nil {
 			return nil, err
 		}
-		if b, _ := json.Marshal(page); len(b) <= room || q.Limit == 1 {
-			return page, nil
+		if size += len(b) + 1; size > room && i > 0 {
+			prev := page.Shadows[i-1]
+			out.Next = prev.Resource + "." + prev.ShadowID
+			break
 		}
-		q.Limit /= 2
+		out.Shadows = append(out.Shadows, b)
 	}
+	return out, nil
+}
+
+// pendingReply is the reply of prov.query.pending (see projections.PendingPage).
+type pendingReply struct {
+	Shadows []json.RawMessage `json:"shadows"`
+	Total   int               `json:"total"`
+	Next    string            `json:"next,omitempty"`
 }
 
 // HistoryEvent is one event as history and audit show it.

@@ -18,6 +18,7 @@ import (
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
+	"shadowbridge/eventstore/embedded"
 	"shadowbridge/eventstore/natstest"
 )
 
@@ -536,7 +537,7 @@ func manyAttributes(n int) string {
 // A shadow that would outgrow one NATS message is refused with a 400 that says so (a permanent
 // problem, not a retryable 503), and nothing of the refused modify is written.
 func TestShadowSizeLimit(t *testing.T) {
-	e := start(t, app.Options{NoDispatcher: true, NoSample: true})
+	e := startOn(t, natstest.StartWith(t, embedded.Options{MaxPayload: 1 << 20}), app.Options{NoDispatcher: true, NoSample: true})
 	id := e.ok(t, "prov.cmd.demo.add", addBody("big"))["shadowId"].(string)
 	chunk := strings.Repeat("p", 60<<10)
 	for i := range 40 {
@@ -565,12 +566,10 @@ func TestShadowSizeLimit(t *testing.T) {
 // prov.query.pending answers a page at a time: a backlog larger than one NATS message is paged
 // (the page shrinks until it fits) and the pages together list every pending shadow once.
 func TestPendingIsPaged(t *testing.T) {
-	e := start(t, app.Options{NoDispatcher: true, NoSample: true})
-	const n = 60
-	big := make([]any, 3)
-	for i := range big {
-		big[i] = fmt.Sprint(i, strings.Repeat("b", 60<<10))
-	}
+	// A server with NATS' default 1 MB payload limit: 40 shadows of 60 KB do not fit one reply.
+	e := startOn(t, natstest.StartWith(t, embedded.Options{MaxPayload: 1 << 20}), app.Options{NoDispatcher: true, NoSample: true})
+	const n = 40
+	big := []any{strings.Repeat("b", 60<<10)}
 	for i := range n {
 		body := addBody(fmt.Sprint("p", i))
 		body["attributes"].(map[string]any)["blob"] = big
@@ -586,8 +585,8 @@ func TestPendingIsPaged(t *testing.T) {
 		next, _ = out["next"].(string)
 		return list, total, next
 	}
-	waitFor(t, "every shadow in the pending index", 10*time.Second, func() bool { _, total, _ := page(`{}`); return total == n })
-	// ~11 MB in all: the default page of 100 does not fit 8 MiB and shrinks.
+	waitFor(t, "every shadow in the pending index", 20*time.Second, func() bool { _, total, _ := page(`{"limit":1}`); return total == n })
+	// ~2.4 MB in all: the default page of 100 does not fit and ends early.
 	first, _, next := page(`{}`)
 	if len(first) == 0 || len(first) >= n || next == "" {
 		t.Fatalf("first page: %d shadows, next %q", len(first), next)

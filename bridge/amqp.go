@@ -173,7 +173,12 @@ func (t *AMQPTarget) link(ctx context.Context) (*amqp.Sender, error) {
 	backoff := min(t.o.MinBackoff<<min(t.failed-1, 20), t.o.MaxBackoff)
 	backoff = backoff/2 + rand.N(backoff/2+1) // jitter: herds of instances do not reconnect in step
 	t.retryAt, t.lastErr = time.Now().Add(backoff), err
-	t.log.Warn("connection failed", "attempt", t.failed, "retry_in", backoff, "err", err)
+	// Attempts 1, 2, 4, 8, ... at warn, the rest at debug: a long outage is a few lines.
+	level := slog.LevelDebug
+	if t.failed&(t.failed-1) == 0 {
+		level = slog.LevelWarn
+	}
+	t.log.Log(context.Background(), level, "connection failed", "attempt", t.failed, "retry_in", backoff, "err", err)
 	return nil, NotSent(err)
 }
 

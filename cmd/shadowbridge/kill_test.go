@@ -28,9 +28,13 @@ import (
 // TestMain lets a test re-execute this binary as the real shadowbridge process (to kill it).
 func TestMain(m *testing.M) {
 	if spec := os.Getenv("SHADOWBRIDGE_TEST_NATS"); spec != "" {
-		// A NATS server of its own (DIR|ADDR), to be killed and restarted by the soak.
-		dir, addr, _ := strings.Cut(spec, "|")
-		srv, err := embedded.Start(embedded.Options{Listen: addr, StoreDir: dir})
+		// A NATS server of its own (embedded.Options as JSON), to be killed and restarted.
+		var o embedded.Options
+		if err := json.Unmarshal([]byte(spec), &o); err != nil {
+			fmt.Fprintln(os.Stderr, "nats:", err)
+			os.Exit(2)
+		}
+		srv, err := embedded.Start(o)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "nats:", err)
 			os.Exit(1)

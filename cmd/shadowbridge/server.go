@@ -97,21 +97,34 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 }
 
 // runApp starts shadowbridge and its HTTP listener on nc, calls ready, and runs until ctx ends.
+// When ctx ends (SIGTERM, SIGINT) it stops gracefully (see app.App.Close) within shutdownGrace;
+// past that it returns an error and the process exits with what it has not stored left
+// unacknowledged, for another instance or the next start.
 func runApp(ctx context.Context, nc *nats.Conn, cfg app.Config, httpAddr string, log *slog.Logger, ready func(httpAddr string)) error {
-	a, err := app.Start(ctx, nc, cfg, app.Options{}, log)
+	// Not ctx: the signal must not cancel requests in flight; Close ends everything in order.
+	a, err := app.Start(context.WithoutCancel(ctx), nc, cfg, app.Options{}, log)
 	if err != nil {
 		return err
 	}
-	defer a.Close()
 	hs, err := startHTTP(httpAddr, a)
 	if err != nil {
+		a.Close()
 		return err
 	}
-	defer hs.Close()
 	ready(hs.Addr())
 	<-ctx.Done()
-	return nil
+	done := make(chan struct{})
+	go func() { _ = hs.Close(); a.Close(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(shutdownGrace):
+		return fmt.Errorf("shutdown took longer than %s; exiting with the rest unacknowledged", shutdownGrace)
+	}
 }
+
+// shutdownGrace bounds a graceful stop.
+const shutdownGrace = 20 * time.Second
 
 // connect dials NATS with the configured auth and TLS.
 func connect(c app.NATSConfig, name string) (*nats.Conn, error) {

@@ -23,12 +23,13 @@ import (
 	"shadowbridge/bridge/amqptest"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
+	"shadowbridge/eventstore/embedded"
 	"shadowbridge/eventstore/natstest"
 	"shadowbridge/projections"
 )
 
-// soakReport is what the chaos soak counts. Lost, Duplicates, TwiceDecided, Mismatches and
-// Violations must be 0.
+// soakReport is what a fault scenario counts. Lost, Duplicates, Mismatches and Violations must be
+// 0.
 type soakReport struct {
 	Seconds                       int
 	Shadows, Operations, Requests int
@@ -40,6 +41,8 @@ type soakReport struct {
 	Mismatches                    int // final attributes (target or shadow) differ from the last acknowledged modify
 	Violations                    int // verify's violations (request ids decided twice among them)
 	Drain                         time.Duration
+	Retried                       int           // requests that needed more than one try
+	LongestGap                    time.Duration // longest time without any answer
 }
 
 // proc is a process the soak kills with SIGKILL and starts again. Like systemd's
@@ -258,6 +261,261 @@ type soakShadow struct {
 	deleted bool
 }
 
+// scenario is a fault scenario's common part: the services' config, the clients, the target
+// system, the open-loop load, and the final checks.
+type scenario struct {
+	t         *testing.T
+	nc        *nats.Conn
+	natsURL   string
+	cfgFile   string
+	target    *soakTarget
+	mu        sync.Mutex
+	shadows   []*soakShadow
+	answered  atomic.Int64
+	firstFail atomic.Int64 // requests that needed more than one try
+	lastOK    atomic.Int64 // unix nanos of the last answer
+	longest   atomic.Int64 // longest gap between two answers, nanos
+}
+
+// newScenario writes the serve config (resource fs on the broker at brokerURL, confirmations
+// expected, retries every second), connects the clients and starts the target system.
+func newScenario(ctx context.Context, t *testing.T, natsURL, brokerURL, targetURL, requests, confirmations string, replicas int) *scenario {
+	s := &scenario{t: t, natsURL: natsURL, target: newSoakTarget()}
+	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	s.nc = nc
+	s.cfgFile = filepath.Join(t.TempDir(), "scenario.yaml")
+	if err := os.WriteFile(s.cfgFile, fmt.Appendf(nil, `
+nats: {url: %q, replicas: %d}
+http: {listen: "127.0.0.1:0"}
+resources:
+  - name: fs
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
+    target: {amqp: {url: %q, address: %q, confirmationAddress: %q, maxBackoff: 500ms}}
+    operationExecutionConfirmation: true
+    consistency: {operationRetryPeriod: 1s, operationRetryMaxAttempts: 1000000}
+`, natsURL, replicas, brokerURL, requests, confirmations), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.target.run(ctx, targetURL, requests, confirmations)
+	return s
+}
+
+// serve returns a `serve` process of the scenario (not started).
+func (s *scenario) serve() *proc {
+	p := &proc{start: func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "serve", "--config", s.cfgFile)
+		cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_MAIN=1", "SHADOWBRIDGE_LOG=error")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			s.t.Fatal(err)
+		}
+		return cmd
+	}}
+	s.t.Cleanup(p.stop)
+	return p
+}
+
+// ask sends one request until it is answered (the same body, so the same request id).
+func (s *scenario) ask(subject, body string) (map[string]any, bool) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for try := 0; time.Now().Before(deadline); try++ {
+		m, err := s.nc.Request(subject, []byte(body), 3*time.Second)
+		if err == nil && m.Header.Get("Nats-Service-Error-Code") == "" {
+			var out map[string]any
+			_ = json.Unmarshal(m.Data, &out)
+			s.answered.Add(1)
+			if try > 0 {
+				s.firstFail.Add(1)
+			}
+			now := time.Now().UnixNano()
+			if prev := s.lastOK.Swap(now); prev != 0 {
+				for gap := now - prev; ; {
+					old := s.longest.Load()
+					if gap <= old || s.longest.CompareAndSwap(old, gap) {
+						break
+					}
+				}
+			}
+			return out, true
+		}
+		if err == nil && m.Header.Get("Nats-Service-Error-Code") != "503" {
+			s.t.Errorf("%s %s: %s %s", subject, body, m.Header.Get("Nats-Service-Error-Code"), m.Header.Get("Nats-Service-Error"))
+			return nil, false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Errorf("%s %s: never answered", subject, body)
+	return nil, false
+}
+
+// load starts a new account every 1/rate seconds until ctx ends, whatever the answers (open
+// loop): an add, three modifies in order, and one in three a delete. It returns when every
+// account's requests are answered.
+func (s *scenario) load(ctx context.Context, rate float64) {
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case <-tick.C:
+		}
+		wg.Go(func() {
+			sh := &soakShadow{}
+			out, ok := s.ask("prov.cmd.fs.add", fmt.Sprintf(`{"requestId":"a%d","objectClass":"AccountObjectClass","attributes":{"login":["s%d"],"v":["0"]}}`, i, i))
+			if !ok {
+				return
+			}
+			sh.id, sh.lastV = out["shadowId"].(string), "0"
+			sh.ops = append(sh.ops, out["operationId"].(string))
+			for k := 1; k <= 3; k++ {
+				out, ok := s.ask("prov.cmd.fs.modify", fmt.Sprintf(`{"requestId":"m%d-%d","shadowId":%q,"changes":{"v":{"replace":["%d"]}}}`, i, k, sh.id, k))
+				if !ok {
+					return
+				}
+				sh.ops, sh.lastV = append(sh.ops, out["operationId"].(string)), fmt.Sprint(k)
+			}
+			if i%3 == 0 {
+				out, ok := s.ask("prov.cmd.fs.delete", fmt.Sprintf(`{"requestId":"d%d","shadowId":%q}`, i, sh.id))
+				if !ok {
+					return
+				}
+				sh.ops, sh.deleted = append(sh.ops, out["operationId"].(string)), true
+			}
+			s.mu.Lock()
+			s.shadows = append(s.shadows, sh)
+			s.mu.Unlock()
+		})
+	}
+}
+
+// finish waits for the backlog to drain and checks everything into rep.
+func (s *scenario) finish(ctx context.Context, rep *soakReport) {
+	t, target := s.t, s.target
+	drainStart := time.Now()
+	js, _ := jetstream.New(s.nc)
+	store, err := eventstore.Attach(ctx, s.nc, eventstore.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	shadows := s.shadows
+	rep.Shadows = len(shadows)
+	complete := func() (lost int) {
+		target.mu.Lock()
+		defer target.mu.Unlock()
+		for _, sh := range shadows {
+			st, _, err := store.Load(ctx, "fs", sh.id)
+			if err != nil {
+				return len(shadows)
+			}
+			for _, op := range sh.ops {
+				p, ok := st.Operation(op)
+				if _, got := target.applied[op]; !got || ok && !p.Completed() {
+					lost++
+				}
+			}
+		}
+		return lost
+	}
+	deadline := time.Now().Add(time.Duration(envInt("SHADOWBRIDGE_SOAK_DRAIN_SECONDS", 300)) * time.Second)
+	for rep.Lost = complete(); rep.Lost > 0 && time.Now().Before(deadline); rep.Lost = complete() {
+		time.Sleep(500 * time.Millisecond)
+	}
+	rep.Drain = time.Since(drainStart)
+	if rep.Lost > 0 { // say where each one is stuck
+		target.mu.Lock()
+		shown := 0
+		for _, sh := range shadows {
+			st, _, _ := store.Load(ctx, "fs", sh.id)
+			for _, op := range sh.ops {
+				p, ok := st.Operation(op)
+				_, got := target.applied[op]
+				if got && (!ok || p.Completed()) || shown > 20 {
+					continue
+				}
+				shown++
+				held := []string{}
+				for _, h := range target.held[sh.id] {
+					held = append(held, fmt.Sprint(h.ApplicationProperties["previousSequence"], "->", h.ApplicationProperties["sequence"]))
+				}
+				t.Logf("lost: shadow %s op %s: at target %v (last applied seq %d, held %v, seen %d); in shadow %v %+v", sh.id, op, got,
+					target.last[sh.id], held, target.seen[op], ok, p)
+			}
+		}
+		target.mu.Unlock()
+	}
+
+	// The final state: the target and the shadows hold the last acknowledged change.
+	target.mu.Lock()
+	for _, sh := range shadows {
+		rep.Operations += len(sh.ops)
+		acc, exists := target.accounts[sh.id]
+		st, _, _ := store.Load(ctx, "fs", sh.id)
+		for _, op := range sh.ops {
+			if p, ok := st.Operation(op); ok && p.AttemptNumber > 1 {
+				rep.Retries += p.AttemptNumber - 1
+			}
+		}
+		switch {
+		case sh.deleted && (exists || !st.Dead()):
+			rep.Mismatches++
+		case !sh.deleted && (!exists || acc["v"] != sh.lastV || fmt.Sprint(st.Data().Attributes["v"]...) != sh.lastV):
+			rep.Mismatches++
+		}
+	}
+	for _, n := range target.seen {
+		rep.Resends += n - 1
+	}
+	rep.Duplicates = target.dups
+	target.mu.Unlock()
+	rep.Requests = int(s.answered.Load())
+	rep.Retried = int(s.firstFail.Load())
+	rep.LongestGap = time.Duration(s.longest.Load())
+
+	kv, err := js.KeyValue(ctx, "PROV_SHADOWS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vr, err := projections.Verify(ctx, store, kv, projections.VerifyOptions{Full: true,
+		Consistency: func(string) domain.Consistency {
+			c := domain.DefaultConsistency()
+			c.OperationRetryPeriod, c.OperationRetryMaxAttempts = time.Second, 1000000
+			return c
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Violations = vr.Violations()
+	for _, f := range vr.Findings {
+		if !f.Notice {
+			t.Log(f)
+		}
+	}
+}
+
+// natsNode returns a NATS server process with the given options (a node of its own, to be
+// killed and restarted on the same directory and ports).
+func natsNode(t *testing.T, o embedded.Options) *proc {
+	spec, _ := json.Marshal(o)
+	p := &proc{start: func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_NATS="+string(spec))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}}
+	t.Cleanup(p.stop)
+	return p
+}
+
 // runSoak runs two `serve` instances on a NATS server of their own and the crash broker, under
 // open-loop load and random faults for d, then lets the backlog drain and checks everything.
 func runSoak(t *testing.T, d time.Duration, rate float64) soakReport {
@@ -266,84 +524,22 @@ func runSoak(t *testing.T, d time.Duration, rate float64) soakReport {
 	inst.CreateQueue(t, requests)
 	inst.CreateQueue(t, confirmations)
 	proxy := amqptest.NewProxy(t, inst.HostPort())
-	natsDir, natsAddr := t.TempDir(), natstest.FreeAddr(t)
-	natsURL := "nats://" + natsAddr
-	natsProc := &proc{start: func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_NATS="+natsDir+"|"+natsAddr)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}}
+	natsAddr := natstest.FreeAddr(t)
+	natsProc := natsNode(t, embedded.Options{Listen: natsAddr, StoreDir: t.TempDir()})
 	natsProc.run()
-	t.Cleanup(natsProc.stop)
-	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	cfgFile := filepath.Join(t.TempDir(), "soak.yaml")
-	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, `
-nats: {url: %q}
-http: {listen: "127.0.0.1:0"}
-resources:
-  - name: fs
-    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
-    target: {amqp: {url: %q, address: %q, confirmationAddress: %q, maxBackoff: 500ms}}
-    operationExecutionConfirmation: true
-    consistency: {operationRetryPeriod: 1s, operationRetryMaxAttempts: 1000000}
-`, natsURL, inst.Via(proxy), requests, confirmations), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	instances := make([]*proc, 2)
-	for i := range instances {
-		instances[i] = &proc{start: func() *exec.Cmd {
-			cmd := exec.Command(os.Args[0], "serve", "--config", cfgFile)
-			cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_MAIN=1", "SHADOWBRIDGE_LOG=error")
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			return cmd
-		}}
-		instances[i].run()
-		t.Cleanup(instances[i].stop)
-	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	target := newSoakTarget()
-	target.run(ctx, inst.URL, requests, confirmations)
-
-	rep := soakReport{Seconds: int(d.Seconds()), Faults: map[string]int{}}
-	var requestsSent atomic.Int64
-	// ask sends one request until it is answered (same body, so the same request id).
-	ask := func(subject, body string) (map[string]any, bool) {
-		deadline := time.Now().Add(5 * time.Minute)
-		for time.Now().Before(deadline) {
-			m, err := nc.Request(subject, []byte(body), 3*time.Second)
-			if err == nil && m.Header.Get("Nats-Service-Error-Code") == "" {
-				var out map[string]any
-				_ = json.Unmarshal(m.Data, &out)
-				requestsSent.Add(1)
-				return out, true
-			}
-			if err == nil && m.Header.Get("Nats-Service-Error-Code") != "503" {
-				t.Errorf("%s %s: %s %s", subject, body, m.Header.Get("Nats-Service-Error-Code"), m.Header.Get("Nats-Service-Error"))
-				return nil, false
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Errorf("%s %s: never answered", subject, body)
-		return nil, false
+	sc := newScenario(ctx, t, "nats://"+natsAddr, inst.Via(proxy), inst.URL, requests, confirmations, 1)
+	instances := []*proc{sc.serve(), sc.serve()}
+	for _, p := range instances {
+		p.run()
 	}
 
+	rep := soakReport{Seconds: int(d.Seconds()), Faults: map[string]int{}}
 	// Faults at random moments until the load stops.
 	var faultsDone sync.WaitGroup
 	loadCtx, stopLoad := context.WithTimeout(ctx, d)
 	defer stopLoad()
-	var faultMu sync.Mutex
 	faultsDone.Go(func() {
 		var kinds []string
 		for {
@@ -359,9 +555,7 @@ resources:
 			}
 			kind := kinds[0]
 			kinds = kinds[1:]
-			faultMu.Lock()
 			rep.Faults[kind]++
-			faultMu.Unlock()
 			switch kind {
 			case "kill-instance":
 				p := instances[rand.IntN(len(instances))]
@@ -383,147 +577,10 @@ resources:
 			}
 		}
 	})
-
-	// Open-loop load: a new account every 1/rate seconds, whatever the answers; each account
-	// gets an add, three modifies in order, and one in three a delete.
-	var shadowsMu sync.Mutex
-	var shadows []*soakShadow
-	var load sync.WaitGroup
-	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	for i := 0; ; i++ {
-		select {
-		case <-loadCtx.Done():
-		case <-tick.C:
-			load.Go(func() {
-				s := &soakShadow{}
-				out, ok := ask("prov.cmd.fs.add", fmt.Sprintf(`{"requestId":"a%d","objectClass":"AccountObjectClass","attributes":{"login":["s%d"],"v":["0"]}}`, i, i))
-				if !ok {
-					return
-				}
-				s.id, s.lastV = out["shadowId"].(string), "0"
-				s.ops = append(s.ops, out["operationId"].(string))
-				for k := 1; k <= 3; k++ {
-					out, ok := ask("prov.cmd.fs.modify", fmt.Sprintf(`{"requestId":"m%d-%d","shadowId":%q,"changes":{"v":{"replace":["%d"]}}}`, i, k, s.id, k))
-					if !ok {
-						return
-					}
-					s.ops, s.lastV = append(s.ops, out["operationId"].(string)), fmt.Sprint(k)
-				}
-				if i%3 == 0 {
-					out, ok := ask("prov.cmd.fs.delete", fmt.Sprintf(`{"requestId":"d%d","shadowId":%q}`, i, s.id))
-					if !ok {
-						return
-					}
-					s.ops, s.deleted = append(s.ops, out["operationId"].(string)), true
-				}
-				shadowsMu.Lock()
-				shadows = append(shadows, s)
-				shadowsMu.Unlock()
-			})
-			continue
-		}
-		break
-	}
-	tick.Stop()
+	sc.load(loadCtx, rate)
 	faultsDone.Wait()
-	load.Wait()
 	// Faults are over (each one ended by restoring what it broke): everything runs.
-	drainStart := time.Now()
-	js, _ := jetstream.New(nc)
-	store, err := eventstore.Attach(ctx, nc, eventstore.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep.Shadows = len(shadows)
-	complete := func() (lost int) {
-		target.mu.Lock()
-		defer target.mu.Unlock()
-		for _, s := range shadows {
-			st, _, err := store.Load(ctx, "fs", s.id)
-			if err != nil {
-				return len(shadows)
-			}
-			for _, op := range s.ops {
-				p, ok := st.Operation(op)
-				if _, got := target.applied[op]; !got || ok && !p.Completed() {
-					lost++
-				}
-			}
-		}
-		return lost
-	}
-	deadline := time.Now().Add(time.Duration(envInt("SHADOWBRIDGE_SOAK_DRAIN_SECONDS", 300)) * time.Second)
-	for rep.Lost = complete(); rep.Lost > 0 && time.Now().Before(deadline); rep.Lost = complete() {
-		time.Sleep(500 * time.Millisecond)
-	}
-	rep.Drain = time.Since(drainStart)
-	if rep.Lost > 0 { // say where each one is stuck
-		target.mu.Lock()
-		shown := 0
-		for _, s := range shadows {
-			st, _, _ := store.Load(ctx, "fs", s.id)
-			for _, op := range s.ops {
-				p, ok := st.Operation(op)
-				_, got := target.applied[op]
-				if got && (!ok || p.Completed()) || shown > 20 {
-					continue
-				}
-				shown++
-				held := []string{}
-				for _, h := range target.held[s.id] {
-					held = append(held, fmt.Sprint(h.ApplicationProperties["previousSequence"], "->", h.ApplicationProperties["sequence"]))
-				}
-				t.Logf("lost: shadow %s op %s: at target %v (last applied seq %d, held %v, seen %d); in shadow %v %+v", s.id, op, got,
-					target.last[s.id], held, target.seen[op], ok, p)
-			}
-		}
-		target.mu.Unlock()
-	}
-
-	// The final state: the target and the shadows hold the last acknowledged change.
-	target.mu.Lock()
-	for _, s := range shadows {
-		rep.Operations += len(s.ops)
-		acc, exists := target.accounts[s.id]
-		st, _, _ := store.Load(ctx, "fs", s.id)
-		for _, op := range s.ops {
-			if p, ok := st.Operation(op); ok && p.AttemptNumber > 1 {
-				rep.Retries += p.AttemptNumber - 1
-			}
-		}
-		switch {
-		case s.deleted && (exists || !st.Dead()):
-			rep.Mismatches++
-		case !s.deleted && (!exists || acc["v"] != s.lastV || fmt.Sprint(st.Data().Attributes["v"]...) != s.lastV):
-			rep.Mismatches++
-		}
-	}
-	for _, n := range target.seen {
-		rep.Resends += n - 1
-	}
-	rep.Duplicates = target.dups
-	target.mu.Unlock()
-	rep.Requests = int(requestsSent.Load())
-
-	kv, err := js.KeyValue(ctx, "PROV_SHADOWS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vr, err := projections.Verify(ctx, store, kv, projections.VerifyOptions{Full: true,
-		Consistency: func(string) domain.Consistency {
-			c := domain.DefaultConsistency()
-			c.OperationRetryPeriod, c.OperationRetryMaxAttempts = time.Second, 1000000
-			return c
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep.Violations = vr.Violations()
-	for _, f := range vr.Findings {
-		if !f.Notice {
-			t.Log(f)
-		}
-	}
+	sc.finish(ctx, &rep)
 	return rep
 }
 
@@ -533,8 +590,8 @@ func (r soakReport) String() string {
 		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
 	}
 	sort.Strings(kinds)
-	return fmt.Sprintf("soak %d s: %d shadows, %d operations, %d requests answered; faults: %s; retries %d, redelivered to the target %d, lost %d, duplicates %d, mismatches %d, verify violations %d; drain %s",
-		r.Seconds, r.Shadows, r.Operations, r.Requests, strings.Join(kinds, ", "), r.Retries, r.Resends, r.Lost, r.Duplicates, r.Mismatches, r.Violations, r.Drain.Round(time.Millisecond))
+	return fmt.Sprintf("%d s: %d shadows, %d operations, %d requests answered (%d needed more than one try, longest gap without an answer %s); faults: %s; retries %d, redelivered to the target %d, lost %d, duplicates %d, mismatches %d, verify violations %d; drain %s",
+		r.Seconds, r.Shadows, r.Operations, r.Requests, r.Retried, r.LongestGap.Round(time.Millisecond), strings.Join(kinds, ", "), r.Retries, r.Resends, r.Lost, r.Duplicates, r.Mismatches, r.Violations, r.Drain.Round(time.Millisecond))
 }
 
 // The chaos soak: two service instances on a NATS server of their own and a real Artemis, under
@@ -548,8 +605,8 @@ func TestChaosSoak(t *testing.T) {
 	}
 	seconds := envInt("SHADOWBRIDGE_SOAK_SECONDS", 60)
 	rep := runSoak(t, time.Duration(seconds)*time.Second, float64(envInt("SHADOWBRIDGE_SOAK_RATE", 10)))
-	t.Log(rep)
-	fmt.Fprintln(os.Stderr, rep)
+	t.Log("soak", rep)
+	fmt.Fprintln(os.Stderr, "soak", rep)
 	total := 0
 	for _, n := range rep.Faults {
 		total += n

@@ -342,14 +342,21 @@ func (a *App) summarize(ctx context.Context, every time.Duration) error {
 }
 
 // Close stops every component and waits for them.
+//
+// The order makes a graceful stop: the micro service leaves the queue group first (new requests
+// go to the other instances), the requests in flight finish and are answered, then the consumers
+// stop, leaving unacknowledged whatever they had not stored (another instance gets it).
 func (a *App) Close() {
 	if a.Micro != nil {
 		_ = a.Micro.Stop()
 	}
+	if a.Service != nil {
+		a.Service.Close()
+	}
 	a.cancel()
 	a.wg.Wait()
 	if a.Service != nil {
-		a.Service.Close()
+		a.Service.Close() // what the consumers started meanwhile
 	}
 	for _, t := range a.targets {
 		if t != nil {

@@ -21,11 +21,11 @@ say() { echo "cluster: $*"; }
 running() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 wait_port() {
-	for _ in $(seq 1 100); do
+	for _ in $(seq 1 600); do
 		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
 		sleep 0.1
 	done
-	say "nothing listens on port $1 after 10 s; see $state/*.log"
+	say "nothing listens on port $1 after 60 s; see $state/*.log"
 	return 1
 }
 

@@ -46,11 +46,27 @@ func (e indexEntry) Value() []byte      { return e.value }
 func (e indexEntry) Revision() uint64   { return e.revision }
 func (e indexEntry) Created() time.Time { return e.created }
 
-// kvIndex is indexKV on a JetStream KV bucket.
-type kvIndex struct{ kv jetstream.KeyValue }
+// kvIndex is indexKV on a JetStream KV bucket. leader, when set (a replicated bucket), reads a
+// key from the bucket's leader: a KV get is a direct get that a replica a moment behind may
+// answer, so "not found" is confirmed there (a confirmation arriving right after its operation
+// was indexed must find it).
+type kvIndex struct {
+	kv     jetstream.KeyValue
+	leader func(ctx context.Context, key string) (*Record, error)
+}
 
 func (k kvIndex) Get(ctx context.Context, key string) (indexEntry, error) {
 	e, err := k.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) && k.leader != nil {
+		r, lerr := k.leader(ctx, key)
+		if lerr != nil {
+			return indexEntry{}, lerr
+		}
+		if r == nil || r.kvDeleted {
+			return indexEntry{}, err
+		}
+		return indexEntry{value: r.data, revision: r.Seq, created: r.Time}, nil
+	}
 	if err != nil {
 		return indexEntry{}, err
 	}

@@ -111,6 +111,10 @@ func (m *Memory) encode(c Commit) ([]byte, error) {
 	return data, nil
 }
 
+func (m *Memory) loadFresh(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error) {
+	return m.Load(ctx, resource, shadowID)
+}
+
 func (m *Memory) prepare(c *Commit) error {
 	_, err := m.encode(*c)
 	return err

@@ -7,6 +7,7 @@ package eventstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -94,7 +95,14 @@ type Store struct {
 
 // newStore wires a store's index and unit of work.
 func newStore(cfg Config, nc *nats.Conn, js jetstream.JetStream, stream jetstream.Stream, kv jetstream.KeyValue) *Store {
-	s := &Store{cfg: cfg, nc: nc, js: js, stream: stream, index: index{kv: kvIndex{kv: kv}}}
+	s := &Store{cfg: cfg, nc: nc, js: js, stream: stream}
+	ix := kvIndex{kv: kv}
+	if cfg.Replicas > 1 {
+		ix.leader = func(ctx context.Context, key string) (*Record, error) {
+			return s.leaderLast(ctx, "KV_"+cfg.Index, "$KV."+cfg.Index+"."+key)
+		}
+	}
+	s.index = index{kv: ix}
 	s.unit = unit{log: s, ix: &s.index, now: s.now}
 	return s
 }
@@ -371,6 +379,7 @@ type Record struct {
 	Deliveries uint64
 	data       []byte
 	wc         *wireCommit
+	kvDeleted  bool // a KV delete or purge marker (leader reads of the index)
 }
 
 func (s *Store) newRecord(subject string, seq uint64, tm time.Time, h nats.Header, data []byte) *Record {
@@ -479,15 +488,83 @@ func (s *Store) loadLast(ctx context.Context, subject string) (domain.Shadow, ui
 }
 
 // LastRecord returns the last record on subject (wildcards allowed), or nil if there is none.
+//
+// It reads with a direct get, which any replica of a replicated stream may answer, a moment
+// behind the leader; "none" is therefore confirmed with the leader, so that a shadow stored a
+// moment ago is never reported missing.
 func (s *Store) LastRecord(ctx context.Context, subject string) (*Record, error) {
 	m, err := s.stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
+		if s.cfg.Replicas <= 1 {
+			return nil, nil
+		}
+		return s.leaderLast(ctx, s.cfg.Stream, subject)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: load %s: %w", subject, unavailable(err))
 	}
 	return s.newRecord(m.Subject, m.Sequence, m.Time, m.Header, m.Data), nil
+}
+
+// leaderLast reads the last message on subject from the stream's leader (the JetStream API's
+// message get, not a direct get): read-after-write on a replicated stream. nil if none.
+func (s *Store) leaderLast(ctx context.Context, stream, subject string) (*Record, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
+	msg, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: load %s: %w", subject, unavailable(err))
+	}
+	var resp struct {
+		Error *struct {
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Hdrs    []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("eventstore: load %s: %w", subject, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == 10037: // no message found
+		return nil, nil
+	case resp.Error != nil:
+		return nil, fmt.Errorf("eventstore: load %s: %w", subject, unavailable(errors.New(resp.Error.Description)))
+	case resp.Message == nil:
+		return nil, fmt.Errorf("eventstore: load %s: empty answer", subject)
+	}
+	h := nats.Header{}
+	if len(resp.Message.Hdrs) > 0 {
+		if h, err = nats.DecodeHeadersMsg(resp.Message.Hdrs); err != nil {
+			return nil, fmt.Errorf("eventstore: load %s: headers: %w", subject, err)
+		}
+	}
+	r := s.newRecord(resp.Message.Subject, resp.Message.Seq, resp.Message.Time, h, resp.Message.Data)
+	op := h.Get("KV-Operation")
+	r.kvDeleted = op == "DEL" || op == "PURGE"
+	return r, nil
+}
+
+// loadFresh is Load from the stream's leader: after a conflict, a direct get could still show
+// the state the conflict was about.
+func (s *Store) loadFresh(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error) {
+	if s.cfg.Replicas <= 1 {
+		return s.Load(ctx, resource, shadowID)
+	}
+	r, err := s.leaderLast(ctx, s.cfg.Stream, s.Subject(resource, shadowID))
+	if err != nil || r == nil {
+		return domain.Shadow{}, 0, err
+	}
+	st, err := r.State()
+	if err != nil {
+		return domain.Shadow{}, 0, err
+	}
+	return st, r.Seq, nil
 }
 
 // RecordAt returns the record with the given stream sequence.

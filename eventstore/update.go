@@ -109,10 +109,17 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 			st  domain.Shadow
 			seq uint64
 		)
-		if known != nil {
+		switch {
+		case known != nil:
 			st, seq, known = known.State, known.Seq, nil
-		} else if st, seq, err = u.log.Load(ctx, o.Resource, o.ShadowID); err != nil {
-			return UpdateResult{}, err
+		case attempt > 0: // after a conflict: what the leader has, not a replica a moment behind
+			if st, seq, err = u.log.loadFresh(ctx, o.Resource, o.ShadowID); err != nil {
+				return UpdateResult{}, err
+			}
+		default:
+			if st, seq, err = u.log.Load(ctx, o.Resource, o.ShadowID); err != nil {
+				return UpdateResult{}, err
+			}
 		}
 		events, err := o.Decide(st)
 		if err != nil || len(events) == 0 {
@@ -313,6 +320,8 @@ type unitStore interface {
 	Append(ctx context.Context, c Commit) (AppendResult, error)
 	// prepare checks (and may encode) a commit before the unit of work writes to the index.
 	prepare(c *Commit) error
+	// loadFresh is Load with read-after-write (from a replicated stream's leader).
+	loadFresh(ctx context.Context, resource, shadowID string) (domain.Shadow, uint64, error)
 	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
 	AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (AppendResult, error)
 }

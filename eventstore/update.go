@@ -99,6 +99,7 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 		return o.Fault(point)
 	}
 	known := o.Known
+	freshTried := false
 	for attempt := range maxUpdateAttempts {
 		if attempt > 0 {
 			if err := backoff(ctx, attempt); err != nil {
@@ -112,7 +113,7 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 		switch {
 		case known != nil:
 			st, seq, known = known.State, known.Seq, nil
-		case attempt > 0: // after a conflict: what the leader has, not a replica a moment behind
+		case attempt > 0: // after a conflict (or a not-found): what the leader has, not a replica a moment behind
 			if st, seq, err = u.log.loadFresh(ctx, o.Resource, o.ShadowID); err != nil {
 				return UpdateResult{}, err
 			}
@@ -122,6 +123,12 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 			}
 		}
 		events, err := o.Decide(st)
+		if errors.Is(err, domain.CategoryNotFound) && !freshTried {
+			// The shadow or its operation may be missing only from a replica a moment behind (a
+			// direct get): decide again once on the leader's state before saying "not found".
+			freshTried = true
+			continue
+		}
 		if err != nil || len(events) == 0 {
 			return UpdateResult{Shadow: st, Seq: seq}, err
 		}

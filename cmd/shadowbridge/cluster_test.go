@@ -41,6 +41,9 @@ func (p *proc) term(within time.Duration) (time.Duration, error) {
 
 // streamLeader returns the name of the node leading PROV_EVENTS ("" while there is none).
 func streamLeader(ctx context.Context, js jetstream.JetStream) string {
+	// Short: while there is no leader the request waits out its timeout.
+	ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
 	s, err := js.Stream(ctx, "PROV_EVENTS")
 	if err != nil {
 		return ""

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -119,6 +120,8 @@ func runApp(ctx context.Context, nc *nats.Conn, cfg app.Config, httpAddr string,
 	case <-done:
 		return nil
 	case <-time.After(shutdownGrace):
+		// What is still running, for the operator (and the bug report).
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
 		return fmt.Errorf("shutdown took longer than %s; exiting with the rest unacknowledged", shutdownGrace)
 	}
 }

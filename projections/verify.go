@@ -37,8 +37,9 @@ type VerifyOptions struct {
 	// Consistency returns a resource's consistency settings (when timers are due); default
 	// domain.DefaultConsistency().
 	Consistency func(resource string) domain.Consistency
-	// Dispatcher is the dispatcher's durable consumer (default "PROV_DISPATCHER").
-	Dispatcher string
+	// Dispatcher and TimerArmer are the durable consumers of the dispatcher and the timer armer
+	// (default "PROV_DISPATCHER", "PROV_TIMER_ARMER").
+	Dispatcher, TimerArmer string
 	// Recheck is how long a finding that a running service could be about to fix (the
 	// projection behind, a timer being armed) is given before it is reported (default 3s).
 	Recheck time.Duration
@@ -120,6 +121,9 @@ func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue
 	}
 	if o.Dispatcher == "" {
 		o.Dispatcher = "PROV_DISPATCHER"
+	}
+	if o.TimerArmer == "" {
+		o.TimerArmer = "PROV_TIMER_ARMER"
 	}
 	if o.Recheck == 0 {
 		o.Recheck = 3 * time.Second
@@ -250,6 +254,12 @@ func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue
 	if err != nil {
 		return rep, err
 	}
+	// Timers follow the log through the armer's consumer: a shadow whose last commit it has not
+	// acknowledged yet is still to be armed, not missing a timer.
+	armed, err := src.AckFloor(ctx, o.TimerArmer)
+	if err != nil {
+		return rep, err
+	}
 
 	// Per shadow, what a running service could still be fixing is checked twice.
 	type suspect struct {
@@ -293,7 +303,7 @@ func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue
 				}
 			}
 		}
-		if due, ok := domain.NextDue(st, o.Consistency(vs.resource)); ok {
+		if due, ok := domain.NextDue(st, o.Consistency(vs.resource)); ok && vs.lastSeq <= armed {
 			at, armed, err := src.ArmedTimer(ctx, vs.resource, vs.id)
 			if err != nil {
 				return nil, err

@@ -79,6 +79,17 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 		}
 		reply, err := s.decideRequest(ctx, req, res, shadowID, opID, known)
 		var adopt *eventstore.AdoptError
+		if err != nil && req.RequestID != "" && !errors.As(err, &adopt) {
+			// Another attempt of this request may have reserved and stored its decision between
+			// our look at the request id and our load (a retry racing the first attempt on
+			// another instance): its decision then made ours fail ("delete already pending").
+			// The reservation says so; answer as that attempt.
+			if rec, gerr := s.store.GetRequest(ctx, req.Resource, req.RequestID); gerr == nil && rec != nil &&
+				(rec.ShadowID != shadowID || rec.OperationID != opID) {
+				adopt = &eventstore.AdoptError{Record: rec}
+				err = adopt
+			}
+		}
 		if errors.As(err, &adopt) {
 			if reply, done, err := s.answer(ctx, adopt.Record, req); done || err != nil {
 				return reply, err

@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -102,5 +103,46 @@ func TestUseCasesOverMemory(t *testing.T) {
 	}
 	if _, err := s.Cancel(ctx, "demo", mod.OperationID); !errors.Is(err, domain.ErrNotCancellable) {
 		t.Fatalf("cancel the modify in flight: %v", err)
+	}
+}
+
+// lateRecord is the in-memory store, except that the first look at a request id finds nothing:
+// as for a retry whose first attempt, on another instance, reserves and stores its decision
+// between this attempt's look at the request id and its load of the shadow.
+type lateRecord struct {
+	*eventstore.Memory
+	mu     sync.Mutex
+	missed bool
+}
+
+func (l *lateRecord) GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error) {
+	l.mu.Lock()
+	first := !l.missed
+	l.missed = true
+	l.mu.Unlock()
+	if first {
+		return nil, nil
+	}
+	return l.Memory.GetRequest(ctx, resource, requestID)
+}
+
+// A retry that missed its first attempt's record and then found that attempt's decision in
+// the shadow ("delete already pending") answers with the first reply, not 409.
+func TestRetryRacingItsFirstAttempt(t *testing.T) {
+	cat, err := app.DefaultConfig().Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := eventstore.NewMemory(eventstore.DefaultConfig())
+	first := service.New(mem, nil, cat, nil)
+	t.Cleanup(first.Close)
+	add := provision(t, first, service.Request{Verb: "add", ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {"race"}}})
+	del := service.Request{Verb: "delete", Resource: "demo", ShadowID: add.ShadowID, RequestID: "del-1", Fingerprint: "d"}
+	r1 := provision(t, first, del)
+	retry := service.New(&lateRecord{Memory: mem}, nil, cat, nil)
+	t.Cleanup(retry.Close)
+	r2, err := retry.Provision(t.Context(), del)
+	if err != nil || r2 != r1 {
+		t.Fatalf("the racing retry: %+v %v, want the first reply %+v", r2, err, r1)
 	}
 }

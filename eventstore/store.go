@@ -476,7 +476,11 @@ func (s *Store) LoadByID(ctx context.Context, shadowID string) (domain.Shadow, u
 }
 
 func (s *Store) loadLast(ctx context.Context, subject string) (domain.Shadow, uint64, error) {
-	r, err := s.LastRecord(ctx, subject)
+	return stateOf(s.LastRecord(ctx, subject))
+}
+
+// stateOf is the shadow a record holds and its sequence (the empty shadow for no record).
+func stateOf(r *Record, err error) (domain.Shadow, uint64, error) {
 	if err != nil || r == nil {
 		return domain.Shadow{}, 0, err
 	}
@@ -556,15 +560,7 @@ func (s *Store) loadFresh(ctx context.Context, resource, shadowID string) (domai
 	if s.cfg.Replicas <= 1 {
 		return s.Load(ctx, resource, shadowID)
 	}
-	r, err := s.leaderLast(ctx, s.cfg.Stream, s.Subject(resource, shadowID))
-	if err != nil || r == nil {
-		return domain.Shadow{}, 0, err
-	}
-	st, err := r.State()
-	if err != nil {
-		return domain.Shadow{}, 0, err
-	}
-	return st, r.Seq, nil
+	return stateOf(s.leaderLast(ctx, s.cfg.Stream, s.Subject(resource, shadowID)))
 }
 
 // RecordAt returns the record with the given stream sequence.

@@ -150,13 +150,13 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 		if err := u.log.prepare(&commit); err != nil {
 			return UpdateResult{}, err // refused before anything is written
 		}
-		claimed, err := u.index(ctx, o.Resource, st, next)
+		claimed, err := u.index(ctx, o.Resource, o.RequestID, st, next)
 		if err != nil {
 			return UpdateResult{}, err
 		}
 		res, err := u.log.Append(ctx, commit)
 		if errors.Is(err, ErrConflict) {
-			u.releaseAll(ctx, o.ShadowID, claimed)
+			u.undoClaims(ctx, o.ShadowID, o.RequestID, claimed)
 			continue
 		}
 		if err != nil {
@@ -165,7 +165,7 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 				// over once its owner is known not to hold it; a retry finds the commit).
 				maybeStored = true
 			} else {
-				u.releaseAll(ctx, o.ShadowID, claimed)
+				u.undoClaims(ctx, o.ShadowID, o.RequestID, claimed)
 			}
 			return UpdateResult{}, err
 		}
@@ -244,7 +244,7 @@ func minus(a, b []domain.Claim) []domain.Claim {
 // Claims go first so that a refused decision (an identifier taken) writes nothing; the writes of
 // each phase go out together. On failure the claims made are released and the first claim error
 // (a *TakenError for a taken identifier) is returned. It returns the claims made.
-func (u *unit) index(ctx context.Context, resource string, st, next domain.Shadow) ([]domain.Claim, error) {
+func (u *unit) index(ctx context.Context, resource, requestID string, st, next domain.Shadow) ([]domain.Claim, error) {
 	claims := minus(next.Claims(), st.Claims())
 	errs := together(len(claims), func(i int) error {
 		return u.ix.Claim(ctx, claims[i], Holder{ShadowID: next.ID()}, u.isStale(claims[i]))
@@ -259,7 +259,7 @@ func (u *unit) index(ctx context.Context, resource string, st, next domain.Shado
 		}
 	}
 	if first != nil {
-		u.releaseAll(ctx, next.ID(), done)
+		u.undoClaims(ctx, next.ID(), requestID, done)
 		return nil, first
 	}
 	var ops []string
@@ -270,7 +270,7 @@ func (u *unit) index(ctx context.Context, resource string, st, next domain.Shado
 	}
 	for _, err := range together(len(ops), func(i int) error { return u.ix.PutOperation(ctx, ops[i], resource, next.ID()) }) {
 		if err != nil {
-			u.releaseAll(ctx, next.ID(), done)
+			u.undoClaims(ctx, next.ID(), requestID, done)
 			return nil, err
 		}
 	}
@@ -311,6 +311,26 @@ func (u *unit) isStale(c domain.Claim) func(context.Context, Holder, time.Time) 
 		return u.now().Sub(claimedAt) > StaleClaimAge, nil
 	}
 }
+
+// undoClaims frees the claims a failed attempt made, except what must stay: with a request id,
+// every attempt of the request decides for the same shadow, so a twin attempt on another
+// instance may have stored a decision holding these very claims (its claim was this one, by
+// idempotence): they stay, and a stale one is taken over later. Without one, only the claims the
+// shadow's stored state (the leader's) does not hold are freed: a concurrent decision that
+// stored the same identifier keeps it.
+func (u *unit) undoClaims(ctx context.Context, shadowID, requestID string, claims []domain.Claim) {
+	if requestID != "" || len(claims) == 0 {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	st, _, err := u.log.loadFresh(ctx, resourceOfClaims(claims), shadowID)
+	if err != nil {
+		return // not knowing, keep them: a stale claim is taken over later
+	}
+	u.releaseAll(ctx, shadowID, minus(claims, st.Claims()))
+}
+
+func resourceOfClaims(claims []domain.Claim) string { return claims[0].Resource }
 
 // releaseAll frees claims. Not fatal when it fails: a claim its owner no longer holds is taken
 // over once it is stale.

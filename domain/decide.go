@@ -235,9 +235,9 @@ func decideAdd(s Shadow, c Add, now time.Time) ([]Event, error) {
 	if s.Created() {
 		return nil, wrap(op, ErrShadowExists, "%s", s.d.ShadowID)
 	}
-	oc, ok := c.Resource.ObjectClass(c.ObjectClass)
-	if !ok {
-		return nil, wrap(op, ErrUnknownObjectClass, "%q on resource %q", c.ObjectClass, c.Resource.name)
+	oc, err := c.Resource.lookupClass(op, c.ObjectClass)
+	if err != nil {
+		return nil, err
 	}
 	if err := CheckRequestID(c.RequestID); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -434,9 +434,9 @@ func decideDiscover(s Shadow, c Discover, now time.Time) ([]Event, error) {
 	if !ValidID(c.ShadowID) {
 		return nil, wrap(op, ErrInvalidID, "shadow id must be a UUID")
 	}
-	oc, ok := c.Resource.ObjectClass(c.ObjectClass)
-	if !ok {
-		return nil, wrap(op, ErrUnknownObjectClass, "%q", c.ObjectClass)
+	oc, err := c.Resource.lookupClass(op, c.ObjectClass)
+	if err != nil {
+		return nil, err
 	}
 	attrs, err := normalizeAttributes(c.Attributes)
 	if err != nil {

@@ -450,6 +450,7 @@ func TestRejections(t *testing.T) {
 		{"unknown resource", fresh, add(func(a *Add) { a.Resource = Resource{} }), ErrUnknownResource, CategorySchema},
 		{"bad shadow id", fresh, add(func(a *Add) { a.ShadowID = "x" }), ErrInvalidID, CategorySchema},
 		{"unknown object class", fresh, add(func(a *Add) { a.ObjectClass = "Group" }), ErrUnknownObjectClass, CategorySchema},
+		{"missing object class", fresh, add(func(a *Add) { a.ObjectClass = "" }), ErrMissingObjectClass, CategorySchema},
 		{"no attributes", fresh, add(func(a *Add) { a.Attributes = nil }), ErrNoAttributes, CategorySchema},
 		{"missing secondary identifier", fresh, add(func(a *Add) { a.Attributes = Attributes{"fullName": {"x"}} }), ErrMissingIdentifier, CategorySchema},
 		{"two logins", fresh, add(func(a *Add) { a.Attributes = Attributes{"login": {"a", "b"}} }), ErrMissingIdentifier, CategorySchema},

@@ -44,6 +44,7 @@ var (
 	ErrInvalidResource      = newError(CategoryConfiguration, "invalid resource definition")
 	ErrUnknownResource      = newError(CategorySchema, "unknown resource")
 	ErrUnknownObjectClass   = newError(CategorySchema, "unknown object class")
+	ErrMissingObjectClass   = newError(CategorySchema, "objectClass is required")
 	ErrNoAttributes         = newError(CategorySchema, "no attributes")
 	ErrMissingIdentifier    = newError(CategorySchema, "missing secondary identifier")
 	ErrInvalidValue         = newError(CategorySchema, "attribute value not allowed")

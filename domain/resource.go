@@ -170,6 +170,22 @@ func (c Catalog) Lookup(name string) (Resource, error) {
 	return r, nil
 }
 
+// lookupClass returns the named object class, or an error that names what is known: a command
+// without objectClass gets ErrMissingObjectClass, a wrong one ErrUnknownObjectClass.
+func (r Resource) lookupClass(op, name string) (ObjectClass, error) {
+	if oc, ok := r.classes[name]; ok {
+		return oc, nil
+	}
+	var known []string
+	for _, oc := range r.ObjectClasses() {
+		known = append(known, oc.Name)
+	}
+	if name == "" {
+		return ObjectClass{}, fmt.Errorf("%s: %w (known: %s)", op, ErrMissingObjectClass, strings.Join(known, ", "))
+	}
+	return ObjectClass{}, fmt.Errorf("%s: %w: %q on resource %q (known: %s)", op, ErrUnknownObjectClass, name, r.name, strings.Join(known, ", "))
+}
+
 // ObjectClasses returns the object classes sorted by name.
 func (r Resource) ObjectClasses() []ObjectClass {
 	out := make([]ObjectClass, 0, len(r.classes))

@@ -61,7 +61,7 @@ func (q *Queries) AsOf(ctx context.Context, shadowID string, asOf time.Time) (do
 		}
 	}
 	if !st.Created() {
-		return domain.ShadowData{}, fmt.Errorf("shadow: %w: %s did not exist at %s", domain.ErrShadowNotFound, shadowID, asOf.Format(time.RFC3339Nano))
+		return domain.ShadowData{}, fmt.Errorf("get: %w: %s did not exist at %s", domain.ErrShadowNotFound, shadowID, asOf.Format(time.RFC3339Nano))
 	}
 	return st.Data(), nil
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -49,8 +48,7 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 // runAudit streams the event log through the filters as a table or JSON lines. Memory stays
 // constant (one record at a time); on a terminal, stderr shows progress.
 func runAudit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet(ctx, "audit", stdout, stderr)
 	cf := clientFlags(fs, getenv)
 	var f auditFilter
 	resource := fs.String("resource", "", "only this resource")
@@ -99,7 +97,7 @@ func streamEvents(ctx context.Context, store *eventstore.Store, o eventstore.Sca
 		return err
 	}
 	if !asJSON {
-		fmt.Fprintln(w, tableHeader)
+		fmt.Fprintln(w, auditHeader)
 	}
 	enc := json.NewEncoder(w)
 	start, lastShown := time.Now(), time.Time{}
@@ -140,7 +138,12 @@ func streamEvents(ctx context.Context, store *eventstore.Store, o eventstore.Sca
 	return err
 }
 
-const tableHeader = "TIME                            SEQ       EVENT                 OPERATION                             OP      ATT  REQUEST           OUTCOME"
+// tableHeader heads history's table (one shadow); auditHeader audit's, which names the shadow
+// of each event.
+const (
+	tableHeader = "TIME                            SEQ       EVENT                 OPERATION                             OP      ATT  REQUEST           OUTCOME"
+	auditHeader = "TIME                            SEQ       RESOURCE     SHADOW                                EVENT                 OPERATION                             OP      ATT  REQUEST           OUTCOME"
+)
 
 // row is one line of the audit and history tables.
 type row struct {
@@ -152,12 +155,14 @@ type row struct {
 	RequestID   string    `json:"requestId"`
 	Outcome     string    `json:"outcome"`
 	Attempt     int       `json:"attempt"`
+	shadow      string    // audit's resource and shadow columns, formatted
 }
 
 // tableRow formats one event with fixed widths (no buffering of the whole table: constant memory).
 func tableRow(h service.HistoryEvent) string {
+	prefix := fmt.Sprintf("%-12s %-37s ", h.Resource, h.ShadowID)
 	return formatRow(row{Time: h.Time, Seq: h.Seq, Type: h.Type, OperationID: h.OperationID, Operation: h.Operation,
-		RequestID: h.RequestID, Outcome: outcomeDetail(h), Attempt: h.Attempt})
+		RequestID: h.RequestID, Outcome: outcomeDetail(h), Attempt: h.Attempt, shadow: prefix})
 }
 
 func formatRow(r row) string {
@@ -169,7 +174,7 @@ func formatRow(r row) string {
 	if r.Attempt > 0 {
 		att = fmt.Sprint(r.Attempt)
 	}
-	return fmt.Sprintf("%-31s %-9d %-21s %-37s %-7s %-4s %-17s %s\n", r.Time.UTC().Format(time.RFC3339Nano), r.Seq, r.Type,
+	return fmt.Sprintf("%-31s %-9d %s%-21s %-37s %-7s %-4s %-17s %s\n", r.Time.UTC().Format(time.RFC3339Nano), r.Seq, r.shadow, r.Type,
 		dash(r.OperationID), dash(r.Operation), att, dash(req), r.Outcome)
 }
 

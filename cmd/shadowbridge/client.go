@@ -7,7 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,6 +24,9 @@ type cflags struct {
 	server, creds, user, password, tlsCA, prefix *string
 	timeout                                      *time.Duration
 }
+
+// connFlags are the connection flags every client verb takes (help lists them apart).
+var connFlags = map[string]bool{"server": true, "creds": true, "user": true, "password": true, "tls-ca": true, "prefix": true, "timeout": true}
 
 func clientFlags(fs *flag.FlagSet, getenv func(string) string) *cflags {
 	def := getenv("NATS_URL")
@@ -47,8 +53,6 @@ func (c *cflags) connect() (*nats.Conn, error) {
 	return nc, nil
 }
 
-// openStore attaches to the event store the service made (client verbs never create or change
-// streams and buckets).
 // attach connects and attaches to the event store the service made (client verbs never
 // create or change it); closeConn closes the connection.
 func (c *cflags) attach(ctx context.Context) (store *eventstore.Store, closeConn func(), err error) {
@@ -92,25 +96,66 @@ func parseAssign(arg string) (name, op string, value any, err error) {
 	return "", "", nil, fmt.Errorf("%q: want attr=value, attr:=<json>, attr+=value or attr-=value", arg)
 }
 
+// clientVerbFlags lists the flags each client verb takes beside the connection flags.
+var clientVerbFlags = map[string][]string{
+	"add":         {"object-class", "assigned", "request-id"},
+	"modify":      {"id", "request-id"},
+	"delete":      {"id", "request-id"},
+	"refresh":     {"force", "request-id"},
+	"confirm":     {"result", "message", "primary", "request-id"},
+	"cancel":      {"request-id"},
+	"maintenance": {"reason", "request-id"},
+	"resource":    {},
+	"get":         {"as-of"},
+	"pending":     {"resource", "json"},
+	"history":     {"json"},
+	"explain":     {"json"},
+}
+
 func runClient(ctx context.Context, verb string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf := clientFlags(fs, getenv)
+	fs := newFlagSet(ctx, verb, stdout, stderr)
 	var (
 		ids, primary multiFlag
-		objectClass  = fs.String("object-class", "AccountObjectClass", "object class (add)")
-		assigned     = fs.Bool("assigned", false, "the account comes from an assignment (add)")
-		requestID    = fs.String("request-id", "", "idempotency key")
-		force        = fs.Bool("force", false, "retry even if the retry period has not passed (refresh)")
-		result       = fs.String("result", "success", "result status (confirm)")
-		message      = fs.String("message", "", "message (confirm)")
-		asOf         = fs.String("as-of", "", "RFC 3339 time (get)")
-		resource     = fs.String("resource", "", "resource (pending)")
-		asJSON       = fs.Bool("json", false, "print JSON lines (history)")
-		reason       = fs.String("reason", "", "why (maintenance)")
+		objectClass  = "AccountObjectClass"
+		assigned     bool
+		requestID    string
+		force        bool
+		result       = "success"
+		message      string
+		asOf         string
+		resource     string
+		asJSON       bool
+		reason       string
 	)
-	fs.Var(&ids, "id", "address the shadow by identifier attr=value (modify, delete)")
-	fs.Var(&primary, "primary", "primary identifier attr=value (confirm)")
+	for _, name := range clientVerbFlags[verb] {
+		switch name {
+		case "object-class":
+			fs.StringVar(&objectClass, name, objectClass, "object class of the account")
+		case "assigned":
+			fs.BoolVar(&assigned, name, false, "the account comes from an assignment")
+		case "request-id":
+			fs.StringVar(&requestID, name, "", "idempotency key: a re-send with the same key gets the first reply")
+		case "force":
+			fs.BoolVar(&force, name, false, "retry even if the retry period has not passed")
+		case "result":
+			fs.StringVar(&result, name, result, "result status: success, partial_error, fatal_error, ...")
+		case "message":
+			fs.StringVar(&message, name, "", "message recorded with the result")
+		case "as-of":
+			fs.StringVar(&asOf, name, "", "show the shadow as it was at this RFC 3339 time")
+		case "resource":
+			fs.StringVar(&resource, name, "", "only this resource")
+		case "json":
+			fs.BoolVar(&asJSON, name, false, "print JSON instead of a table")
+		case "reason":
+			fs.StringVar(&reason, name, "", "why (recorded with the change)")
+		case "id":
+			fs.Var(&ids, name, "address the shadow by identifier attr=value instead of its id")
+		case "primary":
+			fs.Var(&primary, name, "primary identifier attr=value set by the target system")
+		}
+	}
+	cf := clientFlags(fs, getenv)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -123,8 +168,8 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 	}
 	var subject string
 	body := map[string]any{}
-	if *requestID != "" {
-		body["requestId"] = *requestID
+	if requestID != "" {
+		body["requestId"] = requestID
 	}
 	target := func() error {
 		if len(ids) > 0 {
@@ -152,8 +197,8 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 			return err
 		}
 		subject = *cf.prefix + ".cmd." + pos[0] + ".add"
-		body["objectClass"], body["attributes"] = *objectClass, attrs
-		if *assigned {
+		body["objectClass"], body["attributes"] = objectClass, attrs
+		if assigned {
 			body["assigned"] = true
 		}
 	case "modify":
@@ -194,7 +239,7 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 		if len(pos) > 1 {
 			body["shadowId"] = pos[1]
 		}
-		if *force {
+		if force {
 			body["forceRetry"] = true
 		}
 		subject = *cf.prefix + ".cmd." + pos[0] + ".refresh"
@@ -202,9 +247,9 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 		if err := need(2, "RESOURCE OPERATION"); err != nil {
 			return err
 		}
-		body["operationId"], body["resultStatus"] = pos[1], *result
-		if *message != "" {
-			body["message"] = *message
+		body["operationId"], body["resultStatus"] = pos[1], result
+		if message != "" {
+			body["message"] = message
 		}
 		if len(primary) > 0 {
 			m, err := assignments(primary)
@@ -232,8 +277,8 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 		default:
 			return fmt.Errorf("maintenance: %q: want on or off", pos[1])
 		}
-		if *reason != "" {
-			body["reason"] = *reason
+		if reason != "" {
+			body["reason"] = reason
 		}
 		subject = *cf.prefix + ".cmd." + pos[0] + ".maintenance"
 	case "resource":
@@ -247,13 +292,13 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 			return err
 		}
 		body["shadowId"] = pos[0]
-		if *asOf != "" {
-			body["asOf"] = *asOf
+		if asOf != "" {
+			body["asOf"] = asOf
 		}
 		subject = *cf.prefix + ".query.shadow"
 	case "pending":
-		if *resource != "" {
-			body["resource"] = *resource
+		if resource != "" {
+			body["resource"] = resource
 		}
 		subject = *cf.prefix + ".query.pending"
 	case "explain":
@@ -286,26 +331,29 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 			return nil, fmt.Errorf("%s: %w", subject, err)
 		}
 		if code := reply.Header.Get("Nats-Service-Error-Code"); code != "" {
-			return nil, fmt.Errorf("%s %s", code, reply.Header.Get("Nats-Service-Error"))
+			return nil, fmt.Errorf("%s (status %s)", reply.Header.Get("Nats-Service-Error"), code)
 		}
 		return reply.Data, nil
 	}
 	if verb == "pending" {
 		// The service answers a page at a time; the CLI lists them all.
 		var all []json.RawMessage
+		next := map[string]time.Time{}
 		for {
 			data, err := ask(body)
 			if err != nil {
 				return err
 			}
 			var page struct {
-				Shadows []json.RawMessage `json:"shadows"`
-				Next    string            `json:"next"`
+				Shadows      []json.RawMessage    `json:"shadows"`
+				Next         string               `json:"next"`
+				NextAttempts map[string]time.Time `json:"nextAttempts"`
 			}
 			if err := json.Unmarshal(data, &page); err != nil {
 				return fmt.Errorf("reply is not JSON: %w", err)
 			}
 			all = append(all, page.Shadows...)
+			maps.Copy(next, page.NextAttempts)
 			if page.Next == "" {
 				break
 			}
@@ -314,9 +362,12 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 		if all == nil {
 			all = []json.RawMessage{}
 		}
-		out, _ := json.MarshalIndent(map[string]any{"shadows": all}, "", "  ")
-		fmt.Fprintln(stdout, string(out))
-		return nil
+		if asJSON {
+			out, _ := json.MarshalIndent(map[string]any{"shadows": all, "nextAttempts": next}, "", "  ")
+			fmt.Fprintln(stdout, string(out))
+			return nil
+		}
+		return printPending(all, next, time.Now(), stdout)
 	}
 	data, err := ask(body)
 	if err != nil {
@@ -324,9 +375,9 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 	}
 	reply := struct{ Data []byte }{data}
 	if verb == "history" {
-		return printHistory(reply.Data, *asJSON, stdout)
+		return printHistory(reply.Data, asJSON, stdout)
 	}
-	if verb == "explain" && !*asJSON {
+	if verb == "explain" && !asJSON {
 		return printExplanation(reply.Data, stdout)
 	}
 	var pretty any
@@ -336,6 +387,60 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 	out, _ := json.MarshalIndent(pretty, "", "  ")
 	fmt.Fprintln(stdout, string(out))
 	return nil
+}
+
+// printPending prints one line per shadow with unfinished operations: what a person scans
+// first (the shadow, its login, what is pending, in which state, when it is tried next).
+func printPending(shadows []json.RawMessage, next map[string]time.Time, now time.Time, stdout io.Writer) error {
+	if len(shadows) == 0 {
+		fmt.Fprintln(stdout, "no shadow has unfinished operations")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SHADOW\tRESOURCE\tLOGIN\tLIFECYCLE\tOPERATIONS\tSTATUS\tNEXT ATTEMPT")
+	for _, raw := range shadows {
+		var sd domain.ShadowData
+		if err := json.Unmarshal(raw, &sd); err != nil {
+			return fmt.Errorf("reply: %w", err)
+		}
+		var ops, status []string
+		for _, p := range sd.PendingOperations {
+			if p.Completed() {
+				continue
+			}
+			ops = append(ops, string(p.Delta.ChangeType))
+			st := string(p.ExecutionStatus)
+			if p.Type == domain.TypeRetry {
+				st += fmt.Sprintf(" (retry, %d attempts)", p.AttemptNumber)
+			}
+			status = append(status, st)
+		}
+		when := "-"
+		if at, ok := next[sd.ShadowID]; ok {
+			when = at.Local().Format(time.DateTime)
+			if d := at.Sub(now).Round(time.Second); d > 0 {
+				when += " (in " + d.String() + ")"
+			} else {
+				when += " (due)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sd.ShadowID, sd.Resource, loginOf(sd), sd.LifecycleState,
+			strings.Join(ops, ","), strings.Join(status, ", "), when)
+	}
+	return tw.Flush()
+}
+
+// loginOf is the name a person knows the account by: its login attribute, else its first
+// secondary identifier, else its primary identifier.
+func loginOf(sd domain.ShadowData) string {
+	for _, attrs := range []domain.Attributes{{"login": sd.Attributes["login"]}, sd.SecondaryIdentifiers, sd.PrimaryIdentifiers} {
+		for _, name := range slices.Sorted(maps.Keys(attrs)) {
+			if vs := attrs[name]; len(vs) > 0 {
+				return fmt.Sprint(vs[0])
+			}
+		}
+	}
+	return "-"
 }
 
 func assignments(args []string) (map[string][]any, error) {

@@ -3,14 +3,19 @@
 //	shadowbridge dev [--data DIR] [--nats 127.0.0.1:4222] [--http 127.0.0.1:8080] [--config FILE]
 //	shadowbridge serve --config FILE
 //	shadowbridge add|modify|delete|refresh|confirm|get|pending|history ...
+//
+// Run 'shadowbridge help' for every verb, 'shadowbridge VERB --help' for one.
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -24,74 +29,227 @@ func main() {
 	}
 }
 
-const usage = `usage: shadowbridge <command> [flags]
+type runner func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
 
-service:
-  dev      run everything on this machine (embedded NATS, service, sample target system)
-  serve    run the service against an external NATS (--config FILE)
-  rebuild  rebuild the projections from the event stream
+// verb is one command of the binary: its usage line, what it does, and how it runs. Help,
+// "did you mean" and shell completion all read this table, so they cannot drift from it.
+type verb struct {
+	name, args, summary string
+	client              bool // talks to a running service over NATS (connection flags apply)
+	run                 runner
+}
 
-client (over NATS; --server URL, env NATS_URL):
-  add RESOURCE attr=value attr:=<json> ...        request an account
-  modify RESOURCE (SHADOW | --id attr=value) attr=value attr+=value attr-=value ...
-  delete RESOURCE (SHADOW | --id attr=value)
-  refresh RESOURCE [SHADOW] [--force]
-  confirm RESOURCE OPERATION --result success [--message M] [--primary uid=value]
-  cancel RESOURCE OPERATION                       end an operation postponed for retry
-  maintenance RESOURCE on|off [--reason TEXT]     hold every operation (no attempts counted), or release them
-  resource RESOURCE                               availability, maintenance and their recent changes
-  get SHADOW [--as-of TIME]
-  pending [--resource R]
-  history SHADOW [--json]
-  explain SHADOW [--json]                         why the shadow is in its state, and what happens next
-  audit [--resource R] [--object-class C] [--operation add|modify|delete] [--result R]
-        [--since T] [--until T] [--request-id ID] [--json]   replay the event log for auditors
-  verify [--full] [--config FILE] [--json]        check the log against the projection, the index
-                                                  and the timers (read-only; non-zero exit on a violation)
+func clientVerb(name string) runner {
+	return func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+		return runClient(ctx, name, args, getenv, stdout, stderr)
+	}
+}
 
-Run 'shadowbridge <command> --help' for the flags of a command.
-`
+// verbTable is the binary's verbs, in the order help lists them (a function: the runners refer
+// back to it through help).
+func verbTable() []verb {
+	return []verb{
+	{name: "dev", args: "[--data DIR] [--nats ADDR] [--http ADDR] [--config FILE]", summary: "run everything on this machine (embedded NATS, service, sample target system)", run: runDev},
+	{name: "serve", args: "--config FILE", summary: "run the service against an external NATS", run: runServe},
+	{name: "rebuild", summary: "rebuild the projections from the event stream", client: true, run: runRebuild},
+	{name: "add", args: "RESOURCE attr=value attr:=<json> ...", summary: "request an account", client: true, run: clientVerb("add")},
+	{name: "modify", args: "RESOURCE (SHADOW | --id attr=value) attr=value attr+=value attr-=value ...", summary: "change an account's attributes (= replace, += add, -= delete a value)", client: true, run: clientVerb("modify")},
+	{name: "delete", args: "RESOURCE (SHADOW | --id attr=value)", summary: "delete an account", client: true, run: clientVerb("delete")},
+	{name: "refresh", args: "RESOURCE [SHADOW]", summary: "retry what is due (one shadow, or the whole resource)", client: true, run: clientVerb("refresh")},
+	{name: "confirm", args: "RESOURCE OPERATION", summary: "record the target system's answer to an operation", client: true, run: clientVerb("confirm")},
+	{name: "cancel", args: "RESOURCE OPERATION", summary: "end an operation postponed for retry", client: true, run: clientVerb("cancel")},
+	{name: "maintenance", args: "RESOURCE on|off", summary: "hold every operation (no attempts counted), or release them", client: true, run: clientVerb("maintenance")},
+	{name: "resource", args: "RESOURCE", summary: "availability, maintenance and their recent changes", client: true, run: clientVerb("resource")},
+	{name: "get", args: "SHADOW", summary: "a shadow, now or as it was at a time", client: true, run: clientVerb("get")},
+	{name: "pending", summary: "shadows with unfinished operations (a table; --json for the shadows)", client: true, run: clientVerb("pending")},
+	{name: "history", args: "SHADOW", summary: "a shadow's events, oldest first", client: true, run: clientVerb("history")},
+	{name: "explain", args: "SHADOW", summary: "why the shadow is in its state, and what happens next", client: true, run: clientVerb("explain")},
+	{name: "audit", summary: "replay the event log for auditors, filtered", client: true, run: runAudit},
+	{name: "verify", summary: "check the log against the projection, the index and the timers (read-only; non-zero exit on a violation)", client: true, run: runVerify},
+	{name: "completion", args: "bash|zsh", summary: "print a shell completion script (source it, or install it as the shell expects)", run: runCompletion},
+	{name: "help", args: "[VERB]", summary: "this list, or one verb's usage", run: runHelp},
+	}
+}
+
+func lookupVerb(name string) (verb, bool) {
+	for _, v := range verbTable() {
+		if v.name == name {
+			return v, true
+		}
+	}
+	return verb{}, false
+}
+
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: shadowbridge <command> [arguments] [flags]\n\nservice:\n")
+	for _, v := range verbTable() {
+		if !v.client && v.name != "completion" && v.name != "help" {
+			fmt.Fprintf(&b, "  %-12s %s\n", v.name, v.summary)
+		}
+	}
+	b.WriteString("\nclient (over NATS; --server URL, env NATS_URL):\n")
+	for _, v := range verbTable() {
+		if v.client {
+			fmt.Fprintf(&b, "  %-12s %s\n", v.name, v.summary)
+		}
+	}
+	b.WriteString("\nother:\n")
+	for _, name := range []string{"completion", "help"} {
+		v, _ := lookupVerb(name)
+		fmt.Fprintf(&b, "  %-12s %s\n", v.name, v.summary)
+	}
+	b.WriteString("\nRun 'shadowbridge <command> --help' for a command's arguments and flags.\n")
+	return b.String()
+}
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("no command given")
+		fmt.Fprint(stderr, usage())
+		return errors.New("no command given")
 	}
-	cmd, rest := args[0], args[1:]
+	name, rest := args[0], args[1:]
+	if name == "-h" || name == "--help" || name == "-help" {
+		name = "help"
+	}
+	v, ok := lookupVerb(name)
+	if !ok {
+		if s := suggest(name); s != "" {
+			return fmt.Errorf("unknown command %q: did you mean %s? (shadowbridge help lists them all)", name, s)
+		}
+		return fmt.Errorf("unknown command %q (shadowbridge help lists them all)", name)
+	}
 	if err := installFault(getenv); err != nil {
 		return err
 	}
-	switch cmd {
-	case "dev":
-		return runDev(ctx, rest, getenv, stdout, stderr)
-	case "serve":
-		return runServe(ctx, rest, getenv, stdout, stderr)
-	case "rebuild":
-		return runRebuild(ctx, rest, getenv, stdout, stderr)
-	case "audit":
-		return runAudit(ctx, rest, getenv, stdout, stderr)
-	case "verify":
-		return runVerify(ctx, rest, getenv, stdout, stderr)
-	case "add", "modify", "delete", "refresh", "confirm", "cancel", "maintenance", "resource", "get", "pending", "history", "explain":
-		return runClient(ctx, cmd, rest, getenv, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+	if wantsHelp(rest) {
+		ctx = context.WithValue(ctx, helpKey{}, true)
+	}
+	err := v.run(ctx, rest, getenv, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the flag set printed the verb's usage to stdout
+	}
+	return err
+}
+
+// helpKey marks a context whose verb was asked for --help: its flag set prints the usage to
+// stdout (an answer, exit 0) instead of stderr (a complaint).
+type helpKey struct{}
+
+// collectKey carries a *[]*flag.FlagSet that newFlagSet appends to (for shell completion).
+type collectKey struct{}
+
+// wantsHelp reports whether args ask for help before any "--".
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
+// newFlagSet returns the flag set of a verb: parse errors go to stderr with a hint, --help prints
+// the verb's usage line, what it does and only its flags to stdout.
+func newFlagSet(ctx context.Context, name string, stdout, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	out := stderr
+	if ctx.Value(helpKey{}) != nil {
+		out = stdout
+	}
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		v, _ := lookupVerb(name)
+		fmt.Fprintf(out, "usage: shadowbridge %s %s\n\n%s.\n", name, v.args, v.summary)
+		var own, conn bool
+		fs.VisitAll(func(f *flag.Flag) {
+			if connFlags[f.Name] {
+				conn = true
+			} else {
+				own = true
+			}
+		})
+		print := func(wantConn bool) {
+			fs.VisitAll(func(f *flag.Flag) {
+				if connFlags[f.Name] != wantConn {
+					return
+				}
+				typ, help := flag.UnquoteUsage(f)
+				line := "  --" + f.Name
+				if typ != "" {
+					line += " " + typ
+				}
+				if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" && f.DefValue != "[]" {
+					help += fmt.Sprintf(" (default %s)", f.DefValue)
+				}
+				fmt.Fprintf(out, "%-28s %s\n", line, help)
+			})
+		}
+		if own {
+			fmt.Fprint(out, "\nflags:\n")
+			print(false)
+		}
+		if conn {
+			fmt.Fprint(out, "\nconnection flags:\n")
+			print(true)
+		}
+	}
+	if c, ok := ctx.Value(collectKey{}).(*[]*flag.FlagSet); ok {
+		*c = append(*c, fs)
+	}
+	return fs
+}
+
+// suggest returns the verb closest to name (a prefix, or at most two edits away), or "".
+func suggest(name string) string {
+	best, bestD := "", 3
+	for _, v := range verbTable() {
+		if strings.HasPrefix(v.name, name) && len(name) >= 2 {
+			return v.name
+		}
+		if d := editDistance(name, v.name); d < bestD {
+			best, bestD = v.name, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+func runHelp(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || wantsHelp(args) {
+		fmt.Fprint(stdout, usage())
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", cmd)
+	if _, ok := lookupVerb(args[0]); !ok {
+		return run(ctx, args[:1], getenv, stdout, stderr) // the unknown-command answer
+	}
+	return run(ctx, []string{args[0], "--help"}, getenv, stdout, stderr)
 }
 
 func oneLine(err error) string {
-	s := err.Error()
-	out := make([]rune, 0, len(s))
-	for _, r := range s {
-		if r == '\n' {
-			r = ';'
-		}
-		out = append(out, r)
-	}
-	return string(out)
+	return strings.ReplaceAll(err.Error(), "\n", ";")
 }
 
 func signalContext() (context.Context, context.CancelFunc) {

@@ -107,10 +107,10 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	if _, err := client(t, natsURL, "modify", "demo", "--id", "login=jack", "fullName=Jack SPARROW", "group+=pirates"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client(t, natsURL, "add", "demo", "login=jack"); err == nil || !strings.HasPrefix(err.Error(), "409 ") {
+	if _, err := client(t, natsURL, "add", "demo", "login=jack"); err == nil || !strings.Contains(err.Error(), "(status 409)") {
 		t.Fatalf("duplicate login: %v", err)
 	}
-	if _, err := client(t, natsURL, "add", "nowhere", "login=x"); err == nil || !strings.HasPrefix(err.Error(), "404 ") {
+	if _, err := client(t, natsURL, "add", "nowhere", "login=x"); err == nil || !strings.HasSuffix(err.Error(), "(status 404)") {
 		t.Fatalf("unknown resource: %v", err)
 	}
 	hist, err := client(t, natsURL, "history", id)
@@ -121,7 +121,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	if err != nil || strings.Count(jl, "\n") < 4 || !strings.HasPrefix(jl, `{"seq":`) {
 		t.Fatalf("history --json: %v\n%s", err, jl)
 	}
-	if out, err := client(t, natsURL, "pending"); err != nil || !strings.Contains(out, `"shadows"`) {
+	if out, err := client(t, natsURL, "pending", "--json"); err != nil || !strings.Contains(out, `"shadows"`) {
 		t.Fatalf("pending: %v %s", err, out)
 	}
 	if out, err := client(t, natsURL, "refresh", "demo"); err != nil || !strings.Contains(out, `"refreshed"`) {
@@ -136,7 +136,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	if out, err := client(t, natsURL, "maintenance", "demo", "off"); err != nil || !strings.Contains(out, `"administrativeAvailabilityStatus": "operational"`) {
 		t.Fatalf("maintenance off: %v %s", err, out)
 	}
-	if out, err := client(t, natsURL, "rebuild"); err != nil || !strings.Contains(out, "rebuilt 1 shadows") {
+	if out, err := client(t, natsURL, "rebuild"); err != nil || !strings.Contains(out, "rebuilt 1 shadow,") {
 		t.Fatalf("rebuild: %v %s", err, out)
 	}
 	resp, err := http.Get(httpURL + "healthz")

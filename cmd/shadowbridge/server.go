@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -43,8 +42,7 @@ func newLogger(stderr io.Writer, getenv func(string) string) *slog.Logger {
 }
 
 func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet(ctx, "dev", stdout, stderr)
 	data := fs.String("data", "./.shadowbridge", "directory for JetStream's files (state survives restarts)")
 	listen := fs.String("nats", "127.0.0.1:4222", "address of the embedded NATS server")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the dashboard")
@@ -152,8 +150,7 @@ func connect(c app.NATSConfig, name string) (*nats.Conn, error) {
 }
 
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet(ctx, "serve", stdout, stderr)
 	cfgFile := fs.String("config", "", "YAML configuration (required)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -186,8 +183,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 func runRebuild(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rebuild", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet(ctx, "rebuild", stdout, stderr)
 	cf := clientFlags(fs, getenv)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -215,7 +211,7 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "rebuilt %d shadows, covering the log up to sequence %d, in %s\n", pr.Shadows, pr.Last, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "rebuilt %s, covering the log up to sequence %d, in %s\n", plural(pr.Shadows, "shadow"), pr.Last, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -255,3 +251,11 @@ func startHTTP(addr string, a *app.App) (*httpServer, error) {
 
 func (h *httpServer) Addr() string { return h.ln.Addr().String() }
 func (h *httpServer) Close() error { return h.srv.Close() }
+
+// plural returns "1 shadow", "2 shadows".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

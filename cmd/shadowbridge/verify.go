@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -16,8 +15,7 @@ import (
 // runVerify checks the log against the projection, the index and the timers (read-only) and
 // fails when it finds a violation.
 func runVerify(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet(ctx, "verify", stdout, stderr)
 	cf := clientFlags(fs, getenv)
 	full := fs.Bool("full", false, "fold every shadow's events (default: one shadow in 16)")
 	cfgFile := fs.String("config", "", "the service's YAML configuration, for each resource's consistency settings (default: midPoint's defaults)")

@@ -430,7 +430,7 @@ func (s *Service) Shadow(ctx context.Context, shadowID string, asOf time.Time) (
 		return domain.ShadowData{}, err
 	}
 	if !st.Created() {
-		return domain.ShadowData{}, fmt.Errorf("shadow: %w: %s", domain.ErrShadowNotFound, shadowID)
+		return domain.ShadowData{}, fmt.Errorf("get: %w: %s", domain.ErrShadowNotFound, shadowID)
 	}
 	if res, err := s.lookup(ctx, st.Resource()); err == nil && res.Consistency().RefreshOnRead {
 		// refreshOnRead: retry what is due before answering, as midPoint does on get.
@@ -496,6 +496,14 @@ func (s *Service) queryPending(ctx context.Context, data []byte) (any, error) {
 			break
 		}
 		out.Shadows = append(out.Shadows, b)
+		if r, err := s.catalog.Lookup(sd.Resource); err == nil {
+			if at, ok := domain.NextRetry(domain.RestoreShadow(sd), r.Consistency()); ok {
+				if out.NextAttempts == nil {
+					out.NextAttempts = map[string]time.Time{}
+				}
+				out.NextAttempts[sd.ShadowID] = at
+			}
+		}
 	}
 	return out, nil
 }
@@ -505,6 +513,9 @@ type pendingReply struct {
 	Shadows []json.RawMessage `json:"shadows"`
 	Total   int               `json:"total"`
 	Next    string            `json:"next,omitempty"`
+	// NextAttempts holds, for the shadows of the page that wait for a retry, when the earliest
+	// one is due (lastAttemptTimestamp + operationRetryPeriod).
+	NextAttempts map[string]time.Time `json:"nextAttempts,omitempty"`
 }
 
 // HistoryEvent is one event as history and audit show it.

@@ -36,7 +36,7 @@ func (a *AttributeMap) UnmarshalJSON(b []byte) error {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
 		if err := dec.Decode(&vs); err != nil {
-			return fieldErr("attributes."+key, err, reflect.TypeOf(vs))
+			return fieldErr(key, err, reflect.TypeOf(vs))
 		}
 		if a.Values == nil {
 			a.Values = map[string][]any{}
@@ -58,7 +58,7 @@ func (c *ChangeMap) UnmarshalJSON(b []byte) error {
 		dec.UseNumber()
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&ch); err != nil {
-			return fieldErr("changes."+key, err, reflect.TypeOf(ch))
+			return fieldErr(key, err, reflect.TypeOf(ch))
 		}
 		if c.Values == nil {
 			c.Values = map[string]ChangeBody{}

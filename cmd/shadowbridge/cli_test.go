@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every verb answers --help with its own usage line and only its own flags, on stdout, exit 0.
+func TestHelpPerVerb(t *testing.T) {
+	for _, v := range verbTable() {
+		for _, form := range []string{"--help", "-h"} {
+			var out, errb bytes.Buffer
+			err := run(t.Context(), []string{v.name, form}, func(string) string { return "" }, &out, &errb)
+			if err != nil {
+				t.Errorf("%s %s: %v", v.name, form, err)
+				continue
+			}
+			help := out.String()
+			if !strings.HasPrefix(help, "usage: shadowbridge "+v.name) && v.name != "help" {
+				t.Errorf("%s %s: no usage line:\n%s", v.name, form, help)
+			}
+			if errb.Len() != 0 {
+				t.Errorf("%s %s: wrote to stderr: %s", v.name, form, errb.String())
+			}
+		}
+	}
+	help := func(verb string) string {
+		var out bytes.Buffer
+		if err := run(t.Context(), []string{verb, "--help"}, func(string) string { return "" }, &out, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	for _, c := range []struct {
+		verb       string
+		has, hasnt []string
+	}{
+		{"add", []string{"--object-class", "--request-id", "RESOURCE attr=value", "connection flags:", "--server"}, []string{"--as-of", "--force", "--result", "--reason", "--json"}},
+		{"get", []string{"--as-of", "SHADOW"}, []string{"--object-class", "--request-id", "--force"}},
+		{"pending", []string{"--json", "--resource"}, []string{"--as-of", "--object-class"}},
+		{"dev", []string{"--data", "--nats", "--http"}, []string{"--server", "connection flags:"}},
+		{"audit", []string{"--since", "--operation", "--server"}, []string{"--as-of", "--force"}},
+	} {
+		h := help(c.verb)
+		for _, s := range c.has {
+			if !strings.Contains(h, s) {
+				t.Errorf("%s --help lacks %q:\n%s", c.verb, s, h)
+			}
+		}
+		for _, s := range c.hasnt {
+			if strings.Contains(h, s) {
+				t.Errorf("%s --help shows another verb's %q:\n%s", c.verb, s, h)
+			}
+		}
+	}
+	// `help VERB` is `VERB --help`; a flag after "--" is an argument, not a help request.
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"help", "modify"}, func(string) string { return "" }, &out, &out); err != nil || !strings.HasPrefix(out.String(), "usage: shadowbridge modify") {
+		t.Fatalf("help modify: %v\n%s", err, out.String())
+	}
+	if wantsHelp([]string{"demo", "--", "--help"}) {
+		t.Fatal("--help after -- counted as a help request")
+	}
+}
+
+func TestUnknownVerbSuggests(t *testing.T) {
+	for _, c := range []struct{ typed, want string }{{"ad", "add"}, {"pendng", "pending"}, {"modfy", "modify"}, {"histroy", "history"}} {
+		_, err := client(t, "nats://127.0.0.1:1", c.typed)
+		if err == nil || !strings.Contains(err.Error(), "did you mean "+c.want+"?") {
+			t.Errorf("%s: %v, want a suggestion of %s", c.typed, err, c.want)
+		}
+	}
+	if _, err := client(t, "nats://127.0.0.1:1", "xyzzy"); err == nil || strings.Contains(err.Error(), "did you mean") {
+		t.Errorf("xyzzy: %v, want no suggestion", err)
+	}
+}
+
+// The bash script completes verbs and a verb's flags, in a real bash.
+func TestCompletionBash(t *testing.T) {
+	script, err := client(t, "", "completion", "bash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "completion.bash")
+	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	complete := func(words ...string) string {
+		t.Helper()
+		prog := `source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _shadowbridge; echo "${COMPREPLY[*]}"`
+		out, err := exec.Command("bash", append([]string{"-c", prog, "bash", file}, words...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("bash: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := complete("shadowbridge", "pen"); got != "pending" {
+		t.Errorf("verb completion: %q", got)
+	}
+	if got := complete("shadowbridge", "get", "--a"); got != "--as-of" {
+		t.Errorf("get flags: %q", got)
+	}
+	if got := complete("shadowbridge", "add", "--req"); got != "--request-id" {
+		t.Errorf("add flags: %q", got)
+	}
+	if got := complete("shadowbridge", "completion", "z"); got != "zsh" {
+		t.Errorf("completion shells: %q", got)
+	}
+	if _, err := client(t, "", "completion", "fish"); err == nil || !strings.Contains(err.Error(), "bash or zsh") {
+		t.Errorf("fish: %v", err)
+	}
+}
+
+// The zsh script loads in a real zsh with compinit and registers the completion.
+func TestCompletionZsh(t *testing.T) {
+	if _, err := exec.LookPath("zsh"); err != nil {
+		if os.Getenv("SHADOWBRIDGE_REQUIRE_ZSH") != "" {
+			t.Fatal("zsh not found (run deployments/shells/install-zsh.sh)")
+		}
+		t.Skip("zsh not installed (deployments/shells/install-zsh.sh)")
+	}
+	script, err := client(t, "", "completion", "zsh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "_shadowbridge")
+	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("zsh", "-f", "-c", `autoload -Uz compinit && compinit -u -d "$2" && source "$1" && echo "${_comps[shadowbridge]}"`, "zsh", file, filepath.Join(t.TempDir(), "zcompdump"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "_shadowbridge" {
+		t.Fatalf("zsh: %v\n%s", err, out)
+	}
+}
+
+// dev on a NATS port another process holds fails at once, naming the cause.
+func TestDevOnBusyNATSPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	start := time.Now()
+	var out, errb bytes.Buffer
+	err = run(t.Context(), []string{"dev", "--data", t.TempDir(), "--nats", l.Addr().String(), "--http", "127.0.0.1:0"}, func(string) string { return "" }, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("dev on a busy port: %v", err)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("took %s to fail (the 10-second readiness wait)", d)
+	}
+}
+
+// pending prints a table a person scans (shadow, login, operations, status, next attempt);
+// --json the shadows; audit's table names each event's shadow; errors read as sentences.
+func TestPendingTableAndAuditShadowColumn(t *testing.T) {
+	natsURL, _, stop := startDev(t, t.TempDir())
+	defer stop()
+	if out, err := client(t, natsURL, "pending"); err != nil || !strings.Contains(out, "no shadow has unfinished operations") {
+		t.Fatalf("empty pending: %v\n%s", err, out)
+	}
+	if _, err := client(t, natsURL, "maintenance", "demo", "on", "--reason", "test"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := client(t, natsURL, "add", "demo", "login=held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.Split(strings.Split(out, `"shadowId": "`)[1], `"`)[0]
+	var table string
+	deadline := time.Now().Add(15 * time.Second)
+	for table == "" || !strings.Contains(table, id) {
+		if table, err = client(t, natsURL, "pending"); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pending table never listed %s:\n%s", id, table)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("pending:\n%s", table)
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "SHADOW") || !strings.Contains(lines[0], "NEXT ATTEMPT") {
+		t.Fatalf("pending table:\n%s", table)
+	}
+	for _, want := range []string{id, "demo", "held", "add"} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("pending row lacks %q:\n%s", want, table)
+		}
+	}
+	if js, err := client(t, natsURL, "pending", "--json"); err != nil || !strings.Contains(js, `"pendingOperations"`) {
+		t.Fatalf("pending --json: %v\n%s", err, js)
+	}
+	audit, err := client(t, natsURL, "audit")
+	if err != nil || !strings.Contains(audit, "SHADOW") {
+		t.Fatalf("audit: %v\n%s", err, audit)
+	}
+	for _, l := range strings.Split(audit, "\n") {
+		if strings.Contains(l, "AddRequested") && !strings.Contains(l, id) {
+			t.Errorf("audit row without its shadow: %s", l)
+		}
+	}
+	if _, err := client(t, natsURL, "get", "00000000-0000-4000-8000-000000000000"); err == nil ||
+		err.Error() != "get: shadow not found: 00000000-0000-4000-8000-000000000000 (status 404)" {
+		t.Errorf("unknown shadow: %v", err)
+	}
+}

@@ -30,6 +30,10 @@ type Dashboard struct {
 
 // shadowSummary is what the dashboard keeps of one shadow: a few words, not the shadow.
 type shadowSummary struct {
+	id        string
+	login     string   // first value of the first secondary identifier
+	uid       string   // first value of the first primary identifier
+	done      []doneOp // completed operations still in the shadow (retention keeps a day by default)
 	resource  string
 	lifecycle domain.Lifecycle
 	statuses  []domain.ExecutionStatus // of unfinished operations
@@ -86,9 +90,12 @@ func (d *Dashboard) apply(e jetstream.KeyValueEntry) {
 	// Only what the summary needs: decoding whole shadows (attributes and all) on every update
 	// was a tenth of the service's CPU under load.
 	var s struct {
-		Resource          string           `json:"resource"`
-		LifecycleState    domain.Lifecycle `json:"lifecycleState"`
-		PendingOperations []struct {
+		ShadowID             string            `json:"shadowId"`
+		Resource             string            `json:"resource"`
+		LifecycleState       domain.Lifecycle  `json:"lifecycleState"`
+		PrimaryIdentifiers   domain.Attributes `json:"primaryIdentifiers"`
+		SecondaryIdentifiers domain.Attributes `json:"secondaryIdentifiers"`
+		PendingOperations    []struct {
 			Type                 domain.OperationType   `json:"type"`
 			ExecutionStatus      domain.ExecutionStatus `json:"executionStatus"`
 			ResultStatus         domain.ResultStatus    `json:"resultStatus"`
@@ -101,8 +108,12 @@ func (d *Dashboard) apply(e jetstream.KeyValueEntry) {
 		d.log.Error("undecodable shadow in projection", "key", key, "err", err)
 		return
 	}
-	sum := shadowSummary{resource: s.Resource, lifecycle: s.LifecycleState}
+	sum := shadowSummary{id: s.ShadowID, resource: s.Resource, lifecycle: s.LifecycleState,
+		login: firstValue(s.SecondaryIdentifiers), uid: firstValue(s.PrimaryIdentifiers)}
 	for _, p := range s.PendingOperations {
+		if p.ExecutionStatus == domain.StatusCompleted && !p.CompletionTimestamp.IsZero() {
+			sum.done = append(sum.done, doneOp{at: p.CompletionTimestamp, result: p.ResultStatus})
+		}
 		if p.LastError != nil && !p.LastAttemptTimestamp.IsZero() {
 			sum.failures = append(sum.failures, p.LastAttemptTimestamp)
 		}
@@ -183,5 +194,162 @@ func (d *Dashboard) Counts(ctx context.Context, now time.Time) ([]ResourceCounts
 		out = append(out, *rc)
 	}
 	slices.SortFunc(out, func(a, b ResourceCounts) int { return strings.Compare(a.Resource, b.Resource) })
+	return out, nil
+}
+
+// doneOp is a completed operation: when, and how it ended.
+type doneOp struct {
+	at     time.Time
+	result domain.ResultStatus
+}
+
+// firstValue returns the first value of the alphabetically first attribute, as text ("" for none).
+func firstValue(a domain.Attributes) string {
+	names := make([]string, 0, len(a))
+	for n := range a {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if len(a[n]) > 0 {
+			return fmt.Sprint(a[n][0])
+		}
+	}
+	return ""
+}
+
+// ShadowQuery selects shadows for the dashboard's list. Text matches the shadow id, the login
+// (first secondary identifier) or the uid (first primary identifier), case-insensitively, as a
+// substring; empty fields match everything.
+type ShadowQuery struct {
+	Resource string
+	Text     string
+	State    domain.Lifecycle
+	After    string // the Next of the previous page
+	Limit    int    // 1..1000; 0 means 50
+}
+
+// ShadowRow is one shadow of the list: what the table shows.
+type ShadowRow struct {
+	Resource       string           `json:"resource"`
+	ShadowID       string           `json:"shadowId"`
+	Login          string           `json:"login"`
+	UID            string           `json:"uid"`
+	LifecycleState domain.Lifecycle `json:"lifecycleState"`
+	Pending        int              `json:"pending"` // unfinished operations
+}
+
+// ShadowList is a page of the list, in key order (resource, then shadow id).
+type ShadowList struct {
+	Shadows []ShadowRow `json:"shadows"`
+	Total   int         `json:"total"`          // shadows matching the query
+	Next    string      `json:"next,omitempty"` // pass as After for the next page
+}
+
+// Shadows returns a page of the shadows matching q. It scans the in-memory summaries (no
+// JetStream reads) and keeps only the page, so its memory is the page's whatever the matches.
+func (d *Dashboard) Shadows(ctx context.Context, q ShadowQuery) (ShadowList, error) {
+	select {
+	case <-d.ready:
+	case <-ctx.Done():
+		return ShadowList{}, ctx.Err()
+	}
+	if q.Limit <= 0 {
+		q.Limit = 50
+	}
+	q.Limit = min(q.Limit, 1000)
+	text := strings.ToLower(strings.TrimSpace(q.Text))
+	type hit struct {
+		key string
+		row ShadowRow
+	}
+	var page []hit // sorted by key, at most Limit+1 (the extra one says there is a next page)
+	total := 0
+	d.mu.RLock()
+	for key, s := range d.shadows {
+		if (q.Resource != "" && s.resource != q.Resource) || (q.State != "" && s.lifecycle != q.State) {
+			continue
+		}
+		if text != "" && !strings.Contains(strings.ToLower(s.id), text) && !strings.Contains(strings.ToLower(s.login), text) &&
+			!strings.Contains(strings.ToLower(s.uid), text) {
+			continue
+		}
+		total++
+		if key <= q.After || (len(page) > q.Limit && key >= page[len(page)-1].key) {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(page, key, func(h hit, k string) int { return strings.Compare(h.key, k) })
+		page = slices.Insert(page, i, hit{key, ShadowRow{Resource: s.resource, ShadowID: s.id, Login: s.login, UID: s.uid,
+			LifecycleState: s.lifecycle, Pending: len(s.statuses)}})
+		if len(page) > q.Limit+1 {
+			page = page[:q.Limit+1]
+		}
+	}
+	d.mu.RUnlock()
+	out := ShadowList{Shadows: make([]ShadowRow, 0, min(len(page), q.Limit)), Total: total}
+	for i, h := range page {
+		if i == q.Limit {
+			out.Next = page[i-1].key
+			break
+		}
+		out.Shadows = append(out.Shadows, h.row)
+	}
+	return out, nil
+}
+
+// Activity is one resource's completed operations and failed attempts over a window, counted in
+// buckets of Step: bucket i covers [Start+i*Step, Start+(i+1)*Step).
+type Activity struct {
+	Resource string                        `json:"resource"`
+	Outcomes map[domain.ResultStatus][]int `json:"outcomes"` // completed operations by result status
+	Failures []int                         `json:"failures"` // failed attempts and fatal completions
+}
+
+// Activity counts, per resource, the completed operations (by result) and the failures still in
+// the projection whose time falls in [start, start+n*step). Completed operations stay in a
+// shadow for max(pendingOperationGracePeriod, pendingOperationRetentionPeriod) (a day by
+// default), so a window up to that long is complete, and survives restarts: it is read from the
+// projection, not counted in memory.
+func (d *Dashboard) Activity(ctx context.Context, start time.Time, step time.Duration, n int) (map[string]*Activity, error) {
+	select {
+	case <-d.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	out := map[string]*Activity{}
+	bucket := func(t time.Time) int {
+		if t.Before(start) {
+			return -1
+		}
+		i := int(t.Sub(start) / step)
+		if i >= n {
+			return -1
+		}
+		return i
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	for _, s := range d.shadows {
+		a := out[s.resource]
+		if a == nil {
+			a = &Activity{Resource: s.resource, Outcomes: map[domain.ResultStatus][]int{}, Failures: make([]int, n)}
+			out[s.resource] = a
+		}
+		for _, op := range s.done {
+			if i := bucket(op.at); i >= 0 {
+				c := a.Outcomes[op.result]
+				if c == nil {
+					c = make([]int, n)
+					a.Outcomes[op.result] = c
+				}
+				c[i]++
+			}
+		}
+		for _, f := range s.failures {
+			if i := bucket(f); i >= 0 {
+				a.Failures[i]++
+			}
+		}
+	}
 	return out, nil
 }

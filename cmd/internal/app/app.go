@@ -43,6 +43,9 @@ type Options struct {
 	// SummaryInterval is how often a resource that is not up is summarized in the log (its
 	// status and the shadows waiting on it; default 1m; negative: never).
 	SummaryInterval time.Duration
+	// TrendInterval is how often the dashboard's sampled charts (retry backlog, pending
+	// operations, projection lag) take a sample (default 10s, a day kept; negative: never).
+	TrendInterval time.Duration
 }
 
 // App is a running shadowbridge.
@@ -52,6 +55,7 @@ type App struct {
 	Projector *projections.Projector
 	Pending   *projections.PendingIndex
 	Dashboard *projections.Dashboard
+	Trend     *projections.Trend // the sampled gauges of the dashboard's charts
 	Micro     micro.Service
 	metrics   *metrics.Set // this app's own registry, served at /metrics
 	http      HTTPConfig
@@ -190,6 +194,24 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	}
 	if o.SummaryInterval > 0 {
 		a.goRun("summary", func(ctx context.Context) error { return a.summarize(ctx, o.SummaryInterval) })
+	}
+	if o.TrendInterval == 0 {
+		o.TrendInterval = 10 * time.Second
+	}
+	a.Trend = projections.NewTrend(int(24 * time.Hour / max(o.TrendInterval, time.Second)))
+	if o.TrendInterval > 0 {
+		a.goRun("trend", func(ctx context.Context) error {
+			sample := func() {
+				counts, err := a.Dashboard.Counts(ctx, time.Now())
+				if err != nil {
+					return
+				}
+				lag, _ := a.Projector.Lag(ctx, a.Store.Config().Stream)
+				a.Trend.Record(time.Now(), counts, lag)
+			}
+			sample()
+			return ticking(ctx, o.TrendInterval, sample)
+		})
 	}
 	if needSample && !o.NoSample {
 		primary := func(resource, class string) string {

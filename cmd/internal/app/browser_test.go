@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -200,11 +201,43 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	b.waitEval("stylesheet applied", `getComputedStyle(document.querySelector(".resource")).borderTopStyle`, "solid")
 	b.waitEval("availability shown", `document.querySelector('[data-resource="demo"] .avail').textContent`, "up")
+	opsTotal := `document.querySelector('[data-chart="demo.operations"]').dataset.total`
+	b.waitEval("operations chart counts both adds", opsTotal, "2")
+	add("mary")
+	b.waitEval("operations chart moves when load arrives", opsTotal, "3")
+	b.eval(`document.querySelector('[data-window="day"]').click()`)
+	b.waitEval("day window counts the same operations", opsTotal, "3")
+	b.waitEval("day window by ten minutes", `document.querySelector('[data-chart="demo.operations"]').parentNode.querySelector("figcaption").textContent`, "operations completed per 10 minutes, by outcome")
+	b.eval(`document.querySelector('[data-window="hour"]').click()`)
+	b.waitEval("availability band drawn", `String(document.querySelectorAll('[data-chart="demo.availability"] rect.st-up').length > 0)`, "true")
+	b.waitEval("lag chart sampled", `String(Number(document.querySelector('[data-chart="projectionLag"]').dataset.samples) > 0)`, "true")
+	b.waitEval("update time readable with the exact value on hover", `String(/^\d{4}-\d\d-\d\dT/.test(document.querySelector('#status time').title))`, "true")
+
+	// All shadows, searchable: by login, by state; the list links to the shadow page.
+	b.waitEval("list loaded", `document.getElementById("found").textContent`, "3 shadows")
+	b.eval(`document.getElementById("q").value = "JAC"; document.getElementById("search").requestSubmit()`)
+	b.waitEval("search by login", `[...document.querySelectorAll('#shadows tbody tr')].map(r => r.children[2].textContent).join(",")`, "jack")
+	b.eval(`document.getElementById("q").value = ""; document.getElementById("state").value = "tombstone"; document.getElementById("search").requestSubmit()`)
+	b.waitEval("search by state", `document.getElementById("found").textContent`, "0 shadows")
+
+	// Maintenance is not green; a modify held by it shows the change it carries.
+	e.ok(t, "prov.cmd.demo.maintenance", map[string]any{"maintenance": true, "reason": "patching"})
+	b.waitEval("maintenance badge", `document.querySelector('[data-resource="demo"] .avail').className`, "avail maintenance")
+	if bg := b.eval(`getComputedStyle(document.querySelector('[data-resource="demo"] .avail')).backgroundColor`); bg == "rgb(214, 245, 221)" {
+		t.Fatalf("up · maintenance is painted up's green (%s)", bg)
+	}
+	e.ok(t, "prov.cmd.demo.modify", map[string]any{"shadowId": id, "changes": map[string]any{"group": map[string]any{"add": []any{"pirates"}}}})
+	b.waitEval("pending modify shows its change", `String(document.querySelector('#pending tbody').textContent.includes("group+=pirates"))`, "true")
 	t.Logf("dashboard screenshot: %s", b.screenshot("dashboard.png"))
 
 	b.navigate(srv.URL + "/shadow/" + id)
 	b.waitEval("timeline", `String([...document.querySelectorAll('#timeline tbody tr')].some(r => r.textContent.includes("AddRequested")))`, "true")
 	b.waitEval("lifecycle in title", `String(document.getElementById("title").textContent.endsWith("live"))`, "true")
+	b.waitEval("held modify carries its change", `String([...document.querySelectorAll('#ops tbody tr')].some(r => r.textContent.includes("group+=pirates")))`, "true")
+	b.waitEval("attributes as a table", `document.querySelector('#attrs [data-attr="login"]').children[1].textContent`, "jack")
+	b.waitEval("timer rows show their due time", `String([...document.querySelectorAll('#timeline tr[data-type="TimerSet"]')].every(r => r.lastChild.textContent.startsWith("due ") && r.lastChild.querySelector("time")) && document.querySelectorAll('#timeline tr[data-type="TimerSet"]').length > 0)`, "true")
+	b.waitEval("timeline times have the exact value on hover", `String(/^\d{4}-/.test(document.querySelector('#timeline tbody time').title))`, "true")
+	e.ok(t, "prov.cmd.demo.maintenance", map[string]any{"maintenance": false})
 	before := b.eval(`document.querySelectorAll('#timeline tbody tr').length`)
 	e.ok(t, "prov.cmd.demo.modify", map[string]any{"shadowId": id, "changes": map[string]any{"fullName": map[string]any{"replace": []any{"Jack Sparrow"}}}})
 	b.waitEval("modify appears live", `String(document.getElementById("attrs").textContent.includes("Jack Sparrow"))`, "true")
@@ -212,6 +245,19 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("timeline did not grow: %s rows", after)
 	}
 	t.Logf("shadow screenshot: %s", b.screenshot("shadow.png"))
+
+	// An unknown shadow is a 404 with a page saying so, not an empty page waiting forever.
+	unknown := srv.URL + "/shadow/00000000-0000-4000-8000-000000000000"
+	resp, err := http.Get(unknown)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown shadow page: %d, want 404", resp.StatusCode)
+	}
+	b.navigate(unknown)
+	b.waitEval("not-found page", `document.querySelector("h2") && document.querySelector("h2").textContent`, "Not found")
 }
 
 // With a token, a browser gets in by opening /?token=... once: the page, its script (under the

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"io/fs"
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +63,26 @@ func (a *App) Handler() http.Handler {
 		}
 	}
 	mux.HandleFunc("GET /{$}", page("dashboard.html"))
-	mux.HandleFunc("GET /shadow/{id}", page("shadow.html"))
+	mux.HandleFunc("GET /shadow/{id}", func(w http.ResponseWriter, r *http.Request) {
+		// An unknown shadow is a 404 page, not an empty page waiting for a stream that never comes.
+		if _, err := a.Service.Shadow(r.Context(), r.PathValue("id"), time.Time{}); err != nil {
+			code, _ := service.StatusOf(err)
+			errorPage(w, code, err)
+			return
+		}
+		page("shadow.html")(w, r)
+	})
+	mux.HandleFunc("GET /api/shadows", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		limit, _ := strconv.Atoi(q.Get("limit"))
+		list, err := a.Dashboard.Shadows(r.Context(), projections.ShadowQuery{Resource: q.Get("resource"), Text: q.Get("q"),
+			State: domain.Lifecycle(q.Get("state")), After: q.Get("after"), Limit: limit})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		writeJSON(w, list)
+	})
 	mux.HandleFunc("GET /api/dashboard", func(w http.ResponseWriter, r *http.Request) {
 		d, err := a.dashboardData(r.Context())
 		if err != nil {
@@ -82,6 +103,20 @@ func (a *App) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /api/shadow/{id}/stream", a.streamShadow)
 	return secure(a.http, mux)
+}
+
+// errorPage answers a page request that cannot be served with a small HTML page saying why.
+func errorPage(w http.ResponseWriter, code int, err error) {
+	title := http.StatusText(code)
+	if code == http.StatusNotFound {
+		title = "Not found"
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>%s · shadowbridge</title>
+<link rel="stylesheet" href="/static/style.css"></head><body><header><h1><a href="/">shadowbridge</a></h1></header>
+<main class="notfound"><h2>%s</h2><p>%s</p><p><a href="/">Back to the dashboard</a></p></main></body></html>
+`, html.EscapeString(title), html.EscapeString(title), html.EscapeString(err.Error()))
 }
 
 // tokenCookie carries the bearer token for the browser: pages and their EventSource streams
@@ -207,6 +242,8 @@ type DashboardData struct {
 	Time      time.Time      `json:"time"`
 	Resources []ResourceView `json:"resources"`
 	Pending   []PendingRow   `json:"pending"` // the first 50 shadows with unfinished operations
+	// Charts are the per-resource series over the last hour and day (projections.Charts).
+	Charts map[string]projections.ChartWindow `json:"charts"`
 }
 
 // PendingRow is a row of the dashboard's pending table: what the table shows of a shadow (the
@@ -225,6 +262,8 @@ type PendingOpRow struct {
 	} `json:"delta"`
 	ExecutionStatus domain.ExecutionStatus `json:"executionStatus"`
 	AttemptNumber   int                    `json:"attemptNumber"`
+	// Change says in a line what the operation carries (attr=value, attr+=value, attr-=value).
+	Change string `json:"change,omitempty"`
 }
 
 func (a *App) dashboardData(ctx context.Context) (DashboardData, error) {
@@ -249,6 +288,13 @@ func (a *App) dashboardData(ctx context.Context) (DashboardData, error) {
 		}
 		d.Resources = append(d.Resources, ResourceView{Resource: name, Availability: st, Counts: c})
 	}
+	names := make([]string, 0, len(d.Resources))
+	for _, r := range d.Resources {
+		names = append(names, r.Resource)
+	}
+	if d.Charts, err = projections.Charts(ctx, a.Dashboard, a.Trend, names, now); err != nil {
+		return DashboardData{}, err
+	}
 	list, err := a.Pending.PendingN(ctx, "", 50)
 	if err != nil {
 		return DashboardData{}, err
@@ -262,6 +308,7 @@ func (a *App) dashboardData(ctx context.Context) (DashboardData, error) {
 			}
 			var op PendingOpRow
 			op.Delta.ChangeType, op.ExecutionStatus, op.AttemptNumber = p.Delta.ChangeType, p.ExecutionStatus, p.AttemptNumber
+			op.Change = projections.ChangeSummary(p.Delta, 80)
 			row.PendingOperations = append(row.PendingOperations, op)
 		}
 		d.Pending = append(d.Pending, row)

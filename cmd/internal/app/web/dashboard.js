@@ -1,22 +1,45 @@
 "use strict";
 const lifecycles = ["proposed","conceived","gestating","live","reaping","corpse","tombstone"];
 const statuses = ["requested","executionPending","executing"];
-function el(tag, attrs, ...kids) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
-  for (const k of kids) e.append(k);
-  return e;
-}
+const outcomeColors = {success: "#2f9e55", warning: "#c9a227", partial_error: "#e08a2c", fatal_error: "#d1453b", handled_error: "#8e6bbf", not_applicable: "#9aa5b4", unknown: "#6b7686", in_progress: "#4a8fd6"};
+const statusColors = {requested: "#4a8fd6", executionPending: "#c9a227", executing: "#8e6bbf"};
+let last = null, win = "hour";
 function counter(label, value, id) {
   return el("div", {class: "counter", "data-counter": id}, el("span", {class: "value"}, String(value)), el("span", {class: "label"}, label));
 }
+function badge(a) {
+  const maint = a.administrativeAvailabilityStatus === "maintenance";
+  // Maintenance is not "all is well": the badge takes the maintenance colour, not up's green.
+  return el("span", {class: "avail " + (maint ? "maintenance" : a.availability)}, a.availability + (maint ? " · maintenance" : ""));
+}
+function charts(r, cw) {
+  const rc = cw.resources[r.resource];
+  const start = Date.parse(cw.start), step = cw.stepSeconds;
+  const per = step === 60 ? "minute" : (step / 60) + " minutes";
+  const box = el("div", {class: "charts"});
+  if (!rc) return box;
+  const outcomes = Object.keys(rc.outcomes).sort().map(k => ({name: k, color: outcomeColors[k] || "#6b7686", values: rc.outcomes[k]}));
+  box.append(barChart(r.resource + ".operations", "operations completed per " + per + ", by outcome", start, step, outcomes.length ? outcomes : [{name: "none yet", color: "#9aa5b4", values: rc.failures.map(() => 0)}]));
+  box.append(barChart(r.resource + ".failures", "failures per " + per, start, step, [{name: "failed attempts and fatal errors", color: "#d1453b", values: rc.failures}]));
+  box.append(lineChart(r.resource + ".retryBacklog", "retry backlog", start, step, [{name: "postponed for retry", color: "#e08a2c", values: rc.retryBacklog}]));
+  box.append(lineChart(r.resource + ".pending", "pending operations by status", start, step, statuses.map(s => ({name: s, color: statusColors[s], values: rc.pending[s] || []}))));
+  box.append(availabilityBand(r.resource + ".availability", start, start + cw.n * step * 1000, r.availability));
+  return box;
+}
+function history(a) {
+  const hist = el("ol", {class: "history"});
+  const all = [...(a.changes || []), ...(a.administrativeChanges || [])].sort((x, y) => Date.parse(y.time) - Date.parse(x.time));
+  for (const c of all) hist.append(el("li", {}, ts(c.time), " " + c.status + (c.reason ? " — " + c.reason : "")));
+  return hist;
+}
 function render(d) {
+  last = d;
+  const cw = d.charts[win];
   const main = document.getElementById("resources");
   main.replaceChildren();
   for (const r of d.resources) {
     const box = el("article", {class: "resource", "data-resource": r.resource});
-    const avail = r.availability.availability + (r.availability.administrativeAvailabilityStatus === "maintenance" ? " · maintenance" : "");
-    box.append(el("h2", {}, r.resource + " ", el("span", {class: "avail " + r.availability.availability}, avail)));
+    box.append(el("h2", {}, r.resource + " ", badge(r.availability)));
     const lc = el("div", {class: "row"});
     lc.append(counter("shadows", r.counts.shadows, r.resource + ".shadows"));
     for (const l of lifecycles) lc.append(counter(l, r.counts.byLifecycle[l] || 0, r.resource + "." + l));
@@ -26,21 +49,66 @@ function render(d) {
     ps.append(counter("retry backlog", r.counts.retryBacklog, r.resource + ".retryBacklog"));
     ps.append(counter("failures, last hour", r.counts.failuresLastHour, r.resource + ".failuresLastHour"));
     box.append(el("h3", {}, "pending operations"), ps);
-    const hist = el("ol", {class: "history"});
-    for (const c of (r.availability.changes || []).slice().reverse()) hist.append(el("li", {}, c.time + " " + c.status + (c.reason ? " — " + c.reason : "")));
-    for (const c of (r.availability.administrativeChanges || []).slice().reverse()) hist.append(el("li", {}, c.time + " " + c.status + (c.reason ? " — " + c.reason : "")));
-    box.append(el("h3", {}, "availability history"), hist);
+    box.append(el("h3", {}, win === "hour" ? "the last hour" : "the last day"), charts(r, cw));
+    box.append(el("h3", {}, "availability history"), history(r.availability));
     main.append(box);
   }
+  const svc = document.getElementById("service");
+  svc.replaceChildren(el("h2", {}, "service"), el("div", {class: "charts"},
+    lineChart("projectionLag", "projection lag (records behind the log)", Date.parse(cw.start), cw.stepSeconds, [{name: "lag", color: "#4a8fd6", values: cw.projectionLag}])));
   const tb = document.querySelector("#pending tbody");
   tb.replaceChildren();
   for (const s of d.pending) {
-    const ops = s.pendingOperations.filter(p => p.executionStatus !== "completed").map(p => p.delta.changeType + " " + p.executionStatus + (p.attemptNumber ? " #" + p.attemptNumber : "")).join(", ");
+    const ops = s.pendingOperations.map(p => p.delta.changeType + " " + p.executionStatus + (p.attemptNumber ? " #" + p.attemptNumber : "") + (p.change ? " (" + p.change + ")" : "")).join(", ");
     tb.append(el("tr", {}, el("td", {}, s.resource), el("td", {}, el("a", {href: "/shadow/" + s.shadowId}, s.shadowId)), el("td", {}, s.lifecycleState), el("td", {}, ops)));
   }
-  document.getElementById("status").textContent = "live · updated " + new Date().toLocaleTimeString();
+  const rs = document.getElementById("resource");
+  if (rs.options.length === 1) for (const r of d.resources) rs.append(el("option", {value: r.resource}, r.resource));
+  document.getElementById("status").replaceChildren("live · updated ", ts(d.time));
   document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+  refreshList();
 }
+for (const b of document.querySelectorAll("[data-window]")) b.addEventListener("click", () => {
+  win = b.dataset.window;
+  document.querySelectorAll("[data-window]").forEach(x => x.classList.toggle("on", x === b));
+  if (last) render(last);
+});
+// The list of all shadows: searched and paged on the server (GET /api/shadows).
+const pages = [""];
+let current = "", inflight = false, again = false;
+// refreshList re-runs the current search when the dashboard changes (one at a time).
+function refreshList() {
+  if (inflight) { again = true; return; }
+  search(current);
+}
+async function search(after) {
+  current = after;
+  inflight = true;
+  try { await searchOnce(after); } finally {
+    inflight = false;
+    if (again) { again = false; search(current); }
+  }
+}
+async function searchOnce(after) {
+  const p = new URLSearchParams({q: document.getElementById("q").value, state: document.getElementById("state").value,
+    resource: document.getElementById("resource").value, after: after, limit: "25"});
+  const res = await fetch("/api/shadows?" + p);
+  if (!res.ok) { document.getElementById("found").textContent = "search failed: " + res.status; return; }
+  const list = await res.json();
+  const tb = document.querySelector("#shadows tbody");
+  tb.replaceChildren();
+  for (const s of list.shadows) tb.append(el("tr", {}, el("td", {}, s.resource), el("td", {}, el("a", {href: "/shadow/" + s.shadowId}, s.shadowId)),
+    el("td", {}, s.login), el("td", {}, s.uid), el("td", {}, s.lifecycleState), el("td", {}, String(s.pending))));
+  document.getElementById("found").textContent = list.total === 1 ? "1 shadow" : list.total + " shadows";
+  const next = document.getElementById("next");
+  next.disabled = !list.next;
+  next.onclick = () => { pages.push(list.next); search(list.next); };
+  document.body.dataset.searches = String(Number(document.body.dataset.searches || 0) + 1);
+}
+for (const l of lifecycles) document.getElementById("state").append(el("option", {value: l}, l));
+document.getElementById("search").addEventListener("submit", ev => { ev.preventDefault(); pages.length = 1; search(""); });
+document.getElementById("first").addEventListener("click", () => { pages.length = 1; search(""); });
+search("");
 const es = new EventSource("/api/stream");
 es.addEventListener("dashboard", ev => render(JSON.parse(ev.data)));
 es.onerror = () => { document.getElementById("status").textContent = "reconnecting…"; };

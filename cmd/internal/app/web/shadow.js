@@ -1,18 +1,26 @@
 "use strict";
 const id = location.pathname.split("/").pop();
-function td(...xs) { return xs.map(x => { const e = document.createElement("td"); e.textContent = x == null ? "" : String(x); return e; }); }
+function td(...xs) { return xs.map(x => el("td", {}, x == null ? "" : (x instanceof Node ? x : String(x)))); }
 function render(d) {
   const s = d.shadow;
   document.getElementById("title").textContent = s.resource + " · " + s.objectClass + " · " + id + " · " + s.lifecycleState;
   document.getElementById("why").textContent = d.explanation.why.join("; ");
   const next = document.getElementById("next"); next.replaceChildren();
-  for (const n of d.explanation.next) { const li = document.createElement("li"); li.textContent = (n.at || "waiting") + " — " + n.what; next.append(li); }
+  for (const n of d.explanation.next) next.append(el("li", {}, n.at ? ts(n.at) : "waiting", " — " + n.what));
   const ops = document.querySelector("#ops tbody"); ops.replaceChildren();
-  for (const p of s.pendingOperations) { const tr = document.createElement("tr"); tr.append(...td(p.id, p.type, p.delta.changeType, p.executionStatus, p.resultStatus, p.attemptNumber, p.lastError ? p.lastError.category + ": " + p.lastError.message : "")); ops.append(tr); }
-  document.getElementById("attrs").textContent = JSON.stringify(s.attributes, null, 2);
+  for (const p of s.pendingOperations) ops.append(el("tr", {"data-op": p.id}, ...td(p.id, p.type, p.delta.changeType, changeSummary(p.delta), p.executionStatus, p.resultStatus,
+    p.attemptNumber, ts(p.requestTimestamp), ts(p.lastAttemptTimestamp), p.lastError ? p.lastError.category + ": " + p.lastError.message : "")));
+  const attrs = document.querySelector("#attrs tbody"); attrs.replaceChildren();
+  for (const name of Object.keys(s.attributes || {}).sort()) attrs.append(el("tr", {"data-attr": name}, ...td(name, s.attributes[name].map(String).join(", "))));
   const tl = document.querySelector("#timeline tbody"); tl.replaceChildren();
-  for (const e of d.history) { const tr = document.createElement("tr"); tr.append(...td(e.time, e.type, e.operationId, e.attempt, e.requestId, e.outcome)); tl.append(tr); }
-  document.getElementById("status").textContent = "live · updated " + new Date().toLocaleTimeString();
+  for (const e of d.history) {
+    // A timer shows when it is due; an operation's request shows what it carries.
+    let outcome = e.outcome || "";
+    let extra = null;
+    if (e.type === "TimerSet" && e.event && e.event.at) { outcome = "due "; extra = ts(e.event.at); }
+    tl.append(el("tr", {"data-type": e.type}, ...td(ts(e.time), e.type, e.operationId, e.attempt || "", e.requestId), el("td", {}, outcome, extra)));
+  }
+  document.getElementById("status").replaceChildren("live · updated ", ts(new Date().toISOString()));
   document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
 }
 const es = new EventSource("/api/shadow/" + id + "/stream");

@@ -1,0 +1,33 @@
+"use strict";
+// Shared by the pages: element building, readable local timestamps with the exact value on hover.
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  for (const k of kids) if (k != null) e.append(k);
+  return e;
+}
+function svgEl(tag, attrs, ...kids) {
+  const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  for (const k of kids) e.append(k);
+  return e;
+}
+// ts renders an RFC 3339 time as local, readable text; the exact value is the title (hover).
+function ts(iso) {
+  if (!iso || iso.startsWith("0001-")) return el("span", {}, "");
+  const d = new Date(iso);
+  const today = new Date().toDateString() === d.toDateString();
+  const text = today ? d.toLocaleTimeString() : d.toLocaleString();
+  return el("time", {datetime: iso, title: iso}, text);
+}
+function changeSummary(delta) {
+  const vals = vs => (vs || []).map(String).join("|");
+  const parts = [];
+  if (delta.changeType === "add") for (const [n, vs] of Object.entries(delta.attributes || {})) parts.push(n + "=" + vals(vs));
+  if (delta.changeType === "modify") for (const [n, c] of Object.entries(delta.changes || {})) {
+    if (c.replace) parts.push(n + "=" + vals(c.replace));
+    if (c.add && c.add.length) parts.push(n + "+=" + vals(c.add));
+    if (c.delete && c.delete.length) parts.push(n + "-=" + vals(c.delete));
+  }
+  return parts.join(", ");
+}

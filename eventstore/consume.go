@@ -65,6 +65,10 @@ func (s *Store) Follow(ctx context.Context, from uint64, fn func(*Record) error)
 	return err
 }
 
+// orderedInactive is how long the server keeps a reader's consumer after its process stopped
+// pulling without deleting it (a crash): short, since every reader makes a new one.
+const orderedInactive = 30 * time.Second
+
 // followForever as consume's until: never stop at the end of the stream.
 const followForever = ^uint64(0)
 
@@ -96,10 +100,24 @@ func (s *Store) replay(ctx context.Context, filters []string, from, until uint64
 func (s *Store) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig, until uint64, fn func(*Record) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if cfg.InactiveThreshold == 0 {
+		cfg.InactiveThreshold = orderedInactive
+	}
 	cons, err := s.js.OrderedConsumer(ctx, s.cfg.Stream, cfg)
 	if err != nil {
 		return fmt.Errorf("eventstore: replay: %w", unavailable(err))
 	}
+	// Stopping an ordered consumer leaves it on the server until its inactive threshold: with
+	// nats.go's default of 5 minutes, a thousand history or as-of queries in that time reached the
+	// server's default limit of 1,000 consumers per stream, and every new consumer (the service's
+	// own included) was refused. Delete it when done; the threshold covers a process that dies.
+	defer func() {
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = s.js.DeleteConsumer(dctx, s.cfg.Stream, info.Name)
+			cancel()
+		}
+	}()
 	it, err := cons.Messages(jetstream.PullMaxMessages(5000))
 	if err != nil {
 		return fmt.Errorf("eventstore: replay: %w", unavailable(err))

@@ -151,3 +151,33 @@ func mustStream(t *testing.T, nc *nats.Conn) jetstream.Stream {
 	}
 	return s
 }
+
+// Readers delete their consumers when done: 1,200 history reads (more than the server's default
+// of 1,000 consumers per stream) all succeed and leave no consumer behind.
+func TestReadsLeaveNoConsumers(t *testing.T) {
+	s := openStore(t, true)
+	ctx := t.Context()
+	res := storetest.Resource(t)
+	id := storetest.NewID()
+	if _, _, err := storetest.Decide(ctx, t, s, res, id, domain.Add{Resource: res, ShadowID: id, OperationID: storetest.NewID(),
+		ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {"reader"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1200 {
+		h, err := s.History(ctx, id)
+		if err != nil || len(h) != 1 {
+			t.Fatalf("history %d: %d records, %v", i, len(h), err)
+		}
+	}
+	str, err := s.JetStream().Stream(ctx, s.Config().Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := str.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 {
+		t.Fatalf("%d consumers left on the stream", info.State.Consumers)
+	}
+}

@@ -84,7 +84,7 @@ resources:
 	if _, err := client(t, "", "get", r["shadowId"], "--server", srv.ClientURL(), "--timeout", "1s"); err == nil {
 		t.Fatal("a client without credentials was served")
 	}
-	if _, err := client(t, "", append([]string{"confirm", "hr", r["operationId"]}, auth...)...); err == nil || !strings.HasPrefix(err.Error(), "409 ") {
+	if _, err := client(t, "", append([]string{"confirm", "hr", r["operationId"]}, auth...)...); err == nil || !strings.HasSuffix(err.Error(), "(status 409)") {
 		t.Fatalf("second confirm: %v", err)
 	}
 }

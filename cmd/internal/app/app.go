@@ -116,6 +116,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		return fail(err)
 	}
 	a.Service = service.New(store, a.Pending, catalog, log, service.WithMetrics(a.metrics))
+	a.registerGauges()
 	if a.Micro, err = a.Service.Serve(runCtx, nc, service.ServeOptions{Prefix: cfg.Prefix}); err != nil {
 		return fail(err)
 	}

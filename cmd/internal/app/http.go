@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"html"
-	"io"
 	"io/fs"
 	"maps"
 	"net/http"
@@ -22,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"shadowbridge/cmd/internal/metrics"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 	"shadowbridge/projections"
@@ -40,11 +40,7 @@ func (a *App) Handler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		a.metrics.Registry.WriteText(w)
-		a.writeGauges(r.Context(), w)
-	})
+	mux.Handle("GET /metrics", a.metrics.Handler())
 	mux.HandleFunc("GET /api/pending", func(w http.ResponseWriter, r *http.Request) {
 		list, err := a.Pending.Pending(r.Context(), r.URL.Query().Get("resource"))
 		if err != nil {
@@ -189,36 +185,62 @@ func (a *App) Ready(ctx context.Context) error {
 	return nil
 }
 
-// writeGauges writes the gauges read at scrape time: projection lag, shadows with unfinished
-// operations, and each resource's availability.
-func (a *App) writeGauges(ctx context.Context, w io.Writer) {
-	if lag, err := a.Projector.Lag(ctx, a.Store.Config().Stream); err == nil {
-		fmt.Fprintf(w, "# HELP shadowbridge_projection_lag_records Records in the log not yet in the projection.\n# TYPE shadowbridge_projection_lag_records gauge\nshadowbridge_projection_lag_records %d\n", lag)
-	}
-	fmt.Fprint(w, "# HELP shadowbridge_pending_shadows Shadows with unfinished operations, by resource.\n# TYPE shadowbridge_pending_shadows gauge\n")
-	names := slices.Sorted(maps.Keys(a.Service.Catalog()))
-	for _, name := range names {
-		fmt.Fprintf(w, "shadowbridge_pending_shadows{resource=%q} %d\n", name, a.Pending.Count(name))
-	}
-	fmt.Fprint(w, "# HELP shadowbridge_resource_up Resource availability: 1 for the current status, 0 otherwise.\n# TYPE shadowbridge_resource_up gauge\n")
-	for _, name := range names {
-		st, err := a.Service.ResourceState(ctx, name)
+// registerGauges registers the gauges read at scrape time: projection lag, shadows with
+// unfinished operations, and each resource's availability and maintenance.
+func (a *App) registerGauges() {
+	scrape := func() (context.Context, context.CancelFunc) { return context.WithTimeout(a.ctx, 2*time.Second) }
+	names := func() []string { return slices.Sorted(maps.Keys(a.Service.Catalog())) }
+	a.metrics.NewGaugeFunc("shadowbridge_projection_lag_records", "Records in the log not yet in the projection.", func() []metrics.LabeledValue {
+		ctx, cancel := scrape()
+		defer cancel()
+		lag, err := a.Projector.Lag(ctx, a.Store.Config().Stream)
 		if err != nil {
-			continue
+			return nil
 		}
-		for _, s := range []domain.Availability{domain.AvailabilityUp, domain.AvailabilityDown, domain.AvailabilityBroken} {
-			v := 0
-			if st.Availability == s {
+		return []metrics.LabeledValue{{Value: float64(lag)}}
+	})
+	a.metrics.NewGaugeFunc("shadowbridge_pending_shadows", "Shadows with unfinished operations, by resource.", func() []metrics.LabeledValue {
+		var out []metrics.LabeledValue
+		for _, name := range names() {
+			out = append(out, metrics.LabeledValue{Labels: []string{name}, Value: float64(a.Pending.Count(name))})
+		}
+		return out
+	}, "resource")
+	states := func() map[string]domain.ResourceData {
+		ctx, cancel := scrape()
+		defer cancel()
+		out := map[string]domain.ResourceData{}
+		for _, name := range names() {
+			if st, err := a.Service.ResourceState(ctx, name); err == nil {
+				out[name] = st
+			}
+		}
+		return out
+	}
+	a.metrics.NewGaugeFunc("shadowbridge_resource_up", "Resource availability: 1 for the current status, 0 otherwise.", func() []metrics.LabeledValue {
+		var out []metrics.LabeledValue
+		for name, st := range states() {
+			for _, s := range []domain.Availability{domain.AvailabilityUp, domain.AvailabilityDown, domain.AvailabilityBroken} {
+				v := 0.0
+				if st.Availability == s {
+					v = 1
+				}
+				out = append(out, metrics.LabeledValue{Labels: []string{name, string(s)}, Value: v})
+			}
+		}
+		return out
+	}, "resource", "status")
+	a.metrics.NewGaugeFunc("shadowbridge_resource_maintenance", "1 while the resource is in maintenance.", func() []metrics.LabeledValue {
+		var out []metrics.LabeledValue
+		for name, st := range states() {
+			v := 0.0
+			if st.AdministrativeAvailabilityStatus == domain.AdministrativeMaintenance {
 				v = 1
 			}
-			fmt.Fprintf(w, "shadowbridge_resource_up{resource=%q,status=%q} %d\n", name, s, v)
+			out = append(out, metrics.LabeledValue{Labels: []string{name}, Value: v})
 		}
-		m := 0
-		if st.AdministrativeAvailabilityStatus == domain.AdministrativeMaintenance {
-			m = 1
-		}
-		fmt.Fprintf(w, "shadowbridge_resource_maintenance{resource=%q} %d\n", name, m)
-	}
+		return out
+	}, "resource")
 }
 
 //go:embed web

@@ -64,18 +64,18 @@ func TestMetricsAndReadiness(t *testing.T) {
 	if strings.Contains(text, "junk") {
 		t.Errorf("a made-up subject became a metric label:\n%s", text)
 	}
-	if metric(t, text, `shadowbridge_commands_total{verb="unknown",outcome="not-found"}`) != 3 {
+	if metric(t, text, `shadowbridge_commands_total{outcome="not-found",verb="unknown"}`) != 3 {
 		t.Errorf("made-up subjects not counted as verb=\"unknown\":\n%s", text)
 	}
 	for _, c := range []struct {
 		prefix string
 		min    float64
 	}{
-		{`shadowbridge_commands_total{verb="add",outcome="ok"}`, 1},
-		{`shadowbridge_commands_total{verb="add",outcome="schema"}`, 1},
+		{`shadowbridge_commands_total{outcome="ok",verb="add"}`, 1},
+		{`shadowbridge_commands_total{outcome="schema",verb="add"}`, 1},
 		{`shadowbridge_events_appended_total{type="AddRequested"}`, 1},
 		{`shadowbridge_events_appended_total{type="OperationCompleted"}`, 1},
-		{`shadowbridge_bridge_outcomes_total{resource="demo",outcome="sent"}`, 1},
+		{`shadowbridge_bridge_outcomes_total{outcome="sent",resource="demo"}`, 1},
 		{`shadowbridge_command_duration_seconds_count{verb="add"}`, 2},
 		{`shadowbridge_resource_up{resource="demo",status="up"}`, 1},
 		{`shadowbridge_resource_maintenance{resource="demo"}`, 0},
@@ -93,6 +93,11 @@ func TestMetricsAndReadiness(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^# TYPE shadowbridge_command_duration_seconds histogram$`).MatchString(text) ||
 		!strings.Contains(text, `shadowbridge_command_duration_seconds_bucket{verb="add",le="+Inf"}`) {
 		t.Fatalf("histogram missing:\n%s", text)
+	}
+	for _, std := range []string{"go_goroutines ", "go_memstats_heap_alloc_bytes ", "process_resident_memory_bytes "} {
+		if !strings.Contains(text, "\n"+std) {
+			t.Errorf("standard collector series %q missing", std)
+		}
 	}
 	// NATS gone: not ready.
 	e.srv.Shutdown()
@@ -115,7 +120,7 @@ func TestMetricsArePerApp(t *testing.T) {
 	defer h2.Close()
 	_, m1 := get(t, h1.URL+"/metrics")
 	_, m2 := get(t, h2.URL+"/metrics")
-	const series = `shadowbridge_commands_total{verb="add",outcome="ok"}`
+	const series = `shadowbridge_commands_total{outcome="ok",verb="add"}`
 	if metric(t, m1, series) != 1 || metric(t, m2, series) != -1 {
 		t.Fatalf("adds counted: app one %v, app two %v (want 1 and none)", metric(t, m1, series), metric(t, m2, series))
 	}

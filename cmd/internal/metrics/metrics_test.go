@@ -1,44 +1,49 @@
 package metrics
 
 import (
+	"io"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 )
 
-func TestTextFormat(t *testing.T) {
-	r := &Registry{}
-	c := r.NewCounterVec("x_total", "Things.", "kind")
-	c.Inc(`a"b`)
-	c.Add(2, "plain")
-	h := r.NewHistogramVec("d_seconds", "Durations.", []float64{0.01, 0.1}, "verb")
-	h.Observe(5*time.Millisecond, "add")
-	h.Observe(50*time.Millisecond, "add")
-	h.Observe(time.Second, "add")
-	r.NewGaugeFunc("g", "A gauge.", func() map[string]float64 { return map[string]float64{Key("r1"): 3} }, "resource")
-	var b strings.Builder
-	r.WriteText(&b)
+// The registry serves shadowbridge's names in the Prometheus text format, with the Go runtime
+// and process collectors, and gauges computed at scrape time.
+func TestExposition(t *testing.T) {
+	s := New()
+	s.Commands.Inc("add", "ok")
+	s.Commands.Inc("add", "ok")
+	s.CommandDuration.Observe(5*time.Millisecond, "add")
+	s.CommandDuration.Observe(2*time.Second, "add")
+	s.NewGaugeFunc("shadowbridge_test_gauge", "A gauge.", func() []LabeledValue { return []LabeledValue{{Labels: []string{"r1"}, Value: 3}} }, "resource")
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	text := string(body)
 	for _, want := range []string{
-		"# TYPE x_total counter\n",
-		`x_total{kind="a\"b"} 1` + "\n",
-		`x_total{kind="plain"} 2` + "\n",
-		"# TYPE d_seconds histogram\n",
-		`d_seconds_bucket{verb="add",le="0.01"} 1` + "\n",
-		`d_seconds_bucket{verb="add",le="0.1"} 2` + "\n", // cumulative
-		`d_seconds_bucket{verb="add",le="+Inf"} 3` + "\n",
-		`d_seconds_count{verb="add"} 3` + "\n",
-		`d_seconds_sum{verb="add"} 1.055` + "\n",
-		`g{resource="r1"} 3` + "\n",
+		"# TYPE shadowbridge_commands_total counter\n",
+		`shadowbridge_commands_total{outcome="ok",verb="add"} 2` + "\n",
+		`shadowbridge_command_duration_seconds_bucket{verb="add",le="0.005"} 1` + "\n",
+		`shadowbridge_command_duration_seconds_bucket{verb="add",le="+Inf"} 2` + "\n",
+		`shadowbridge_command_duration_seconds_count{verb="add"} 2` + "\n",
+		`shadowbridge_test_gauge{resource="r1"} 3` + "\n",
+		"go_goroutines ",
+		"process_resident_memory_bytes ",
 	} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("missing %q in\n%s", want, b.String())
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %q", want)
 		}
 	}
-	if c.Value("plain") != 2 {
+	if s.Commands.Value("add", "ok") != 2 || s.Commands.Value("delete", "ok") != 0 {
 		t.Fatal("Value")
 	}
-	// Sorted by name: d_seconds, g, x_total.
-	if i, j := strings.Index(b.String(), "# HELP d_seconds"), strings.Index(b.String(), "# HELP x_total"); i > j {
-		t.Fatal("not sorted by name")
+	if New().Commands.Value("add", "ok") != 0 {
+		t.Fatal("sets share counts")
 	}
 }

@@ -1,10 +1,8 @@
 package app_test
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/base64"
-	"encoding/json"
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -12,26 +10,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"shadowbridge/cmd/internal/app"
 	"shadowbridge/domain"
 )
 
-// browser drives headless Chromium over the DevTools protocol on a pipe (--remote-debugging-pipe:
-// JSON messages separated by NUL on file descriptors 3 and 4), so no WebSocket client or browser
-// driver is needed.
+// browser drives headless Debian Chromium (installed by deployments/browser/install-chromium.sh)
+// through chromedp.
 type browser struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	in      *os.File // our end of Chromium's fd 3
-	mu      sync.Mutex
-	next    int
-	waiting map[int]chan map[string]any
-	session string
+	t   *testing.T
+	ctx context.Context
 }
 
 func startBrowser(t *testing.T) *browser {
@@ -42,99 +34,46 @@ func startBrowser(t *testing.T) *browser {
 		}
 		t.Skip("chromium not installed (deployments/browser/install-chromium.sh)")
 	}
-	cmdR, cmdW, _ := os.Pipe() // we write commands, Chromium reads fd 3
-	resR, resW, _ := os.Pipe() // Chromium writes fd 4, we read
-	profile, err := os.MkdirTemp("", "shadowbridge-chromium-")
-	if err != nil {
-		t.Fatal(err)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("hide-scrollbars", true), chromedp.WindowSize(1280, 1000))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil { // starts the browser (no timeout on this first call)
+		t.Fatalf("start chromium: %v", err)
 	}
-	cmd := exec.Command(path, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-		"--window-size=1280,1000", "--remote-debugging-pipe", "--user-data-dir="+profile, "about:blank")
-	cmd.ExtraFiles = []*os.File{cmdR, resW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Chromium's helpers die with it
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	cmdR.Close()
-	resW.Close()
-	b := &browser{t: t, cmd: cmd, in: cmdW, waiting: map[int]chan map[string]any{}}
-	go func() {
-		rd := bufio.NewReader(resR)
-		for {
-			msg, err := rd.ReadBytes(0)
-			if err != nil {
-				return
-			}
-			var m map[string]any
-			if json.Unmarshal(bytes.TrimSuffix(msg, []byte{0}), &m) != nil {
-				continue
-			}
-			id, ok := m["id"].(float64)
-			if !ok {
-				continue // an event
-			}
-			b.mu.Lock()
-			ch := b.waiting[int(id)]
-			delete(b.waiting, int(id))
-			b.mu.Unlock()
-			if ch != nil {
-				ch <- m
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		_ = cmdW.Close()
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Wait()
-		_ = os.RemoveAll(profile) // best effort: a helper may still be exiting
-	})
-	target := b.call("", "Target.createTarget", map[string]any{"url": "about:blank"})
-	att := b.call("", "Target.attachToTarget", map[string]any{"targetId": target["targetId"], "flatten": true})
-	b.session = att["sessionId"].(string)
-	b.call(b.session, "Page.enable", nil)
-	return b
+	return &browser{t: t, ctx: ctx}
 }
 
-func (b *browser) call(session, method string, params map[string]any) map[string]any {
-	b.t.Helper()
-	b.mu.Lock()
-	b.next++
-	id := b.next
-	ch := make(chan map[string]any, 1)
-	b.waiting[id] = ch
-	b.mu.Unlock()
-	msg := map[string]any{"id": id, "method": method, "params": params}
-	if session != "" {
-		msg["sessionId"] = session
-	}
-	data, _ := json.Marshal(msg)
-	if _, err := b.in.Write(append(data, 0)); err != nil {
-		b.t.Fatalf("%s: %v", method, err)
-	}
-	select {
-	case m := <-ch:
-		if e, ok := m["error"]; ok {
-			b.t.Fatalf("%s: %v", method, e)
-		}
-		r, _ := m["result"].(map[string]any)
-		return r
-	case <-time.After(30 * time.Second):
-		b.t.Fatalf("%s: no answer from chromium", method)
-		return nil
-	}
+// timeout bounds one step, on a context derived from the one that started the browser.
+func (b *browser) timeout() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(b.ctx, 30*time.Second)
 }
 
+// navigate loads url and waits for the page's load event (any HTTP status: error pages are
+// pages too).
 func (b *browser) navigate(url string) {
-	b.call(b.session, "Page.navigate", map[string]any{"url": url})
+	b.t.Helper()
+	ctx, cancel := b.timeout()
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		b.t.Fatalf("navigate %s: %v", url, err)
+	}
 }
 
 // eval returns the value of a JavaScript expression in the page, as a string.
 func (b *browser) eval(expr string) string {
 	b.t.Helper()
-	r := b.call(b.session, "Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true})
-	v, _ := r["result"].(map[string]any)
-	return fmt.Sprint(v["value"])
+	ctx, cancel := b.timeout()
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
+	if err != nil {
+		b.t.Fatalf("eval %s: %v", expr, err)
+	}
+	if v == nil {
+		return "<nil>"
+	}
+	return fmt.Sprint(v)
 }
 
 func (b *browser) waitEval(what, expr, want string) {
@@ -154,10 +93,14 @@ func (b *browser) waitEval(what, expr, want string) {
 // dir when unset) and returns its path.
 func (b *browser) screenshot(name string) string {
 	b.t.Helper()
-	r := b.call(b.session, "Page.captureScreenshot", map[string]any{"format": "png"})
-	png, err := base64.StdEncoding.DecodeString(r["data"].(string))
-	if err != nil || len(png) < 1000 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
-		b.t.Fatalf("screenshot: %d bytes, %v", len(png), err)
+	ctx, cancel := b.timeout()
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Fatalf("screenshot: %v", err)
+	}
+	if len(png) < 1000 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		b.t.Fatalf("screenshot: %d bytes", len(png))
 	}
 	dir := os.Getenv("SHADOWBRIDGE_SCREENSHOTS")
 	if dir == "" {

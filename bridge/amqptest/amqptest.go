@@ -149,6 +149,14 @@ func (b Broker) Queue(t testing.TB, name string) string {
 	return b.Prefix + q
 }
 
+// Destroy removes an Artemis queue a test made under a name of its own (see destroy); on other
+// brokers it does nothing.
+func (b Broker) Destroy(t testing.TB, q string) {
+	if b.Artemis() {
+		b.destroy(t, strings.TrimPrefix(q, b.Prefix))
+	}
+}
+
 // destroy removes an Artemis queue and its address through the broker's management address
 // (ActiveMQServerControl.destroyQueue(name, removeConsumers, autoDeleteAddress)) and waits for
 // the broker's answer; a failure is only logged, since the test itself is over.

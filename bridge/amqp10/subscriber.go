@@ -1,0 +1,201 @@
+package amqp10
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/Azure/go-amqp"
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// Subscriber receives messages from AMQP 1.0 addresses (the watermill topic is the address).
+// Each Subscribe opens a receiver link of its own and hands its messages out one at a time: the
+// next comes after Ack (the delivery is accepted) or Nack (modified with delivery-failed, so the
+// broker redelivers it and counts the attempt: Artemis moves it to its dead-letter address after
+// max-delivery-attempts). A message the Marshaler cannot read is rejected. A broken link is
+// re-opened with the connection's backoff; an unsettled delivery is then redelivered by the
+// broker (at-least-once).
+type Subscriber struct {
+	c       *connection
+	closing chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+}
+
+// NewSubscriber validates the configuration; it does not connect (the first Subscribe does).
+func NewSubscriber(cfg Config) (*Subscriber, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Subscriber{c: &connection{cfg: cfg}, closing: make(chan struct{})}, nil
+}
+
+// Subscribe implements message.Subscriber. The channel is closed when ctx ends or the
+// Subscriber is closed.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	select {
+	case <-s.closing:
+		return nil, ErrClosed
+	default:
+	}
+	out := make(chan *message.Message)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(out)
+		s.consume(ctx, topic, out)
+	}()
+	return out, nil
+}
+
+func (s *Subscriber) consume(ctx context.Context, topic string, out chan<- *message.Message) {
+	log := s.c.cfg.Logger.With(watermill.LogFields{"topic": topic})
+	for failed := 0; ; {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.closing:
+			return
+		default:
+		}
+		rcv, gen, err := s.receiver(ctx, topic)
+		if err == nil {
+			failed = 0
+			err = s.receive(ctx, rcv, out, log)
+			s.closeLink(rcv)
+			if err == nil {
+				return // ctx ended or the Subscriber closed
+			}
+			if broken(err) {
+				s.c.drop(gen, err)
+			}
+		}
+		failed++
+		wait := min(s.c.cfg.MinBackoff<<min(failed-1, 20), s.c.cfg.MaxBackoff)
+		var nc *NotConnectedError
+		if errors.As(err, &nc) && nc.RetryIn > 0 {
+			wait = nc.RetryIn
+		}
+		log.Debug("amqp10: subscription interrupted", watermill.LogFields{"err": err, "retry_in": wait})
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.closing:
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (s *Subscriber) receiver(ctx context.Context, topic string) (*amqp.Receiver, int, error) {
+	sess, gen, err := s.c.session(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	lctx, cancel := context.WithTimeout(ctx, s.c.cfg.DialTimeout)
+	defer cancel()
+	rcv, err := sess.NewReceiver(lctx, topic, &amqp.ReceiverOptions{Credit: s.c.cfg.Credit, SourceCapabilities: []string{s.c.cfg.Capability}})
+	if err != nil {
+		if broken(err) && !isRemote(err) {
+			s.c.drop(gen, err)
+		}
+		return nil, gen, fmt.Errorf("amqp10: address %q: %w", topic, err)
+	}
+	return rcv, gen, nil
+}
+
+// receive hands out messages until ctx ends or the Subscriber closes (nil), or the link fails.
+func (s *Subscriber) receive(ctx context.Context, rcv *amqp.Receiver, out chan<- *message.Message, log watermill.LoggerAdapter) error {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
+	for {
+		m, err := rcv.Receive(rctx, nil)
+		if err != nil {
+			if rctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		msg, err := s.c.cfg.Marshaler.Unmarshal(m)
+		if err != nil {
+			log.Error("amqp10: unreadable message rejected", err, nil)
+			if err := settle(rcv.RejectMessage, m, &amqp.Error{Condition: amqp.ErrCondDecodeError, Description: err.Error()}); err != nil {
+				return err
+			}
+			continue
+		}
+		mctx, done := context.WithCancel(ctx)
+		msg.SetContext(mctx)
+		select {
+		case out <- msg:
+		case <-rctx.Done():
+			done()
+			_ = settle(releaseFn(rcv), m, nil)
+			return nil
+		}
+		select {
+		case <-msg.Acked():
+			err = settle(acceptFn(rcv), m, nil)
+		case <-msg.Nacked():
+			err = settle(modifyFn(rcv), m, nil)
+		case <-rctx.Done():
+			err = settle(releaseFn(rcv), m, nil)
+		}
+		done()
+		if err != nil {
+			return err
+		}
+		if rctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+type settleFunc func(ctx context.Context, m *amqp.Message, e *amqp.Error) error
+
+func acceptFn(r *amqp.Receiver) settleFunc {
+	return func(ctx context.Context, m *amqp.Message, _ *amqp.Error) error { return r.AcceptMessage(ctx, m) }
+}
+func releaseFn(r *amqp.Receiver) settleFunc {
+	return func(ctx context.Context, m *amqp.Message, _ *amqp.Error) error { return r.ReleaseMessage(ctx, m) }
+}
+func modifyFn(r *amqp.Receiver) settleFunc {
+	return func(ctx context.Context, m *amqp.Message, _ *amqp.Error) error {
+		return r.ModifyMessage(ctx, m, &amqp.ModifyMessageOptions{DeliveryFailed: true})
+	}
+}
+
+// settle settles a delivery with its own deadline: the subscription's context may have ended.
+func settle(f settleFunc, m *amqp.Message, e *amqp.Error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return f(ctx, m, e)
+}
+
+func (s *Subscriber) closeLink(r *amqp.Receiver) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.c.cfg.CloseTimeout)
+	defer cancel()
+	_ = r.Close(ctx)
+}
+
+// Close ends every subscription, closes their channels and then the connection.
+func (s *Subscriber) Close() error {
+	s.once.Do(func() { close(s.closing) })
+	s.wg.Wait()
+	s.c.close()
+	return nil
+}
+
+var _ message.Subscriber = (*Subscriber)(nil)

@@ -7,15 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/Azure/go-amqp"
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"shadowbridge/bridge/amqp10"
 
 	"shadowbridge/domain"
 )
@@ -40,22 +42,17 @@ type AMQPOptions struct {
 	Logger       *slog.Logger
 }
 
-// AMQPTarget sends requests to an AMQP 1.0 broker over one connection, one session and one
-// sender link (target capability "queue"), re-established on demand with capped exponential
-// backoff and jitter. Safe for concurrent use: concurrent Sends are pipelined on the link (each
-// waits for its own disposition).
+// AMQPTarget sends requests to an AMQP 1.0 broker through a watermill message.Publisher
+// (amqp10.Publisher: one connection, one sender link per address, target capability "queue",
+// re-established on demand with capped exponential backoff and jitter, failover over URLs).
+// Safe for concurrent use: concurrent Sends are pipelined on the link (each waits for its own
+// disposition).
 type AMQPTarget struct {
-	o   AMQPOptions
-	log *slog.Logger
-
-	mu      sync.Mutex
-	conn    *amqp.Conn
-	sender  *amqp.Sender
-	failed  int       // consecutive failed connection attempts
-	retryAt time.Time // no new attempt before this
-	lastErr error
-	cur     int      // index of the URL that worked last
-	scrub   scrubber // every error leaving the target goes through it
+	o     AMQPOptions
+	log   *slog.Logger
+	pub   *amqp10.Publisher
+	marsh amqp10.Marshaler
+	scrub scrubber // every error leaving the target goes through it
 }
 
 var (
@@ -96,7 +93,31 @@ func NewAMQPTarget(o AMQPOptions) (*AMQPTarget, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &AMQPTarget{o: o, log: log.With("broker", RedactURL(o.URL), "address", o.Address), scrub: scrub}, nil
+	log = log.With("broker", RedactURL(o.URL), "address", o.Address)
+	marsh := amqp10.DefaultMarshaler{Typed: typedProperty}
+	pub, err := amqp10.NewPublisher(amqp10.Config{URLs: o.URLs, Username: o.Username, Password: o.Password, TLS: o.TLS,
+		Marshaler: marsh, MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff, CloseTimeout: o.CloseTimeout,
+		Logger: watermill.NewSlogLogger(log)})
+	if err != nil {
+		return nil, fmt.Errorf("%w: amqp target: %w", domain.CategoryConfiguration, err)
+	}
+	return &AMQPTarget{o: o, log: log, pub: pub, marsh: marsh, scrub: scrub}, nil
+}
+
+// typedProperty gives the request's numeric application properties their JMS types (int
+// attempt, long sequences), as CONTRACT.md's targets read them.
+func typedProperty(key, value string) any {
+	switch key {
+	case "attempt":
+		if n, err := strconv.ParseInt(value, 10, 32); err == nil {
+			return int32(n)
+		}
+	case "sequence", "previousSequence":
+		if n, err := strconv.ParseInt(value, 10, 64); err == nil {
+			return n
+		}
+	}
+	return value
 }
 
 // dial connects to the first of the URLs that answers, starting from the one that worked last
@@ -139,49 +160,6 @@ func DialAMQP(ctx context.Context, o AMQPOptions) (*amqp.Conn, error) {
 	return amqp.Dial(ctx, url, opts)
 }
 
-// link returns a working sender, connecting if needed. While backing off it fails at once.
-func (t *AMQPTarget) link(ctx context.Context) (*amqp.Sender, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.sender != nil {
-		return t.sender, nil
-	}
-	if wait := time.Until(t.retryAt); wait > 0 {
-		return nil, NotSent(fmt.Errorf("%w: broker unavailable, next connection attempt in %s: %w", domain.CategoryCommunication, wait.Round(time.Millisecond), t.lastErr))
-	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	conn, cur, err := dial(dctx, t.o, t.cur)
-	if err == nil {
-		t.cur = cur
-		var sess *amqp.Session
-		if sess, err = conn.NewSession(dctx, nil); err == nil {
-			var snd *amqp.Sender
-			// Artemis auto-creates a MULTICAST address (dropping messages without subscribers)
-			// unless the sender asks for a queue.
-			if snd, err = sess.NewSender(dctx, t.o.Address, &amqp.SenderOptions{TargetCapabilities: []string{"queue"}}); err == nil {
-				t.conn, t.sender, t.failed, t.lastErr = conn, snd, 0, nil
-				t.log.Info("connected", "url", RedactURL(t.o.URLs[t.cur]))
-				return snd, nil
-			}
-			err = fmt.Errorf("address %q: %w", t.o.Address, err)
-		}
-		t.closeConn(conn)
-	}
-	err = t.scrub.err(classify(err))
-	t.failed++
-	backoff := min(t.o.MinBackoff<<min(t.failed-1, 20), t.o.MaxBackoff)
-	backoff = backoff/2 + rand.N(backoff/2+1) // jitter: herds of instances do not reconnect in step
-	t.retryAt, t.lastErr = time.Now().Add(backoff), err
-	// Attempts 1, 2, 4, 8, ... at warn, the rest at debug: a long outage is a few lines.
-	level := slog.LevelDebug
-	if t.failed&(t.failed-1) == 0 {
-		level = slog.LevelWarn
-	}
-	t.log.Log(context.Background(), level, "connection failed", "attempt", t.failed, "retry_in", backoff, "err", err)
-	return nil, NotSent(err)
-}
-
 func (t *AMQPTarget) closeConn(c *amqp.Conn) {
 	if c == nil {
 		return
@@ -195,56 +173,40 @@ func (t *AMQPTarget) closeConn(c *amqp.Conn) {
 	}
 }
 
-// drop forgets a broken link (only if it is still the current one).
-func (t *AMQPTarget) drop(s *amqp.Sender, cause error) {
-	t.mu.Lock()
-	if t.sender != s {
-		t.mu.Unlock()
-		return
-	}
-	c := t.conn
-	t.conn, t.sender, t.lastErr = nil, nil, cause
-	t.mu.Unlock()
-	t.log.Warn("link lost", "err", cause)
-	go t.closeConn(c)
-}
-
-// Message builds the AMQP message of a request (CONTRACT.md "Requests to the target system").
-func (t *AMQPTarget) Message(r Request) (*amqp.Message, error) {
+// WatermillMessage is the watermill message of a request: UUID = operation id, the transformed
+// body as payload, the contract's application properties as metadata (CONTRACT.md "Requests to
+// the target system").
+func (t *AMQPTarget) WatermillMessage(r Request) (*message.Message, error) {
 	body, err := Transform(t.o.Transformation, r.Body)
 	if err != nil {
 		return nil, err
 	}
-	id, err := ParseUUID(r.OperationID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: operation id: %w", domain.CategorySchema, err)
+	if !domain.ValidID(r.OperationID) {
+		return nil, fmt.Errorf("%w: operation id: %q is not a UUID", domain.CategorySchema, r.OperationID)
 	}
-	m := &amqp.Message{
-		Header: &amqp.MessageHeader{Durable: true},
-		// Artemis keeps the AMQP message-id as JMSMessageID only when it is a UUID.
-		Properties: &amqp.MessageProperties{MessageID: id},
-		// JMS TextMessage for Qpid JMS consumers.
-		Annotations: amqp.Annotations{"x-opt-jms-msg-type": int8(5)},
-		ApplicationProperties: map[string]any{
-			"shadowId":    r.ShadowID,
-			"operationId": r.OperationID,
-			"resource":    r.Resource,
-			"attempt":     int32(r.Attempt),
-			// Artemis duplicate detection: a re-send of the same operation is accepted, not routed.
-			"_AMQ_DUPL_ID": r.OperationID,
-		},
-		Value: string(body),
-	}
+	m := message.NewMessage(r.OperationID, body)
+	m.Metadata.Set("shadowId", r.ShadowID)
+	m.Metadata.Set("operationId", r.OperationID)
+	m.Metadata.Set("resource", r.Resource)
+	m.Metadata.Set("attempt", strconv.Itoa(r.Attempt))
 	if r.Sequence > 0 {
 		// The target applies one account's requests in this order (JMS long properties).
-		m.ApplicationProperties["sequence"] = r.Sequence
-		m.ApplicationProperties["previousSequence"] = r.PreviousSequence
+		m.Metadata.Set("sequence", strconv.FormatInt(r.Sequence, 10))
+		m.Metadata.Set("previousSequence", strconv.FormatInt(r.PreviousSequence, 10))
 	}
 	if t.o.ConfirmationAddress != "" {
-		reply := t.o.ConfirmationAddress
-		m.Properties.ReplyTo = &reply
+		m.Metadata.Set(amqp10.MetadataReplyTo, t.o.ConfirmationAddress)
 	}
 	return m, nil
+}
+
+// Message builds the AMQP message of a request, exactly as Send puts it on the wire.
+func (t *AMQPTarget) Message(r Request) (*amqp.Message, error) {
+	m, err := t.WatermillMessage(r)
+	if err != nil {
+		return nil, err
+	}
+	return t.marsh.Marshal(t.o.Address, m)
 }
 
 // Send sends one request and waits for the broker's outcome: Accepted returns the message id
@@ -256,44 +218,34 @@ func (t *AMQPTarget) Send(ctx context.Context, r Request) (string, error) {
 }
 
 func (t *AMQPTarget) send(ctx context.Context, r Request) (string, error) {
-	m, err := t.Message(r)
+	m, err := t.WatermillMessage(r)
 	if err != nil {
 		return "", err
 	}
-	s, err := t.link(ctx)
-	if err != nil {
-		return "", err
+	m.SetContext(ctx)
+	if err := t.pub.Publish(t.o.Address, m); err != nil {
+		return "", publishError(err)
 	}
-	receipt, err := s.SendWithReceipt(ctx, m, nil)
-	if err != nil {
-		return "", t.linkFailure(s, err)
-	}
-	state, err := receipt.Wait(ctx)
-	if err != nil {
-		return "", t.linkFailure(s, err)
-	}
-	switch st := state.(type) {
-	case *amqp.StateAccepted:
-		return r.OperationID, nil
-	case *amqp.StateRejected:
-		return "", rejected(st.Error)
-	case *amqp.StateReleased:
-		return "", fmt.Errorf("%w: broker released the message", domain.CategoryCommunication)
-	case *amqp.StateModified:
-		return "", fmt.Errorf("%w: broker modified the delivery (failed %v, undeliverable here %v)", domain.CategoryCommunication, st.DeliveryFailed, st.UndeliverableHere)
-	default:
-		return "", fmt.Errorf("%w: unexpected delivery state %T", domain.CategoryCommunication, state)
-	}
+	return r.OperationID, nil
 }
 
-// linkFailure classifies a send error; a timeout or a broken link drops the link so that the next
-// send reconnects (a timed-out delivery's fate is unknown: the re-send is deduplicated).
-func (t *AMQPTarget) linkFailure(s *amqp.Sender, err error) error {
-	err = classify(err)
-	if errors.Is(err, domain.CategoryCommunication) {
-		t.drop(s, err)
+// publishError maps the publisher's errors to domain categories: no connection or link means
+// nothing was sent; a rejection is the broker's refusal; the rest (released, modified, a broken
+// connection, a timeout) are communication errors whose delivery may have happened (the re-send
+// is deduplicated by the target).
+func publishError(err error) error {
+	var nc *amqp10.NotConnectedError
+	if errors.As(err, &nc) {
+		return NotSent(classify(err))
 	}
-	return err
+	var de *amqp10.DeliveryError
+	if errors.As(err, &de) {
+		if e, ok := de.Rejected(); ok {
+			return rejected(e)
+		}
+		return fmt.Errorf("%w: %w", domain.CategoryCommunication, err)
+	}
+	return classify(err)
 }
 
 func rejected(e *amqp.Error) error {
@@ -351,22 +303,18 @@ func classify(err error) error {
 	return fmt.Errorf("%w: %w", domain.CategoryCommunication, err)
 }
 
+
 // Probe connects if the link is down (respecting the reconnection backoff) and reports whether
 // the broker is reachable. It sends nothing.
 func (t *AMQPTarget) Probe(ctx context.Context) error {
-	_, err := t.link(ctx)
-	return t.scrub.err(err)
+	if err := t.pub.Connect(ctx, t.o.Address); err != nil {
+		return t.scrub.err(publishError(err))
+	}
+	return nil
 }
 
 // Close closes the connection (bounded by CloseTimeout).
-func (t *AMQPTarget) Close() error {
-	t.mu.Lock()
-	c := t.conn
-	t.conn, t.sender = nil, nil
-	t.mu.Unlock()
-	t.closeConn(c)
-	return nil
-}
+func (t *AMQPTarget) Close() error { return t.pub.Close() }
 
 // ParseUUID converts a canonical UUID string (an operation id) to an AMQP uuid.
 func ParseUUID(s string) (amqp.UUID, error) {

@@ -90,8 +90,8 @@ func (c Config) withDefaults() (Config, error) {
 // ErrClosed is returned by a closed Publisher or Subscriber.
 var ErrClosed = errors.New("amqp10: closed")
 
-// NotConnectedError says that no connection to the broker could be made (or the backoff after
-// a failed attempt is still running): nothing was sent.
+// NotConnectedError says that no connection or link to the broker could be made (or the backoff
+// after a failed attempt is still running): nothing was sent.
 type NotConnectedError struct {
 	RetryIn time.Duration
 	Err     error

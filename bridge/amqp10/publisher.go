@@ -97,7 +97,7 @@ func (p *Publisher) sender(ctx context.Context, topic string) (*sender, error) {
 		if broken(err) && !isRemote(err) {
 			p.c.drop(gen, err)
 		}
-		return nil, fmt.Errorf("amqp10: address %q: %w", topic, err)
+		return nil, &NotConnectedError{Err: fmt.Errorf("address %q: %w", topic, err)}
 	}
 	s := &sender{link: link, gen: gen}
 	p.senders[topic] = s

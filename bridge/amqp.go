@@ -303,7 +303,6 @@ func classify(err error) error {
 	return fmt.Errorf("%w: %w", domain.CategoryCommunication, err)
 }
 
-
 // Probe connects if the link is down (respecting the reconnection backoff) and reports whether
 // the broker is reachable. It sends nothing.
 func (t *AMQPTarget) Probe(ctx context.Context) error {

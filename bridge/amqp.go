@@ -120,59 +120,6 @@ func typedProperty(key, value string) any {
 	return value
 }
 
-// dial connects to the first of the URLs that answers, starting from the one that worked last
-// (*cur), and returns the connection and its URL's index.
-func dial(ctx context.Context, o AMQPOptions, cur int) (*amqp.Conn, int, error) {
-	var errs []error
-	for k := range o.URLs {
-		i := (cur + k) % len(o.URLs)
-		oi := o
-		oi.URL = o.URLs[i]
-		conn, err := DialAMQP(ctx, oi)
-		if err == nil {
-			return conn, i, nil
-		}
-		if len(o.URLs) > 1 {
-			err = fmt.Errorf("%s: %w", RedactURL(oi.URL), err)
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	if len(errs) == 1 {
-		return nil, cur, errs[0]
-	}
-	return nil, cur, errors.Join(errs...)
-}
-
-// DialAMQP opens a connection with the options' SASL and TLS settings.
-func DialAMQP(ctx context.Context, o AMQPOptions) (*amqp.Conn, error) {
-	opts := &amqp.ConnOptions{SASLType: amqp.SASLTypeAnonymous(), TLSConfig: o.TLS, IdleTimeout: time.Minute}
-	if o.Username != "" {
-		opts.SASLType = amqp.SASLTypePlain(o.Username, o.Password)
-	}
-	url := o.URL
-	if strings.Contains(url, "@") && o.Username == "" {
-		// credentials in the URL: go-amqp reads them; nothing to add
-		opts.SASLType = nil
-	}
-	return amqp.Dial(ctx, url, opts)
-}
-
-func (t *AMQPTarget) closeConn(c *amqp.Conn) {
-	if c == nil {
-		return
-	}
-	done := make(chan struct{})
-	go func() { _ = c.Close(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(t.o.CloseTimeout):
-		t.log.Warn("connection close timed out; abandoned")
-	}
-}
-
 // WatermillMessage is the watermill message of a request: UUID = operation id, the transformed
 // body as payload, the contract's application properties as metadata (CONTRACT.md "Requests to
 // the target system").

@@ -10,6 +10,11 @@ import (
 	"time"
 
 	"github.com/Azure/go-amqp"
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+
+	"shadowbridge/bridge/amqp10"
 
 	"shadowbridge/domain"
 )
@@ -33,16 +38,17 @@ type Confirmer interface {
 
 // ConfirmationReceiver consumes the confirmation address of one resource and turns every message
 // (correlation-id = operation id, JSON body {"resultStatus","message","primaryIdentifiers"}) into
-// a confirmation. A message is settled only after its confirmation is stored (or refused for
-// good), so a crash redelivers rather than loses. It reconnects with the same backoff as the
-// target.
+// a confirmation. It is a watermill router handler over an amqp10.Subscriber (with the router's
+// correlation-id and recoverer middleware): a message is acknowledged only after its
+// confirmation is stored, and rejected (Artemis moves it to its dead-letter address) when it can
+// never be (malformed, unknown operation), so a crash redelivers rather than loses. The
+// subscriber reconnects with the same backoff as the target.
 type ConfirmationReceiver struct {
 	o         AMQPOptions
 	resource  string
 	confirmer Confirmer
 	log       *slog.Logger
 	scrub     scrubber
-	cur       int // index of the URL that worked last (Run's goroutine only)
 }
 
 // NewConfirmationReceiver returns a receiver for o.ConfirmationAddress.
@@ -54,96 +60,78 @@ func NewConfirmationReceiver(o AMQPOptions, resource string, c Confirmer) (*Conf
 	if err != nil {
 		return nil, err
 	}
+	_ = t.Close()
 	return &ConfirmationReceiver{o: t.o, resource: resource, confirmer: c, scrub: t.scrub,
 		log: t.log.With("confirmations", o.ConfirmationAddress, "resource", resource)}, nil
 }
 
 // Run receives until ctx ends.
 func (r *ConfirmationReceiver) Run(ctx context.Context) error {
-	failed := 0
-	for ctx.Err() == nil {
-		err := r.session(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		failed++
-		backoff := min(r.o.MinBackoff<<min(failed-1, 20), r.o.MaxBackoff)
-		r.log.Warn("confirmation link down", "err", r.scrub.err(classify(err)), "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
+	logger := watermill.NewSlogLogger(r.log)
+	// Credit 1000: RabbitMQ 3.10 can stall a go-amqp receiver for good with credit 10..500.
+	sub, err := amqp10.NewSubscriber(amqp10.Config{URLs: r.o.URLs, Username: r.o.Username, Password: r.o.Password, TLS: r.o.TLS,
+		MinBackoff: r.o.MinBackoff, MaxBackoff: r.o.MaxBackoff, CloseTimeout: r.o.CloseTimeout, Credit: 1000, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("%w: confirmations: %w", domain.CategoryConfiguration, err)
+	}
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: r.o.CloseTimeout}, logger)
+	if err != nil {
+		return err
+	}
+	router.AddMiddleware(middleware.CorrelationID, middleware.Recoverer)
+	router.AddConsumerHandler("confirmations-"+r.resource, r.o.ConfirmationAddress, sub, r.handle)
+	r.log.Info("receiving confirmations")
+	if err := router.Run(ctx); err != nil && ctx.Err() == nil {
+		return r.scrub.err(err)
 	}
 	return nil
 }
 
-func (r *ConfirmationReceiver) session(ctx context.Context) error {
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, cur, err := dial(dctx, r.o, r.cur)
-	if err != nil {
-		cancel()
-		return err
-	}
-	r.cur = cur
-	t := &AMQPTarget{o: r.o, log: r.log}
-	defer t.closeConn(conn)
-	sess, err := conn.NewSession(dctx, nil)
-	if err != nil {
-		cancel()
-		return err
-	}
-	// Credit 1000: RabbitMQ 3.10 can stall a go-amqp receiver for good with credit 10..500.
-	rcv, err := sess.NewReceiver(dctx, r.o.ConfirmationAddress, &amqp.ReceiverOptions{
-		Credit: 1000, SourceCapabilities: []string{"queue"},
-	})
-	cancel()
-	if err != nil {
-		return err
-	}
-	r.log.Info("receiving confirmations")
-	for {
-		m, err := rcv.Receive(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if err := r.handle(ctx, rcv, m); err != nil {
-			return err
-		}
-	}
-}
-
-// handle settles one message; it returns an error only when the link failed.
-func (r *ConfirmationReceiver) handle(ctx context.Context, rcv *amqp.Receiver, m *amqp.Message) error {
-	c, perr := ParseConfirmation(m)
+// handle stores one confirmation. It returns nil once stored (or already stored: a redelivery);
+// it rejects what can never be stored; while the store is unavailable it keeps trying, so the
+// message stays unsettled.
+func (r *ConfirmationReceiver) handle(msg *message.Message) error {
+	ctx := msg.Context()
+	c, perr := ParseConfirmationMessage(msg)
 	if perr != nil {
 		r.log.Warn("malformed confirmation rejected", "err", perr)
-		return rcv.RejectMessage(ctx, m, &amqp.Error{Condition: amqp.ErrCondInvalidField, Description: perr.Error()})
+		amqp10.Reject(msg, amqp.ErrCondInvalidField, perr.Error())
+		return perr
 	}
 	backoff := 100 * time.Millisecond
 	for {
 		err := r.confirmer.Confirm(ctx, r.resource, c)
 		switch {
 		case err == nil, errors.Is(err, domain.ErrOperationFinished):
-			return rcv.AcceptMessage(ctx, m)
+			return nil
 		case errors.Is(err, domain.CategoryNotFound):
 			r.log.Warn("confirmation of an unknown operation rejected", "operation", c.OperationID, "err", err)
-			return rcv.RejectMessage(ctx, m, &amqp.Error{Condition: amqp.ErrCondNotFound, Description: err.Error()})
+			amqp10.Reject(msg, amqp.ErrCondNotFound, err.Error())
+			return err
 		case errors.Is(err, domain.CategorySchema), errors.Is(err, domain.CategoryConflict):
 			r.log.Warn("confirmation refused", "operation", c.OperationID, "err", err)
-			return rcv.RejectMessage(ctx, m, &amqp.Error{Condition: amqp.ErrCondInvalidField, Description: err.Error()})
+			amqp10.Reject(msg, amqp.ErrCondInvalidField, err.Error())
+			return err
 		}
 		// Not stored (NATS unavailable): keep the message unsettled and try again.
 		r.log.Warn("confirmation not stored yet; retrying", "operation", c.OperationID, "err", err, "backoff", backoff)
 		select {
 		case <-ctx.Done():
-			rctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_ = rcv.ReleaseMessage(rctx, m)
-			return ctx.Err()
+			return ctx.Err() // shutting down: the broker redelivers it
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// ParseConfirmationMessage reads a confirmation from a watermill message: the correlation id
+// (metadata correlation_id, the AMQP correlation-id) and the JSON body.
+func ParseConfirmationMessage(msg *message.Message) (Confirmation, error) {
+	id := msg.Metadata.Get(amqp10.MetadataCorrelationID)
+	if id == "" {
+		return Confirmation{}, errors.New("no correlation-id (it must be the operation id)")
+	}
+	return parseConfirmationBody(id, msg.Payload)
 }
 
 // ParseConfirmation reads a confirmation message: correlation-id (UUID, string or binary) and a
@@ -163,9 +151,6 @@ func ParseConfirmation(m *amqp.Message) (Confirmation, error) {
 	default:
 		return c, fmt.Errorf("correlation-id of type %T (want the operation id as UUID or string)", id)
 	}
-	if !domain.ValidID(c.OperationID) {
-		return c, fmt.Errorf("correlation-id %q is not an operation id (UUID)", c.OperationID)
-	}
 	var body []byte
 	switch v := m.Value.(type) {
 	case string:
@@ -176,6 +161,15 @@ func ParseConfirmation(m *amqp.Message) (Confirmation, error) {
 		body = bytes.Join(m.Data, nil)
 	default:
 		return c, fmt.Errorf("body is an AMQP value of type %T (want a JSON string)", v)
+	}
+	return parseConfirmationBody(c.OperationID, body)
+}
+
+// parseConfirmationBody reads the JSON body of the confirmation of operation id.
+func parseConfirmationBody(id string, body []byte) (Confirmation, error) {
+	c := Confirmation{OperationID: id}
+	if !domain.ValidID(c.OperationID) {
+		return c, fmt.Errorf("correlation-id %q is not an operation id (UUID)", c.OperationID)
 	}
 	var b struct {
 		ResultStatus       string           `json:"resultStatus"`

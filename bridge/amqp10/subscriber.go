@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -149,7 +150,12 @@ func (s *Subscriber) receive(ctx context.Context, rcv *amqp.Receiver, out chan<-
 		case <-msg.Acked():
 			err = settle(acceptFn(rcv), m, nil)
 		case <-msg.Nacked():
-			err = settle(modifyFn(rcv), m, nil)
+			if why := msg.Metadata.Get(metadataReject); why != "" {
+				cond, desc, _ := strings.Cut(why, "\x00")
+				err = settle(rcv.RejectMessage, m, &amqp.Error{Condition: amqp.ErrCond(cond), Description: desc})
+			} else {
+				err = settle(modifyFn(rcv), m, nil)
+			}
 		case <-rctx.Done():
 			err = settle(releaseFn(rcv), m, nil)
 		}
@@ -199,3 +205,14 @@ func (s *Subscriber) Close() error {
 }
 
 var _ message.Subscriber = (*Subscriber)(nil)
+
+// metadataReject marks a message to be rejected rather than redelivered when it is Nack'ed.
+const metadataReject = "_amqp10_reject"
+
+// Reject marks msg so that its Nack rejects the delivery with the given AMQP error condition
+// (amqp.ErrCondInvalidField, ...) instead of asking for a redelivery: for a message that can never
+// be processed (Artemis moves it to its dead-letter address). Call it, then Nack (a router handler
+// returns an error).
+func Reject(msg *message.Message, condition amqp.ErrCond, description string) {
+	msg.Metadata.Set(metadataReject, string(condition)+"\x00"+description)
+}

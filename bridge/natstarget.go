@@ -6,17 +6,20 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"shadowbridge/domain"
 )
 
-// NATSTarget publishes requests to a JetStream-backed work-queue subject. The message carries the
-// transformed body and the request properties as headers; Nats-Msg-Id is the operation id, so a
-// re-send inside the stream's duplicate window is stored once.
+// NATSTarget publishes requests to a JetStream-backed work-queue subject through watermill-nats'
+// JetStream publisher (a watermill message.Publisher). The message carries the transformed body
+// and the request properties as headers; Nats-Msg-Id is the operation id (watermill's UUID), so
+// a re-send inside the stream's duplicate window is stored once.
 type NATSTarget struct {
-	js             jetstream.JetStream
+	pub            *wmnats.Publisher
 	subject        string
 	transformation string
 }
@@ -43,7 +46,14 @@ func NewNATSTarget(ctx context.Context, js jetstream.JetStream, subject, stream,
 	} else if err != nil {
 		return nil, fmt.Errorf("nats target: %w", err)
 	}
-	return &NATSTarget{js: js, subject: subject, transformation: transformation}, nil
+	pub, err := wmnats.NewPublisherWithNatsConn(js.Conn(), wmnats.PublisherPublishConfig{
+		Marshaler: &wmnats.NATSMarshaler{}, SubjectCalculator: wmnats.DefaultSubjectCalculator,
+		JetStream: wmnats.JetStreamConfig{TrackMsgId: true},
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("nats target: %w", err)
+	}
+	return &NATSTarget{pub: pub, subject: subject, transformation: transformation}, nil
 }
 
 // Send publishes the request and returns its operation id as the reference.
@@ -52,13 +62,12 @@ func (t *NATSTarget) Send(ctx context.Context, r Request) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	m := nats.NewMsg(t.subject)
-	m.Data = body
+	m := message.NewMessage(r.OperationID, body)
 	for k, v := range r.Properties() {
-		m.Header.Set(k, v)
+		m.Metadata.Set(k, v)
 	}
-	if _, err := t.js.PublishMsg(ctx, m, jetstream.WithMsgID(r.OperationID)); err != nil {
-		var apiErr *jetstream.APIError
+	if err := t.pub.Publish(t.subject, m); err != nil {
+		var apiErr *nats.APIError
 		if errors.As(err, &apiErr) && apiErr.Code == 403 {
 			return "", fmt.Errorf("%w: %w", domain.CategorySecurity, err)
 		}
@@ -67,5 +76,5 @@ func (t *NATSTarget) Send(ctx context.Context, r Request) (string, error) {
 	return r.OperationID, nil
 }
 
-// Close does nothing: the connection belongs to the caller.
+// Close does nothing: the connection belongs to the caller (the publisher's Close would close it).
 func (t *NATSTarget) Close() error { return nil }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/Azure/go-amqp"
 	"github.com/ThreeDotsLabs/watermill"
@@ -87,41 +86,11 @@ func (r *ConfirmationReceiver) Run(ctx context.Context) error {
 	return nil
 }
 
-// handle stores one confirmation. It returns nil once stored (or already stored: a redelivery);
-// it rejects what can never be stored; while the store is unavailable it keeps trying, so the
-// message stays unsettled.
+// handle stores one confirmation (confirmationHandler); what can never be stored is rejected
+// (Artemis dead-letters it).
 func (r *ConfirmationReceiver) handle(msg *message.Message) error {
-	ctx := msg.Context()
-	c, perr := ParseConfirmationMessage(msg)
-	if perr != nil {
-		r.log.Warn("malformed confirmation rejected", "err", perr)
-		amqp10.Reject(msg, amqp.ErrCondInvalidField, perr.Error())
-		return perr
-	}
-	backoff := 100 * time.Millisecond
-	for {
-		err := r.confirmer.Confirm(ctx, r.resource, c)
-		switch {
-		case err == nil, errors.Is(err, domain.ErrOperationFinished):
-			return nil
-		case errors.Is(err, domain.CategoryNotFound):
-			r.log.Warn("confirmation of an unknown operation rejected", "operation", c.OperationID, "err", err)
-			amqp10.Reject(msg, amqp.ErrCondNotFound, err.Error())
-			return err
-		case errors.Is(err, domain.CategorySchema), errors.Is(err, domain.CategoryConflict):
-			r.log.Warn("confirmation refused", "operation", c.OperationID, "err", err)
-			amqp10.Reject(msg, amqp.ErrCondInvalidField, err.Error())
-			return err
-		}
-		// Not stored (NATS unavailable): keep the message unsettled and try again.
-		r.log.Warn("confirmation not stored yet; retrying", "operation", c.OperationID, "err", err, "backoff", backoff)
-		select {
-		case <-ctx.Done():
-			return ctx.Err() // shutting down: the broker redelivers it
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
+	h := confirmationHandler{resource: r.resource, confirmer: r.confirmer, log: r.log}
+	return h.handle(msg, func(cond, desc string) { amqp10.Reject(msg, amqp.ErrCond(cond), desc) })
 }
 
 // ParseConfirmationMessage reads a confirmation from a watermill message: the correlation id

@@ -162,6 +162,17 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 			t, err = bridge.NewSampleTarget(ctx, store.JetStream(), cfg.Prefix, r.Name)
 		case r.Target.NATS != nil:
 			t, err = bridge.NewNATSTarget(ctx, store.JetStream(), r.Target.NATS.Subject, "PROV_TARGET_"+r.Name, r.Transformation)
+		case r.Target.AMQP091 != nil:
+			c := r.Target.AMQP091
+			o := bridge.AMQP091Options{URL: c.URL, Queue: c.Queue, ConfirmationQueue: c.ConfirmationQueue,
+				Transformation: r.Transformation, MaxBackoff: time.Duration(c.MaxBackoff), Logger: log.WithGroup("amqp091")}
+			t, err = bridge.NewAMQP091Target(o)
+			if err == nil && o.ConfirmationQueue != "" {
+				var rcv *bridge.AMQP091ConfirmationReceiver
+				if rcv, err = bridge.NewAMQP091ConfirmationReceiver(o, r.Name, confirmer{a.Service}); err == nil {
+					a.goRun("confirmations-"+r.Name, rcv.Run)
+				}
+			}
 		case r.Target.AMQP != nil:
 			var o bridge.AMQPOptions
 			if o, err = amqpOptions(r, log); err == nil {

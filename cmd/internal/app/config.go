@@ -95,9 +95,10 @@ type ObjectClassConfig struct {
 
 // TargetConfig selects exactly one transport.
 type TargetConfig struct {
-	AMQP   *AMQPConfig       `yaml:"amqp"`
-	NATS   *NATSTargetConfig `yaml:"nats"`
-	Sample *struct{}         `yaml:"sample"`
+	AMQP    *AMQPConfig       `yaml:"amqp"`
+	AMQP091 *AMQP091Config    `yaml:"amqp091"`
+	NATS    *NATSTargetConfig `yaml:"nats"`
+	Sample  *struct{}         `yaml:"sample"`
 }
 
 // AMQPConfig is an AMQP 1.0 broker target (Artemis in production).
@@ -110,6 +111,15 @@ type AMQPConfig struct {
 	Password            string    `yaml:"password"`
 	TLS                 TLSConfig `yaml:"tls"`
 	ConfirmationAddress string    `yaml:"confirmationAddress"`
+	// MaxBackoff caps the wait between reconnection attempts (default 30s).
+	MaxBackoff Duration `yaml:"maxBackoff"`
+}
+
+// AMQP091Config is a RabbitMQ target over its native protocol (AMQP 0-9-1).
+type AMQP091Config struct {
+	URL               string `yaml:"url"`   // amqp://user:password@host:5672/vhost
+	Queue             string `yaml:"queue"` // durable, declared if missing
+	ConfirmationQueue string `yaml:"confirmationQueue"`
 	// MaxBackoff caps the wait between reconnection attempts (default 30s).
 	MaxBackoff Duration `yaml:"maxBackoff"`
 }
@@ -252,6 +262,18 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("%s: target.amqp: maxBackoff must not be negative", at))
 			}
 		}
+		if a := r.Target.AMQP091; a != nil {
+			n++
+			if err := bridge.CheckURL("target.amqp091.url", a.URL, "amqp", "amqps"); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", at, err))
+			}
+			if a.Queue == "" {
+				errs = append(errs, fmt.Errorf("%s: target.amqp091: queue is required", at))
+			}
+			if a.MaxBackoff < 0 {
+				errs = append(errs, fmt.Errorf("%s: target.amqp091: maxBackoff must not be negative", at))
+			}
+		}
 		if r.Target.NATS != nil {
 			n++
 			if r.Target.NATS.Subject == "" {
@@ -262,7 +284,7 @@ func (c Config) Validate() error {
 			n++
 		}
 		if n != 1 {
-			errs = append(errs, fmt.Errorf("%s: target: exactly one of amqp, nats, sample is required (got %d)", at, n))
+			errs = append(errs, fmt.Errorf("%s: target: exactly one of amqp, amqp091, nats, sample is required (got %d)", at, n))
 		}
 		if _, err := bridge.Transform(r.Transformation, domain.TargetRequest{}); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", at, err))

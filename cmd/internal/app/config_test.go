@@ -87,7 +87,7 @@ resources:
 		t.Fatal("bad config accepted")
 	}
 	for _, want := range []string{"prefix", "creds or user", "cert and key", "bad name", "at least one object class",
-		"exactly one of amqp, nats, sample", "unknown transformation \"xml\"", "defined twice", "subject is required",
+		"exactly one of amqp, amqp091, nats, sample", "unknown transformation \"xml\"", "defined twice", "subject is required",
 		"operationRetryMaxAttempts", "give url or urls", "address is required"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() does not report %q:\n%v", want, err)

@@ -344,4 +344,3 @@ func (h confirmationHandler) handle(msg *message.Message, reject func(cond, desc
 		backoff = min(2*backoff, 5*time.Second)
 	}
 }
-

@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/go-amqp"
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/trace"
 
 	"shadowbridge/bridge/amqp10"
 
@@ -40,6 +41,8 @@ type AMQPOptions struct {
 	// CloseTimeout bounds closing a connection (default 5s): some brokers never answer a close.
 	CloseTimeout time.Duration
 	Logger       *slog.Logger
+	// Tracer makes each confirmation a span of its operation's trace (nil: none recorded).
+	Tracer trace.Tracer
 }
 
 // AMQPTarget sends requests to an AMQP 1.0 broker through a watermill message.Publisher
@@ -143,6 +146,9 @@ func (t *AMQPTarget) WatermillMessage(r Request) (*message.Message, error) {
 	}
 	if t.o.ConfirmationAddress != "" {
 		m.Metadata.Set(amqp10.MetadataReplyTo, t.o.ConfirmationAddress)
+	}
+	if r.TraceParent != "" {
+		m.Metadata.Set("traceparent", r.TraceParent)
 	}
 	return m, nil
 }

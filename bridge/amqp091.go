@@ -14,6 +14,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	amqp091 "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"shadowbridge/domain"
 )
@@ -28,6 +30,8 @@ type AMQP091Options struct {
 	// MinBackoff and MaxBackoff bound the wait between connection attempts (100ms .. 30s).
 	MinBackoff, MaxBackoff time.Duration
 	Logger                 *slog.Logger
+	// Tracer makes each confirmation a span of its operation's trace (nil: none recorded).
+	Tracer trace.Tracer
 }
 
 // AMQP091Target sends requests to a RabbitMQ queue through watermill-amqp's Publisher (a
@@ -242,7 +246,7 @@ func NewAMQP091ConfirmationReceiver(o AMQP091Options, resource string, c Confirm
 	}
 	log := t.log.With("confirmations", o.ConfirmationQueue, "resource", resource)
 	return &AMQP091ConfirmationReceiver{o: t.o, log: log, scrub: t.scrub,
-		handler: confirmationHandler{resource: resource, confirmer: c, log: log}}, nil
+		handler: confirmationHandler{resource: resource, confirmer: c, log: log, tracer: tracerOr(o.Tracer)}}, nil
 }
 
 // Run receives until ctx ends, (re)connecting with backoff.
@@ -303,6 +307,7 @@ type confirmationHandler struct {
 	resource  string
 	confirmer Confirmer
 	log       *slog.Logger
+	tracer    trace.Tracer
 }
 
 // handle returns nil once the confirmation is stored (or already was: a redelivery), an error
@@ -322,6 +327,10 @@ func (h confirmationHandler) handle(msg *message.Message, reject func(cond, desc
 		h.log.Warn("malformed confirmation refused", "err", perr)
 		return refuse("amqp:invalid-field", perr)
 	}
+	ctx, span := tracerOr(h.tracer).Start(WithTraceParent(ctx, c.TraceParent), "confirm "+h.resource,
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.String("shadowbridge.operation_id", c.OperationID),
+			attribute.String("shadowbridge.result_status", c.ResultStatus)))
+	defer span.End()
 	backoff := 100 * time.Millisecond
 	for {
 		err := h.confirmer.Confirm(ctx, h.resource, c)

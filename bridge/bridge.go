@@ -12,6 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 )
@@ -59,11 +63,14 @@ type Request struct {
 	// Redelivered: the request's record came back from the log after a crash or a missed
 	// acknowledgement, so this send may repeat one the target already has.
 	Redelivered bool
+	// TraceParent is the W3C traceparent the request carries: the operation's when released,
+	// the attempt's own span while it is sent.
+	TraceParent string
 }
 
 func requestOf(resource, shadowID string, dr domain.DispatchRequested) Request {
 	return Request{Resource: resource, ShadowID: shadowID, OperationID: dr.OperationID, Attempt: dr.Attempt,
-		Sequence: dr.Sequence, PreviousSequence: dr.PreviousSequence, Body: dr.Request}
+		Sequence: dr.Sequence, PreviousSequence: dr.PreviousSequence, Body: dr.Request, TraceParent: dr.TraceParent}
 }
 
 // Properties returns the message properties every transport carries (AMQP application
@@ -73,6 +80,9 @@ func (r Request) Properties() map[string]string {
 	if r.Sequence > 0 {
 		p["sequence"] = strconv.FormatInt(r.Sequence, 10)
 		p["previousSequence"] = strconv.FormatInt(r.PreviousSequence, 10)
+	}
+	if r.TraceParent != "" {
+		p["traceparent"] = r.TraceParent
 	}
 	return p
 }
@@ -115,6 +125,9 @@ type Dispatcher struct {
 	// Gate, when set, holds back every attempt for a resource in maintenance. Decisions made
 	// in maintenance release nothing; the gate catches what was released just before it began.
 	Gate Gate
+	// Tracer makes each attempt a span of its operation's trace (nil: none recorded; the
+	// request still carries the operation's traceparent).
+	Tracer trace.Tracer
 
 	done doneCache // attempts whose outcome this process recorded: replays skip them
 }
@@ -337,9 +350,21 @@ func (d *Dispatcher) send(ctx context.Context, req Request, known *Known) error 
 		d.logger.Info("re-sending a redelivered request (same operation id: the target's duplicate detection drops it)",
 			"resource", req.Resource, "shadow", req.ShadowID, "operation", req.OperationID, "attempt", req.Attempt)
 	}
-	sctx, cancel := context.WithTimeout(ctx, d.SendTimeout)
+	sctx, span := tracerOr(d.Tracer).Start(WithTraceParent(ctx, req.TraceParent), "send "+req.Resource,
+		trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+			attribute.String("shadowbridge.resource", req.Resource), attribute.String("shadowbridge.shadow_id", req.ShadowID),
+			attribute.String("shadowbridge.operation_id", req.OperationID), attribute.Int("shadowbridge.attempt", req.Attempt)))
+	if tp := TraceParent(sctx); tp != "" {
+		req.TraceParent = tp // the target sees this attempt as the parent
+	}
+	sctx, cancel := context.WithTimeout(sctx, d.SendTimeout)
 	ref, err := t.Send(sctx, req)
 	cancel()
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "not sent")
+	}
+	span.End()
 	if ctx.Err() != nil {
 		return ctx.Err() // shutting down: leave it unacknowledged, it is sent again on restart
 	}

@@ -26,6 +26,7 @@ type Confirmation struct {
 	PrimaryIdentifiers map[string][]any
 	ErrorCategory      string           // why it failed (already-exists, not-found, ...), optional
 	Attributes         map[string][]any // the existing account's, with already-exists
+	TraceParent        string           // the W3C traceparent the confirmation carried, optional
 }
 
 // Confirmer records confirmations (the command service implements it). Its errors carry domain
@@ -89,7 +90,7 @@ func (r *ConfirmationReceiver) Run(ctx context.Context) error {
 // handle stores one confirmation (confirmationHandler); what can never be stored is rejected
 // (Artemis dead-letters it).
 func (r *ConfirmationReceiver) handle(msg *message.Message) error {
-	h := confirmationHandler{resource: r.resource, confirmer: r.confirmer, log: r.log}
+	h := confirmationHandler{resource: r.resource, confirmer: r.confirmer, log: r.log, tracer: tracerOr(r.o.Tracer)}
 	return h.handle(msg, func(cond, desc string) { amqp10.Reject(msg, amqp.ErrCond(cond), desc) })
 }
 
@@ -100,7 +101,9 @@ func ParseConfirmationMessage(msg *message.Message) (Confirmation, error) {
 	if id == "" {
 		return Confirmation{}, errors.New("no correlation-id (it must be the operation id)")
 	}
-	return parseConfirmationBody(id, msg.Payload)
+	c, err := parseConfirmationBody(id, msg.Payload)
+	c.TraceParent = msg.Metadata.Get("traceparent")
+	return c, err
 }
 
 // ParseConfirmation reads a confirmation message: correlation-id (UUID, string or binary) and a
@@ -131,7 +134,10 @@ func ParseConfirmation(m *amqp.Message) (Confirmation, error) {
 	default:
 		return c, fmt.Errorf("body is an AMQP value of type %T (want a JSON string)", v)
 	}
-	return parseConfirmationBody(c.OperationID, body)
+	tp, _ := m.ApplicationProperties["traceparent"].(string)
+	c, err := parseConfirmationBody(c.OperationID, body)
+	c.TraceParent = tp
+	return c, err
 }
 
 // parseConfirmationBody reads the JSON body of the confirmation of operation id.

@@ -27,6 +27,9 @@ type Add struct {
 	// Order is the request's order of the attribute names (optional).
 	Order    []string
 	Assigned bool
+	// TraceParent is the W3C traceparent of the request (optional), kept with the operation so
+	// that its attempts and its confirmation join the request's trace.
+	TraceParent string
 }
 
 // Modify asks to change attributes of an existing account.
@@ -37,6 +40,8 @@ type Modify struct {
 	Changes     Changes
 	// Order is the request's order of the changed attribute names (optional).
 	Order []string
+	// TraceParent: as Add's.
+	TraceParent string
 }
 
 // Delete asks to delete an account.
@@ -44,6 +49,8 @@ type Delete struct {
 	Resource    Resource
 	OperationID string
 	RequestID   string
+	// TraceParent: as Add's.
+	TraceParent string
 }
 
 // Confirm carries the target system's answer for an operation. ErrorCategory, when the target
@@ -264,7 +271,7 @@ func decideAdd(s Shadow, c Add, now time.Time) ([]Event, error) {
 	return []Event{AddRequested{
 		ShadowID: c.ShadowID, Resource: c.Resource.name, ObjectClass: oc.Name,
 		SecondaryIdentifier: oc.SecondaryIdentifier, OperationID: c.OperationID, RequestID: c.RequestID,
-		Attributes: attrs, Order: OrderNames(c.Order, attrs.Names()), Assigned: c.Assigned, Time: now,
+		Attributes: attrs, Order: OrderNames(c.Order, attrs.Names()), Assigned: c.Assigned, TraceParent: c.TraceParent, Time: now,
 	}}, nil
 }
 
@@ -319,7 +326,7 @@ func decideModify(s Shadow, c Modify, now time.Time) ([]Event, error) {
 		}
 	}
 	return []Event{ModifyRequested{OperationID: c.OperationID, RequestID: c.RequestID, Changes: changes,
-		Order: OrderNames(c.Order, changes.Names()), Time: now}}, nil
+		Order: OrderNames(c.Order, changes.Names()), TraceParent: c.TraceParent, Time: now}}, nil
 }
 
 // PendingDuplicate returns the unfinished operation of the given kind whose changes equal
@@ -352,7 +359,7 @@ func decideDelete(s Shadow, c Delete, now time.Time) ([]Event, error) {
 	if err := CheckRequestID(c.RequestID); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	return []Event{DeleteRequested{OperationID: c.OperationID, RequestID: c.RequestID, Time: now}}, nil
+	return []Event{DeleteRequested{OperationID: c.OperationID, RequestID: c.RequestID, TraceParent: c.TraceParent, Time: now}}, nil
 }
 
 func decideConfirm(s Shadow, c Confirm, now time.Time) ([]Event, error) {
@@ -626,7 +633,7 @@ func release(s Shadow, p PendingOperation, next *int64, now time.Time) DispatchR
 		*next++
 		seq = *next
 	}
-	return DispatchRequested{OperationID: p.ID, Attempt: p.AttemptNumber + 1, Sequence: seq, PreviousSequence: s.d.DeliveredSequence,
+	return DispatchRequested{OperationID: p.ID, Attempt: p.AttemptNumber + 1, Sequence: seq, PreviousSequence: s.d.DeliveredSequence, TraceParent: p.TraceParent,
 		Request: targetRequest(s, p), Time: now}
 }
 

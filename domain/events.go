@@ -37,6 +37,7 @@ type AddRequested struct {
 	Attributes          Attributes `json:"attributes"`
 	Order               []string   `json:"order,omitempty"`
 	Assigned            bool       `json:"assigned,omitempty"`
+	TraceParent         string     `json:"traceparent,omitempty"`
 	Time                time.Time  `json:"time"`
 }
 
@@ -46,6 +47,7 @@ type ModifyRequested struct {
 	RequestID   string    `json:"requestId,omitempty"`
 	Changes     Changes   `json:"changes"`
 	Order       []string  `json:"order,omitempty"`
+	TraceParent string    `json:"traceparent,omitempty"`
 	Time        time.Time `json:"time"`
 }
 
@@ -53,6 +55,7 @@ type ModifyRequested struct {
 type DeleteRequested struct {
 	OperationID string    `json:"operationId"`
 	RequestID   string    `json:"requestId,omitempty"`
+	TraceParent string    `json:"traceparent,omitempty"`
 	Time        time.Time `json:"time"`
 }
 
@@ -70,7 +73,10 @@ type DispatchRequested struct {
 	Sequence         int64         `json:"sequence,omitempty"`
 	PreviousSequence int64         `json:"previousSequence,omitempty"`
 	Request          TargetRequest `json:"request"`
-	Time             time.Time     `json:"time"`
+	// TraceParent is the operation's (PendingOperation.TraceParent): each attempt joins the
+	// request's trace.
+	TraceParent string    `json:"traceparent,omitempty"`
+	Time        time.Time `json:"time"`
 }
 
 // OperationSent records that the transport accepted attempt Attempt (for AMQP: the broker's
@@ -288,20 +294,20 @@ func Evolve(s Shadow, e Event) Shadow {
 			CreateTimestamp:      at,
 			Version:              s.d.Version,
 			PendingOperations: []PendingOperation{{
-				ID: x.OperationID, Type: TypeAsynchronous, RequestID: x.RequestID,
+				ID: x.OperationID, Type: TypeAsynchronous, RequestID: x.RequestID, TraceParent: x.TraceParent,
 				Delta:           Delta{ChangeType: ChangeAdd, Attributes: x.Attributes.Clone(), Order: slices.Clone(x.Order)},
 				ExecutionStatus: StatusRequested, ResultStatus: ResultInProgress, RequestTimestamp: at,
 			}},
 		}
 	case ModifyRequested:
 		d.PendingOperations = append(d.PendingOperations, PendingOperation{
-			ID: x.OperationID, Type: TypeAsynchronous, RequestID: x.RequestID,
+			ID: x.OperationID, Type: TypeAsynchronous, RequestID: x.RequestID, TraceParent: x.TraceParent,
 			Delta:           Delta{ChangeType: ChangeModify, Changes: x.Changes.Clone(), Order: slices.Clone(x.Order)},
 			ExecutionStatus: StatusRequested, ResultStatus: ResultInProgress, RequestTimestamp: at,
 		})
 	case DeleteRequested:
 		d.PendingOperations = append(d.PendingOperations, PendingOperation{
-			ID: x.OperationID, Type: TypeAsynchronous, RequestID: x.RequestID,
+			ID: x.OperationID, Type: TypeAsynchronous, RequestID: x.RequestID, TraceParent: x.TraceParent,
 			Delta:           Delta{ChangeType: ChangeDelete},
 			ExecutionStatus: StatusRequested, ResultStatus: ResultInProgress, RequestTimestamp: at,
 		})

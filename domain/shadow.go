@@ -144,6 +144,9 @@ type PendingOperation struct {
 	Message                        string          `json:"message,omitempty"`
 	// GracePeriodEnd is set on a completed operation while its pendingOperationGracePeriod runs.
 	GracePeriodEnd time.Time `json:"gracePeriodEnd,omitzero"`
+	// TraceParent is the W3C traceparent of the request that made the operation (our
+	// extension): its attempts and its confirmation join that trace.
+	TraceParent string `json:"traceparent,omitempty"`
 	// Sequence is the operation's place among the shadow's operations released to the target
 	// (see DispatchRequested); 0 until it is first released.
 	Sequence int64 `json:"sequence,omitempty"`

@@ -17,10 +17,10 @@ func fullEvents() []domain.Event {
 	tr := domain.TargetRequest{Operation: domain.ChangeModify, ObjectClass: "C", Attributes: attrs, PrimaryIdentifiers: domain.Attributes{"uid": {"u"}},
 		SecondaryIdentifiers: domain.Attributes{"login": {"jack"}}, Changes: ch, Order: []string{"r", "a"}}
 	return []domain.Event{
-		domain.AddRequested{ShadowID: "s", Resource: "r", ObjectClass: "C", SecondaryIdentifier: "login", OperationID: "o", RequestID: "q", Attributes: attrs, Order: []string{"login", "n"}, Assigned: true, Time: at},
-		domain.ModifyRequested{OperationID: "o", RequestID: "q", Changes: ch, Order: []string{"clear", "a", "r"}, Time: at},
-		domain.DeleteRequested{OperationID: "o", RequestID: "q", Time: at},
-		domain.DispatchRequested{OperationID: "o", Attempt: 3, Sequence: 4, PreviousSequence: 2, Request: tr, Time: at},
+		domain.AddRequested{ShadowID: "s", Resource: "r", ObjectClass: "C", SecondaryIdentifier: "login", OperationID: "o", RequestID: "q", Attributes: attrs, Order: []string{"login", "n"}, Assigned: true, TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", Time: at},
+		domain.ModifyRequested{OperationID: "o", RequestID: "q", Changes: ch, Order: []string{"clear", "a", "r"}, TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203332-01", Time: at},
+		domain.DeleteRequested{OperationID: "o", RequestID: "q", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203333-01", Time: at},
+		domain.DispatchRequested{OperationID: "o", Attempt: 3, Sequence: 4, PreviousSequence: 2, Request: tr, TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203335-01", Time: at},
 		domain.OperationSent{OperationID: "o", Attempt: 2, Reference: "ref", Time: at},
 		domain.AttemptFailed{OperationID: "o", Attempt: 2, Error: domain.OperationError{Category: domain.CategorySecurity, Message: "m"}, NotSent: true, Time: at},
 		domain.OperationCompleted{OperationID: "o", Result: domain.ResultWarning, Message: "m", PrimaryIdentifiers: domain.Attributes{"uid": {int64(7)}}, Source: "s", GraceUntil: at.Add(9), Time: at},
@@ -38,7 +38,7 @@ func fullState() domain.ShadowData {
 				Changes: domain.Changes{"c": {Replace: []any{}}}, Order: []string{"a"}},
 			ExecutionStatus: domain.StatusExecuting, ResultStatus: domain.ResultInProgress, AttemptNumber: 2, RequestTimestamp: at,
 			LastAttemptTimestamp: at.Add(1), CompletionTimestamp: at.Add(2), AsynchronousOperationReference: "ref",
-			LastError: &domain.OperationError{Category: domain.CategoryCommunication, Message: "down"}, RequestID: "q", Message: "msg",
+			LastError: &domain.OperationError{Category: domain.CategoryCommunication, Message: "down"}, RequestID: "q", Message: "msg", TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203334-01",
 			GracePeriodEnd: at.Add(5), Sequence: 3,
 		}},
 		CreateTimestamp: at, ModifyTimestamp: at.Add(3), DeathTimestamp: at.Add(4), Expired: true, LastSequence: 3, DeliveredSequence: 2, Version: 9,

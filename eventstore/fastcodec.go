@@ -131,7 +131,7 @@ func (w *writer) opError(e domain.OperationError) {
 
 func (w *writer) pendingOp(p *domain.PendingOperation) {
 	w.mapLen(7 + count(!p.LastAttemptTimestamp.IsZero(), !p.CompletionTimestamp.IsZero(), p.AsynchronousOperationReference != "",
-		p.LastError != nil, p.RequestID != "", p.Message != "", !p.GracePeriodEnd.IsZero(), p.Sequence != 0))
+		p.LastError != nil, p.RequestID != "", p.Message != "", !p.GracePeriodEnd.IsZero(), p.Sequence != 0, p.TraceParent != ""))
 	w.str("id", p.ID)
 	w.str("type", string(p.Type))
 	w.key("delta")
@@ -164,6 +164,9 @@ func (w *writer) pendingOp(p *domain.PendingOperation) {
 	}
 	if p.Sequence != 0 {
 		w.num("sequence", p.Sequence)
+	}
+	if p.TraceParent != "" {
+		w.str("traceparent", p.TraceParent)
 	}
 }
 
@@ -236,7 +239,7 @@ func (w *writer) targetRequest(r domain.TargetRequest) {
 func (w *writer) event(e domain.Event) (ok bool) {
 	switch x := e.(type) {
 	case domain.AddRequested:
-		w.mapLen(7 + count(x.RequestID != "", x.Assigned, len(x.Order) > 0))
+		w.mapLen(7 + count(x.RequestID != "", x.Assigned, len(x.Order) > 0, x.TraceParent != ""))
 		w.str("shadowId", x.ShadowID)
 		w.str("resource", x.Resource)
 		w.str("objectClass", x.ObjectClass)
@@ -253,9 +256,12 @@ func (w *writer) event(e domain.Event) (ok bool) {
 		if x.Assigned {
 			w.boolean("assigned", true)
 		}
+		if x.TraceParent != "" {
+			w.str("traceparent", x.TraceParent)
+		}
 		w.tm("time", x.Time)
 	case domain.ModifyRequested:
-		w.mapLen(3 + count(x.RequestID != "", len(x.Order) > 0))
+		w.mapLen(3 + count(x.RequestID != "", len(x.Order) > 0, x.TraceParent != ""))
 		w.str("operationId", x.OperationID)
 		if x.RequestID != "" {
 			w.str("requestId", x.RequestID)
@@ -265,16 +271,22 @@ func (w *writer) event(e domain.Event) (ok bool) {
 		if len(x.Order) > 0 {
 			w.strs("order", x.Order)
 		}
+		if x.TraceParent != "" {
+			w.str("traceparent", x.TraceParent)
+		}
 		w.tm("time", x.Time)
 	case domain.DeleteRequested:
-		w.mapLen(2 + count(x.RequestID != ""))
+		w.mapLen(2 + count(x.RequestID != "", x.TraceParent != ""))
 		w.str("operationId", x.OperationID)
 		if x.RequestID != "" {
 			w.str("requestId", x.RequestID)
 		}
+		if x.TraceParent != "" {
+			w.str("traceparent", x.TraceParent)
+		}
 		w.tm("time", x.Time)
 	case domain.DispatchRequested:
-		w.mapLen(4 + count(x.Sequence != 0, x.PreviousSequence != 0))
+		w.mapLen(4 + count(x.Sequence != 0, x.PreviousSequence != 0, x.TraceParent != ""))
 		w.str("operationId", x.OperationID)
 		w.num("attempt", int64(x.Attempt))
 		if x.Sequence != 0 {
@@ -285,6 +297,9 @@ func (w *writer) event(e domain.Event) (ok bool) {
 		}
 		w.key("request")
 		w.targetRequest(x.Request)
+		if x.TraceParent != "" {
+			w.str("traceparent", x.TraceParent)
+		}
 		w.tm("time", x.Time)
 	case domain.OperationSent:
 		w.mapLen(3 + count(x.Reference != ""))

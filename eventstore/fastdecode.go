@@ -233,6 +233,8 @@ func (r *reader) pendingOp() domain.PendingOperation {
 			p.GracePeriodEnd = r.tm()
 		case "sequence":
 			p.Sequence = r.int()
+		case "traceparent":
+			p.TraceParent = r.str()
 		default:
 			r.skip()
 		}
@@ -391,6 +393,8 @@ func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
 				x.OperationID = r.str()
 			case "requestId":
 				x.RequestID = r.str()
+			case "traceparent":
+				x.TraceParent = r.str()
 			case "attributes":
 				x.Attributes = r.attrs()
 			case "order":
@@ -412,6 +416,8 @@ func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
 				x.OperationID = r.str()
 			case "requestId":
 				x.RequestID = r.str()
+			case "traceparent":
+				x.TraceParent = r.str()
 			case "changes":
 				x.Changes = r.changes()
 			case "order":
@@ -431,6 +437,8 @@ func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
 				x.OperationID = r.str()
 			case "requestId":
 				x.RequestID = r.str()
+			case "traceparent":
+				x.TraceParent = r.str()
 			case "time":
 				x.Time = r.tm()
 			default:
@@ -452,6 +460,8 @@ func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
 				x.PreviousSequence = r.int()
 			case "request":
 				x.Request = r.targetRequest()
+			case "traceparent":
+				x.TraceParent = r.str()
 			case "time":
 				x.Time = r.tm()
 			default:

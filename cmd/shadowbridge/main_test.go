@@ -27,11 +27,17 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 // startDev runs `shadowbridge dev` on free ports and returns its NATS and dashboard URLs.
 func startDev(t *testing.T, dir string) (natsURL, httpURL string, stop func()) {
 	t.Helper()
+	return startDevEnv(t, dir, func(string) string { return "" })
+}
+
+// startDevEnv is startDev with an environment.
+func startDevEnv(t *testing.T, dir string, getenv func(string) string) (natsURL, httpURL string, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	out, errb := &syncBuf{}, &syncBuf{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"dev", "--data", dir, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0"}, func(string) string { return "" }, out, errb)
+		done <- run(ctx, []string{"dev", "--data", dir, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0"}, getenv, out, errb)
 	}()
 	re := regexp.MustCompile(`NATS:\s+(\S+)\s+dashboard:\s+(\S+)`)
 	deadline := time.Now().Add(20 * time.Second)

@@ -82,7 +82,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	defer nc.Close()
-	err = runApp(ctx, nc, cfg, cfg.HTTP.Listen, log, func(httpAddr string) {
+	err = runApp(ctx, nc, cfg, cfg.HTTP.Listen, log, getenv, func(httpAddr string) {
 		fmt.Fprintf(stdout, "shadowbridge dev is running\n  NATS:      %s\n  dashboard: http://%s/\n  data:      %s\n  resources:", srv.ClientURL(), httpAddr, dir)
 		for _, r := range cfg.Resources {
 			fmt.Fprintf(stdout, " %s", r.Name)
@@ -99,9 +99,20 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 // When ctx ends (SIGTERM, SIGINT) it stops gracefully (see app.App.Close) within shutdownGrace;
 // past that it returns an error and the process exits with what it has not stored left
 // unacknowledged, for another instance or the next start.
-func runApp(ctx context.Context, nc *nats.Conn, cfg app.Config, httpAddr string, log *slog.Logger, ready func(httpAddr string)) error {
+func runApp(ctx context.Context, nc *nats.Conn, cfg app.Config, httpAddr string, log *slog.Logger, getenv func(string) string, ready func(httpAddr string)) error {
+	tp, shutdownTracing, err := tracerProvider(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(sctx); err != nil {
+			log.Warn("tracing: spans not exported at shutdown", "err", err)
+		}
+	}()
 	// Not ctx: the signal must not cancel requests in flight; Close ends everything in order.
-	a, err := app.Start(context.WithoutCancel(ctx), nc, cfg, app.Options{}, log)
+	a, err := app.Start(context.WithoutCancel(ctx), nc, cfg, app.Options{TracerProvider: tp}, log)
 	if err != nil {
 		return err
 	}
@@ -177,7 +188,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer nc.Close()
-	return runApp(ctx, nc, cfg, cfg.HTTP.Listen, log, func(httpAddr string) {
+	return runApp(ctx, nc, cfg, cfg.HTTP.Listen, log, getenv, func(httpAddr string) {
 		log.Info("serving", "nats", nc.ConnectedUrlRedacted(), "http", httpAddr)
 	})
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"shadowbridge/bridge"
 	"shadowbridge/cmd/internal/metrics"
@@ -46,6 +48,9 @@ type Options struct {
 	// TrendInterval is how often the dashboard's sampled charts (retry backlog, pending
 	// operations, projection lag) take a sample (default 10s, a day kept; negative: never).
 	TrendInterval time.Duration
+	// TracerProvider receives the spans of commands, attempts and confirmations (default: none
+	// recorded; W3C traceparents still travel with the operations).
+	TracerProvider trace.TracerProvider
 }
 
 // App is a running shadowbridge.
@@ -115,7 +120,11 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	if a.Dashboard, err = projections.NewDashboard(runCtx, kv, log); err != nil {
 		return fail(err)
 	}
-	a.Service = service.New(store, a.Pending, catalog, log, service.WithMetrics(a.metrics))
+	if o.TracerProvider == nil {
+		o.TracerProvider = noop.NewTracerProvider()
+	}
+	tracer := o.TracerProvider.Tracer("shadowbridge")
+	a.Service = service.New(store, a.Pending, catalog, log, service.WithMetrics(a.metrics), service.WithTracer(tracer))
 	a.registerGauges()
 	if a.Micro, err = a.Service.Serve(runCtx, nc, service.ServeOptions{Prefix: cfg.Prefix}); err != nil {
 		return fail(err)
@@ -165,7 +174,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		case r.Target.AMQP091 != nil:
 			c := r.Target.AMQP091
 			o := bridge.AMQP091Options{URL: c.URL, Queue: c.Queue, ConfirmationQueue: c.ConfirmationQueue,
-				Transformation: r.Transformation, MaxBackoff: time.Duration(c.MaxBackoff), Logger: log.WithGroup("amqp091")}
+				Transformation: r.Transformation, MaxBackoff: time.Duration(c.MaxBackoff), Logger: log.WithGroup("amqp091"), Tracer: tracer}
 			t, err = bridge.NewAMQP091Target(o)
 			if err == nil && o.ConfirmationQueue != "" {
 				var rcv *bridge.AMQP091ConfirmationReceiver
@@ -176,6 +185,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		case r.Target.AMQP != nil:
 			var o bridge.AMQPOptions
 			if o, err = amqpOptions(r, log); err == nil {
+				o.Tracer = tracer
 				t, err = bridge.NewAMQPTarget(o)
 			}
 			if err == nil && o.ConfirmationAddress != "" {
@@ -193,6 +203,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	if !o.NoDispatcher {
 		d := bridge.NewDispatcher(store, a.Service, a.targets, log)
 		d.Gate = a.Service
+		d.Tracer = tracer
 		a.goRun("dispatcher", d.Run)
 	}
 	if o.ProbeInterval == 0 {

@@ -12,6 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
@@ -212,6 +216,9 @@ func (s *Service) handleCommand(ctx context.Context, prefix string, r micro.Requ
 		s.respondErr(r, &notFound{err})
 		return
 	}
+	ctx, span := s.tracer.Start(traceContext.Extract(ctx, headerCarrier(r.Headers())), "command "+verbOf(r.Subject()),
+		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("shadowbridge.resource", resource)))
+	defer span.End()
 	var (
 		reply any
 		err   error
@@ -249,11 +256,39 @@ func (s *Service) handleCommand(ctx context.Context, prefix string, r micro.Requ
 		err = &notFound{fmt.Errorf("unknown command %q (want %s)", verb, strings.Join(CommandVerbs, ", "))}
 	}
 	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "refused")
 		s.log.Debug("command refused", "subject", r.Subject(), "err", err)
 		s.respondErr(r, err)
 		return
 	}
 	s.respondJSON(r, reply)
+}
+
+// traceContext reads a command's W3C traceparent/tracestate headers.
+var traceContext = propagation.TraceContext{}
+
+// headerCarrier reads NATS headers for the propagator, whatever the case of their names.
+type headerCarrier micro.Headers
+
+func (h headerCarrier) Get(key string) string {
+	if v := nats.Header(h).Get(key); v != "" {
+		return v
+	}
+	for k, v := range h {
+		if strings.EqualFold(k, key) && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+func (h headerCarrier) Set(key, value string) { nats.Header(h).Set(key, value) }
+func (h headerCarrier) Keys() []string {
+	out := make([]string, 0, len(h))
+	for k := range h {
+		out = append(out, k)
+	}
+	return out
 }
 
 // notFound turns an unknown resource or verb into a 404.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 
+	"shadowbridge/bridge"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 )
@@ -107,14 +108,15 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 // knows it (see eventstore.UpdateOptions.Known).
 func (s *Service) decideRequest(ctx context.Context, req Request, res domain.Resource, shadowID, opID string, known *eventstore.Known) (Reply, error) {
 	var cmd domain.Command
+	tp := bridge.TraceParent(ctx) // the command's span: the operation's attempts join its trace
 	switch req.Verb {
 	case "add":
 		cmd = domain.Add{Resource: res, ShadowID: shadowID, OperationID: opID, RequestID: req.RequestID,
-			ObjectClass: req.ObjectClass, Attributes: req.Attributes, Order: req.Order, Assigned: req.Assigned}
+			ObjectClass: req.ObjectClass, Attributes: req.Attributes, Order: req.Order, Assigned: req.Assigned, TraceParent: tp}
 	case "modify":
-		cmd = domain.Modify{Resource: res, OperationID: opID, RequestID: req.RequestID, Changes: req.Changes, Order: req.Order}
+		cmd = domain.Modify{Resource: res, OperationID: opID, RequestID: req.RequestID, Changes: req.Changes, Order: req.Order, TraceParent: tp}
 	case "delete":
-		cmd = domain.Delete{Resource: res, OperationID: opID, RequestID: req.RequestID}
+		cmd = domain.Delete{Resource: res, OperationID: opID, RequestID: req.RequestID, TraceParent: tp}
 	default:
 		return Reply{}, fmt.Errorf("%w: unknown verb %q", domain.ErrInvalidCommand, req.Verb)
 	}

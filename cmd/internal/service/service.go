@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"shadowbridge/bridge"
 	"shadowbridge/cmd/internal/metrics"
@@ -52,6 +54,7 @@ type Service struct {
 	catalog domain.Catalog
 	log     *slog.Logger
 	now     func() time.Time
+	tracer  trace.Tracer
 	nc      *nats.Conn // set by Serve
 
 	availMu sync.Mutex
@@ -103,6 +106,11 @@ type Option func(*Service)
 // WithMetrics makes the service count into m (default: a set of its own).
 func WithMetrics(m *metrics.Set) Option { return func(s *Service) { s.metrics = m } }
 
+// WithTracer makes every command a span (default: none recorded). A command's W3C
+// traceparent header is its parent, and the operations it creates keep the command's span as
+// theirs, so their attempts and confirmations continue the trace.
+func WithTracer(t trace.Tracer) Option { return func(s *Service) { s.tracer = t } }
+
 // WithClock makes now the service's clock (default: time.Now in UTC); every decision, cache and
 // explanation reads it.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
@@ -113,7 +121,7 @@ func New(store Store, pending Pending, catalog domain.Catalog, log *slog.Logger,
 		log = slog.Default()
 	}
 	s := &Service{store: store, pending: pending, catalog: catalog, log: log.WithGroup("service"),
-		now: func() time.Time { return time.Now().UTC() }, metrics: metrics.New()}
+		now: func() time.Time { return time.Now().UTC() }, metrics: metrics.New(), tracer: noop.NewTracerProvider().Tracer("shadowbridge")}
 	for _, o := range opts {
 		o(s)
 	}

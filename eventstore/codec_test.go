@@ -217,3 +217,40 @@ func BenchmarkDecodeState(b *testing.B) {
 	b.ReportMetric(float64(fast.Nanoseconds())/float64(b.N*1000), "ns/state")
 	b.ReportMetric(float64(reflective)/float64(fast), "speedup")
 }
+
+// DecisionTime reads the first event's time without decoding the events: the same time as
+// Events()[0].EventTime() for every event type, whichever comes first in the commit.
+func TestDecisionTimeMatchesTheFirstEvent(t *testing.T) {
+	state := domain.RestoreShadow(fullState())
+	events := fullEvents()
+	for i, e := range events { // distinct times, so that reading another event's time shows
+		v := reflect.New(reflect.TypeOf(e)).Elem()
+		v.Set(reflect.ValueOf(e))
+		f := v.FieldByName("Time")
+		f.Set(reflect.ValueOf(f.Interface().(time.Time).Add(time.Duration(i+1) * time.Second)))
+		events[i] = v.Interface().(domain.Event)
+	}
+	for i := range events {
+		ordered := append([]domain.Event{events[i]}, events[:i]...)
+		data, err := encodeCommit("req", ordered, state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &Record{data: data}
+		got, err := r.DecisionTime()
+		if err != nil || !got.Equal(events[i].EventTime()) {
+			t.Errorf("%s first: %v %v, want %v", events[i].EventType(), got, err, events[i].EventTime())
+		}
+	}
+	if got, err := (&Record{data: mustEncode(t, nil, state)}).DecisionTime(); err != nil || !got.IsZero() {
+		t.Errorf("no events: %v %v", got, err)
+	}
+}
+
+func mustEncode(t *testing.T, events []domain.Event, state domain.Shadow) []byte {
+	data, err := encodeCommit("", events, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

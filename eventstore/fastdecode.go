@@ -514,3 +514,41 @@ func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
 	}
 	return e, true, r.err
 }
+
+// readDecisionTime reads the "time" of a commit's first event without decoding the events:
+// what an as-of query compares, for every commit of a shadow. ok is false when the first event
+// has no time field (the caller decodes it then).
+func readDecisionTime(data []byte) (t time.Time, ok bool, err error) {
+	r, done := newReader(data)
+	defer done()
+	r.each(func(k string) {
+		if k != "e" {
+			r.skip()
+			return
+		}
+		n := r.arrayLen()
+		for i := 0; i < n && r.err == nil; i++ {
+			if i > 0 || ok {
+				r.skip()
+				continue
+			}
+			r.each(func(k string) {
+				if k != "d" || ok {
+					r.skip()
+					return
+				}
+				r.each(func(k string) {
+					if k == "time" && !ok {
+						t, ok = r.tm(), true
+						return
+					}
+					r.skip()
+				})
+			})
+		}
+	})
+	if r.err != nil {
+		return time.Time{}, false, fmt.Errorf("%w: %w", ErrCorrupt, r.err)
+	}
+	return t, ok, nil
+}

@@ -413,6 +413,21 @@ func (r *Record) decode() (*wireCommit, error) {
 	return r.wc, nil
 }
 
+// DecisionTime returns when the record's decision was made (its first event's time), zero for a
+// record without events. It reads that one field, not the events, unless they are decoded already.
+func (r *Record) DecisionTime() (time.Time, error) {
+	if r.wc == nil {
+		if t, ok, err := readDecisionTime(r.data); err != nil || ok {
+			return t, err
+		}
+	}
+	ev, err := r.Events()
+	if err != nil || len(ev) == 0 {
+		return time.Time{}, err
+	}
+	return ev[0].EventTime(), nil
+}
+
 // Events decodes the commit's events. Not safe for concurrent use on one Record.
 func (r *Record) Events() ([]domain.Event, error) {
 	wc, err := r.decode()

@@ -45,11 +45,12 @@ func (q *Queries) AsOf(ctx context.Context, shadowID string, asOf time.Time) (do
 	}
 	var at *eventstore.Record
 	for _, rec := range recs {
-		ev, err := rec.Events()
+		// Only the decision's time: decoding every commit's events was half of an as-of query.
+		t, err := rec.DecisionTime()
 		if err != nil {
 			return domain.ShadowData{}, err
 		}
-		if len(ev) > 0 && ev[0].EventTime().After(asOf) {
+		if !t.IsZero() && t.After(asOf) {
 			break
 		}
 		at = rec

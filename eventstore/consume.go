@@ -126,10 +126,13 @@ func (s *Store) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	if until != followForever {
-		// Nothing matches the filter: no message will ever come to say so.
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("eventstore: replay: %w", unavailable(err))
+		// Nothing matches the filter: no message will ever come to say so. The consumer's
+		// creation answer already says how many messages match (no extra round trip).
+		info := cons.CachedInfo()
+		if info == nil {
+			if info, err = cons.Info(ctx); err != nil {
+				return fmt.Errorf("eventstore: replay: %w", unavailable(err))
+			}
 		}
 		if info.NumPending == 0 && info.Delivered.Consumer == 0 {
 			return nil

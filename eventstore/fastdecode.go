@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -521,34 +522,38 @@ func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
 func readDecisionTime(data []byte) (t time.Time, ok bool, err error) {
 	r, done := newReader(data)
 	defer done()
+	// Stop at the first event's time: the rest (other events, the whole state) is not read.
 	r.each(func(k string) {
 		if k != "e" {
 			r.skip()
 			return
 		}
-		n := r.arrayLen()
-		for i := 0; i < n && r.err == nil; i++ {
-			if i > 0 || ok {
+		if r.arrayLen() < 1 {
+			return
+		}
+		r.each(func(k string) {
+			if k != "d" {
 				r.skip()
-				continue
+				return
 			}
 			r.each(func(k string) {
-				if k != "d" || ok {
+				if k != "time" {
 					r.skip()
 					return
 				}
-				r.each(func(k string) {
-					if k == "time" && !ok {
-						t, ok = r.tm(), true
-						return
-					}
-					r.skip()
-				})
+				t, ok = r.tm(), true
+				r.fail(errFound)
 			})
-		}
+			if !ok {
+				r.fail(errFound) // no time in the first event: the caller decodes it
+			}
+		})
 	})
-	if r.err != nil {
+	if r.err != nil && !errors.Is(r.err, errFound) {
 		return time.Time{}, false, fmt.Errorf("%w: %w", ErrCorrupt, r.err)
 	}
 	return t, ok, nil
 }
+
+// errFound stops a reader that has what it looked for.
+var errFound = errors.New("found")

@@ -181,3 +181,24 @@ func TestReadsLeaveNoConsumers(t *testing.T) {
 		t.Fatalf("%d consumers left on the stream", info.State.Consumers)
 	}
 }
+
+// A history longer than one direct batch get comes back whole and in order, on file and memory
+// storage, interleaved with other shadows' records.
+func TestHistoryAcrossBatches(t *testing.T) {
+	for _, memory := range []bool{false, true} {
+		s := openStore(t, memory)
+		ids, err := storetest.Populate(t.Context(), s, storetest.Resource(t), 3, 2500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := s.History(t.Context(), ids[1])
+		if err != nil || len(h) != 2500 {
+			t.Fatalf("memory %v: %d records, %v", memory, len(h), err)
+		}
+		for i, r := range h {
+			if r.ShadowID != ids[1] || (i > 0 && r.Seq <= h[i-1].Seq) || len(r.Types) == 0 || r.Time.IsZero() {
+				t.Fatalf("record %d: %+v", i, r)
+			}
+		}
+	}
+}

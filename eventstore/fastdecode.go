@@ -557,3 +557,63 @@ func readDecisionTime(data []byte) (t time.Time, ok bool, err error) {
 
 // errFound stops a reader that has what it looked for.
 var errFound = errors.New("found")
+
+// OpSummary is what history and audit show of an operation: its change type and request id.
+type OpSummary struct {
+	ChangeType domain.ChangeType
+	RequestID  string
+}
+
+// StateSummary is the part of a commit's state that history and audit read.
+type StateSummary struct {
+	ObjectClass string
+	Ops         map[string]OpSummary // by operation id
+}
+
+// readStateSummary reads the object class and the operations' change types and request ids,
+// skipping attributes, identifiers and the rest.
+func readStateSummary(raw []byte) (StateSummary, error) {
+	var s StateSummary
+	r, done := newReader(raw)
+	defer done()
+	r.each(func(k string) {
+		switch k {
+		case "objectClass":
+			s.ObjectClass = r.str()
+		case "pendingOperations":
+			n := r.arrayLen()
+			for i := 0; i < n && r.err == nil; i++ {
+				var id string
+				var op OpSummary
+				r.each(func(k string) {
+					switch k {
+					case "id":
+						id = r.str()
+					case "requestId":
+						op.RequestID = r.str()
+					case "delta":
+						r.each(func(k string) {
+							if k == "changeType" {
+								op.ChangeType = domain.ChangeType(r.str())
+								return
+							}
+							r.skip()
+						})
+					default:
+						r.skip()
+					}
+				})
+				if s.Ops == nil {
+					s.Ops = make(map[string]OpSummary, n)
+				}
+				s.Ops[id] = op
+			}
+		default:
+			r.skip()
+		}
+	})
+	if r.err != nil {
+		return s, fmt.Errorf("%w: %w", ErrCorrupt, r.err)
+	}
+	return s, nil
+}

@@ -454,6 +454,20 @@ func (r *Record) State() (domain.Shadow, error) {
 	return st, nil
 }
 
+// StateSummary reads the object class and the operations (change type, request id) of the
+// commit's state without decoding the rest: what history and audit show.
+func (r *Record) StateSummary() (StateSummary, error) {
+	wc, err := r.decode()
+	if err != nil {
+		return StateSummary{}, err
+	}
+	s, err := readStateSummary(wc.State)
+	if err != nil {
+		return StateSummary{}, fmt.Errorf("record %d (%s): %w", r.Seq, r.Subject, err)
+	}
+	return s, nil
+}
+
 // RawState returns the msgpack-encoded state without decoding it (for bulk rebuilds that keep
 // only the last state of each shadow).
 func (r *Record) RawState() ([]byte, error) {

@@ -685,6 +685,11 @@ func (s *Store) DueSubject(resource, shadowID string) string {
 	return s.cfg.Prefix + ".due." + resource + "." + shadowID
 }
 
+// ArmerWorkers is how many shadows' timers the service's timer armer applies at once (one
+// shadow on one worker, in log order): each arming is a synchronous publish, so this is how many
+// are in flight.
+const ArmerWorkers = 128
+
 // ArmTimer schedules the shadow's timer at at (a JetStream message schedule in PROV_EVENTS:
 // both the schedule and its firing stay in the log). Arming again replaces the pending one; a
 // time in the past fires at once. The server checks schedules every 250 ms at most, so a timer

@@ -19,8 +19,8 @@ import (
 	"shadowbridge/eventstore/storetest"
 )
 
-// BenchmarkTimers arms 100,000 timers due over 20 s (ours: ArmTimer from 16 goroutines, as the
-// armer's workers do; raw: async scheduled publishes) and measures how late they fire at a
+// BenchmarkTimers arms 100,000 timers due over 20 s (ours: ArmTimer from ArmerWorkers goroutines,
+// as the armer's workers do; raw: async scheduled publishes) and measures how late they fire at a
 // durable consumer of the due subjects (the server checks schedules every 250 ms at most).
 func BenchmarkTimers(b *testing.B) {
 	const n, spread, workers = 100000, 20 * time.Second, 16
@@ -84,9 +84,9 @@ func BenchmarkTimers(b *testing.B) {
 		first := time.Now().Add(3 * time.Second) // arming takes a while: start firing after it
 		start = time.Now()
 		var wg sync.WaitGroup
-		for w := range workers {
+		for w := range eventstore.ArmerWorkers {
 			wg.Go(func() {
-				for i := w; i < n; i += workers {
+				for i := w; i < n; i += eventstore.ArmerWorkers {
 					at := first.Add(time.Duration(i) * spread / n)
 					if err := s.ArmTimer(ctx, "demo", ids[i], at); err != nil {
 						b.Error(err)

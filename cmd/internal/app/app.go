@@ -136,7 +136,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		// Timers follow the log: each shadow's TimerSet/TimerCleared are applied in log order
 		// (one shadow, one worker), so concurrent decisions cannot leave an older schedule in
 		// place of a newer one.
-		return store.SubscribeSharded(ctx, "PROV_TIMER_ARMER", eventstore.SubscribeOptions{Workers: 16, Logger: log},
+		return store.SubscribeSharded(ctx, "PROV_TIMER_ARMER", eventstore.SubscribeOptions{Workers: eventstore.ArmerWorkers, Logger: log},
 			func(ctx context.Context, r *eventstore.Record) error { return ApplyTimers(ctx, store, a.metrics, r) })
 	})
 	a.goRun("timers", func(ctx context.Context) error {

@@ -49,7 +49,7 @@ func TestAuditGolden(t *testing.T) {
 	}
 	add, mod, del := "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333", "44444444-4444-4444-8444-444444444444"
 	decide(domain.Add{Resource: res, ShadowID: shadow, OperationID: add, RequestID: "hr-1", ObjectClass: "AccountObjectClass",
-		Attributes: domain.Attributes{"login": {"anne"}, "shoeSize": {int64(38)}},
+		Attributes:  domain.Attributes{"login": {"anne"}, "shoeSize": {int64(38)}},
 		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
 	decide(domain.RecordFailure{Resource: res, OperationID: add, Attempt: 1, Error: domain.OperationError{Category: domain.CategoryCommunication, Message: "connection refused"}})
 	decide(domain.Refresh{Resource: res, ForceRetry: true})

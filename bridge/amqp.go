@@ -267,20 +267,3 @@ func (t *AMQPTarget) Probe(ctx context.Context) error {
 
 // Close closes the connection (bounded by CloseTimeout).
 func (t *AMQPTarget) Close() error { return t.pub.Close() }
-
-// ParseUUID converts a canonical UUID string (an operation id) to an AMQP uuid.
-func ParseUUID(s string) (amqp.UUID, error) {
-	var u amqp.UUID
-	if !domain.ValidID(s) {
-		return u, fmt.Errorf("%q is not a UUID", s)
-	}
-	hex := strings.ReplaceAll(s, "-", "")
-	for i := range 16 {
-		b, err := strconv.ParseUint(hex[2*i:2*i+2], 16, 8)
-		if err != nil {
-			return u, err
-		}
-		u[i] = byte(b)
-	}
-	return u, nil
-}

@@ -17,6 +17,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"shadowbridge/cmd/internal/service"
 )
 
 func main() {
@@ -210,31 +212,11 @@ func suggest(name string) string {
 		if strings.HasPrefix(v.name, name) && len(name) >= 2 {
 			return v.name
 		}
-		if d := editDistance(name, v.name); d < bestD {
+		if d := service.EditDistance(name, v.name); d < bestD {
 			best, bestD = v.name, d
 		}
 	}
 	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 func runHelp(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -277,7 +277,7 @@ func fieldNames(v any) []string {
 func suggest(name string, known []string) string {
 	best, bestD := "", 3
 	for _, k := range known {
-		d := distance(strings.ToLower(name), strings.ToLower(k))
+		d := EditDistance(strings.ToLower(name), strings.ToLower(k))
 		if d < bestD {
 			best, bestD = k, d
 		}
@@ -285,7 +285,8 @@ func suggest(name string, known []string) string {
 	return best
 }
 
-func distance(a, b string) int {
+// EditDistance is the Levenshtein distance of a and b (for "did you mean" suggestions).
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	for j := range prev {
 		prev[j] = j

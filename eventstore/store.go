@@ -690,6 +690,11 @@ func (s *Store) DueSubject(resource, shadowID string) string {
 // are in flight.
 const ArmerWorkers = 128
 
+// FiringWorkers is how many fired timers the service handles at once (one shadow on one worker):
+// 1M timers due over a minute need about 17k firings a second, which 16 workers did not keep up
+// with (lateness p99 3.3 s against 0.7 s for raw schedules; 1.9-2.2 s with 128).
+const FiringWorkers = 128
+
 // ArmTimer schedules the shadow's timer at at (a JetStream message schedule in PROV_EVENTS:
 // both the schedule and its firing stay in the log). Arming again replaces the pending one; a
 // time in the past fires at once. The server checks schedules every 250 ms at most, so a timer

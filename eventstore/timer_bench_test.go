@@ -25,7 +25,7 @@ import (
 // as the armer's workers do; raw: async scheduled publishes) and measures how late they fire at a
 // durable consumer of the due subjects (the server checks schedules every 250 ms at most).
 func BenchmarkTimers(b *testing.B) {
-	const n, spread, workers = 100000, 20 * time.Second, 16
+	const n, spread, workers = 100000, 20 * time.Second, eventstore.FiringWorkers
 	for range b.N {
 		s := benchStore(b)
 		ctx := context.Background()
@@ -213,7 +213,7 @@ func rawMillion(b *testing.B, n int, spread time.Duration) (lateP99, rssGrowth f
 // same run, is rawMillion: the same number of native schedules; lateness p99 and RSS growth are
 // compared as ratios. SHADOWBRIDGE_BENCH_TIMERS overrides the count.
 func BenchmarkTimersMillion(b *testing.B) {
-	n, spread, workers := 1000000, 60*time.Second, 16
+	n, spread, workers := 1000000, 60*time.Second, eventstore.FiringWorkers
 	if v, err := strconv.Atoi(os.Getenv("SHADOWBRIDGE_BENCH_TIMERS")); err == nil && v > 0 {
 		n = v
 	}

@@ -142,7 +142,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	a.goRun("timers", func(ctx context.Context) error {
 		// A fired timer refreshes its shadow: the domain retries what is due (or ends what has no
 		// attempts left) and re-arms for the next retry.
-		return store.SubscribeSharded(ctx, "PROV_TIMERS", eventstore.SubscribeOptions{Filter: cfg.Prefix + ".due.>", Workers: 16, Logger: log},
+		return store.SubscribeSharded(ctx, "PROV_TIMERS", eventstore.SubscribeOptions{Filter: cfg.Prefix + ".due.>", Workers: eventstore.FiringWorkers, Logger: log},
 			func(ctx context.Context, r *eventstore.Record) error {
 				if _, err := catalog.Lookup(r.Resource); err != nil || r.ShadowID == "" {
 					return nil // a timer of a resource no longer configured

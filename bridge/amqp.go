@@ -83,12 +83,7 @@ func NewAMQPTarget(o AMQPOptions) (*AMQPTarget, error) {
 	if _, err := Transform(o.Transformation, domain.TargetRequest{}); err != nil {
 		return nil, err
 	}
-	if o.MinBackoff <= 0 {
-		o.MinBackoff = 100 * time.Millisecond
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = 30 * time.Second
-	}
+	// Backoff defaults are amqp10's; the close timeout also bounds the confirmation router.
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = 5 * time.Second
 	}

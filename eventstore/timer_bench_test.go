@@ -2,7 +2,6 @@ package eventstore_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -32,22 +31,8 @@ func BenchmarkTimers(b *testing.B) {
 		js := s.JetStream()
 		// Raw arming rate: the same schedules published asynchronously, due far in the future.
 		start := time.Now()
-		var futs []jetstream.PubAckFuture
-		far := time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)
-		for i := range n {
-			m := nats.NewMsg(fmt.Sprintf("prov.timer.raw.%d", i))
-			m.Header.Set("Nats-Schedule", "@at "+far)
-			m.Header.Set("Nats-Schedule-Target", fmt.Sprintf("prov.due.raw.%d", i))
-			f, err := js.PublishMsgAsync(m)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if futs = append(futs, f); len(futs) == 4096 {
-				waitAll(b, futs)
-				futs = futs[:0]
-			}
-		}
-		waitAll(b, futs)
+		far := time.Now().Add(time.Hour)
+		publishSchedules(b, js, n, "prov.timer.raw.", "prov.due.raw.", func(int) time.Time { return far })
 		raw := n / time.Since(start).Seconds()
 		if err := js.DeleteStream(ctx, "PROV_EVENTS"); err != nil { // drop the raw schedules
 			b.Fatal(err)
@@ -131,6 +116,28 @@ func rssMiB() float64 {
 	return 0
 }
 
+// publishSchedules publishes n native message schedules asynchronously (4,096 in flight): timer i
+// on subject timerPrefix+i, due at due(i), firing to duePrefix+i with the due time as body.
+func publishSchedules(b *testing.B, js jetstream.JetStream, n int, timerPrefix, duePrefix string, due func(int) time.Time) {
+	var futs []jetstream.PubAckFuture
+	for i := range n {
+		at := due(i).UTC().Format(time.RFC3339Nano)
+		m := nats.NewMsg(timerPrefix + strconv.Itoa(i))
+		m.Header.Set("Nats-Schedule", "@at "+at)
+		m.Header.Set("Nats-Schedule-Target", duePrefix+strconv.Itoa(i))
+		m.Data = []byte(at)
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if futs = append(futs, f); len(futs) == 4096 {
+			waitAll(b, futs)
+			futs = futs[:0]
+		}
+	}
+	waitAll(b, futs)
+}
+
 // rawMillion is BenchmarkTimersMillion's baseline, in the same process before ours, on a server
 // of its own that is shut down after: n native schedules published asynchronously (4,096 in
 // flight), due over spread after a minute, fired into a plain durable consumer. It returns the
@@ -179,23 +186,7 @@ func rawMillion(b *testing.B, n int, spread time.Duration) (lateP99, rssGrowth f
 	}
 	defer cc.Stop()
 	first := time.Now().Add(time.Minute)
-	var futs []jetstream.PubAckFuture
-	for i := range n {
-		due := first.Add(time.Duration(i) * spread / time.Duration(n)).UTC().Format(time.RFC3339Nano)
-		m := nats.NewMsg(fmt.Sprintf("raw.timer.%d", i))
-		m.Header.Set("Nats-Schedule", "@at "+due)
-		m.Header.Set("Nats-Schedule-Target", fmt.Sprintf("raw.due.%d", i))
-		m.Data = []byte(due)
-		f, err := js.PublishMsgAsync(m)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if futs = append(futs, f); len(futs) == 4096 {
-			waitAll(b, futs)
-			futs = futs[:0]
-		}
-	}
-	waitAll(b, futs)
+	publishSchedules(b, js, n, "raw.timer.", "raw.due.", func(i int) time.Time { return first.Add(time.Duration(i) * spread / time.Duration(n)) })
 	select {
 	case <-done:
 	case <-time.After(time.Until(first.Add(spread + 2*time.Minute))):

@@ -43,28 +43,30 @@ var ChartWindows = []struct {
 // Charts returns the dashboard's charts at now for the given resources, by window name.
 func Charts(ctx context.Context, d *Dashboard, t *Trend, resources []string, now time.Time) (map[string]ChartWindow, error) {
 	out := map[string]ChartWindow{}
-	for _, w := range ChartWindows {
-		start := now.Truncate(w.Step).Add(-time.Duration(w.N-1) * w.Step)
-		act, err := d.Activity(ctx, start, w.Step, w.N)
-		if err != nil {
-			return nil, err
-		}
-		gauges, lag := t.Series(start, w.Step, w.N)
-		cw := ChartWindow{Start: start, Step: int(w.Step / time.Second), N: w.N, Resources: map[string]*ResourceChart{}, Lag: lag}
+	windows := make([]Window, len(ChartWindows))
+	for k, w := range ChartWindows {
+		windows[k] = Window{Start: now.Truncate(w.Step).Add(-time.Duration(w.N-1) * w.Step), Step: w.Step, N: w.N}
+	}
+	acts, err := d.Activity(ctx, windows...)
+	if err != nil {
+		return nil, err
+	}
+	for k, w := range windows {
+		gauges, lag := t.Series(w.Start, w.Step, w.N)
+		cw := ChartWindow{Start: w.Start, Step: int(w.Step / time.Second), N: w.N, Resources: map[string]*ResourceChart{}, Lag: lag}
 		for _, r := range resources {
 			rc := &ResourceChart{Outcomes: map[domain.ResultStatus][]int{}, Failures: make([]int, w.N)}
-			if a := act[r]; a != nil {
+			if a := acts[k][r]; a != nil {
 				rc.Outcomes, rc.Failures = a.Outcomes, a.Failures
 			}
-			if g := gauges[r]; g != nil {
-				rc.RetryBacklog, rc.Pending = g.RetryBacklog, g.Pending
-			} else {
-				g := emptyGauges(w.N)
-				rc.RetryBacklog, rc.Pending = g.RetryBacklog, g.Pending
+			g := gauges[r]
+			if g == nil {
+				g = emptyGauges(w.N)
 			}
+			rc.RetryBacklog, rc.Pending = g.RetryBacklog, g.Pending
 			cw.Resources[r] = rc
 		}
-		out[w.Name] = cw
+		out[ChartWindows[k].Name] = cw
 	}
 	return out, nil
 }

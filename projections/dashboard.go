@@ -297,57 +297,70 @@ func (d *Dashboard) Shadows(ctx context.Context, q ShadowQuery) (ShadowList, err
 	return out, nil
 }
 
-// Activity is one resource's completed operations and failed attempts over a window, counted in
-// buckets of Step: bucket i covers [Start+i*Step, Start+(i+1)*Step).
+// Activity is one resource's completed operations and failed attempts over a Window, one count
+// per bucket.
 type Activity struct {
 	Resource string                        `json:"resource"`
 	Outcomes map[domain.ResultStatus][]int `json:"outcomes"` // completed operations by result status
 	Failures []int                         `json:"failures"` // failed attempts and fatal completions
 }
 
-// Activity counts, per resource, the completed operations (by result) and the failures still in
-// the projection whose time falls in [start, start+n*step). Completed operations stay in a
-// shadow for max(pendingOperationGracePeriod, pendingOperationRetentionPeriod) (a day by
+// Window is a span of time cut in N buckets of Step from Start: bucket i covers
+// [Start+i*Step, Start+(i+1)*Step).
+type Window struct {
+	Start time.Time
+	Step  time.Duration
+	N     int
+}
+
+func (w Window) bucket(t time.Time) int {
+	if t.Before(w.Start) {
+		return -1
+	}
+	if i := int(t.Sub(w.Start) / w.Step); i < w.N {
+		return i
+	}
+	return -1
+}
+
+// Activity counts, per resource and for each window, the completed operations (by result) and
+// the failures still in the projection, in one pass over the shadows. Completed operations stay
+// in a shadow for max(pendingOperationGracePeriod, pendingOperationRetentionPeriod) (a day by
 // default), so a window up to that long is complete, and survives restarts: it is read from the
 // projection, not counted in memory.
-func (d *Dashboard) Activity(ctx context.Context, start time.Time, step time.Duration, n int) (map[string]*Activity, error) {
+func (d *Dashboard) Activity(ctx context.Context, windows ...Window) ([]map[string]*Activity, error) {
 	select {
 	case <-d.ready:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	out := map[string]*Activity{}
-	bucket := func(t time.Time) int {
-		if t.Before(start) {
-			return -1
-		}
-		i := int(t.Sub(start) / step)
-		if i >= n {
-			return -1
-		}
-		return i
+	out := make([]map[string]*Activity, len(windows))
+	for k := range out {
+		out[k] = map[string]*Activity{}
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	for _, s := range d.shadows {
-		a := out[s.resource]
-		if a == nil {
-			a = &Activity{Resource: s.resource, Outcomes: map[domain.ResultStatus][]int{}, Failures: make([]int, n)}
-			out[s.resource] = a
-		}
-		for _, op := range s.done {
-			if i := bucket(op.at); i >= 0 {
-				c := a.Outcomes[op.result]
-				if c == nil {
-					c = make([]int, n)
-					a.Outcomes[op.result] = c
-				}
-				c[i]++
+		for k, w := range windows {
+			a := out[k][s.resource]
+			if a == nil {
+				a = &Activity{Resource: s.resource, Outcomes: map[domain.ResultStatus][]int{}, Failures: make([]int, w.N)}
+				out[k][s.resource] = a
 			}
-		}
-		for _, f := range s.failures {
-			if i := bucket(f); i >= 0 {
-				a.Failures[i]++
+			for _, op := range s.done {
+				if i := w.bucket(op.at); i >= 0 {
+					c := a.Outcomes[op.result]
+					if c == nil {
+						c = make([]int, w.N)
+						a.Outcomes[op.result] = c
+					}
+					c[i]++
+				}
+			}
+			for _, f := range s.failures {
+				if i := w.bucket(f); i >= 0 {
+					a.Failures[i]++
+				}
 			}
 		}
 	}

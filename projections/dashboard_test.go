@@ -91,11 +91,11 @@ func TestDashboardListAndActivity(t *testing.T) {
 
 	// The last 10 minutes by minute: shadows 0..9 completed in buckets 9..0.
 	start := now.Add(-9 * time.Minute)
-	act, err := dash.Activity(t.Context(), start, time.Minute, 10)
+	acts, err := dash.Activity(t.Context(), projections.Window{Start: start, Step: time.Minute, N: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := act["demo"]
+	a := acts[0]["demo"]
 	fatal, success := a.Outcomes[domain.ResultFatalError], a.Outcomes[domain.ResultSuccess]
 	// Shadow i lands in bucket 9-i: fatal for i = 0, 3, 6, 9.
 	wantFatal := []int{1, 0, 0, 1, 0, 0, 1, 0, 0, 1}

@@ -251,91 +251,13 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// ResourceView is one resource on the dashboard.
-type ResourceView struct {
-	Resource     string                     `json:"resource"`
-	Availability domain.ResourceData        `json:"availability"`
-	Counts       projections.ResourceCounts `json:"counts"`
-}
+// DashboardData is what the dashboard shows (projections.BuildDashboard).
+type DashboardData = projections.DashboardData
 
-// DashboardData is what the dashboard shows (GET /api/dashboard, and each server-sent event of
-// /api/stream).
-type DashboardData struct {
-	Time      time.Time      `json:"time"`
-	Resources []ResourceView `json:"resources"`
-	Pending   []PendingRow   `json:"pending"` // the first 50 shadows with unfinished operations
-	// Charts are the per-resource series over the last hour and day (projections.Charts).
-	Charts map[string]projections.ChartWindow `json:"charts"`
-}
-
-// PendingRow is a row of the dashboard's pending table: what the table shows of a shadow (the
-// same names as the shadow's JSON), not the shadow, so that a push stays small.
-type PendingRow struct {
-	Resource          string           `json:"resource"`
-	ShadowID          string           `json:"shadowId"`
-	LifecycleState    domain.Lifecycle `json:"lifecycleState"`
-	PendingOperations []PendingOpRow   `json:"pendingOperations"`
-}
-
-// PendingOpRow is an unfinished operation in a PendingRow.
-type PendingOpRow struct {
-	Delta struct {
-		ChangeType domain.ChangeType `json:"changeType"`
-	} `json:"delta"`
-	ExecutionStatus domain.ExecutionStatus `json:"executionStatus"`
-	AttemptNumber   int                    `json:"attemptNumber"`
-	// Change says in a line what the operation carries (attr=value, attr+=value, attr-=value).
-	Change string `json:"change,omitempty"`
-}
+var _ projections.ResourceStates = (*service.Service)(nil)
 
 func (a *App) dashboardData(ctx context.Context) (DashboardData, error) {
-	now := time.Now().UTC()
-	counts, err := a.Dashboard.Counts(ctx, now)
-	if err != nil {
-		return DashboardData{}, err
-	}
-	by := map[string]projections.ResourceCounts{}
-	for _, c := range counts {
-		by[c.Resource] = c
-	}
-	d := DashboardData{Time: now, Resources: []ResourceView{}}
-	for _, name := range slices.Sorted(maps.Keys(a.Service.Catalog())) {
-		st, err := a.Service.ResourceState(ctx, name)
-		if err != nil {
-			return DashboardData{}, err
-		}
-		c, ok := by[name]
-		if !ok {
-			c = projections.ResourceCounts{Resource: name, ByLifecycle: map[domain.Lifecycle]int{}, PendingByStatus: map[domain.ExecutionStatus]int{}}
-		}
-		d.Resources = append(d.Resources, ResourceView{Resource: name, Availability: st, Counts: c})
-	}
-	names := make([]string, 0, len(d.Resources))
-	for _, r := range d.Resources {
-		names = append(names, r.Resource)
-	}
-	if d.Charts, err = projections.Charts(ctx, a.Dashboard, a.Trend, names, now); err != nil {
-		return DashboardData{}, err
-	}
-	list, err := a.Pending.PendingN(ctx, "", 50)
-	if err != nil {
-		return DashboardData{}, err
-	}
-	d.Pending = make([]PendingRow, 0, len(list))
-	for _, sd := range list {
-		row := PendingRow{Resource: sd.Resource, ShadowID: sd.ShadowID, LifecycleState: sd.LifecycleState, PendingOperations: []PendingOpRow{}}
-		for _, p := range sd.PendingOperations {
-			if p.Completed() {
-				continue
-			}
-			var op PendingOpRow
-			op.Delta.ChangeType, op.ExecutionStatus, op.AttemptNumber = p.Delta.ChangeType, p.ExecutionStatus, p.AttemptNumber
-			op.Change = projections.ChangeSummary(p.Delta, 80)
-			row.PendingOperations = append(row.PendingOperations, op)
-		}
-		d.Pending = append(d.Pending, row)
-	}
-	return d, nil
+	return projections.BuildDashboard(ctx, time.Now().UTC(), slices.Sorted(maps.Keys(a.Service.Catalog())), a.Service, a.Dashboard, a.Trend, a.Pending)
 }
 
 // sse prepares a server-sent events response; send writes one event.

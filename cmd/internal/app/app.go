@@ -386,17 +386,34 @@ func (a *App) summarize(ctx context.Context, every time.Duration) error {
 	})
 }
 
+// commandDrain bounds how long Close lets the commands in flight finish before it stops the
+// consumers regardless (the whole stop has 20 s in serve).
+const commandDrain = 8 * time.Second
+
 // Close stops every component and waits for them.
 //
 // The order makes a graceful stop: the micro service leaves the queue group first (new requests
-// go to the other instances), the requests in flight finish and are answered, then the consumers
-// stop, leaving unacknowledged whatever they had not stored (another instance gets it).
+// go to the other instances), the requests in flight finish and are answered (for commandDrain at
+// most: past it the consumers stop first, releasing any lock a command waits for), then the
+// consumers stop, leaving unacknowledged whatever they had not stored (another instance gets it).
 func (a *App) Close() {
 	if a.Micro != nil {
 		_ = a.Micro.Stop()
 	}
 	if a.Service != nil {
-		a.Service.Close()
+		done := make(chan struct{})
+		go func() { a.Service.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(commandDrain):
+			// A command in flight can wait for a shadow's or a resource's lock held by a
+			// consumer whose JetStream calls hang (a cluster node restarting). Stop the
+			// consumers: what they have not stored stays unacknowledged and is redone by the
+			// next instance; the lock is released and the command answers.
+			a.log.Warn("commands still in flight; stopping the consumers first", "after", commandDrain)
+			a.cancel()
+			<-done
+		}
 	}
 	a.cancel()
 	a.wg.Wait()

@@ -182,8 +182,8 @@ func TestReadsLeaveNoConsumers(t *testing.T) {
 	}
 }
 
-// A history longer than one direct batch get comes back whole and in order, on file and memory
-// storage, interleaved with other shadows' records.
+// A long history (2,500 records, more than one pull of the reader) comes back whole and in
+// order, on file and memory storage, interleaved with other shadows' records.
 func TestHistoryAcrossBatches(t *testing.T) {
 	for _, memory := range []bool{false, true} {
 		s := openStore(t, memory)

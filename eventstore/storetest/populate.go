@@ -54,7 +54,9 @@ func Populate(ctx context.Context, s *eventstore.Store, res domain.Resource, sha
 				return nil, err
 			}
 			pending = append(pending, f)
-			if len(pending) >= 4096 {
+			// Below nats.go's limit of 4,000 unacknowledged async publishes: past it a publish
+			// stalls, and fails after 200 ms on a busy machine.
+			if len(pending) >= 1024 {
 				if err := flush(); err != nil {
 					return nil, fmt.Errorf("round %d: %w", round, err)
 				}

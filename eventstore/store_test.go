@@ -182,7 +182,7 @@ func TestReadsLeaveNoConsumers(t *testing.T) {
 	}
 }
 
-// A long history (2,500 records, more than one pull of the reader) comes back whole and in
+// A long history (2,500 records) comes back whole and in
 // order, on file and memory storage, interleaved with other shadows' records.
 func TestHistoryAcrossBatches(t *testing.T) {
 	for _, memory := range []bool{false, true} {

@@ -459,3 +459,13 @@ func (k *memKV) DeleteIf(_ context.Context, key string, revision uint64) error {
 	delete(k.entries, key)
 	return nil
 }
+
+// CommitAsOf returns the shadow's last commit decided at or before t, or nil (see
+// Store.CommitAsOf).
+func (m *Memory) CommitAsOf(ctx context.Context, shadowID string, t time.Time) (*Record, error) {
+	recs, err := m.History(ctx, shadowID)
+	if err != nil {
+		return nil, err
+	}
+	return asOfIn(recs, t)
+}

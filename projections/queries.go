@@ -9,9 +9,10 @@ import (
 	"shadowbridge/eventstore"
 )
 
-// Log is what the queries read: a shadow's last commit and its history.
+// Log is what the queries read: a shadow's last commit, its commit as of a time, its history.
 type Log interface {
 	LoadByID(ctx context.Context, shadowID string) (domain.Shadow, uint64, error)
+	CommitAsOf(ctx context.Context, shadowID string, t time.Time) (*eventstore.Record, error)
 	History(ctx context.Context, shadowID string) ([]*eventstore.Record, error)
 }
 
@@ -39,21 +40,9 @@ func (q *Queries) AsOf(ctx context.Context, shadowID string, asOf time.Time) (do
 	if !domain.ValidID(shadowID) {
 		return domain.ShadowData{}, fmt.Errorf("shadow: %w: shadowId %q is not a UUID", domain.ErrInvalidID, shadowID)
 	}
-	recs, err := q.log.History(ctx, shadowID)
+	at, err := q.log.CommitAsOf(ctx, shadowID, asOf)
 	if err != nil {
 		return domain.ShadowData{}, err
-	}
-	var at *eventstore.Record
-	for _, rec := range recs {
-		// Only the decision's time: decoding every commit's events was half of an as-of query.
-		t, err := rec.DecisionTime()
-		if err != nil {
-			return domain.ShadowData{}, err
-		}
-		if !t.IsZero() && t.After(asOf) {
-			break
-		}
-		at = rec
 	}
 	st := domain.Shadow{}
 	if at != nil {

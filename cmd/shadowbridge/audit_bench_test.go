@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -210,31 +211,65 @@ func rawReplay(b *testing.B, store *eventstore.Store, subject string) int {
 	}
 }
 
-// BenchmarkAsOf: `get --as-of` for a shadow with 1,000 commits among 10,000 (10 shadows x 1,000),
-// at random moments of its life, vs the raw replay of its 1,000 messages (what it must read): an
-// ordered consumer on the shadow's subject, nothing decoded.
+// BenchmarkAsOf: `get --as-of` for a shadow with 1,000 commits among 10,000 (10 shadows x 1,000,
+// each commit decided a moment before it is stored, as in a live log), at random moments of its
+// life, vs the raw replay of its 1,000 messages (what a query that folds or scans must read): an
+// ordered consumer on the shadow's subject, nothing decoded. Every answer is checked against the
+// commit the time names.
 func BenchmarkAsOf(b *testing.B) {
 	const shadows, per, queries = 10, 1000, 200
 	for range b.N {
-		store, ids := benchLog(b, shadows, per)
+		srv := natstest.Start(b)
+		store, err := eventstore.Open(context.Background(), srv.Connect(b), eventstore.DefaultConfig())
+		if err != nil {
+			b.Fatal(err)
+		}
 		ctx := context.Background()
 		res := storetest.Resource(b)
+		ids, err := storetest.PopulateTimed(ctx, store, res, shadows, per)
+		if err != nil {
+			b.Fatal(err)
+		}
 		svc := service.New(store, nil, domain.Catalog{res.Name(): res}, nil)
 		recs, err := store.History(ctx, ids[3])
 		if err != nil || len(recs) != per {
 			b.Fatalf("%d records: %v", len(recs), err)
 		}
-		// Populate gives every commit one decision time; spread the queries over it and a bit beyond.
-		ev, _ := recs[0].Events()
-		t0 := ev[0].EventTime()
+		decided := make([]time.Time, per)
+		for i, r := range recs {
+			if decided[i], err = r.DecisionTime(); err != nil {
+				b.Fatal(err)
+			}
+		}
 		var ours, raw []time.Duration
 		for i := range queries {
-			at := t0.Add(time.Duration(i-queries/2) * time.Millisecond)
+			// Mostly a commit's own time or a moment around it; the first and last queries fall
+			// before the shadow existed and after its last commit.
+			k := rand.IntN(per)
+			at := decided[k].Add(time.Duration(rand.IntN(200)-100) * time.Microsecond)
+			switch i {
+			case 0:
+				at = decided[0].Add(-time.Second)
+			case queries - 1:
+				at = decided[per-1].Add(time.Second)
+			}
+			want := -1
+			for j, d := range decided {
+				if d.After(at) {
+					break
+				}
+				want = j
+			}
 			s := time.Now()
-			_, err := svc.Shadow(ctx, ids[3], at)
+			got, err := svc.Shadow(ctx, ids[3], at)
 			ours = append(ours, time.Since(s))
-			if err != nil && at.After(t0) {
+			switch {
+			case want < 0 && err == nil:
+				b.Fatalf("as of %s: a shadow, want none", at)
+			case want >= 0 && err != nil:
 				b.Fatal(err)
+			case want >= 0 && fmt.Sprint(got.Attributes["round"]) != fmt.Sprint([]any{int64(want)}):
+				b.Fatalf("as of %s: round %v, want %d", at, got.Attributes["round"], want)
 			}
 			s = time.Now()
 			if n := rawReplay(b, store, recs[len(recs)-1].Subject); n != per {

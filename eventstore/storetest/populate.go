@@ -16,6 +16,18 @@ import (
 // so that each shadow's commits are spread over the whole stream (the worst case for reading one
 // shadow by scanning). It publishes asynchronously for speed and returns the shadow ids.
 func Populate(ctx context.Context, s *eventstore.Store, res domain.Resource, shadows, perShadow int) ([]string, error) {
+	return populate(ctx, s, res, shadows, perShadow, false)
+}
+
+// PopulateTimed is Populate with every commit decided the moment before it is published (each
+// has its own decision time, a moment before its stored time, as in a live log), for queries
+// by time. Slower: every commit is encoded, and a round's commits are stored before the next
+// round's are decided.
+func PopulateTimed(ctx context.Context, s *eventstore.Store, res domain.Resource, shadows, perShadow int) ([]string, error) {
+	return populate(ctx, s, res, shadows, perShadow, true)
+}
+
+func populate(ctx context.Context, s *eventstore.Store, res domain.Resource, shadows, perShadow int, timed bool) ([]string, error) {
 	ids := make([]string, shadows)
 	bodies := make([][]byte, shadows)
 	for i := range ids {
@@ -48,6 +60,16 @@ func Populate(ctx context.Context, s *eventstore.Store, res domain.Resource, sha
 		for i, id := range ids {
 			m := nats.NewMsg(s.Subject(res.Name(), id))
 			m.Data = bodies[i]
+			if timed {
+				ev, err := domain.Decide(domain.Shadow{}, domain.Add{Resource: res, ShadowID: id, OperationID: NewID(),
+					ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {fmt.Sprint("user", i)}, "round": {int64(round)}}}, time.Now())
+				if err != nil {
+					return nil, err
+				}
+				if m.Data, err = eventstore.EncodeCommit("", ev, domain.Fold(domain.Shadow{}, ev)); err != nil {
+					return nil, err
+				}
+			}
 			m.Header.Add(eventstore.HeaderEventType, "AddRequested")
 			f, err := js.PublishMsgAsync(m)
 			if err != nil {
@@ -60,6 +82,12 @@ func Populate(ctx context.Context, s *eventstore.Store, res domain.Resource, sha
 				if err := flush(); err != nil {
 					return nil, fmt.Errorf("round %d: %w", round, err)
 				}
+			}
+		}
+		if timed {
+			// A live shadow's next commit is decided only once its last one is stored.
+			if err := flush(); err != nil {
+				return nil, fmt.Errorf("round %d: %w", round, err)
 			}
 		}
 	}

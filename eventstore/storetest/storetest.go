@@ -38,6 +38,7 @@ type Store interface {
 	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
 	AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (eventstore.AppendResult, error)
 	Update(ctx context.Context, o eventstore.UpdateOptions) (eventstore.UpdateResult, error)
+	CommitAsOf(ctx context.Context, shadowID string, t time.Time) (*eventstore.Record, error)
 }
 
 // NewID returns a random UUID (v4).
@@ -95,6 +96,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("BadCommit", func(t *testing.T) { testBadCommit(t, open(t)) })
 	t.Run("ResourceAvailability", func(t *testing.T) { testResource(t, open(t)) })
 	t.Run("UnitOfWork", func(t *testing.T) { testUnitOfWork(t, open(t)) })
+	t.Run("CommitAsOf", func(t *testing.T) { testCommitAsOf(t, open(t)) })
 }
 
 // testUnitOfWork: concurrent updates of one shadow all land (they queue or retry, none is lost
@@ -780,5 +782,91 @@ func testSharded(t *testing.T, s Store) {
 				t.Fatalf("shadow %s out of order: %v", id, seqs)
 			}
 		}
+	}
+}
+
+// testCommitAsOf: the commit "as of" a time is the last one decided at or before it, whatever
+// the deciding clock: the server's own time (commits decided a moment before they are stored)
+// or one far behind or ahead of it (a test clock, a skewed instance).
+func testCommitAsOf(t *testing.T, s Store) {
+	ctx := t.Context()
+	res := Resource(t)
+	now := time.Now().UTC()
+	clocks := map[string]func(i int) time.Time{
+		"server":  func(int) time.Time { time.Sleep(3 * time.Millisecond); return time.Now().UTC() },
+		"behind":  func(i int) time.Time { return now.Add(-72*time.Hour + time.Duration(i)*time.Second) },
+		"ahead":   func(i int) time.Time { return now.Add(72*time.Hour + time.Duration(i)*time.Second) },
+		"onetime": func(int) time.Time { return now.Add(-time.Hour) }, // every commit decided at once
+	}
+	for name, clock := range clocks {
+		t.Run(name, func(t *testing.T) {
+			id, other := NewID(), NewID()
+			var decided []time.Time
+			for i := range 12 {
+				for _, sid := range []string{id, other} { // another shadow's commits in between
+					st, seq, err := s.Load(ctx, res.Name(), sid)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var cmd domain.Command = domain.Modify{Resource: res, OperationID: NewID(), Changes: domain.Changes{"n": {Replace: []any{int64(i)}}}}
+					if i == 0 {
+						cmd = addCmd(res, sid, "asof-"+sid)
+					}
+					at := clock(i)
+					ev, err := domain.Decide(st, cmd, at)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := s.Append(ctx, eventstore.Commit{Resource: res.Name(), ShadowID: sid, ExpectedSeq: seq, Events: ev, State: domain.Fold(st, ev)}); err != nil {
+						t.Fatal(err)
+					}
+					if sid == id {
+						decided = append(decided, at)
+					}
+				}
+			}
+			h, err := s.History(ctx, id)
+			if err != nil || len(h) != len(decided) {
+				t.Fatalf("history: %d records, %v", len(h), err)
+			}
+			// want: index into h of the last commit decided at or before q, -1 for none.
+			check := func(q time.Time, want int) {
+				t.Helper()
+				got, err := s.CommitAsOf(ctx, id, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch {
+				case want < 0 && got != nil:
+					t.Fatalf("as of %s: commit %d, want none", q, got.Seq)
+				case want >= 0 && got == nil:
+					t.Fatalf("as of %s: none, want commit %d", q, h[want].Seq)
+				case want >= 0 && got.Seq != h[want].Seq:
+					t.Fatalf("as of %s: commit %d, want %d", q, got.Seq, h[want].Seq)
+				}
+			}
+			last := func(q time.Time) int {
+				w := -1
+				for i, d := range decided {
+					if d.After(q) {
+						break
+					}
+					w = i
+				}
+				return w
+			}
+			for i, d := range decided {
+				check(d, last(d))
+				check(d.Add(-time.Nanosecond), last(d.Add(-time.Nanosecond)))
+				if i == len(decided)-1 {
+					check(d.Add(time.Millisecond), i)
+				}
+			}
+			check(decided[0].Add(-time.Hour), -1)
+			check(now.Add(1000*time.Hour), len(decided)-1)
+			if got, err := s.CommitAsOf(ctx, NewID(), now); err != nil || got != nil {
+				t.Fatalf("unknown shadow: %v, %v", got, err)
+			}
+		})
 	}
 }

@@ -31,6 +31,7 @@ type Store interface {
 	LoadByID(ctx context.Context, shadowID string) (domain.Shadow, uint64, error)
 	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
 	History(ctx context.Context, shadowID string) ([]*eventstore.Record, error)
+	CommitAsOf(ctx context.Context, shadowID string, t time.Time) (*eventstore.Record, error)
 	Owner(ctx context.Context, c domain.Claim) (string, error)
 	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -20,18 +21,46 @@ import (
 // newer field never breaks an older reader. codec_test checks them against the reflective
 // decoder field by field.
 
-var decPool = sync.Pool{New: func() any { return msgpack.NewDecoder(nil) }}
+// readers are reused whole (decoder, byte reader): one is needed per record read.
+var readers = sync.Pool{New: func() any { return &reader{d: msgpack.NewDecoder(nil)} }}
 
 type reader struct {
-	d   *msgpack.Decoder
-	err error
+	d    *msgpack.Decoder
+	data []byte
+	br   bytes.Reader // d reads it directly (a bytes.Reader is a ByteScanner: no read-ahead)
+	err  error
 }
 
-func newReader(data []byte) (*reader, func()) {
-	d := decPool.Get().(*msgpack.Decoder)
-	d.Reset(bytes.NewReader(data))
-	d.UseLooseInterfaceDecoding(true)
-	return &reader{d: d}, func() { decPool.Put(d) }
+func newReader(data []byte) *reader {
+	r := readers.Get().(*reader)
+	r.data, r.err = data, nil
+	r.br.Reset(data)
+	r.d.Reset(&r.br) // clears the options too
+	r.d.UseLooseInterfaceDecoding(true)
+	return r
+}
+
+// release returns the reader for reuse; the caller keeps nothing of it.
+func (r *reader) release() {
+	r.data = nil
+	r.br.Reset(nil)
+	readers.Put(r)
+}
+
+// raw returns the next value's bytes, a slice of the data (not a copy), and moves past it.
+func (r *reader) raw() []byte {
+	if r.err != nil {
+		return nil
+	}
+	start := len(r.data) - r.br.Len()
+	end, err := skipValue(r.data, start)
+	if err != nil {
+		r.fail(err)
+		return nil
+	}
+	_, err = r.br.Seek(int64(end), 0)
+	r.fail(err)
+	return r.data[start:end:end]
 }
 
 func (r *reader) fail(err error) {
@@ -77,7 +106,7 @@ func (r *reader) tm() time.Time {
 	return t
 }
 
-func (r *reader) skip() { r.fail(r.d.Skip()) }
+func (r *reader) skip() { r.raw() }
 
 // isNil consumes a nil if one is next.
 func (r *reader) isNil() bool {
@@ -97,8 +126,50 @@ func (r *reader) isNil() bool {
 func (r *reader) each(fn func(key string)) {
 	n := r.mapLen()
 	for i := 0; i < n && r.err == nil; i++ {
-		fn(r.str())
+		fn(r.key())
 	}
+}
+
+// key reads a map key. Keys are few (field names, attribute names) and read in every record:
+// a short one is looked up among those seen before instead of allocated again.
+func (r *reader) key() string {
+	pos := len(r.data) - r.br.Len()
+	if r.err != nil || pos >= len(r.data) || r.data[pos]&0xe0 != 0xa0 { // not a fixstr
+		return r.str()
+	}
+	end := pos + 1 + int(r.data[pos]&0x1f)
+	if end > len(r.data) {
+		return r.str()
+	}
+	seen := knownKeys.Load()
+	k, ok := (*seen)[string(r.data[pos+1:end])]
+	if !ok {
+		k = string(r.data[pos+1 : end])
+		rememberKey(seen, k)
+	}
+	_, err := r.br.Seek(int64(end), 0)
+	r.fail(err)
+	return k
+}
+
+// knownKeys is the keys read so far, an immutable map replaced whole when one is added (reads
+// need no lock); it stops growing at maxKnownKeys.
+var knownKeys atomic.Pointer[map[string]string]
+
+const maxKnownKeys = 4096
+
+func init() { knownKeys.Store(&map[string]string{}) }
+
+func rememberKey(seen *map[string]string, k string) {
+	if len(*seen) >= maxKnownKeys {
+		return
+	}
+	next := make(map[string]string, len(*seen)+1)
+	for a, b := range *seen {
+		next[a] = b
+	}
+	next[k] = k
+	knownKeys.CompareAndSwap(seen, &next) // a lost race only means the key is added later
 }
 
 func (r *reader) values() []any {
@@ -298,8 +369,8 @@ func (r *reader) shadow() domain.ShadowData {
 
 // readState decodes a shadow state without reflection.
 func readState(raw []byte) (domain.ShadowData, error) {
-	r, done := newReader(raw)
-	defer done()
+	r := newReader(raw)
+	defer r.release()
 	d := r.shadow()
 	return d, r.err
 }
@@ -307,8 +378,8 @@ func readState(raw []byte) (domain.ShadowData, error) {
 // readCommit decodes the commit envelope without reflection; events and state stay raw.
 func readCommit(data []byte) (wireCommit, error) {
 	var wc wireCommit
-	r, done := newReader(data)
-	defer done()
+	r := newReader(data)
+	defer r.release()
 	r.each(func(k string) {
 		switch k {
 		case "v":
@@ -324,9 +395,7 @@ func readCommit(data []byte) (wireCommit, error) {
 					case "t":
 						we.Type = r.str()
 					case "d":
-						raw, err := r.d.DecodeRaw()
-						r.fail(err)
-						we.Data = raw
+						we.Data = r.raw()
 					default:
 						r.skip()
 					}
@@ -334,9 +403,7 @@ func readCommit(data []byte) (wireCommit, error) {
 				wc.Events = append(wc.Events, we)
 			}
 		case "s":
-			raw, err := r.d.DecodeRaw()
-			r.fail(err)
-			wc.State = raw
+			wc.State = r.raw()
 		default:
 			r.skip()
 		}
@@ -375,8 +442,8 @@ func (r *reader) targetRequest() domain.TargetRequest {
 // readEvent decodes the events every decision records without reflection; ok is false for the
 // other types (the caller decodes those reflectively).
 func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
-	r, done := newReader(raw)
-	defer done()
+	r := newReader(raw)
+	defer r.release()
 	switch typ {
 	case "AddRequested":
 		var x domain.AddRequested
@@ -520,8 +587,8 @@ func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
 // what an as-of query compares, for every commit of a shadow. ok is false when the first event
 // has no time field (the caller decodes it then).
 func readDecisionTime(data []byte) (t time.Time, ok bool, err error) {
-	r, done := newReader(data)
-	defer done()
+	r := newReader(data)
+	defer r.release()
 	// Stop at the first event's time: the rest (other events, the whole state) is not read.
 	r.each(func(k string) {
 		if k != "e" {
@@ -574,8 +641,8 @@ type StateSummary struct {
 // skipping attributes, identifiers and the rest.
 func readStateSummary(raw []byte) (StateSummary, error) {
 	var s StateSummary
-	r, done := newReader(raw)
-	defer done()
+	r := newReader(raw)
+	defer r.release()
 	r.each(func(k string) {
 		switch k {
 		case "objectClass":

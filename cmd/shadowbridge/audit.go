@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"shadowbridge/cmd/internal/service"
@@ -90,7 +93,10 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	return streamEvents(ctx, store, o, f, *asJSON, *progress, w, stderr)
 }
 
-// streamEvents is the audit loop, shared by audit and its benchmark.
+// streamEvents is the audit loop, shared by audit and its benchmark. Records are read in log
+// order on one goroutine and formatted in batches on every core, and the batches are written in
+// log order: decoding and formatting, not reading, bound an audit, and a single goroutine left
+// the second core to the NATS server alone. Memory stays bounded by the batches in flight.
 func streamEvents(ctx context.Context, store *eventstore.Store, o eventstore.ScanOptions, f auditFilter, asJSON, progress bool, w io.Writer, stderr io.Writer) error {
 	last, err := store.LastSeq(ctx)
 	if err != nil {
@@ -99,43 +105,127 @@ func streamEvents(ctx context.Context, store *eventstore.Store, o eventstore.Sca
 	if !asJSON {
 		fmt.Fprintln(w, auditHeader)
 	}
-	enc := json.NewEncoder(w)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	workers := runtime.GOMAXPROCS(0)
+	work := make(chan *auditBatch, workers)
+	order := make(chan *auditBatch, 2*workers) // formatted or being formatted, in log order
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for b := range work {
+				b.format(f, asJSON)
+				close(b.done)
+			}
+		})
+	}
 	start, lastShown := time.Now(), time.Time{}
 	var records, shown int
-	_, err = store.Scan(ctx, o, func(r *eventstore.Record) error {
-		records++
-		hs, err := service.HistoryOf(r)
-		if err != nil {
-			return fmt.Errorf("record %d: %w", r.Seq, err)
-		}
-		for _, h := range hs {
-			if !f.match(h) {
+	written := make(chan error, 1)
+	go func() {
+		var werr error
+		for b := range order {
+			<-b.done
+			if werr != nil {
+				continue // drain: the scan is being stopped
+			}
+			if werr = b.err; werr == nil {
+				_, werr = w.Write(b.out.Bytes())
+			}
+			if werr != nil {
+				cancel(werr)
 				continue
 			}
-			shown++
-			if asJSON {
-				if err := enc.Encode(h); err != nil {
-					return err
-				}
-			} else if _, err := io.WriteString(w, tableRow(h)); err != nil {
-				return err
+			records += len(b.recs)
+			shown += b.shown
+			r := b.recs[len(b.recs)-1]
+			batches.Put(b)
+			if progress && time.Since(lastShown) > 200*time.Millisecond {
+				lastShown = time.Now()
+				rate := float64(records) / time.Since(start).Seconds()
+				eta := time.Duration(float64(last-min(r.Seq, last)) / max(rate, 1) * float64(time.Second))
+				fmt.Fprintf(stderr, "\raudit: record %d of %d (%.0f%%), %d events shown, %.0f records/s, ETA %s   ",
+					r.Seq, last, 100*float64(r.Seq)/float64(max(last, 1)), shown, rate, eta.Round(time.Second))
 			}
 		}
-		if progress && time.Since(lastShown) > 200*time.Millisecond {
-			lastShown = time.Now()
-			el := time.Since(start).Seconds()
-			rate := float64(records) / el
-			eta := time.Duration(float64(last-min(r.Seq, last)) / max(rate, 1) * float64(time.Second))
-			fmt.Fprintf(stderr, "\raudit: record %d of %d (%.0f%%), %d events shown, %.0f records/s, ETA %s   ",
-				r.Seq, last, 100*float64(r.Seq)/float64(max(last, 1)), shown, rate, eta.Round(time.Second))
+		written <- werr
+	}()
+	b := newAuditBatch()
+	send := func() {
+		work <- b
+		order <- b
+		b = newAuditBatch()
+	}
+	_, err = store.Scan(ctx, o, func(r *eventstore.Record) error {
+		b.recs = append(b.recs, r)
+		if len(b.recs) == cap(b.recs) {
+			send()
 		}
 		return nil
 	})
+	if len(b.recs) > 0 {
+		send()
+	}
+	close(work)
+	close(order)
+	wg.Wait()
+	if werr := <-written; werr != nil {
+		err = werr // the scan stopped because of it
+	}
 	if progress {
 		fmt.Fprintf(stderr, "\raudit: %d records read, %d events shown in %s%s\n", records, shown,
 			time.Since(start).Round(time.Millisecond), strings.Repeat(" ", 30))
 	}
 	return err
+}
+
+// auditBatch is a run of consecutive records and their formatted output.
+type auditBatch struct {
+	recs  []*eventstore.Record
+	out   bytes.Buffer
+	shown int
+	err   error
+	done  chan struct{} // closed when out (or err) is ready
+}
+
+// batches keeps written batches for reuse: growing a fresh output buffer for every batch was
+// the audit's largest allocation.
+var batches sync.Pool
+
+func newAuditBatch() *auditBatch {
+	b, _ := batches.Get().(*auditBatch)
+	if b == nil {
+		return &auditBatch{recs: make([]*eventstore.Record, 0, 128), done: make(chan struct{})}
+	}
+	clear(b.recs)
+	*b = auditBatch{recs: b.recs[:0], out: b.out, done: make(chan struct{})}
+	b.out.Reset()
+	return b
+}
+
+func (b *auditBatch) format(f auditFilter, asJSON bool) {
+	enc := json.NewEncoder(&b.out)
+	for _, r := range b.recs {
+		hs, err := service.HistoryOf(r)
+		if err != nil {
+			b.err = fmt.Errorf("record %d: %w", r.Seq, err)
+			return
+		}
+		for _, h := range hs {
+			if !f.match(h) {
+				continue
+			}
+			b.shown++
+			if asJSON {
+				if err := enc.Encode(h); err != nil {
+					b.err = err
+					return
+				}
+			} else {
+				b.out.WriteString(tableRow(h))
+			}
+		}
+	}
 }
 
 // tableHeader heads history's table (one shadow); auditHeader audit's, which names the shadow

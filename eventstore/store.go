@@ -700,15 +700,20 @@ const FiringWorkers = 128
 // time in the past fires at once. The server checks schedules every 250 ms at most, so a timer
 // fires up to that much late. Idempotent.
 func (s *Store) ArmTimer(ctx context.Context, resource, shadowID string, at time.Time) error {
+	if _, err := s.js.PublishMsg(ctx, s.timerMsg(resource, shadowID, at)); err != nil {
+		return fmt.Errorf("eventstore: arm timer %s: %w", shadowID, unavailable(err))
+	}
+	return nil
+}
+
+// timerMsg is the schedule of a shadow's timer at at.
+func (s *Store) timerMsg(resource, shadowID string, at time.Time) *nats.Msg {
 	m := nats.NewMsg(s.TimerSubject(resource, shadowID))
 	// Nanoseconds: whole seconds would fire up to a second early.
 	m.Header.Set(headerSchedule, "@at "+at.UTC().Format(time.RFC3339Nano))
 	m.Header.Set(headerScheduleTarget, s.DueSubject(resource, shadowID))
 	m.Data = []byte(at.UTC().Format(time.RFC3339Nano))
-	if _, err := s.js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("eventstore: arm timer %s: %w", shadowID, unavailable(err))
-	}
-	return nil
+	return m
 }
 
 // CancelTimer removes the shadow's pending timer, if any. Idempotent.

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 	"shadowbridge/eventstore/natstest"
 	"shadowbridge/eventstore/storetest"
@@ -307,4 +308,114 @@ func BenchmarkTimersMillion(b *testing.B) {
 		b.ReportMetric(rawGrowth, "raw_rss_growth:MiB")
 		b.ReportMetric((float64(peakRSS.Load())-rss0)/rawGrowth, "rss_growth_vs_raw:ratio")
 	}
+}
+
+// BenchmarkArmer: the timer armer itself, from the log to the schedules. 50,000 commits
+// (10,000 shadows x 5, each commit a TimerSet) are applied by ApplyTimers through
+// SubscribePipelined with ArmerWorkers workers (ours), and, as the armer did before, by
+// synchronous ArmTimer calls through SubscribeSharded (sync); raw is the same number of
+// schedules published asynchronously, nothing read, each on a subject of its own; raw_rearm
+// the same schedules as the log's, 10,000 subjects re-armed 5 times. Each on a fresh server; the time is until
+// the consumer's acknowledgement floor reaches the last record.
+func BenchmarkArmer(b *testing.B) {
+	const shadows, per = 10000, 5
+	n := shadows * per
+	run := func(b *testing.B, subscribe func(ctx context.Context, s *eventstore.Store) error) float64 {
+		s := benchStore(b)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		// Commits holding a TimerSet each (due in an hour), round-robin over the shadows.
+		ids := make([]string, shadows)
+		for i := range ids {
+			ids[i] = storetest.NewID()
+		}
+		var futs []jetstream.PubAckFuture
+		far := time.Now().Add(time.Hour)
+		for round := range per {
+			for _, id := range ids {
+				ev := []domain.Event{domain.TimerSet{At: far.Add(time.Duration(round) * time.Second), Time: time.Now()}}
+				data, err := eventstore.EncodeCommit("", ev, domain.Shadow{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				m := nats.NewMsg(s.Subject("demo", id))
+				m.Data = data
+				m.Header.Set(eventstore.HeaderEventType, "TimerSet")
+				f, err := s.JetStream().PublishMsgAsync(m)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if futs = append(futs, f); len(futs) == 1024 {
+					waitAll(b, futs)
+					futs = futs[:0]
+				}
+			}
+		}
+		waitAll(b, futs)
+		last, _ := s.LastSeq(ctx)
+		start := time.Now()
+		go func() { _ = subscribe(ctx, s) }()
+		for {
+			floor, _ := s.AckFloor(ctx, "bench-armer")
+			if floor >= last {
+				break
+			}
+			if time.Since(start) > 5*time.Minute {
+				b.Fatalf("armed up to %d of %d", floor, last)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return float64(n) / time.Since(start).Seconds()
+	}
+	var armed atomic.Int64
+	count := func(string) { armed.Add(1) }
+	for range b.N {
+		ours := run(b, func(ctx context.Context, s *eventstore.Store) error {
+			return s.SubscribePipelined(ctx, "bench-armer", eventstore.SubscribeOptions{Workers: armerWorkers()},
+				func(ctx context.Context, r *eventstore.Record, settle func() error) (eventstore.Await, error) {
+					return s.ApplyTimers(ctx, r, settle, count)
+				})
+		})
+		sync := run(b, func(ctx context.Context, s *eventstore.Store) error {
+			return s.SubscribeSharded(ctx, "bench-armer", eventstore.SubscribeOptions{Workers: eventstore.ArmerWorkers},
+				func(ctx context.Context, r *eventstore.Record) error {
+					aw, err := s.ApplyTimers(ctx, r, func() error { return nil }, count)
+					if err == nil && aw != nil {
+						err = aw(ctx)
+					}
+					return err
+				})
+		})
+		s := benchStore(b)
+		far := time.Now().Add(time.Hour)
+		start := time.Now()
+		publishSchedules(b, s.JetStream(), n, "prov.timer.raw.", "prov.due.raw.", func(int) time.Time { return far })
+		raw := float64(n) / time.Since(start).Seconds()
+		// The same schedules as the log asks for: 10,000 subjects armed 5 times each, every
+		// arming replacing the one before (the server purges the subject).
+		s = benchStore(b)
+		start = time.Now()
+		for round := range per {
+			publishSchedules(b, s.JetStream(), shadows, "prov.timer.raw.", "prov.due.raw.", func(int) time.Time { return far.Add(time.Duration(round) * time.Second) })
+		}
+		rearm := float64(n) / time.Since(start).Seconds()
+		b.ReportMetric(rearm, "raw_rearm:ops/s")
+		b.ReportMetric(ours/rearm, "ratio_vs_rearm")
+		if armed.Load() != int64(2*n) { // ours and sync
+			b.Fatalf("%d armed, want %d", armed.Load(), 2*n)
+		}
+		b.ReportMetric(ours, "arm:ops/s")
+		b.ReportMetric(sync, "sync_arm:ops/s")
+		b.ReportMetric(raw, "raw_arm:ops/s")
+		b.ReportMetric(sync/raw, "sync_ratio")
+		b.ReportMetric(ours/raw, "ratio")
+	}
+}
+
+// armerWorkers is eventstore.ArmerWorkers, or SHADOWBRIDGE_BENCH_ARMER_WORKERS to compare.
+func armerWorkers() int {
+	if v, err := strconv.Atoi(os.Getenv("SHADOWBRIDGE_BENCH_ARMER_WORKERS")); err == nil && v > 0 {
+		return v
+	}
+	return eventstore.ArmerWorkers
 }

@@ -30,6 +30,7 @@ func PopulateTimed(ctx context.Context, s *eventstore.Store, res domain.Resource
 func populate(ctx context.Context, s *eventstore.Store, res domain.Resource, shadows, perShadow int, timed bool) ([]string, error) {
 	ids := make([]string, shadows)
 	bodies := make([][]byte, shadows)
+	var types []string // the commits' event types (every commit holds the same ones)
 	for i := range ids {
 		ids[i] = NewID()
 		ev, err := domain.Decide(domain.Shadow{}, domain.Add{Resource: res, ShadowID: ids[i], OperationID: NewID(),
@@ -39,6 +40,11 @@ func populate(ctx context.Context, s *eventstore.Store, res domain.Resource, sha
 		}
 		if bodies[i], err = eventstore.EncodeCommit("", ev, domain.Fold(domain.Shadow{}, ev)); err != nil {
 			return nil, err
+		}
+		if i == 0 {
+			for _, e := range ev {
+				types = append(types, e.EventType())
+			}
 		}
 	}
 	js := s.JetStream()
@@ -70,7 +76,9 @@ func populate(ctx context.Context, s *eventstore.Store, res domain.Resource, sha
 					return nil, err
 				}
 			}
-			m.Header.Add(eventstore.HeaderEventType, "AddRequested")
+			for _, typ := range types {
+				m.Header.Add(eventstore.HeaderEventType, typ)
+			}
 			f, err := js.PublishMsgAsync(m)
 			if err != nil {
 				return nil, err

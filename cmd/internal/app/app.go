@@ -136,8 +136,10 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		// Timers follow the log: each shadow's TimerSet/TimerCleared are applied in log order
 		// (one shadow, one worker), so concurrent decisions cannot leave an older schedule in
 		// place of a newer one.
-		return store.SubscribeSharded(ctx, "PROV_TIMER_ARMER", eventstore.SubscribeOptions{Workers: eventstore.ArmerWorkers, Logger: log},
-			func(ctx context.Context, r *eventstore.Record) error { return ApplyTimers(ctx, store, a.metrics, r) })
+		return store.SubscribePipelined(ctx, "PROV_TIMER_ARMER", eventstore.SubscribeOptions{Workers: eventstore.ArmerWorkers, Logger: log},
+			func(ctx context.Context, r *eventstore.Record, settle func() error) (eventstore.Await, error) {
+				return store.ApplyTimers(ctx, r, settle, func(what string) { a.metrics.Timers.Inc(what) })
+			})
 	})
 	a.goRun("timers", func(ctx context.Context) error {
 		// A fired timer refreshes its shadow: the domain retries what is due (or ends what has no
@@ -286,34 +288,6 @@ func (a *App) goRun(name string, fn func(context.Context) error) {
 			a.log.Error("component stopped", "component", name, "err", err)
 		}
 	})
-}
-
-// ApplyTimers arms or cancels the shadow's timer as a record's timer events say, counting into m.
-// Idempotent (arming again replaces the schedule; cancelling twice is harmless).
-func ApplyTimers(ctx context.Context, store *eventstore.Store, m *metrics.Set, r *eventstore.Record) error {
-	if !r.Has("TimerSet") && !r.Has("TimerCleared") {
-		return nil
-	}
-	evs, err := r.Events()
-	if err != nil {
-		return nil // undecodable: logged by the projector; nothing to arm
-	}
-	for _, e := range evs {
-		switch x := e.(type) {
-		case domain.TimerSet:
-			if err = store.ArmTimer(ctx, r.Resource, r.ShadowID, x.At); err == nil {
-				m.Timers.Inc("armed")
-			}
-		case domain.TimerCleared:
-			if err = store.CancelTimer(ctx, r.Resource, r.ShadowID); err == nil {
-				m.Timers.Inc("cancelled")
-			}
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // sweep refreshes every resource's shadows with unfinished work now and then: cheap insurance

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -318,12 +319,16 @@ func (s *Store) SubscribeSharded(ctx context.Context, name string, o SubscribeOp
 		return err
 	}
 	queues := make([]chan jetstream.Msg, o.Workers)
+	slots := make([]busySlot, o.Workers)
+	kctx, stopKeeping := context.WithCancel(ctx)
+	defer stopKeeping()
+	go keepLeases(kctx, o.AckWait/3, slots)
 	var wg sync.WaitGroup
 	for i := range queues {
 		queues[i] = make(chan jetstream.Msg, 16)
 		wg.Go(func() {
 			for m := range queues[i] {
-				s.processOne(ctx, name, m, o, fn)
+				s.processOne(ctx, name, m, o, fn, &slots[i])
 			}
 		})
 	}
@@ -352,9 +357,9 @@ func (s *Store) SubscribeSharded(ctx context.Context, name string, o SubscribeOp
 	return nil
 }
 
-// processOne runs fn on one record until it succeeds (or ctx ends), keeping its lease alive,
-// then acknowledges it.
-func (s *Store) processOne(ctx context.Context, name string, m jetstream.Msg, o SubscribeOptions, fn func(context.Context, *Record) error) {
+// processOne runs fn on one record until it succeeds (or ctx ends), then acknowledges it. Its
+// lease is kept alive by the worker's keeper while it runs (slot names the record).
+func (s *Store) processOne(ctx context.Context, name string, m jetstream.Msg, o SubscribeOptions, fn func(context.Context, *Record) error, slot *busySlot) {
 	if ctx.Err() != nil {
 		return // redelivered to the next subscriber
 	}
@@ -365,22 +370,11 @@ func (s *Store) processOne(ctx context.Context, name string, m jetstream.Msg, o 
 	}
 	rec := s.newRecord(m.Subject(), md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data())
 	rec.Deliveries = md.NumDelivered
+	slot.hold(m)
+	defer slot.hold(nil)
 	backoff := 50 * time.Millisecond
-	tick := time.NewTicker(o.AckWait / 3)
-	defer tick.Stop()
 	for {
-		done := make(chan error, 1)
-		go func() { done <- fn(ctx, rec) }()
-		var err error
-	wait:
-		for {
-			select {
-			case err = <-done:
-				break wait
-			case <-tick.C:
-				_ = m.InProgress()
-			}
-		}
+		err := fn(ctx, rec)
 		if err == nil {
 			_ = m.Ack()
 			return
@@ -395,6 +389,43 @@ func (s *Store) processOne(ctx context.Context, name string, m jetstream.Msg, o 
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// busySlot is the record a worker is handling, for its keeper.
+type busySlot struct{ cur atomic.Pointer[busyMsg] }
+
+type busyMsg struct {
+	m     jetstream.Msg
+	since time.Time
+}
+
+func (b *busySlot) hold(m jetstream.Msg) {
+	if m == nil {
+		b.cur.Store(nil)
+		return
+	}
+	b.cur.Store(&busyMsg{m, time.Now()})
+}
+
+// keepLeases tells the server, every AckWait/3 until ctx ends, that the records the workers
+// have been handling for that long are still in progress, so that a slow handler (a retry with
+// backoff, a slow target) does not get its record redelivered elsewhere. One goroutine for all
+// workers: the handlers run on the workers themselves, with nothing started per record.
+func keepLeases(ctx context.Context, every time.Duration, slots []busySlot) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for i := range slots {
+			if b := slots[i].cur.Load(); b != nil && time.Since(b.since) >= every {
+				_ = b.m.InProgress()
+			}
+		}
 	}
 }
 

@@ -40,10 +40,14 @@ func (s *Store) SubscribePipelined(ctx context.Context, name string, o Subscribe
 		return err
 	}
 	queues := make([]chan jetstream.Msg, o.Workers)
+	slots := make([]busySlot, o.Workers)
+	kctx, stopKeeping := context.WithCancel(ctx)
+	defer stopKeeping()
+	go keepLeases(kctx, o.AckWait/3, slots)
 	var wg sync.WaitGroup
 	for i := range queues {
 		queues[i] = make(chan jetstream.Msg, 2*PipelineWindow)
-		wg.Go(func() { s.pipelineWorker(ctx, name, o, queues[i], fn) })
+		wg.Go(func() { s.pipelineWorker(ctx, name, o, queues[i], fn, &slots[i]) })
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		h := fnv.New32a()
@@ -75,7 +79,7 @@ type started struct {
 	await Await
 }
 
-func (s *Store) pipelineWorker(ctx context.Context, name string, o SubscribeOptions, queue <-chan jetstream.Msg, fn func(context.Context, *Record, func() error) (Await, error)) {
+func (s *Store) pipelineWorker(ctx context.Context, name string, o SubscribeOptions, queue <-chan jetstream.Msg, fn func(context.Context, *Record, func() error) (Await, error), slot *busySlot) {
 	var held []started
 	// whole runs fn and its Await to the end: a record done again, or one whose fn failed.
 	whole := func(ctx context.Context, r *Record) error {
@@ -98,7 +102,7 @@ func (s *Store) pipelineWorker(ctx context.Context, name string, o SubscribeOpti
 				}
 				o.Logger.Warn("record failed, doing it and the later ones again", "consumer", name, "subject", h.m.Subject(), "records", len(held)-i, "err", err)
 				for _, again := range held[i:] {
-					s.processOne(ctx, name, again.m, o, whole)
+					s.processOne(ctx, name, again.m, o, whole, slot)
 				}
 				held = held[:0]
 				return nil
@@ -122,7 +126,7 @@ func (s *Store) pipelineWorker(ctx context.Context, name string, o SubscribeOpti
 		aw, err := fn(ctx, rec, settle)
 		if err != nil {
 			_ = settle()
-			s.processOne(ctx, name, m, o, whole) // retried in place, with backoff
+			s.processOne(ctx, name, m, o, whole, slot) // retried in place, with backoff
 			continue
 		}
 		if aw == nil && len(held) == 0 {
@@ -137,8 +141,9 @@ func (s *Store) pipelineWorker(ctx context.Context, name string, o SubscribeOpti
 	_ = settle()
 }
 
-// publishTimeout bounds the wait for an asynchronous publish's acknowledgement.
-const publishTimeout = 10 * time.Second
+// publishTimeout bounds the wait for an asynchronous publish's acknowledgement, well within the
+// default AckWait (10 s): records held in a pipeline window have no lease kept alive.
+const publishTimeout = 4 * time.Second
 
 // awaitPub is the Await of an asynchronous publish.
 func awaitPub(f jetstream.PubAckFuture, what string) Await {

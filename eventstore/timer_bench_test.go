@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -123,9 +124,10 @@ func publishSchedules(b *testing.B, js jetstream.JetStream, n int, timerPrefix, 
 	var futs []jetstream.PubAckFuture
 	for i := range n {
 		at := due(i).UTC().Format(time.RFC3339Nano)
-		m := nats.NewMsg(timerPrefix + strconv.Itoa(i))
+		id := shadowName(i)
+		m := nats.NewMsg(timerPrefix + id)
 		m.Header.Set("Nats-Schedule", "@at "+at)
-		m.Header.Set("Nats-Schedule-Target", duePrefix+strconv.Itoa(i))
+		m.Header.Set("Nats-Schedule-Target", duePrefix+id)
 		m.Data = []byte(at)
 		f, err := js.PublishMsgAsync(m)
 		if err != nil {
@@ -137,6 +139,12 @@ func publishSchedules(b *testing.B, js jetstream.JetStream, n int, timerPrefix, 
 		}
 	}
 	waitAll(b, futs)
+}
+
+// shadowName is a shadow id for timer i, shaped like the service's (a UUID), so that raw
+// schedules use subjects as long as the service's: the server keeps state per subject.
+func shadowName(i int) string {
+	return fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)
 }
 
 // rawMillion is BenchmarkTimersMillion's baseline, in the same process before ours, on a server
@@ -151,7 +159,8 @@ func rawMillion(b *testing.B, n int, spread time.Duration) (lateP99, rssGrowth f
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, AllowMsgSchedules: true}); err != nil {
+	// The service's subject shapes (prov.timer.demo.<uuid>), without the service.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"prov.>"}, AllowMsgSchedules: true}); err != nil {
 		b.Fatal(err)
 	}
 	debug.FreeOSMemory()
@@ -165,7 +174,7 @@ func rawMillion(b *testing.B, n int, spread time.Duration) (lateP99, rssGrowth f
 			time.Sleep(250 * time.Millisecond)
 		}
 	}()
-	cons, err := js.CreateOrUpdateConsumer(ctx, "RAW", jetstream.ConsumerConfig{Durable: "raw", FilterSubject: "raw.due.>", AckPolicy: jetstream.AckExplicitPolicy})
+	cons, err := js.CreateOrUpdateConsumer(ctx, "RAW", jetstream.ConsumerConfig{Durable: "raw", FilterSubject: "prov.due.>", AckPolicy: jetstream.AckExplicitPolicy})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -187,7 +196,7 @@ func rawMillion(b *testing.B, n int, spread time.Duration) (lateP99, rssGrowth f
 	}
 	defer cc.Stop()
 	first := time.Now().Add(time.Minute)
-	publishSchedules(b, js, n, "raw.timer.", "raw.due.", func(i int) time.Time { return first.Add(time.Duration(i) * spread / time.Duration(n)) })
+	publishSchedules(b, js, n, "prov.timer.demo.", "prov.due.demo.", func(i int) time.Time { return first.Add(time.Duration(i) * spread / time.Duration(n)) })
 	select {
 	case <-done:
 	case <-time.After(time.Until(first.Add(spread + 2*time.Minute))):

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,46 +30,10 @@ const PipelineWindow = 32
 // request, not a publish, and is not ordered with them); settle returns once they are stored.
 // Guarantees otherwise those of SubscribeSharded: at least once, in log order per subject.
 func (s *Store) SubscribePipelined(ctx context.Context, name string, o SubscribeOptions, fn func(ctx context.Context, r *Record, settle func() error) (Await, error)) error {
-	if o.Workers <= 0 {
-		o.Workers = 64
-	}
-	cons, err := s.durable(ctx, name, &o, 8*o.Workers*PipelineWindow/4)
-	if err != nil {
-		return err
-	}
-	queues := make([]chan jetstream.Msg, o.Workers)
-	slots := make([]busySlot, o.Workers)
-	kctx, stopKeeping := context.WithCancel(ctx)
-	defer stopKeeping()
-	go keepLeases(kctx, o.AckWait/3, slots)
-	var wg sync.WaitGroup
-	for i := range queues {
-		queues[i] = make(chan jetstream.Msg, 2*PipelineWindow)
-		wg.Go(func() { s.pipelineWorker(ctx, name, o, queues[i], fn, &slots[i]) })
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		h := fnv.New32a()
-		h.Write([]byte(m.Subject()))
-		select {
-		case queues[h.Sum32()%uint32(len(queues))] <- m:
-		case <-ctx.Done():
-		}
-	}, jetstream.PullMaxMessages(o.Workers*PipelineWindow))
-	if err != nil {
-		for _, q := range queues {
-			close(q)
-		}
-		wg.Wait()
-		return fmt.Errorf("eventstore: consume %s: %w", name, unavailable(err))
-	}
-	<-ctx.Done()
-	cc.Stop()
-	<-cc.Closed()
-	for _, q := range queues {
-		close(q)
-	}
-	wg.Wait()
-	return nil
+	sz := shardSizes{ackPending: 2 * PipelineWindow, pull: PipelineWindow, queue: 2 * PipelineWindow}
+	return s.sharded(ctx, name, o, sz, func(queue <-chan jetstream.Msg, o SubscribeOptions, slot *busySlot) {
+		s.pipelineWorker(ctx, name, o, queue, fn, slot)
+	})
 }
 
 type started struct {

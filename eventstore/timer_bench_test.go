@@ -327,11 +327,13 @@ func BenchmarkTimersMillion(b *testing.B) {
 // SubscribePipelined with ArmerWorkers workers (ours), and, as the armer did before, by
 // synchronous ArmTimer calls through SubscribeSharded (sync); raw is the same number of
 // schedules published asynchronously, nothing read, each on a subject of its own; raw_rearm
-// the same schedules as the log's, 10,000 subjects re-armed 5 times. Each on a fresh server; the time is until
+// the same schedules as the log's, 10,000 subjects re-armed 5 times; floor is the least any
+// armer that reads the log must do (see there). Each on a fresh server; the time is until
 // the consumer's acknowledgement floor reaches the last record.
 func BenchmarkArmer(b *testing.B) {
 	const shadows, per = 10000, 5
 	n := shadows * per
+	far := time.Now().Add(time.Hour)
 	run := func(b *testing.B, subscribe func(ctx context.Context, s *eventstore.Store) error) float64 {
 		s := benchStore(b)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -342,7 +344,6 @@ func BenchmarkArmer(b *testing.B) {
 			ids[i] = storetest.NewID()
 		}
 		var futs []jetstream.PubAckFuture
-		far := time.Now().Add(time.Hour)
 		for round := range per {
 			for _, id := range ids {
 				ev := []domain.Event{domain.TimerSet{At: far.Add(time.Duration(round) * time.Second), Time: time.Now()}}
@@ -398,8 +399,37 @@ func BenchmarkArmer(b *testing.B) {
 					return err
 				})
 		})
+		// The floor of any armer that reads the log: a bare consumer of the same records that,
+		// for each, publishes its schedule asynchronously and acknowledges the record at once
+		// (not even waiting for the schedule to be stored), nothing decoded.
+		floor := run(b, func(ctx context.Context, s *eventstore.Store) error {
+			cons, err := s.JetStream().CreateOrUpdateConsumer(ctx, "PROV_EVENTS", jetstream.ConsumerConfig{Durable: "bench-armer",
+				FilterSubject: "prov.evt.>", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 8192})
+			if err != nil {
+				return err
+			}
+			at := far.UTC().Format(time.RFC3339Nano)
+			cc, err := cons.Consume(func(m jetstream.Msg) {
+				id := m.Subject()[len("prov.evt.demo."):]
+				pm := nats.NewMsg("prov.timer.demo." + id)
+				pm.Header.Set("Nats-Schedule", "@at "+at)
+				pm.Header.Set("Nats-Schedule-Target", "prov.due.demo."+id)
+				pm.Data = []byte(at)
+				if _, err := s.JetStream().PublishMsgAsync(pm); err != nil {
+					b.Error(err)
+				}
+				_ = m.Ack()
+			}, jetstream.PullMaxMessages(4096))
+			if err != nil {
+				return err
+			}
+			<-ctx.Done()
+			cc.Stop()
+			return nil
+		})
+		b.ReportMetric(floor, "floor_arm:ops/s")
+		b.ReportMetric(ours/floor, "ratio_vs_floor")
 		s := benchStore(b)
-		far := time.Now().Add(time.Hour)
 		start := time.Now()
 		publishSchedules(b, s.JetStream(), n, "prov.timer.raw.", "prov.due.raw.", func(int) time.Time { return far })
 		raw := float64(n) / time.Since(start).Seconds()

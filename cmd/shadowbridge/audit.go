@@ -8,14 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
+	"shadowbridge/projections"
 )
 
 // auditFilter selects history events; empty fields select everything.
@@ -93,139 +92,39 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	return streamEvents(ctx, store, o, f, *asJSON, *progress, w, stderr)
 }
 
-// streamEvents is the audit loop, shared by audit and its benchmark. Records are read in log
-// order on one goroutine and formatted in batches on every core, and the batches are written in
-// log order: decoding and formatting, not reading, bound an audit, and a single goroutine left
-// the second core to the NATS server alone. Memory stays bounded by the batches in flight.
+// streamEvents is the audit loop (projections.Audit), shared by audit and its benchmark: the
+// filter, the output format and the progress line are the CLI's.
 func streamEvents(ctx context.Context, store *eventstore.Store, o eventstore.ScanOptions, f auditFilter, asJSON, progress bool, w io.Writer, stderr io.Writer) error {
-	last, err := store.LastSeq(ctx)
-	if err != nil {
-		return err
-	}
 	if !asJSON {
 		fmt.Fprintln(w, auditHeader)
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	workers := runtime.GOMAXPROCS(0)
-	work := make(chan *auditBatch, workers)
-	order := make(chan *auditBatch, 2*workers) // formatted or being formatted, in log order
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for b := range work {
-				b.format(f, asJSON)
-				close(b.done)
-			}
-		})
+	format := func(b *bytes.Buffer, h service.HistoryEvent) error {
+		_, err := b.WriteString(tableRow(h))
+		return err
 	}
-	start, lastShown := time.Now(), time.Time{}
-	var records, shown int
-	written := make(chan error, 1)
-	go func() {
-		var werr error
-		for b := range order {
-			<-b.done
-			if werr != nil {
-				continue // drain: the scan is being stopped
-			}
-			if werr = b.err; werr == nil {
-				_, werr = w.Write(b.out.Bytes())
-			}
-			if werr != nil {
-				cancel(werr)
-				continue
-			}
-			records += len(b.recs)
-			shown += b.shown
-			r := b.recs[len(b.recs)-1]
-			batches.Put(b)
-			if progress && time.Since(lastShown) > 200*time.Millisecond {
-				lastShown = time.Now()
-				rate := float64(records) / time.Since(start).Seconds()
-				eta := time.Duration(float64(last-min(r.Seq, last)) / max(rate, 1) * float64(time.Second))
-				fmt.Fprintf(stderr, "\raudit: record %d of %d (%.0f%%), %d events shown, %.0f records/s, ETA %s   ",
-					r.Seq, last, 100*float64(r.Seq)/float64(max(last, 1)), shown, rate, eta.Round(time.Second))
-			}
-		}
-		written <- werr
-	}()
-	b := newAuditBatch()
-	send := func() {
-		work <- b
-		order <- b
-		b = newAuditBatch()
+	if asJSON {
+		format = func(b *bytes.Buffer, h service.HistoryEvent) error { return json.NewEncoder(b).Encode(h) }
 	}
-	_, err = store.Scan(ctx, o, func(r *eventstore.Record) error {
-		b.recs = append(b.recs, r)
-		if len(b.recs) == cap(b.recs) {
-			send()
-		}
-		return nil
-	})
-	if len(b.recs) > 0 {
-		send()
-	}
-	close(work)
-	close(order)
-	wg.Wait()
-	if werr := <-written; werr != nil {
-		err = werr // the scan stopped because of it
-	}
-	if progress {
-		fmt.Fprintf(stderr, "\raudit: %d records read, %d events shown in %s%s\n", records, shown,
-			time.Since(start).Round(time.Millisecond), strings.Repeat(" ", 30))
-	}
-	return err
-}
-
-// auditBatch is a run of consecutive records and their formatted output.
-type auditBatch struct {
-	recs  []*eventstore.Record
-	out   bytes.Buffer
-	shown int
-	err   error
-	done  chan struct{} // closed when out (or err) is ready
-}
-
-// batches keeps written batches for reuse: growing a fresh output buffer for every batch was
-// the audit's largest allocation.
-var batches sync.Pool
-
-func newAuditBatch() *auditBatch {
-	b, _ := batches.Get().(*auditBatch)
-	if b == nil {
-		return &auditBatch{recs: make([]*eventstore.Record, 0, 128), done: make(chan struct{})}
-	}
-	clear(b.recs)
-	*b = auditBatch{recs: b.recs[:0], out: b.out, done: make(chan struct{})}
-	b.out.Reset()
-	return b
-}
-
-func (b *auditBatch) format(f auditFilter, asJSON bool) {
-	enc := json.NewEncoder(&b.out)
-	for _, r := range b.recs {
-		hs, err := service.HistoryOf(r)
-		if err != nil {
-			b.err = fmt.Errorf("record %d: %w", r.Seq, err)
+	var shown time.Time
+	show := func(p projections.AuditProgress) {
+		if time.Since(shown) < 200*time.Millisecond {
 			return
 		}
-		for _, h := range hs {
-			if !f.match(h) {
-				continue
-			}
-			b.shown++
-			if asJSON {
-				if err := enc.Encode(h); err != nil {
-					b.err = err
-					return
-				}
-			} else {
-				b.out.WriteString(tableRow(h))
-			}
-		}
+		shown = time.Now()
+		rate := float64(p.Records) / p.Elapsed.Seconds()
+		eta := time.Duration(float64(p.Last-min(p.Seq, p.Last)) / max(rate, 1) * float64(time.Second))
+		fmt.Fprintf(stderr, "\raudit: record %d of %d (%.0f%%), %d events shown, %.0f records/s, ETA %s   ",
+			p.Seq, p.Last, 100*float64(p.Seq)/float64(max(p.Last, 1)), p.Shown, rate, eta.Round(time.Second))
 	}
+	if !progress {
+		show = nil
+	}
+	p, err := projections.Audit(ctx, store, o, f.match, format, w, show)
+	if progress {
+		fmt.Fprintf(stderr, "\raudit: %d records read, %d events shown in %s%s\n", p.Records, p.Shown,
+			p.Elapsed.Round(time.Millisecond), strings.Repeat(" ", 30))
+	}
+	return err
 }
 
 // tableHeader heads history's table (one shadow); auditHeader audit's, which names the shadow

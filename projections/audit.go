@@ -1,0 +1,155 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"time"
+
+	"shadowbridge/eventstore"
+)
+
+// Scanner is what an audit reads: the event log, in order.
+type Scanner interface {
+	LastSeq(ctx context.Context) (uint64, error)
+	Scan(ctx context.Context, o eventstore.ScanOptions, fn func(*eventstore.Record) error) (uint64, error)
+}
+
+var _ Scanner = (*eventstore.Store)(nil)
+
+// AuditProgress is how far an audit is: records read, events shown, the sequence reached and the
+// log's last sequence when it started.
+type AuditProgress struct {
+	Records, Shown int
+	Seq, Last      uint64
+	Elapsed        time.Duration
+}
+
+// Audit streams the history events of the log's records selected by o and keep to w, each
+// appended to the output by format, in log order, and returns how far it got. progress, if not
+// nil, is called after each batch written (on one goroutine).
+//
+// Records are read on one goroutine and decoded and formatted in batches on every core; the
+// batches are written in log order: decoding and formatting, not reading, bound an audit, and a
+// single goroutine left the second core to the NATS server alone. Memory stays bounded by the
+// batches in flight, whatever the log's length. A write error stops the audit and is returned.
+func Audit(ctx context.Context, log Scanner, o eventstore.ScanOptions, keep func(HistoryEvent) bool,
+	format func(*bytes.Buffer, HistoryEvent) error, w io.Writer, progress func(AuditProgress)) (AuditProgress, error) {
+	start := time.Now()
+	var p AuditProgress
+	var err error
+	if p.Last, err = log.LastSeq(ctx); err != nil {
+		return p, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	workers := runtime.GOMAXPROCS(0)
+	work := make(chan *auditBatch, workers)
+	order := make(chan *auditBatch, 2*workers) // formatted or being formatted, in log order
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for b := range work {
+				b.format(keep, format)
+				close(b.done)
+			}
+		})
+	}
+	written := make(chan error, 1)
+	go func() {
+		var werr error
+		for b := range order {
+			<-b.done
+			if werr != nil {
+				continue // drain: the scan is being stopped
+			}
+			if werr = b.err; werr == nil {
+				_, werr = w.Write(b.out.Bytes())
+			}
+			if werr != nil {
+				cancel(werr)
+				continue
+			}
+			p.Records += len(b.recs)
+			p.Shown += b.shown
+			p.Seq = b.recs[len(b.recs)-1].Seq
+			batches.Put(b)
+			if progress != nil {
+				p.Elapsed = time.Since(start)
+				progress(p)
+			}
+		}
+		written <- werr
+	}()
+	b := newAuditBatch()
+	send := func() {
+		work <- b
+		order <- b
+		b = newAuditBatch()
+	}
+	_, err = log.Scan(ctx, o, func(r *eventstore.Record) error {
+		b.recs = append(b.recs, r)
+		if len(b.recs) == cap(b.recs) {
+			send()
+		}
+		return nil
+	})
+	if len(b.recs) > 0 {
+		send()
+	}
+	close(work)
+	close(order)
+	wg.Wait()
+	if werr := <-written; werr != nil {
+		err = werr // the scan stopped because of it
+	}
+	p.Elapsed = time.Since(start)
+	return p, err
+}
+
+// auditBatch is a run of consecutive records and their formatted output.
+type auditBatch struct {
+	recs  []*eventstore.Record
+	out   bytes.Buffer
+	shown int
+	err   error
+	done  chan struct{} // closed when out (or err) is ready
+}
+
+// batches keeps written batches for reuse: growing a fresh output buffer for every batch was
+// the audit's largest allocation.
+var batches sync.Pool
+
+func newAuditBatch() *auditBatch {
+	b, _ := batches.Get().(*auditBatch)
+	if b == nil {
+		return &auditBatch{recs: make([]*eventstore.Record, 0, 128), done: make(chan struct{})}
+	}
+	clear(b.recs)
+	*b = auditBatch{recs: b.recs[:0], out: b.out, done: make(chan struct{})}
+	b.out.Reset()
+	return b
+}
+
+func (b *auditBatch) format(keep func(HistoryEvent) bool, format func(*bytes.Buffer, HistoryEvent) error) {
+	for _, r := range b.recs {
+		hs, err := HistoryOf(r)
+		if err != nil {
+			b.err = fmt.Errorf("record %d: %w", r.Seq, err)
+			return
+		}
+		for _, h := range hs {
+			if !keep(h) {
+				continue
+			}
+			b.shown++
+			if err := format(&b.out, h); err != nil {
+				b.err = err
+				return
+			}
+		}
+	}
+}

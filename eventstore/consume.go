@@ -311,24 +311,10 @@ func (s *Store) process(ctx context.Context, name string, batch []jetstream.Msg,
 // crashed subscriber are redelivered after AckWait, possibly after newer ones: fn must be
 // idempotent. Returns when ctx ends.
 func (s *Store) SubscribeSharded(ctx context.Context, name string, o SubscribeOptions, fn func(context.Context, *Record) error) error {
-	return s.sharded(ctx, name, o, shardSizes{ackPending: 8, pull: 4, queue: 16}, func(queue <-chan jetstream.Msg, o SubscribeOptions, slot *busySlot) {
-		for m := range queue {
-			s.processOne(ctx, name, m, o, fn, slot)
-		}
-	})
-}
-
-// shardSizes are a sharded subscription's limits, per worker.
-type shardSizes struct{ ackPending, pull, queue int }
-
-// sharded runs a durable consumer whose records go to o.Workers workers by subject (a shadow
-// always to the same one, in stream order), each running work over its queue, with one keeper
-// renewing the leases of records handled for long. Returns when ctx ends and the workers are done.
-func (s *Store) sharded(ctx context.Context, name string, o SubscribeOptions, sz shardSizes, work func(queue <-chan jetstream.Msg, o SubscribeOptions, slot *busySlot)) error {
 	if o.Workers <= 0 {
 		o.Workers = 64
 	}
-	cons, err := s.durable(ctx, name, &o, sz.ackPending*o.Workers)
+	cons, err := s.durable(ctx, name, &o, 8*o.Workers)
 	if err != nil {
 		return err
 	}
@@ -339,8 +325,12 @@ func (s *Store) sharded(ctx context.Context, name string, o SubscribeOptions, sz
 	go keepLeases(kctx, o.AckWait/3, slots)
 	var wg sync.WaitGroup
 	for i := range queues {
-		queues[i] = make(chan jetstream.Msg, sz.queue)
-		wg.Go(func() { work(queues[i], o, &slots[i]) })
+		queues[i] = make(chan jetstream.Msg, 16)
+		wg.Go(func() {
+			for m := range queues[i] {
+				s.processOne(ctx, name, m, o, fn, &slots[i])
+			}
+		})
 	}
 	stop := func() {
 		for _, q := range queues {
@@ -355,7 +345,7 @@ func (s *Store) sharded(ctx context.Context, name string, o SubscribeOptions, sz
 		case queues[h.Sum32()%uint32(len(queues))] <- m:
 		case <-ctx.Done():
 		}
-	}, jetstream.PullMaxMessages(sz.pull*o.Workers))
+	}, jetstream.PullMaxMessages(4*o.Workers))
 	if err != nil {
 		stop()
 		return fmt.Errorf("eventstore: consume %s: %w", name, unavailable(err))

@@ -324,8 +324,7 @@ func BenchmarkTimersMillion(b *testing.B) {
 
 // BenchmarkArmer: the timer armer itself, from the log to the schedules. 50,000 commits
 // (10,000 shadows x 5, each commit a TimerSet) are applied by ApplyTimers through
-// SubscribePipelined with ArmerWorkers workers (ours), and, as the armer did before, by
-// synchronous ArmTimer calls through SubscribeSharded (sync); raw is the same number of
+// SubscribeSharded with ArmerWorkers workers, as the service's armer does (ours); raw is the same number of
 // schedules published asynchronously, nothing read, each on a subject of its own; raw_rearm
 // the same schedules as the log's, 10,000 subjects re-armed 5 times; floor is the least any
 // armer that reads the log must do (see there). Each on a fresh server; the time is until
@@ -384,20 +383,8 @@ func BenchmarkArmer(b *testing.B) {
 	count := func(string) { armed.Add(1) }
 	for range b.N {
 		ours := run(b, func(ctx context.Context, s *eventstore.Store) error {
-			return s.SubscribePipelined(ctx, "bench-armer", eventstore.SubscribeOptions{Workers: armerWorkers()},
-				func(ctx context.Context, r *eventstore.Record, settle func() error) (eventstore.Await, error) {
-					return s.ApplyTimers(ctx, r, settle, count)
-				})
-		})
-		sync := run(b, func(ctx context.Context, s *eventstore.Store) error {
-			return s.SubscribeSharded(ctx, "bench-armer", eventstore.SubscribeOptions{Workers: eventstore.ArmerWorkers},
-				func(ctx context.Context, r *eventstore.Record) error {
-					aw, err := s.ApplyTimers(ctx, r, func() error { return nil }, count)
-					if err == nil && aw != nil {
-						err = aw(ctx)
-					}
-					return err
-				})
+			return s.SubscribeSharded(ctx, "bench-armer", eventstore.SubscribeOptions{Workers: armerWorkers()},
+				func(ctx context.Context, r *eventstore.Record) error { return s.ApplyTimers(ctx, r, count) })
 		})
 		// The floor of any armer that reads the log: a bare consumer of the same records that,
 		// for each, publishes its schedule asynchronously and acknowledges the record at once
@@ -443,13 +430,11 @@ func BenchmarkArmer(b *testing.B) {
 		rearm := float64(n) / time.Since(start).Seconds()
 		b.ReportMetric(rearm, "raw_rearm:ops/s")
 		b.ReportMetric(ours/rearm, "ratio_vs_rearm")
-		if armed.Load() != int64(2*n) { // ours and sync
+		if armed.Load() != int64(n) {
 			b.Fatalf("%d armed, want %d", armed.Load(), 2*n)
 		}
 		b.ReportMetric(ours, "arm:ops/s")
-		b.ReportMetric(sync, "sync_arm:ops/s")
 		b.ReportMetric(raw, "raw_arm:ops/s")
-		b.ReportMetric(sync/raw, "sync_ratio")
 		b.ReportMetric(ours/raw, "ratio")
 	}
 }

@@ -136,9 +136,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		// Timers follow the log: each shadow's TimerSet/TimerCleared are applied in log order
 		// (one shadow, one worker), so concurrent decisions cannot leave an older schedule in
 		// place of a newer one.
-		return store.SubscribePipelined(ctx, "PROV_TIMER_ARMER", eventstore.SubscribeOptions{Workers: eventstore.ArmerWorkers, Logger: log},
-			func(ctx context.Context, r *eventstore.Record, settle func() error) (eventstore.Await, error) {
-				return store.ApplyTimers(ctx, r, settle, func(what string) { a.metrics.Timers.Inc(what) })
+		return store.SubscribeSharded(ctx, "PROV_TIMER_ARMER", eventstore.SubscribeOptions{Workers: eventstore.ArmerWorkers, Logger: log},
+			func(ctx context.Context, r *eventstore.Record) error {
+				return store.ApplyTimers(ctx, r, func(what string) { a.metrics.Timers.Inc(what) })
 			})
 	})
 	a.goRun("timers", func(ctx context.Context) error {

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,11 +138,13 @@ func BenchmarkAudit(b *testing.B) {
 			}
 		}()
 		cw := &countingWriter{}
+		cpu0 := processCPU()
 		start = time.Now()
 		if err := streamEvents(ctx, store, eventstore.ScanOptions{}, auditFilter{}, true, false, cw, io.Discard); err != nil {
 			b.Fatal(err)
 		}
 		ours := float64(shadows*per) / time.Since(start).Seconds()
+		cores := (processCPU() - cpu0).Seconds() / time.Since(start).Seconds()
 		stop()
 		if cw.lines < shadows*per {
 			b.Fatalf("%d JSON lines for %d records", cw.lines, shadows*per)
@@ -152,9 +155,17 @@ func BenchmarkAudit(b *testing.B) {
 		b.ReportMetric(raw, "raw:records/s")
 		b.ReportMetric(ours, "records/s")
 		b.ReportMetric(ours/raw, "ratio")
+		b.ReportMetric(cores, "audit_cpu:cores") // the audit and the NATS server it reads from
 		b.ReportMetric(float64(cw.lines), "events:n")
 		b.ReportMetric(float64(peak.Load()-min(base, peak.Load()))/(1<<20), "live_heap_growth:MiB")
 	}
+}
+
+// processCPU is the CPU time this process has used (user and system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // vmHWM returns a process's peak resident set size in kB (0 once it is gone).

@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -537,6 +538,45 @@ func TestEvolveDoesNotMutateInput(t *testing.T) {
 	}
 	if after.Data().Attributes["fullName"][0] != "Y" {
 		t.Fatal("evolved state lost the change")
+	}
+}
+
+// TestFoldAgreesWithEvolve: Fold copies the shadow once for all its events and applies them in
+// place; the result must be what Evolve, copying at every event, gives, and the input must stay
+// as it was, over a lifecycle with every kind of decision.
+func TestFoldAgreesWithEvolve(t *testing.T) {
+	r := testResource(t, true)
+	s := Shadow{}
+	steps := []Command{
+		Add{Resource: r, ShadowID: sid, OperationID: op1, RequestID: "r1", ObjectClass: acct, Attributes: Attributes{"login": {"jack"}, "shoeSize": {42}}},
+		RecordDelivery{Resource: r, OperationID: op1, Attempt: 1, Reference: op1},
+		Confirm{Resource: r, OperationID: op1, Result: ResultSuccess, PrimaryIdentifiers: Attributes{"uid": {"u-1"}}},
+		Modify{Resource: r, OperationID: op2, Changes: Changes{"login": {Replace: []any{"jacky"}}, "shoeSize": {Add: []any{43}}}},
+		RecordFailure{Resource: r, OperationID: op2, Attempt: 1, Error: OperationError{Category: CategoryCommunication, Message: "down"}},
+		Delete{Resource: r, OperationID: testID(3)},
+	}
+	for i, cmd := range steps {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		ev, err := Decide(s, cmd, at)
+		if err != nil {
+			t.Fatalf("step %d %T: %v", i, cmd, err)
+		}
+		before := s.Data()
+		chained := s
+		for _, e := range ev {
+			chained = Evolve(chained, e)
+		}
+		folded := Fold(s, ev)
+		if !reflect.DeepEqual(folded.Data(), chained.Data()) {
+			t.Fatalf("step %d %T: Fold\n%+v\nEvolve chain\n%+v", i, cmd, folded.Data(), chained.Data())
+		}
+		if !reflect.DeepEqual(s.Data(), before) {
+			t.Fatalf("step %d %T: Fold changed its input", i, cmd)
+		}
+		s = folded
+	}
+	if op, ok := s.Operation(testID(3)); !ok || op.Delta.ChangeType != ChangeDelete {
+		t.Fatalf("the delete is not pending: %+v", s.Data().PendingOperations)
 	}
 }
 

@@ -234,6 +234,9 @@ func (s Shadow) Created() bool { return s.d.ShadowID != "" }
 // Dead reports whether the shadow is dead.
 func (s Shadow) Dead() bool { return s.d.Dead }
 
+// Expired reports whether the shadow is dead and past its retention (it leaves the projection).
+func (s Shadow) Expired() bool { return s.d.Expired }
+
 // Lifecycle returns the lifecycle state as of the last event.
 func (s Shadow) Lifecycle() Lifecycle { return s.d.LifecycleState }
 

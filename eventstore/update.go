@@ -17,6 +17,9 @@ import (
 const (
 	// FaultAfterReserve: the request id's pending record is written, nothing appended.
 	FaultAfterReserve = "after-reserve"
+	// FaultAfterIndex: the reservation, the claims and the operation-index entries are written,
+	// nothing appended.
+	FaultAfterIndex = "after-index"
 	// FaultAfterAppend: the decision is appended, the request's reply not recorded yet.
 	FaultAfterAppend = "after-append"
 )
@@ -83,12 +86,15 @@ const StaleClaimAge = 30 * time.Second
 func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err error) {
 	unlock := u.locks.lock(o.Resource + "." + o.ShadowID)
 	defer unlock()
-	// created: this call wrote the reservation; maybeStored: an append was tried whose outcome
-	// is unknown. A reservation this call made for a decision surely not stored is dropped, so a
-	// refused request leaves nothing behind.
-	reserved, created, maybeStored := false, false, false
+	// created: this call wrote the reservation; maybeStored: something written for the decision
+	// may be stored (an append or an index write whose outcome is unknown). A reservation this
+	// call made for a decision that surely left nothing is dropped, so a refused request leaves
+	// nothing behind; otherwise it stays, and a retry of the request decides again with its ids
+	// (an identifier it may have claimed is then its own, not "taken" by a shadow that never was).
+	// A fault stops the work as a crash would: nothing is cleaned up.
+	reserved, created, maybeStored, crashed := false, false, false, false
 	defer func() {
-		if err != nil && created && !maybeStored {
+		if err != nil && created && !maybeStored && !crashed {
 			_ = u.ix.DropRequest(context.WithoutCancel(ctx), o.Resource, o.RequestID, *o.Reserve)
 		}
 	}()
@@ -96,7 +102,9 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 		if o.Fault == nil {
 			return nil
 		}
-		return o.Fault(point)
+		err := o.Fault(point)
+		crashed = err != nil
+		return err
 	}
 	known := o.Known
 	freshTried := false
@@ -151,7 +159,14 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 			return UpdateResult{}, err // refused before anything is written
 		}
 		claimed, err := u.index(ctx, o.Resource, o.RequestID, st, next)
+		if err == nil {
+			err = fault(FaultAfterIndex)
+		}
 		if err != nil {
+			var taken *TakenError
+			if !errors.As(err, &taken) {
+				maybeStored = true // an index write may have landed though its answer was lost
+			}
 			return UpdateResult{}, err
 		}
 		res, err := u.log.Append(ctx, commit)

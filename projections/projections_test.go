@@ -265,3 +265,54 @@ func TestRebuildWhileServing(t *testing.T) {
 		}
 	}
 }
+
+// TestProjectorsShareTheBucket: writes go out expecting the revision the projector last saw (none
+// for a shadow it has not written); another projector's write in between, or a key that exists
+// when the cache is cold, makes the expectation fail, and the write is decided again on what
+// the bucket holds: newer versions land, older ones never do.
+func TestProjectorsShareTheBucket(t *testing.T) {
+	f := setup(t)
+	id := f.add(t, "jack")
+	st, _, _ := f.store.Load(t.Context(), "demo", id)
+	op := st.Data().PendingOperations[0].ID
+	if err := f.proj.Apply(t.Context(), history(t, f, id)); err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := projections.NewProjector(t.Context(), f.store.JetStream(), f.store, projections.DefaultConfig(), nil)
+	steps := []domain.Command{
+		domain.RecordDelivery{Resource: f.res, OperationID: op, Attempt: 1},
+		domain.Confirm{Resource: f.res, OperationID: op, Result: domain.ResultSuccess, PrimaryIdentifiers: domain.Attributes{"uid": {"u1"}}},
+		domain.Modify{Resource: f.res, OperationID: storetest.NewID(), Changes: domain.Changes{"login": {Replace: []any{"jacky"}}}},
+	}
+	for i, cmd := range steps {
+		if _, _, err := storetest.Decide(t.Context(), t, f.store, f.res, id, cmd); err != nil {
+			t.Fatal(err)
+		}
+		h := history(t, f, id)
+		last := h[len(h)-1]
+		writer, other := f.proj, p2 // turn by turn: each one's cached revision is stale
+		if i%2 == 0 {
+			writer, other = p2, f.proj
+		}
+		if err := writer.Apply(t.Context(), []*eventstore.Record{last}); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := last.State()
+		if d, _ := f.get(t, id); d.Version != want.Version() {
+			t.Fatalf("step %d: projection at version %d, want %d", i, d.Version, want.Version())
+		}
+		// The other projector, its cache behind, delivers an older record and the same one.
+		for _, r := range []*eventstore.Record{h[len(h)-2], last} {
+			if err := other.Apply(t.Context(), []*eventstore.Record{r}); err != nil {
+				t.Fatal(err)
+			}
+			if d, _ := f.get(t, id); d.Version != want.Version() {
+				t.Fatalf("step %d: the other projector moved the projection to version %d", i, d.Version)
+			}
+		}
+	}
+	d, _ := f.get(t, id)
+	if len(d.PendingOperations) != 2 || d.PrimaryIdentifiers["uid"][0] != "u1" || d.LifecycleState != domain.LifecycleLive {
+		t.Fatalf("final projection %+v", d)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"shadowbridge/domain"
@@ -33,7 +34,9 @@ type Config struct {
 	Durable  string // "PROV_PROJECTOR"
 	Replicas int
 	Memory   bool
-	// Writers bounds the concurrent KV writes of one batch (default 32).
+	// Writers bounds the concurrent KV writes of one batch that read the bucket first (removals,
+	// and writes whose expected revision was not the bucket's); the others go out at once, as
+	// asynchronous publishes (default 32).
 	Writers int
 	// Attach opens the bucket as it exists instead of creating or updating it (client verbs
 	// such as rebuild must never change what the service made, e.g. its replicas).
@@ -158,7 +161,7 @@ func (p *Projector) Apply(ctx context.Context, recs []*eventstore.Record) error 
 			last[k] = r
 		}
 	}
-	states := make(map[string]domain.ShadowData, len(last))
+	states := make(map[string]domain.Shadow, len(last))
 	for k, r := range last {
 		st, err := r.State()
 		if err != nil {
@@ -166,21 +169,74 @@ func (p *Projector) Apply(ctx context.Context, recs []*eventstore.Record) error 
 			p.log.Error("record skipped", "seq", r.Seq, "subject", r.Subject, "err", err)
 			continue
 		}
-		states[k] = st.Data()
+		states[k] = st
 	}
 	return p.writeAll(ctx, states)
 }
 
-func (p *Projector) writeAll(ctx context.Context, states map[string]domain.ShadowData) error {
+// writeAll stores the states of one batch. What the projector knows about a key (its last
+// revision here, or nothing for a shadow it has not written: most often a new one) lets it
+// publish every write of the batch at once, each expecting that revision; a write whose
+// expectation fails (another projector wrote, or the key exists after a restart) and every
+// removal go through write, which reads the bucket first.
+func (p *Projector) writeAll(ctx context.Context, states map[string]domain.Shadow) error {
+	type inflight struct {
+		key     string
+		version int64
+		f       jetstream.PubAckFuture
+	}
+	var (
+		sent []inflight
+		slow []string
+	)
+	for k, st := range states {
+		p.mu.Lock()
+		kn, cached := p.known[k]
+		p.mu.Unlock()
+		switch {
+		case st.Expired():
+			slow = append(slow, k)
+			continue
+		case cached && kn.version >= st.Version():
+			continue
+		}
+		val, err := encodeShadow(st)
+		if err != nil {
+			return fmt.Errorf("projections: encode %s: %w", k, err)
+		}
+		m := nats.NewMsg("$KV." + p.cfg.Bucket + "." + k)
+		m.Data = val
+		f, err := p.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(kn.revision))
+		if err != nil {
+			slow = append(slow, k)
+			continue
+		}
+		sent = append(sent, inflight{key: k, version: st.Version(), f: f})
+	}
+	for _, w := range sent {
+		select {
+		case ack := <-w.f.Ok():
+			p.mu.Lock()
+			p.known[w.key] = kvVersion{revision: ack.Sequence, version: w.version}
+			p.mu.Unlock()
+		case <-w.f.Err():
+			p.mu.Lock()
+			delete(p.known, w.key)
+			p.mu.Unlock()
+			slow = append(slow, w.key)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	sem := make(chan struct{}, p.cfg.Writers)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	for k, d := range states {
+	for _, k := range slow {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := p.write(ctx, k, d); err != nil {
+			if err := p.write(ctx, k, states[k]); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -191,12 +247,26 @@ func (p *Projector) writeAll(ctx context.Context, states map[string]domain.Shado
 	return errors.Join(errs...)
 }
 
-// write stores d under key unless the bucket already holds that version or a newer one.
-func (p *Projector) write(ctx context.Context, key string, d domain.ShadowData) error {
-	val, err := json.Marshal(d)
+// encodeShadow is the shadow's JSON straight from its own encoder, on the shadow itself: no copy
+// of it, and not through json.Marshal, which would check and compact the output once more.
+func encodeShadow(st domain.Shadow) (val []byte, err error) {
+	err = st.View(func(v any) (err error) {
+		val, err = v.(*domain.ShadowData).MarshalJSON()
+		return err
+	})
+	return val, err
+}
+
+// write stores st under key unless the bucket already holds that version or a newer one.
+func (p *Projector) write(ctx context.Context, key string, st domain.Shadow) error {
+	val, err := encodeShadow(st)
 	if err != nil {
 		return fmt.Errorf("projections: encode %s: %w", key, err)
 	}
+	d := struct {
+		Version int64
+		Expired bool
+	}{st.Version(), st.Expired()}
 	p.mu.Lock()
 	kn, cached := p.known[key]
 	p.mu.Unlock()
@@ -275,7 +345,7 @@ func (p *Projector) Rebuild(ctx context.Context, progress func(Progress)) (Progr
 	p.mu.Unlock()
 	var pr Progress
 	seen := map[string]bool{}
-	batch := map[string]domain.ShadowData{}
+	batch := map[string]domain.Shadow{}
 	flush := func() error {
 		err := p.writeAll(ctx, batch)
 		clear(batch)
@@ -291,11 +361,11 @@ func (p *Projector) Rebuild(ctx context.Context, progress func(Progress)) (Progr
 			return nil
 		}
 		k := Key(r.Resource, r.ShadowID)
-		if st.Data().Expired {
+		if st.Expired() {
 			return nil // not kept: prune removes it if the bucket still has it
 		}
 		seen[k] = true
-		batch[k] = st.Data()
+		batch[k] = st
 		pr.Shadows++
 		if len(batch) >= 1024 {
 			if err := flush(); err != nil {

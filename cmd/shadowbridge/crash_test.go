@@ -114,7 +114,7 @@ resources:
 		procMu.Unlock()
 		return cmd
 	}
-	// The supervisor: three lives that end in a crash, then one that runs to the end.
+	// The supervisor: four lives that end in a crash, then one that runs to the end.
 	supervised := make(chan struct{})
 	go func() {
 		defer close(supervised)
@@ -125,6 +125,7 @@ resources:
 		}{
 			{fault: service.FaultAfterAppend + ":" + strconv.Itoa(o.Shadows*2)},
 			{fault: service.FaultAfterReserve + ":" + strconv.Itoa(o.Shadows/2)},
+			{fault: service.FaultAfterIndex + ":" + strconv.Itoa(o.Shadows/2)},
 			{after: total / 2},
 		} {
 			cmd := start(life.fault)

@@ -60,18 +60,26 @@ func Resource(t testing.TB) domain.Resource {
 }
 
 // Decide runs a command on the current state and appends the result; helpers for the contract.
+// A conflict is retried a few times, since on a replicated stream the load may be answered by a
+// replica a moment behind the leader; ErrConflict comes back if it persists.
 func Decide(ctx context.Context, t testing.TB, s Store, res domain.Resource, shadowID string, cmd domain.Command) (domain.Shadow, eventstore.AppendResult, error) {
-	st, seq, err := s.Load(ctx, res.Name(), shadowID)
-	if err != nil {
-		return st, eventstore.AppendResult{}, err
+	for attempt := 0; ; attempt++ {
+		st, seq, err := s.Load(ctx, res.Name(), shadowID)
+		if err != nil {
+			return st, eventstore.AppendResult{}, err
+		}
+		ev, err := domain.Decide(st, cmd, time.Now().UTC())
+		if err != nil {
+			t.Fatalf("decide: %v", err)
+		}
+		next := domain.Fold(st, ev)
+		r, err := s.Append(ctx, eventstore.Commit{Resource: res.Name(), ShadowID: shadowID, ExpectedSeq: seq, Events: ev, State: next})
+		if errors.Is(err, eventstore.ErrConflict) && attempt < 8 {
+			time.Sleep(time.Duration(attempt+1) * time.Millisecond)
+			continue
+		}
+		return next, r, err
 	}
-	ev, err := domain.Decide(st, cmd, time.Now().UTC())
-	if err != nil {
-		t.Fatalf("decide: %v", err)
-	}
-	next := domain.Fold(st, ev)
-	r, err := s.Append(ctx, eventstore.Commit{Resource: res.Name(), ShadowID: shadowID, ExpectedSeq: seq, Events: ev, State: next})
-	return next, r, err
 }
 
 func addCmd(res domain.Resource, shadowID, login string) domain.Add {

@@ -37,7 +37,7 @@ func TestRequestIDSurvivesACrashAtEveryPoint(t *testing.T) {
 	}
 	for name, open := range stores {
 		for _, verb := range []string{"add", "modify", "delete"} {
-			for _, point := range []string{service.FaultAfterReserve, service.FaultAfterAppend} {
+			for _, point := range []string{service.FaultAfterReserve, service.FaultAfterIndex, service.FaultAfterAppend} {
 				t.Run(name+"/"+verb+"/"+point, func(t *testing.T) { crashAt(t, open(t), verb, point) })
 			}
 		}

@@ -11,6 +11,9 @@ import (
 const (
 	// FaultAfterReserve: the request id's pending record is written, nothing appended.
 	FaultAfterReserve = eventstore.FaultAfterReserve
+	// FaultAfterIndex: the reservation, claims and operation-index entries are written, nothing
+	// appended.
+	FaultAfterIndex = eventstore.FaultAfterIndex
 	// FaultAfterAppend: the decision is appended, the request's reply not yet recorded.
 	FaultAfterAppend = eventstore.FaultAfterAppend
 	// FaultBeforeOutcome: the target has accepted a request, its outcome is not recorded yet

@@ -1,0 +1,77 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"shadowbridge/domain"
+)
+
+// lostAnswers is an index whose claims are stored but answered with an error, as when NATS goes
+// away between storing a write and answering it.
+type lostAnswers struct {
+	indexKV
+	lose func(key string) bool
+}
+
+func (l *lostAnswers) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	rev, err := l.indexKV.Create(ctx, key, value)
+	if err == nil && l.lose(key) {
+		return 0, ErrUnavailable
+	}
+	return rev, err
+}
+
+// A request whose claim was stored though its answer was lost keeps its reservation: the retry
+// decides again with the first attempt's ids, for which the claim is its own. (Dropping the
+// reservation made the retry pick a new shadow and find the login "taken" by a shadow that
+// never was: a 409 to a request that had only failed with 503, found by the chaos soak.)
+func TestLostClaimAnswerKeepsTheReservation(t *testing.T) {
+	ctx := t.Context()
+	m := NewMemory(DefaultConfig())
+	lost := 0
+	m.index.kv = &lostAnswers{indexKV: m.index.kv, lose: func(key string) bool {
+		if strings.HasPrefix(key, "id.") && lost == 0 {
+			lost++
+			return true
+		}
+		return false
+	}}
+	res, err := domain.NewResource("demo", []domain.ObjectClass{{Name: "AccountObjectClass", SecondaryIdentifier: "login", PrimaryIdentifier: "uid"}}, domain.DefaultConsistency(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempt := func(shadowID, opID string) (UpdateResult, *RequestRecord, error) {
+		rec := &RequestRecord{Fingerprint: "f", ShadowID: shadowID, OperationID: opID}
+		out, err := m.Update(ctx, UpdateOptions{Resource: "demo", ShadowID: shadowID, RequestID: "req-1", Reserve: rec,
+			Decide: func(st domain.Shadow) ([]domain.Event, error) {
+				return domain.Decide(st, domain.Add{Resource: res, ShadowID: shadowID, OperationID: opID, RequestID: "req-1",
+					ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {"jack"}}}, m.now())
+			}})
+		return out, rec, err
+	}
+	first, firstOp := "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
+	if _, _, err := attempt(first, firstOp); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("first attempt: %v, want ErrUnavailable", err)
+	}
+	rec, err := m.GetRequest(ctx, "demo", "req-1")
+	if err != nil || rec == nil || rec.ShadowID != first || rec.OperationID != firstOp {
+		t.Fatalf("reservation after a lost claim answer: %+v %v, want the first attempt's", rec, err)
+	}
+	// The retry (new ids, as a service instance makes them) is told to adopt the first ones...
+	_, _, err = attempt("33333333-3333-4333-8333-333333333333", "44444444-4444-4444-8444-444444444444")
+	var adopt *AdoptError
+	if !errors.As(err, &adopt) || adopt.Record.ShadowID != first {
+		t.Fatalf("retry with new ids: %v, want to adopt %s", err, first)
+	}
+	// ...and with them it is decided, the claim being its own.
+	out, _, err := attempt(first, firstOp)
+	if err != nil || !out.Shadow.Created() {
+		t.Fatalf("retry with the first ids: %+v %v", out, err)
+	}
+	if owner, err := m.Owner(ctx, domain.Claim{Kind: domain.SecondaryIdentifier, Resource: "demo", ObjectClass: "AccountObjectClass", Attribute: "login", Value: "jack"}); err != nil || owner != first {
+		t.Fatalf("login held by %q (%v), want %s", owner, err, first)
+	}
+}

@@ -74,6 +74,7 @@ func openLoop(b *testing.B, rate int, d time.Duration) {
 	results := make([]sent, n)
 	var wg sync.WaitGroup
 	cpu0 := processCPU()
+	v0, _ := srv.Varz(nil)
 	start := time.Now()
 	for i := range n {
 		if wait := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); wait > 0 {
@@ -141,6 +142,11 @@ func openLoop(b *testing.B, rate int, d time.Duration) {
 	b.ReportMetric(pct(toLive, 50), "live_p50:ms")
 	b.ReportMetric(pct(toLive, 99), "live_p99:ms")
 	b.ReportMetric(cpuPerAdd, "cpu_ms/add")
+	// Messages through the NATS server per add (requests, replies, publishes, deliveries, acks):
+	// what the CPU per add is mostly made of.
+	v1, _ := srv.Varz(nil)
+	b.ReportMetric(float64(v1.InMsgs-v0.InMsgs)/float64(n), "nats_in/add")
+	b.ReportMetric(float64(v1.OutMsgs-v0.OutMsgs)/float64(n), "nats_out/add")
 	b.ReportMetric(ceiling, "ceiling:ops/s")
 	b.ReportMetric(achieved/ceiling, "ratio")
 }

@@ -60,23 +60,29 @@ func NewDashboard(ctx context.Context, kv jetstream.KeyValue, log *slog.Logger) 
 	if err != nil {
 		return nil, fmt.Errorf("projections: watch %s: %w", kv.Bucket(), err)
 	}
-	d := &Dashboard{log: log.WithGroup("dashboard"), shadows: map[string]shadowSummary{}, subs: map[chan struct{}]struct{}{}, ready: make(chan struct{})}
-	go d.run(ctx, w)
+	d := newDashboard(log)
+	go follow(ctx, w, d.update, d.loaded)
 	return d, nil
 }
 
-func (d *Dashboard) run(ctx context.Context, w jetstream.KeyWatcher) {
-	follow(ctx, w, func(e jetstream.KeyValueEntry) {
-		d.apply(e)
-		select {
-		case <-d.ready: // after the initial load, every change is news
-			d.notify()
-		default:
-		}
-	}, func() {
-		close(d.ready)
+func newDashboard(log *slog.Logger) *Dashboard {
+	return &Dashboard{log: log.WithGroup("dashboard"), shadows: map[string]shadowSummary{}, subs: map[chan struct{}]struct{}{}, ready: make(chan struct{})}
+}
+
+// update applies one change of the bucket; after the initial load every change is news.
+func (d *Dashboard) update(e jetstream.KeyValueEntry) {
+	d.apply(e)
+	select {
+	case <-d.ready:
 		d.notify()
-	})
+	default:
+	}
+}
+
+// loaded is called once, when the bucket's values at the start are in.
+func (d *Dashboard) loaded() {
+	close(d.ready)
+	d.notify()
 }
 
 func (d *Dashboard) apply(e jetstream.KeyValueEntry) {

@@ -35,13 +35,37 @@ func NewPendingIndex(ctx context.Context, kv jetstream.KeyValue, log *slog.Logge
 	if err != nil {
 		return nil, fmt.Errorf("projections: watch %s: %w", kv.Bucket(), err)
 	}
-	ix := &PendingIndex{kv: kv, log: log.WithGroup("pending"), pending: map[string][]byte{}, ready: make(chan struct{})}
-	go ix.run(ctx, w)
+	ix := newPendingIndex(kv, log)
+	go follow(ctx, w, ix.apply, ix.loaded)
 	return ix, nil
 }
 
-func (ix *PendingIndex) run(ctx context.Context, w jetstream.KeyWatcher) {
-	follow(ctx, w, ix.apply, func() { close(ix.ready) })
+func newPendingIndex(kv jetstream.KeyValue, log *slog.Logger) *PendingIndex {
+	return &PendingIndex{kv: kv, log: log.WithGroup("pending"), pending: map[string][]byte{}, ready: make(chan struct{})}
+}
+
+func (ix *PendingIndex) loaded() { close(ix.ready) }
+
+// Watch starts the read models an instance keeps in memory, the pending index and the dashboard,
+// on one watch of the shadow bucket: each change is delivered to the instance once, not once per
+// read model. Both are current up to the same change; they stop when ctx ends.
+func Watch(ctx context.Context, kv jetstream.KeyValue, log *slog.Logger) (*PendingIndex, *Dashboard, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("projections: watch %s: %w", kv.Bucket(), err)
+	}
+	ix, d := newPendingIndex(kv, log), newDashboard(log)
+	go follow(ctx, w, func(e jetstream.KeyValueEntry) {
+		ix.apply(e)
+		d.update(e)
+	}, func() {
+		ix.loaded()
+		d.loaded()
+	})
+	return ix, d, nil
 }
 
 // follow applies every entry the watcher delivers until ctx ends or the watcher closes, and calls

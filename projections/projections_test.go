@@ -173,7 +173,8 @@ func TestPendingIndexFollowsTheBucket(t *testing.T) {
 	defer cancel()
 	go func() { _ = f.proj.Run(ctx) }()
 	a := f.add(t, "a")
-	ix, err := projections.NewPendingIndex(ctx, f.kv, nil)
+	// The instance's read models on one watch (as the service runs them).
+	ix, dash, err := projections.Watch(ctx, f.kv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +200,19 @@ func TestPendingIndexFollowsTheBucket(t *testing.T) {
 	list := waitPending(t, ix, "demo", 1)
 	if list[0].ShadowID != b {
 		t.Fatalf("pending %s, want %s", list[0].ShadowID, b)
+	}
+	// The dashboard follows the same watch: a is live, b still proposed.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c, err := dash.Counts(ctx, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c) == 1 && c[0].Shadows == 2 && c[0].ByLifecycle[domain.LifecycleLive] == 1 && c[0].ByLifecycle[domain.LifecycleProposed] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dashboard counts %+v", c)
+		}
 	}
 	if l, _ := ix.Pending(ctx, "other"); len(l) != 0 {
 		t.Fatalf("other resource: %d", len(l))

@@ -114,10 +114,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	a := &App{Store: store, Projector: proj, nc: nc, kv: kv, http: cfg.HTTP, streams: make(chan struct{}, MaxStreams), ctx: runCtx, cancel: cancel, log: log, targets: map[string]bridge.Target{},
 		metrics: metrics.New()}
 	fail := func(err error) (*App, error) { a.Close(); return nil, err }
-	if a.Pending, err = projections.NewPendingIndex(runCtx, kv, log); err != nil {
-		return fail(err)
-	}
-	if a.Dashboard, err = projections.NewDashboard(runCtx, kv, log); err != nil {
+	if a.Pending, a.Dashboard, err = projections.Watch(runCtx, kv, log); err != nil {
 		return fail(err)
 	}
 	if o.TracerProvider == nil {

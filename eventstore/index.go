@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -91,7 +92,39 @@ func (k kvIndex) DeleteIf(ctx context.Context, key string, revision uint64) erro
 
 // index answers what the log cannot answer by subject (the layout above). Store and Memory
 // share it over their own buckets.
-type index struct{ kv indexKV }
+type index struct {
+	kv  indexKV
+	ops opCache // operations this process indexed: a confirmation finds its shadow without a read
+}
+
+// opCache remembers, in two generations of at most opCacheSize entries each, where the
+// operations this process indexed belong. An operation's entry never changes once written, so a
+// hit is always right; a miss reads the bucket.
+type opCache struct {
+	mu        sync.Mutex
+	cur, prev map[string]string
+}
+
+const opCacheSize = 1 << 16
+
+func (c *opCache) get(op string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.cur[op]; ok {
+		return v, true
+	}
+	v, ok := c.prev[op]
+	return v, ok
+}
+
+func (c *opCache) put(op, where string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil || len(c.cur) >= opCacheSize {
+		c.prev, c.cur = c.cur, make(map[string]string, 1024)
+	}
+	c.cur[op] = where
+}
 
 // ErrIdentifierTaken is returned by Claim; errors.As to *TakenError for the owner.
 var ErrIdentifierTaken = domain.ErrIdentifierTaken
@@ -231,6 +264,7 @@ func (s *index) PutOperation(ctx context.Context, operationID, resource, shadowI
 	if _, err := s.kv.Put(ctx, "op."+operationID, []byte(resource+"."+shadowID)); err != nil {
 		return fmt.Errorf("eventstore: index operation: %w", unavailable(err))
 	}
+	s.ops.put(operationID, resource+"."+shadowID)
 	return nil
 }
 
@@ -238,6 +272,10 @@ func (s *index) PutOperation(ctx context.Context, operationID, resource, shadowI
 func (s *index) LookupOperation(ctx context.Context, operationID string) (resource, shadowID string, ok bool, err error) {
 	if !domain.ValidID(operationID) {
 		return "", "", false, nil
+	}
+	if where, ok := s.ops.get(operationID); ok {
+		resource, shadowID, _ = strings.Cut(where, ".")
+		return resource, shadowID, true, nil
 	}
 	e, err := s.kv.Get(ctx, "op."+operationID)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {

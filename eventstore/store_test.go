@@ -202,3 +202,43 @@ func TestHistoryAcrossBatches(t *testing.T) {
 		}
 	}
 }
+
+// Two processes take turns on one shadow: each starts from the state it last stored (a hint that
+// is stale every time, the other having written since), the append's expected sequence finds it
+// out, and the update is made again on the fresh state: no modification is lost.
+func TestRecentStateOfAnotherProcessIsNeverTrusted(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := t.Context()
+	var stores [2]*eventstore.Store
+	for i := range stores {
+		s, err := eventstore.Open(ctx, srv.Connect(t), eventstore.DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores[i] = s
+	}
+	res := storetest.Resource(t)
+	id := storetest.NewID()
+	if _, err := stores[0].Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: id, Decide: func(st domain.Shadow) ([]domain.Event, error) {
+		return domain.Decide(st, domain.Add{Resource: res, ShadowID: id, OperationID: storetest.NewID(), ObjectClass: "AccountObjectClass",
+			Attributes: domain.Attributes{"login": {"jack"}}}, time.Now())
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	const turns = 20
+	for i := range turns {
+		tag := fmt.Sprint("t", i)
+		if _, err := stores[i%2].Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: id, Decide: func(st domain.Shadow) ([]domain.Event, error) {
+			return domain.Decide(st, domain.Modify{Resource: res, OperationID: storetest.NewID(), Changes: domain.Changes{"tag": {Add: []any{tag}}}}, time.Now())
+		}}); err != nil {
+			t.Fatalf("turn %d: %v", i, err)
+		}
+	}
+	st, _, err := stores[1].Load(ctx, "demo", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(st.Data().PendingOperations); n != turns+1 {
+		t.Fatalf("%d operations stored, want %d", n, turns+1)
+	}
+}

@@ -126,6 +126,12 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 				return UpdateResult{}, err
 			}
 		default:
+			if k, ok := u.recent.get(o.Resource + "." + o.ShadowID); ok {
+				// What this process last stored for the shadow: right unless another process
+				// wrote since, which the append's expected sequence finds (then a fresh load).
+				st, seq = k.State, k.Seq
+				break
+			}
 			if st, seq, err = u.log.Load(ctx, o.Resource, o.ShadowID); err != nil {
 				return UpdateResult{}, err
 			}
@@ -189,6 +195,7 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 			return UpdateResult{}, err
 		}
 		u.releaseAll(ctx, o.ShadowID, minus(st.Claims(), next.Claims()))
+		u.recent.put(o.Resource+"."+o.ShadowID, Known{State: next, Seq: res.Seq})
 		return UpdateResult{Shadow: next, Events: events, Seq: res.Seq}, nil
 	}
 	return UpdateResult{}, fmt.Errorf("%w: shadow %s: gave up after %d concurrent updates", ErrConflict, o.ShadowID, maxUpdateAttempts)
@@ -371,10 +378,45 @@ type unitStore interface {
 // unit is the unit of work over a store and its index; Store and Memory embed one, so both offer
 // Update and UpdateResource with the same rules.
 type unit struct {
-	log   unitStore
-	ix    *index
-	now   func() time.Time
-	locks keyedLocks // one unit of work per shadow at a time in this process
+	log    unitStore
+	ix     *index
+	now    func() time.Time
+	locks  keyedLocks  // one unit of work per shadow at a time in this process
+	recent recentState // the last state this process stored per shadow, recently touched ones
+}
+
+// recentState remembers, in two generations of at most recentStateSize shadows each, the last
+// commit this process stored for a shadow, so that the next update of it (most often the
+// confirmation of what was just decided and sent) starts without a load. A state is immutable,
+// so entries are shared, never copied. An entry is a hint: if another process stored a commit
+// since, the append's expected sequence fails and the update starts over from a fresh load.
+type recentState struct {
+	mu        sync.Mutex
+	cur, prev map[string]Known
+}
+
+const recentStateSize = 4096
+
+func (r *recentState) get(key string) (Known, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if k, ok := r.cur[key]; ok {
+		return k, true
+	}
+	k, ok := r.prev[key]
+	return k, ok
+}
+
+func (r *recentState) put(key string, k Known) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil || len(r.cur) >= recentStateSize {
+		r.prev, r.cur = r.cur, make(map[string]Known, 256)
+	}
+	if old, ok := r.cur[key]; ok && old.Seq > k.Seq {
+		return // never go back to an older commit
+	}
+	r.cur[key] = k
 }
 
 // keyedLocks serializes work per key (a shadow) inside one process. Entries live only while

@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -73,5 +74,44 @@ func TestLostClaimAnswerKeepsTheReservation(t *testing.T) {
 	}
 	if owner, err := m.Owner(ctx, domain.Claim{Kind: domain.SecondaryIdentifier, Resource: "demo", ObjectClass: "AccountObjectClass", Attribute: "login", Value: "jack"}); err != nil || owner != first {
 		t.Fatalf("login held by %q (%v), want %s", owner, err, first)
+	}
+}
+
+// countingGets counts the reads of an index bucket.
+type countingGets struct {
+	indexKV
+	gets int
+}
+
+func (c *countingGets) Get(ctx context.Context, key string) (indexEntry, error) {
+	c.gets++
+	return c.indexKV.Get(ctx, key)
+}
+
+// An operation this process indexed is looked up without reading the bucket (a confirmation of
+// it saves a round trip); others are read, and a cached entry survives one generation turn.
+func TestOperationLookupsOfThisProcessReadNothing(t *testing.T) {
+	ctx := t.Context()
+	m := NewMemory(DefaultConfig())
+	kv := &countingGets{indexKV: m.index.kv}
+	ix := &index{kv: kv}
+	op, other := "55555555-5555-4555-8555-555555555555", "66666666-6666-4666-8666-666666666666"
+	if err := ix.PutOperation(ctx, op, "demo", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&index{kv: m.index.kv}).PutOperation(ctx, other, "demo", "s2"); err != nil { // another process
+		t.Fatal(err)
+	}
+	if r, sh, ok, err := ix.LookupOperation(ctx, op); err != nil || !ok || r != "demo" || sh != "s1" || kv.gets != 0 {
+		t.Fatalf("own operation: %s %s %v %v, %d reads", r, sh, ok, err, kv.gets)
+	}
+	if r, sh, ok, err := ix.LookupOperation(ctx, other); err != nil || !ok || r != "demo" || sh != "s2" || kv.gets != 1 {
+		t.Fatalf("another process's operation: %s %s %v %v, %d reads", r, sh, ok, err, kv.gets)
+	}
+	for i := range opCacheSize { // a full generation of newer operations
+		ix.ops.put(fmt.Sprint("op-", i), "demo.x")
+	}
+	if _, sh, ok, _ := ix.LookupOperation(ctx, op); !ok || sh != "s1" || kv.gets != 1 {
+		t.Fatalf("after a generation: %s %v, %d reads", sh, ok, kv.gets)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
@@ -366,10 +365,8 @@ func (m *Memory) SubscribeSharded(ctx context.Context, name string, o SubscribeO
 		if d.done(r.Seq) {
 			continue
 		}
-		h := fnv.New32a()
-		h.Write([]byte(r.Subject))
 		select {
-		case queues[h.Sum32()%uint32(len(queues))] <- r:
+		case queues[shard(r.Subject, len(queues))] <- r:
 		case <-ctx.Done():
 			return nil
 		}

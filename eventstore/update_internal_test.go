@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"testing"
 
@@ -113,5 +114,19 @@ func TestOperationLookupsOfThisProcessReadNothing(t *testing.T) {
 	}
 	if _, sh, ok, _ := ix.LookupOperation(ctx, op); !ok || sh != "s1" || kv.gets != 1 {
 		t.Fatalf("after a generation: %s %v, %d reads", sh, ok, kv.gets)
+	}
+}
+
+// shard is FNV-1a, as hash/fnv computes it: a pure function of the subject, so that a subject's
+// records always meet the same worker.
+func TestShardIsFNV1a(t *testing.T) {
+	for _, subj := range []string{"", "prov.evt.demo.11111111-1111-4111-8111-111111111111", "c10.evt.x.y", "prov.due.demo.é"} {
+		h := fnv.New32a()
+		h.Write([]byte(subj))
+		for _, n := range []int{1, 64, 128, 1000} {
+			if got, want := shard(subj, n), int(h.Sum32()%uint32(n)); got != want {
+				t.Fatalf("shard(%q, %d) = %d, want %d", subj, n, got, want)
+			}
+		}
 	}
 }

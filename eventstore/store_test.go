@@ -242,3 +242,47 @@ func TestRecentStateOfAnotherProcessIsNeverTrusted(t *testing.T) {
 		t.Fatalf("%d operations stored, want %d", n, turns+1)
 	}
 }
+
+// A remembered state is checked only by an append: a decision that finds nothing to do on it (or
+// refuses) is made again on a loaded state, since another process may have moved the shadow on.
+func TestNothingToDoIsNotDecidedOnARememberedState(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := t.Context()
+	a, err := eventstore.Open(ctx, srv.Connect(t), eventstore.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := eventstore.Open(ctx, srv.Connect(t), eventstore.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := storetest.Resource(t)
+	id, mod := storetest.NewID(), storetest.NewID()
+	decide := func(cmd domain.Command) func(domain.Shadow) ([]domain.Event, error) {
+		return func(st domain.Shadow) ([]domain.Event, error) { return domain.Decide(st, cmd, time.Now()) }
+	}
+	if _, err := a.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: id, Decide: decide(domain.Add{Resource: res, ShadowID: id,
+		OperationID: storetest.NewID(), ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {"jack"}}})}); err != nil {
+		t.Fatal(err)
+	}
+	// Another process adds a modify; a remembers the shadow without it.
+	if _, err := b.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: id, Decide: decide(domain.Modify{Resource: res,
+		OperationID: mod, Changes: domain.Changes{"tag": {Add: []any{"b"}}}})}); err != nil {
+		t.Fatal(err)
+	}
+	// A decision with something to do only once the modify is there (a refresh that finds due
+	// work, say): on a's remembered state it would find nothing.
+	out, err := a.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: id, Decide: func(st domain.Shadow) ([]domain.Event, error) {
+		if _, ok := st.Operation(mod); !ok {
+			return nil, nil
+		}
+		return domain.Decide(st, domain.Modify{Resource: res, OperationID: storetest.NewID(), Changes: domain.Changes{"tag": {Add: []any{"a"}}}}, time.Now())
+	}})
+	if err != nil || len(out.Events) == 0 {
+		t.Fatalf("decided on the remembered state: %d events, %v", len(out.Events), err)
+	}
+	st, _, _ := b.Load(ctx, "demo", id)
+	if n := len(st.Data().PendingOperations); n != 3 {
+		t.Fatalf("%d operations stored, want 3", n)
+	}
+}

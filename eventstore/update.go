@@ -107,7 +107,9 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 		return err
 	}
 	known := o.Known
-	freshTried := false
+	// hinted: this attempt starts from the remembered state; hintRefused: a decision on it was
+	// not trusted, so later attempts load.
+	freshTried, hinted, hintRefused := false, false, false
 	for attempt := range maxUpdateAttempts {
 		if attempt > 0 {
 			if err := backoff(ctx, attempt); err != nil {
@@ -126,10 +128,10 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 				return UpdateResult{}, err
 			}
 		default:
-			if k, ok := u.recent.get(o.Resource + "." + o.ShadowID); ok {
+			if k, ok := u.recent.get(o.Resource + "." + o.ShadowID); ok && !hintRefused {
 				// What this process last stored for the shadow: right unless another process
 				// wrote since, which the append's expected sequence finds (then a fresh load).
-				st, seq = k.State, k.Seq
+				st, seq, hinted = k.State, k.Seq, true
 				break
 			}
 			if st, seq, err = u.log.Load(ctx, o.Resource, o.ShadowID); err != nil {
@@ -137,6 +139,16 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 			}
 		}
 		events, err := o.Decide(st)
+		if hinted && (err != nil || len(events) == 0) {
+			// Only an append checks a remembered state: a refusal or "nothing to do" is decided
+			// again on a loaded one (another process may have moved the shadow on since).
+			hinted, hintRefused = false, true
+			if st, seq, err = u.log.Load(ctx, o.Resource, o.ShadowID); err != nil {
+				return UpdateResult{}, err
+			}
+			events, err = o.Decide(st)
+		}
+		hinted = false
 		if errors.Is(err, domain.CategoryNotFound) && !freshTried {
 			// The shadow or its operation may be missing only from a replica a moment behind (a
 			// direct get): decide again once on the leader's state before saying "not found".

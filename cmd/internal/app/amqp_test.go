@@ -99,9 +99,12 @@ func TestAMQPRequestsAndConfirmationsEndToEnd(t *testing.T) {
 		ids = append(ids, add(t, e.app, fmt.Sprint("user", i)).ShadowID)
 	}
 	for _, id := range ids {
+		// The confirmation may overtake the dispatcher's report of the delivery; the report,
+		// recorded after it, fills in the reference.
 		waitFor(t, "live "+id, 20*time.Second, func() bool {
 			d := shadow(t, e.app, id)
-			return d.LifecycleState == domain.LifecycleLive && len(d.PrimaryIdentifiers["uid"]) == 1
+			return d.LifecycleState == domain.LifecycleLive && len(d.PrimaryIdentifiers["uid"]) == 1 &&
+				d.PendingOperations[0].AsynchronousOperationReference != ""
 		})
 		p := shadow(t, e.app, id).PendingOperations[0]
 		if p.AsynchronousOperationReference != p.ID || p.ResultStatus != domain.ResultSuccess {

@@ -76,7 +76,11 @@ resources:
 	// a minute under the race detector alone, three when the soak and cluster scenarios share
 	// the two cores (a CI run timed out at two).
 	for _, login := range []string{"o0", fmt.Sprint("o", n-1)} {
-		waitFor(t, login+" live", 5*time.Minute, func() bool {
+		deadline := time.Now().Add(5 * time.Minute)
+		waitFor(t, login+" live", 6*time.Minute, func() bool {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not live after 5 minutes; the service's log:\n%s", login, logs.String())
+			}
 			id, err := a.Service.Resolve(context.WithoutCancel(ctx), "fs", "AccountObjectClass", domain.Attributes{"login": {login}})
 			if err != nil {
 				return false

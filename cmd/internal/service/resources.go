@@ -63,7 +63,7 @@ func (s *Service) SetMaintenance(ctx context.Context, resource string, on bool, 
 		s.log.Info("administrative state changed", "resource", resource, "status", status, "reason", reason)
 	}
 	if changed && !on {
-		s.background(10*time.Minute, func(rctx context.Context) {
+		s.background(resourceRefreshTimeout, func(rctx context.Context) {
 			if n, err := s.Refresh(rctx, resource, "", false); err != nil {
 				s.log.Warn("release after maintenance failed; the sweep will release", "resource", resource, "err", err)
 			} else {
@@ -84,6 +84,13 @@ func (s *Service) SetMaintenance(ctx context.Context, resource string, on bool, 
 func (s *Service) Reachable(ctx context.Context, resource string) {
 	s.noteAvailability(ctx, resource, domain.AvailabilityUp, "probe reached the target")
 }
+
+// resourceRefreshTimeout bounds a resource-wide refresh in the background (the release after
+// maintenance, the retry on recovery). Generous: tens of thousands of shadows can wait for a
+// resource, and what a refresh cut short leaves waits for the sweep (a minute by default) or
+// for its own timer (operationRetryPeriod, 30 minutes by default). A minute was too short
+// for 10,000 postponed operations under the race detector on two busy cores.
+const resourceRefreshTimeout = 10 * time.Minute
 
 // availTTL bounds how long this instance trusts its memory of a resource's availability (another
 // instance may have recorded a change meanwhile).
@@ -114,7 +121,7 @@ func (s *Service) noteAvailability(ctx context.Context, resource string, status 
 		if res, err := s.catalog.Lookup(resource); err == nil && res.Consistency().RetryOnRecovery {
 			// Beyond midPoint: the resource is back, retry what waits for it now. In the
 			// background: the outcome being recorded must not wait for a sweep of the resource.
-			s.background(time.Minute, func(rctx context.Context) {
+			s.background(resourceRefreshTimeout, func(rctx context.Context) {
 				if n, err := s.Refresh(rctx, resource, "", true); err != nil {
 					s.log.Warn("retry on recovery failed; timers and the sweep will retry", "resource", resource, "err", err)
 				} else if n > 0 {

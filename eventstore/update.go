@@ -107,9 +107,7 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 		return err
 	}
 	known := o.Known
-	// hinted: this attempt starts from the remembered state; hintRefused: a decision on it was
-	// not trusted, so later attempts load.
-	freshTried, hinted, hintRefused := false, false, false
+	freshTried := false
 	for attempt := range maxUpdateAttempts {
 		if attempt > 0 {
 			if err := backoff(ctx, attempt); err != nil {
@@ -128,27 +126,11 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 				return UpdateResult{}, err
 			}
 		default:
-			if k, ok := u.recent.get(o.Resource + "." + o.ShadowID); ok && !hintRefused {
-				// What this process last stored for the shadow: right unless another process
-				// wrote since, which the append's expected sequence finds (then a fresh load).
-				st, seq, hinted = k.State, k.Seq, true
-				break
-			}
 			if st, seq, err = u.log.Load(ctx, o.Resource, o.ShadowID); err != nil {
 				return UpdateResult{}, err
 			}
 		}
 		events, err := o.Decide(st)
-		if hinted && (err != nil || len(events) == 0) {
-			// Only an append checks a remembered state: a refusal or "nothing to do" is decided
-			// again on a loaded one (another process may have moved the shadow on since).
-			hinted, hintRefused = false, true
-			if st, seq, err = u.log.Load(ctx, o.Resource, o.ShadowID); err != nil {
-				return UpdateResult{}, err
-			}
-			events, err = o.Decide(st)
-		}
-		hinted = false
 		if errors.Is(err, domain.CategoryNotFound) && !freshTried {
 			// The shadow or its operation may be missing only from a replica a moment behind (a
 			// direct get): decide again once on the leader's state before saying "not found".
@@ -207,7 +189,6 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 			return UpdateResult{}, err
 		}
 		u.releaseAll(ctx, o.ShadowID, minus(st.Claims(), next.Claims()))
-		u.recent.put(o.Resource+"."+o.ShadowID, Known{State: next, Seq: res.Seq})
 		return UpdateResult{Shadow: next, Events: events, Seq: res.Seq}, nil
 	}
 	return UpdateResult{}, fmt.Errorf("%w: shadow %s: gave up after %d concurrent updates", ErrConflict, o.ShadowID, maxUpdateAttempts)
@@ -390,45 +371,10 @@ type unitStore interface {
 // unit is the unit of work over a store and its index; Store and Memory embed one, so both offer
 // Update and UpdateResource with the same rules.
 type unit struct {
-	log    unitStore
-	ix     *index
-	now    func() time.Time
-	locks  keyedLocks  // one unit of work per shadow at a time in this process
-	recent recentState // the last state this process stored per shadow, recently touched ones
-}
-
-// recentState remembers, in two generations of at most recentStateSize shadows each, the last
-// commit this process stored for a shadow, so that the next update of it (most often the
-// confirmation of what was just decided and sent) starts without a load. A state is immutable,
-// so entries are shared, never copied. An entry is a hint: if another process stored a commit
-// since, the append's expected sequence fails and the update starts over from a fresh load.
-type recentState struct {
-	mu        sync.Mutex
-	cur, prev map[string]Known
-}
-
-const recentStateSize = 4096
-
-func (r *recentState) get(key string) (Known, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if k, ok := r.cur[key]; ok {
-		return k, true
-	}
-	k, ok := r.prev[key]
-	return k, ok
-}
-
-func (r *recentState) put(key string, k Known) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cur == nil || len(r.cur) >= recentStateSize {
-		r.prev, r.cur = r.cur, make(map[string]Known, 256)
-	}
-	if old, ok := r.cur[key]; ok && old.Seq > k.Seq {
-		return // never go back to an older commit
-	}
-	r.cur[key] = k
+	log   unitStore
+	ix    *index
+	now   func() time.Time
+	locks keyedLocks // one unit of work per shadow at a time in this process
 }
 
 // keyedLocks serializes work per key (a shadow) inside one process. Entries live only while

@@ -131,18 +131,25 @@ func (s *soakTarget) run(ctx context.Context, url, requests, confirmations strin
 	go func() { // confirm, re-sending through outages
 		var pending *amqp.Message
 		for ctx.Err() == nil {
-			conn, err := amqp.Dial(ctx, url, nil)
+			// Every step bounded: a broker killed or restarting can leave a dial, a session or
+			// a link attach unanswered, and a target waiting on it forever confirms nothing
+			// more (the service would be blamed for the confirmations it never got).
+			dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+			conn, err := amqp.Dial(dctx, url, &amqp.ConnOptions{IdleTimeout: 10 * time.Second})
+			dcancel()
 			if err != nil {
 				time.Sleep(200 * time.Millisecond)
 				continue
 			}
 			func() {
 				defer conn.Close()
-				sess, err := conn.NewSession(ctx, nil)
+				octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				sess, err := conn.NewSession(octx, nil)
 				if err != nil {
 					return
 				}
-				snd, err := sess.NewSender(ctx, confirmations, &amqp.SenderOptions{TargetCapabilities: []string{"queue"}})
+				snd, err := sess.NewSender(octx, confirmations, &amqp.SenderOptions{TargetCapabilities: []string{"queue"}})
 				if err != nil {
 					return
 				}
@@ -169,16 +176,20 @@ func (s *soakTarget) run(ctx context.Context, url, requests, confirmations strin
 }
 
 func (s *soakTarget) receive(ctx context.Context, url, requests string) {
-	conn, err := amqp.Dial(ctx, url, nil)
+	// Bounded like the confirmations' sender; the idle timeout ends a connection the broker
+	// stopped answering on (a receive would otherwise wait on it for good).
+	octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := amqp.Dial(octx, url, &amqp.ConnOptions{IdleTimeout: 10 * time.Second})
 	if err != nil {
 		return
 	}
 	defer conn.Close()
-	sess, err := conn.NewSession(ctx, nil)
+	sess, err := conn.NewSession(octx, nil)
 	if err != nil {
 		return
 	}
-	r, err := sess.NewReceiver(ctx, requests, &amqp.ReceiverOptions{Credit: 100, SourceCapabilities: []string{"queue"}})
+	r, err := sess.NewReceiver(octx, requests, &amqp.ReceiverOptions{Credit: 100, SourceCapabilities: []string{"queue"}})
 	if err != nil {
 		return
 	}

@@ -330,3 +330,28 @@ func TestProjectorsShareTheBucket(t *testing.T) {
 		t.Fatalf("final projection %+v", d)
 	}
 }
+
+// Answers that do not come in time: the writes are made again the careful way (read the bucket,
+// compare versions), and the projection ends the same.
+func TestProjectorWritesAgainWhatIsNotAnsweredInTime(t *testing.T) {
+	defer projections.SetAsyncWriteWait(0)()
+	f := setup(t)
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, f.add(t, fmt.Sprint("u", i)))
+	}
+	var recs []*eventstore.Record
+	for _, id := range ids {
+		recs = append(recs, history(t, f, id)...)
+	}
+	for range 2 { // and again: a redelivery changes nothing
+		if err := f.proj.Apply(t.Context(), recs); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if d, ok := f.get(t, id); !ok || d.Version != 2 || d.ShadowID != id {
+				t.Fatalf("%s: %+v %v", id, d, ok)
+			}
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -213,20 +214,36 @@ func (p *Projector) writeAll(ctx context.Context, states map[string]domain.Shado
 		}
 		sent = append(sent, inflight{key: k, version: st.Version(), f: f})
 	}
+	// An answer that never comes (lost without a disconnect, which would fail the future) must
+	// not hold the projection: past the wait, what is not answered yet is written again the
+	// careful way.
+	deadline := time.After(asyncWriteWait)
+	expired := false
 	for _, w := range sent {
-		select {
-		case ack := <-w.f.Ok():
-			p.mu.Lock()
-			p.known[w.key] = kvVersion{revision: ack.Sequence, version: w.version}
-			p.mu.Unlock()
-		case <-w.f.Err():
-			p.mu.Lock()
-			delete(p.known, w.key)
-			p.mu.Unlock()
-			slow = append(slow, w.key)
-		case <-ctx.Done():
-			return ctx.Err()
+		if !expired {
+			select {
+			case ack := <-w.f.Ok():
+				p.remember(w.key, ack.Sequence, w.version)
+				continue
+			case <-w.f.Err():
+			case <-deadline:
+				expired = true
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
+		if expired {
+			select {
+			case ack := <-w.f.Ok():
+				p.remember(w.key, ack.Sequence, w.version)
+				continue
+			default:
+			}
+		}
+		p.mu.Lock()
+		delete(p.known, w.key)
+		p.mu.Unlock()
+		slow = append(slow, w.key)
 	}
 	sem := make(chan struct{}, p.cfg.Writers)
 	var wg sync.WaitGroup
@@ -245,6 +262,15 @@ func (p *Projector) writeAll(ctx context.Context, states map[string]domain.Shado
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// asyncWriteWait bounds the wait for the answers of one batch's writes (a variable for tests).
+var asyncWriteWait = 10 * time.Second
+
+func (p *Projector) remember(key string, revision uint64, version int64) {
+	p.mu.Lock()
+	p.known[key] = kvVersion{revision: revision, version: version}
+	p.mu.Unlock()
 }
 
 // encodeShadow is the shadow's JSON straight from its own encoder, on the shadow itself: no copy

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -103,7 +102,14 @@ func streamEvents(ctx context.Context, store *eventstore.Store, o eventstore.Sca
 		return err
 	}
 	if asJSON {
-		format = func(b *bytes.Buffer, h service.HistoryEvent) error { return json.NewEncoder(b).Encode(h) }
+		format = func(b *bytes.Buffer, h service.HistoryEvent) error {
+			out, err := h.AppendJSON(b.AvailableBuffer())
+			if err != nil {
+				return err
+			}
+			b.Write(append(out, '\n'))
+			return nil
+		}
 	}
 	var shown time.Time
 	show := func(p projections.AuditProgress) {

@@ -7,19 +7,14 @@ import (
 	"time"
 
 	"shadowbridge/eventstore"
-	"shadowbridge/eventstore/natstest"
 	"shadowbridge/eventstore/storetest"
 )
 
 // A handler slower than the consumer's AckWait keeps its record: the worker's lease is renewed
 // while it runs, so the server does not hand the record out again.
 func TestSlowHandlerKeepsItsLease(t *testing.T) {
-	srv := natstest.Start(t)
 	ctx := t.Context()
-	s, err := eventstore.Open(ctx, srv.Connect(t), eventstore.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, false)
 	if _, err := storetest.Populate(ctx, s, storetest.Resource(t), 1, 1); err != nil {
 		t.Fatal(err)
 	}

@@ -217,32 +217,20 @@ func (p *Projector) writeAll(ctx context.Context, states map[string]domain.Shado
 	// An answer that never comes (lost without a disconnect, which would fail the future) must
 	// not hold the projection: past the wait, what is not answered yet is written again the
 	// careful way.
-	deadline := time.After(asyncWriteWait)
-	expired := false
+	wctx, cancel := context.WithTimeout(ctx, asyncWriteWait)
+	defer cancel()
 	for _, w := range sent {
-		if !expired {
-			select {
-			case ack := <-w.f.Ok():
-				p.remember(w.key, ack.Sequence, w.version)
-				continue
-			case <-w.f.Err():
-			case <-deadline:
-				expired = true
-			case <-ctx.Done():
+		select {
+		case ack := <-w.f.Ok():
+			p.remember(w.key, kvVersion{revision: ack.Sequence, version: w.version})
+			continue
+		case <-w.f.Err():
+		case <-wctx.Done():
+			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 		}
-		if expired {
-			select {
-			case ack := <-w.f.Ok():
-				p.remember(w.key, ack.Sequence, w.version)
-				continue
-			default:
-			}
-		}
-		p.mu.Lock()
-		delete(p.known, w.key)
-		p.mu.Unlock()
+		p.forget(w.key)
 		slow = append(slow, w.key)
 	}
 	sem := make(chan struct{}, p.cfg.Writers)
@@ -267,9 +255,16 @@ func (p *Projector) writeAll(ctx context.Context, states map[string]domain.Shado
 // asyncWriteWait bounds the wait for the answers of one batch's writes (a variable for tests).
 var asyncWriteWait = 10 * time.Second
 
-func (p *Projector) remember(key string, revision uint64, version int64) {
+// remember and forget keep what this projector knows of a key in the bucket.
+func (p *Projector) remember(key string, kn kvVersion) {
 	p.mu.Lock()
-	p.known[key] = kvVersion{revision: revision, version: version}
+	p.known[key] = kn
+	p.mu.Unlock()
+}
+
+func (p *Projector) forget(key string) {
+	p.mu.Lock()
+	delete(p.known, key)
 	p.mu.Unlock()
 }
 
@@ -285,14 +280,11 @@ func encodeShadow(st domain.Shadow) (val []byte, err error) {
 
 // write stores st under key unless the bucket already holds that version or a newer one.
 func (p *Projector) write(ctx context.Context, key string, st domain.Shadow) error {
-	val, err := encodeShadow(st)
-	if err != nil {
-		return fmt.Errorf("projections: encode %s: %w", key, err)
-	}
-	d := struct {
-		Version int64
-		Expired bool
-	}{st.Version(), st.Expired()}
+	version := st.Version()
+	var (
+		val []byte // encoded once, when there is something to write
+		err error
+	)
 	p.mu.Lock()
 	kn, cached := p.known[key]
 	p.mu.Unlock()
@@ -312,18 +304,16 @@ func (p *Projector) write(ctx context.Context, key string, st domain.Shadow) err
 				kn = kvVersion{revision: e.Revision(), version: v.Version}
 			}
 		}
-		if kn.revision != 0 && kn.version >= d.Version {
+		if kn.revision != 0 && kn.version >= version {
 			return nil
 		}
-		if d.Expired { // a dead shadow past its retention leaves the projection
+		if st.Expired() { // a dead shadow past its retention leaves the projection
 			if kn.revision == 0 {
 				return nil
 			}
 			err := p.kv.Delete(ctx, key, jetstream.LastRevision(kn.revision))
 			if err == nil {
-				p.mu.Lock()
-				delete(p.known, key)
-				p.mu.Unlock()
+				p.forget(key)
 				return nil
 			}
 			if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
@@ -332,6 +322,11 @@ func (p *Projector) write(ctx context.Context, key string, st domain.Shadow) err
 			cached = false
 			continue
 		}
+		if val == nil {
+			if val, err = encodeShadow(st); err != nil {
+				return fmt.Errorf("projections: encode %s: %w", key, err)
+			}
+		}
 		var rev uint64
 		if kn.revision == 0 {
 			rev, err = p.kv.Create(ctx, key, val)
@@ -339,9 +334,7 @@ func (p *Projector) write(ctx context.Context, key string, st domain.Shadow) err
 			rev, err = p.kv.Update(ctx, key, val, kn.revision)
 		}
 		if err == nil {
-			p.mu.Lock()
-			p.known[key] = kvVersion{revision: rev, version: d.Version}
-			p.mu.Unlock()
+			p.remember(key, kvVersion{revision: rev, version: version})
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {

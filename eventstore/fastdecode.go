@@ -2,8 +2,10 @@ package eventstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,16 +26,22 @@ import (
 // readers are reused whole (decoder, byte reader): one is needed per record read.
 var readers = sync.Pool{New: func() any { return &reader{d: msgpack.NewDecoder(nil)} }}
 
+// reader reads the encodings msgpack/v5 writes for our values (fixed and short maps, arrays,
+// strings and integers, booleans, nil, time extensions) straight from the bytes, and hands any
+// other encoding to a msgpack decoder positioned at the same byte, so what it returns is what
+// the decoder returns. (Through the decoder alone, a byte reader behind an interface, the
+// decoding was most of an audit's own time.)
 type reader struct {
 	d    *msgpack.Decoder
 	data []byte
+	pos  int          // the next byte to read
 	br   bytes.Reader // d reads it directly (a bytes.Reader is a ByteScanner: no read-ahead)
 	err  error
 }
 
 func newReader(data []byte) *reader {
 	r := readers.Get().(*reader)
-	r.data, r.err = data, nil
+	r.data, r.pos, r.err = data, 0, nil
 	r.br.Reset(data)
 	r.d.Reset(&r.br) // clears the options too
 	r.d.UseLooseInterfaceDecoding(true)
@@ -47,19 +55,43 @@ func (r *reader) release() {
 	readers.Put(r)
 }
 
+// next returns the code of the next value; ok is false after an error or at the end (the
+// caller then lets the decoder report it).
+func (r *reader) next() (c byte, ok bool) {
+	if r.err != nil || r.pos >= len(r.data) {
+		return 0, false
+	}
+	return r.data[r.pos], true
+}
+
+// has reports whether n bytes follow the code at pos.
+func (r *reader) has(n int) bool { return r.pos+1+n <= len(r.data) }
+
+// viaDecoder runs one decoder call from pos and moves pos past what it read.
+func (r *reader) viaDecoder(fn func(d *msgpack.Decoder) error) {
+	if r.err != nil {
+		return
+	}
+	if _, err := r.br.Seek(int64(r.pos), io.SeekStart); err != nil {
+		r.fail(err)
+		return
+	}
+	r.fail(fn(r.d))
+	r.pos = len(r.data) - r.br.Len()
+}
+
 // raw returns the next value's bytes, a slice of the data (not a copy), and moves past it.
 func (r *reader) raw() []byte {
 	if r.err != nil {
 		return nil
 	}
-	start := len(r.data) - r.br.Len()
+	start := r.pos
 	end, err := skipValue(r.data, start)
 	if err != nil {
 		r.fail(err)
 		return nil
 	}
-	_, err = r.br.Seek(int64(end), 0)
-	r.fail(err)
+	r.pos = end
 	return r.data[start:end:end]
 }
 
@@ -71,38 +103,180 @@ func (r *reader) fail(err error) {
 
 // mapLen returns the length of a map, -1 for nil.
 func (r *reader) mapLen() int {
-	n, err := r.d.DecodeMapLen()
-	r.fail(err)
+	c, ok := r.next()
+	switch {
+	case ok && c >= msgpcode.FixedMapLow && c <= msgpcode.FixedMapHigh:
+		r.pos++
+		return int(c & msgpcode.FixedMapMask)
+	case ok && c == msgpcode.Nil:
+		r.pos++
+		return -1
+	case ok && c == msgpcode.Map16 && r.has(2):
+		n := int(binary.BigEndian.Uint16(r.data[r.pos+1:]))
+		r.pos += 3
+		return n
+	}
+	n := 0
+	r.viaDecoder(func(d *msgpack.Decoder) (err error) { n, err = d.DecodeMapLen(); return })
 	return n
 }
 
+// arrayLen returns the length of an array, -1 for nil.
 func (r *reader) arrayLen() int {
-	n, err := r.d.DecodeArrayLen()
-	r.fail(err)
+	c, ok := r.next()
+	switch {
+	case ok && c >= msgpcode.FixedArrayLow && c <= msgpcode.FixedArrayHigh:
+		r.pos++
+		return int(c & msgpcode.FixedArrayMask)
+	case ok && c == msgpcode.Nil:
+		r.pos++
+		return -1
+	case ok && c == msgpcode.Array16 && r.has(2):
+		n := int(binary.BigEndian.Uint16(r.data[r.pos+1:]))
+		r.pos += 3
+		return n
+	}
+	n := 0
+	r.viaDecoder(func(d *msgpack.Decoder) (err error) { n, err = d.DecodeArrayLen(); return })
 	return n
 }
 
+// str reads a string ("" for nil, as the decoder does).
 func (r *reader) str() string {
-	s, err := r.d.DecodeString()
-	r.fail(err)
+	if s, ok := r.shortStr(); ok {
+		return s
+	}
+	var s string
+	r.viaDecoder(func(d *msgpack.Decoder) (err error) { s, err = d.DecodeString(); return })
 	return s
 }
 
+// shortStr reads a fixstr, a str8 or a nil; ok is false for anything else (nothing read).
+func (r *reader) shortStr() (string, bool) {
+	c, ok := r.next()
+	switch {
+	case !ok:
+		return "", false
+	case c == msgpcode.Nil:
+		r.pos++
+		return "", true
+	case msgpcode.IsFixedString(c):
+		n := int(c & msgpcode.FixedStrMask)
+		if !r.has(n) {
+			return "", false
+		}
+		s := string(r.data[r.pos+1 : r.pos+1+n])
+		r.pos += 1 + n
+		return s, true
+	case c == msgpcode.Str8 && r.has(1):
+		n := int(r.data[r.pos+1])
+		if !r.has(1 + n) {
+			return "", false
+		}
+		s := string(r.data[r.pos+2 : r.pos+2+n])
+		r.pos += 2 + n
+		return s, true
+	}
+	return "", false
+}
+
+// int reads an integer of any width (0 for nil, as the decoder does).
 func (r *reader) int() int64 {
-	n, err := r.d.DecodeInt64()
-	r.fail(err)
+	c, ok := r.next()
+	if ok {
+		if n, size, ok := fixedInt(c, r.data[r.pos+1:]); ok {
+			r.pos += 1 + size
+			return n
+		}
+	}
+	var n int64
+	r.viaDecoder(func(d *msgpack.Decoder) (err error) { n, err = d.DecodeInt64(); return })
 	return n
 }
 
+// fixedInt decodes an integer whose code is c and whose bytes follow in b, as the decoder's
+// DecodeInt64 does; size is how many bytes of b it used. ok is false for other codes, nil
+// included (the callers differ on it), and for short data.
+func fixedInt(c byte, b []byte) (n int64, size int, ok bool) {
+	if msgpcode.IsFixedNum(c) {
+		return int64(int8(c)), 0, true
+	}
+	switch c {
+	case msgpcode.Uint8, msgpcode.Int8:
+		size = 1
+	case msgpcode.Uint16, msgpcode.Int16:
+		size = 2
+	case msgpcode.Uint32, msgpcode.Int32:
+		size = 4
+	case msgpcode.Uint64, msgpcode.Int64:
+		size = 8
+	default:
+		return 0, 0, false
+	}
+	if len(b) < size {
+		return 0, 0, false
+	}
+	switch c {
+	case msgpcode.Uint8:
+		n = int64(b[0])
+	case msgpcode.Int8:
+		n = int64(int8(b[0]))
+	case msgpcode.Uint16:
+		n = int64(binary.BigEndian.Uint16(b))
+	case msgpcode.Int16:
+		n = int64(int16(binary.BigEndian.Uint16(b)))
+	case msgpcode.Uint32:
+		n = int64(binary.BigEndian.Uint32(b))
+	case msgpcode.Int32:
+		n = int64(int32(binary.BigEndian.Uint32(b)))
+	default:
+		n = int64(binary.BigEndian.Uint64(b))
+	}
+	return n, size, true
+}
+
 func (r *reader) boolean() bool {
-	b, err := r.d.DecodeBool()
-	r.fail(err)
+	if c, ok := r.next(); ok && (c == msgpcode.True || c == msgpcode.False) {
+		r.pos++
+		return c == msgpcode.True
+	}
+	var b bool
+	r.viaDecoder(func(d *msgpack.Decoder) (err error) { b, err = d.DecodeBool(); return })
 	return b
 }
 
+// tm reads a time: msgpack's time extension (-1) of 4, 8 or 12 bytes as the decoder reads it
+// (time.Unix, in the local zone; the zero time in UTC), anything else through the decoder.
 func (r *reader) tm() time.Time {
-	t, err := r.d.DecodeTime()
-	r.fail(err)
+	c, ok := r.next()
+	var body []byte
+	switch {
+	case !ok:
+	case c == msgpcode.FixExt4 && r.has(5) && r.data[r.pos+1] == 0xff:
+		body, r.pos = r.data[r.pos+2:r.pos+6], r.pos+6
+	case c == msgpcode.FixExt8 && r.has(9) && r.data[r.pos+1] == 0xff:
+		body, r.pos = r.data[r.pos+2:r.pos+10], r.pos+10
+	case c == msgpcode.Ext8 && r.has(14) && r.data[r.pos+1] == 12 && r.data[r.pos+2] == 0xff:
+		body, r.pos = r.data[r.pos+3:r.pos+15], r.pos+15
+	}
+	if body == nil {
+		var t time.Time
+		r.viaDecoder(func(d *msgpack.Decoder) (err error) { t, err = d.DecodeTime(); return })
+		return t
+	}
+	var t time.Time
+	switch len(body) {
+	case 4:
+		t = time.Unix(int64(binary.BigEndian.Uint32(body)), 0)
+	case 8:
+		v := binary.BigEndian.Uint64(body)
+		t = time.Unix(int64(v&0x00000003ffffffff), int64(v>>34))
+	default:
+		t = time.Unix(int64(binary.BigEndian.Uint64(body[4:])), int64(binary.BigEndian.Uint32(body)))
+	}
+	if t.IsZero() {
+		return t.UTC() // as the decoder: the zero time has no zone
+	}
 	return t
 }
 
@@ -110,13 +284,8 @@ func (r *reader) skip() { r.raw() }
 
 // isNil consumes a nil if one is next.
 func (r *reader) isNil() bool {
-	c, err := r.d.PeekCode()
-	if err != nil {
-		r.fail(err)
-		return false
-	}
-	if c == msgpcode.Nil {
-		r.fail(r.d.DecodeNil())
+	if c, ok := r.next(); ok && c == msgpcode.Nil {
+		r.pos++
 		return true
 	}
 	return false
@@ -133,7 +302,7 @@ func (r *reader) each(fn func(key string)) {
 // key reads a map key. Keys are few (field names, attribute names) and read in every record:
 // a short one is looked up among those seen before instead of allocated again.
 func (r *reader) key() string {
-	pos := len(r.data) - r.br.Len()
+	pos := r.pos
 	if r.err != nil || pos >= len(r.data) || r.data[pos]&0xe0 != 0xa0 { // not a fixstr
 		return r.str()
 	}
@@ -147,8 +316,7 @@ func (r *reader) key() string {
 		k = string(r.data[pos+1 : end])
 		rememberKey(seen, k)
 	}
-	_, err := r.br.Seek(int64(end), 0)
-	r.fail(err)
+	r.pos = end
 	return k
 }
 
@@ -179,11 +347,34 @@ func (r *reader) values() []any {
 	}
 	out := make([]any, 0, n)
 	for i := 0; i < n && r.err == nil; i++ {
-		v, err := r.d.DecodeInterfaceLoose()
-		r.fail(err)
-		out = append(out, v)
+		out = append(out, r.value())
 	}
 	return out
+}
+
+// value reads one attribute value as the decoder's DecodeInterfaceLoose does: strings, small
+// integers (int64), booleans and nil here, anything else (wider integers, floats) through it.
+func (r *reader) value() any {
+	c, ok := r.next()
+	switch {
+	case !ok:
+	case msgpcode.IsFixedNum(c):
+		r.pos++
+		return int64(int8(c))
+	case c == msgpcode.True || c == msgpcode.False:
+		r.pos++
+		return c == msgpcode.True
+	case c == msgpcode.Nil:
+		r.pos++
+		return nil
+	case msgpcode.IsFixedString(c) || c == msgpcode.Str8:
+		if s, ok := r.shortStr(); ok {
+			return s
+		}
+	}
+	var v any
+	r.viaDecoder(func(d *msgpack.Decoder) (err error) { v, err = d.DecodeInterfaceLoose(); return })
+	return v
 }
 
 func (r *reader) strs() []string {

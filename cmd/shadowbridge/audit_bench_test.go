@@ -67,6 +67,7 @@ func BenchmarkAudit(b *testing.B) {
 		cli.Env = append(os.Environ(), "GODEBUG=gctrace=1") // its heap, collection by collection, on stderr
 		var cliErr strings.Builder
 		cli.Stderr = &cliErr
+		cliStart := time.Now()
 		if err := cli.Start(); err != nil {
 			b.Fatal(err)
 		}
@@ -90,6 +91,7 @@ func BenchmarkAudit(b *testing.B) {
 			}
 		}()
 		err := cli.Wait()
+		cliRate := float64(shadows*per) / time.Since(cliStart).Seconds()
 		close(exited)
 		<-sampled
 		if err != nil {
@@ -101,6 +103,7 @@ func BenchmarkAudit(b *testing.B) {
 			cliHeap = max(cliHeap, mb)
 		}
 		cliRSS := float64(hwm.Load()) / 1024
+		rawCPU0 := processCPU()
 		start := time.Now()
 		cons, err := store.JetStream().OrderedConsumer(ctx, "PROV_EVENTS", jetstream.OrderedConsumerConfig{})
 		if err != nil {
@@ -117,6 +120,7 @@ func BenchmarkAudit(b *testing.B) {
 		}
 		it.Stop()
 		raw := float64(shadows*per) / time.Since(start).Seconds()
+		rawCores := (processCPU() - rawCPU0).Seconds() / time.Since(start).Seconds()
 
 		runtime.GC()
 		var ms runtime.MemStats
@@ -155,7 +159,10 @@ func BenchmarkAudit(b *testing.B) {
 		b.ReportMetric(raw, "raw:records/s")
 		b.ReportMetric(ours, "records/s")
 		b.ReportMetric(ours/raw, "ratio")
+		b.ReportMetric(cliRate, "cli:records/s") // the real CLI, its start and connection included
+		b.ReportMetric(cliRate/raw, "cli_ratio")
 		b.ReportMetric(cores, "audit_cpu:cores") // the audit and the NATS server it reads from
+		b.ReportMetric(rawCores, "raw_cpu:cores")
 		b.ReportMetric(float64(cw.lines), "events:n")
 		b.ReportMetric(float64(peak.Load()-min(base, peak.Load()))/(1<<20), "live_heap_growth:MiB")
 	}

@@ -38,6 +38,29 @@ type AuditProgress struct {
 // batches in flight, whatever the log's length. A write error stops the audit and is returned.
 func Audit(ctx context.Context, log Scanner, o eventstore.ScanOptions, keep func(HistoryEvent) bool,
 	format func(*bytes.Buffer, HistoryEvent) error, w io.Writer, progress func(AuditProgress)) (AuditProgress, error) {
+	return audit(ctx, log, o, keep, format, w, progress, true)
+}
+
+// AuditJSON is Audit writing each event kept as one line of JSON (HistoryEvent.AppendJSON),
+// without decoding the events: keep sees each event's envelope (every field but Event, which is
+// nil), and the event's JSON is written from its stored bytes, byte for byte what json.Marshal
+// of the decoded event writes. Decoding every event into its struct and reflecting over it was
+// most of a JSON audit's own work.
+func AuditJSON(ctx context.Context, log Scanner, o eventstore.ScanOptions, keep func(HistoryEvent) bool,
+	w io.Writer, progress func(AuditProgress)) (AuditProgress, error) {
+	line := func(b *bytes.Buffer, h HistoryEvent) error {
+		out, err := h.AppendJSON(b.AvailableBuffer())
+		if err != nil {
+			return err
+		}
+		b.Write(append(out, '\n'))
+		return nil
+	}
+	return audit(ctx, log, o, keep, line, w, progress, false)
+}
+
+func audit(ctx context.Context, log Scanner, o eventstore.ScanOptions, keep func(HistoryEvent) bool,
+	format func(*bytes.Buffer, HistoryEvent) error, w io.Writer, progress func(AuditProgress), decode bool) (AuditProgress, error) {
 	start := time.Now()
 	var p AuditProgress
 	var err error
@@ -53,7 +76,7 @@ func Audit(ctx context.Context, log Scanner, o eventstore.ScanOptions, keep func
 	for range workers {
 		wg.Go(func() {
 			for b := range work {
-				b.format(keep, format)
+				b.format(keep, format, decode)
 				close(b.done)
 			}
 		})
@@ -134,9 +157,9 @@ func newAuditBatch() *auditBatch {
 	return b
 }
 
-func (b *auditBatch) format(keep func(HistoryEvent) bool, format func(*bytes.Buffer, HistoryEvent) error) {
+func (b *auditBatch) format(keep func(HistoryEvent) bool, format func(*bytes.Buffer, HistoryEvent) error, decode bool) {
 	for _, r := range b.recs {
-		hs, err := HistoryOf(r)
+		hs, err := historyOf(r, decode)
 		if err != nil {
 			b.err = fmt.Errorf("record %d: %w", r.Seq, err)
 			return

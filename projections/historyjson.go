@@ -9,7 +9,8 @@ import (
 
 // AppendJSON appends h as encoding/json writes it (json.Marshal, HTML-safe escaping, the same
 // field order and omissions), without reflection over the envelope or the shadow's events:
-// audit writes millions of them. Safe for concurrent use.
+// audit writes millions of them. Safe for concurrent use, except on the events of AuditJSON,
+// which are written from their record (one goroutine at a time, as AuditJSON does).
 func (h HistoryEvent) AppendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, h.Seq, 10)
@@ -40,10 +41,15 @@ func (h HistoryEvent) AppendJSON(b []byte) ([]byte, error) {
 		b = appendJSONString(b, h.Outcome)
 	}
 	b = append(b, `,"event":`...)
-	if h.Event == nil {
-		return append(b, "null}"...), nil
+	var err error
+	switch {
+	case h.Event != nil:
+		b, err = appendEventJSON(b, h.Event)
+	case h.rec != nil:
+		b, err = h.rec.AppendEventJSON(b, h.idx) // AuditJSON: written from the stored bytes
+	default:
+		b = append(b, "null"...)
 	}
-	b, err := appendEventJSON(b, h.Event)
 	if err != nil {
 		return b, err
 	}

@@ -101,16 +101,6 @@ func streamEvents(ctx context.Context, store *eventstore.Store, o eventstore.Sca
 		_, err := b.WriteString(tableRow(h))
 		return err
 	}
-	if asJSON {
-		format = func(b *bytes.Buffer, h service.HistoryEvent) error {
-			out, err := h.AppendJSON(b.AvailableBuffer())
-			if err != nil {
-				return err
-			}
-			b.Write(append(out, '\n'))
-			return nil
-		}
-	}
 	var shown time.Time
 	show := func(p projections.AuditProgress) {
 		if time.Since(shown) < 200*time.Millisecond {
@@ -125,7 +115,13 @@ func streamEvents(ctx context.Context, store *eventstore.Store, o eventstore.Sca
 	if !progress {
 		show = nil
 	}
-	p, err := projections.Audit(ctx, store, o, f.match, format, w, show)
+	var p projections.AuditProgress
+	var err error
+	if asJSON {
+		p, err = projections.AuditJSON(ctx, store, o, f.match, w, show)
+	} else {
+		p, err = projections.Audit(ctx, store, o, f.match, format, w, show)
+	}
 	if progress {
 		fmt.Fprintf(stderr, "\raudit: %d records read, %d events shown in %s%s\n", p.Records, p.Shown,
 			p.Elapsed.Round(time.Millisecond), strings.Repeat(" ", 30))

@@ -207,7 +207,29 @@ func TestVerifyCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(t.Context(), "PROV_SHADOWS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The add is done (sent, confirmed, projected) before the entry is deleted: a commit still
+	// to come would write the entry again.
 	deadline := time.Now().Add(20 * time.Second)
+	for {
+		e, err := kv.Get(t.Context(), "demo."+r.ShadowID)
+		if err == nil && strings.Contains(string(e.Value()), `"lifecycleState":"live"`) && !regexp.MustCompile(`"executionStatus":"(requested|executionPending|executing)"`).Match(e.Value()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the add did not become live: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for {
 		out, err = client(t, natsURL, "verify", "--recheck", "2s")
 		if err == nil {
@@ -220,16 +242,6 @@ func TestVerifyCommand(t *testing.T) {
 	}
 	if !strings.Contains(out, "0 violations") {
 		t.Fatalf("verify: %s", out)
-	}
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(t.Context(), "PROV_SHADOWS")
-	if err != nil {
-		t.Fatal(err)
 	}
 	if err := kv.Delete(t.Context(), "demo."+r.ShadowID); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,699 @@
+package eventstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"shadowbridge/domain"
+)
+
+// An audit writes every event of the log as JSON. Decoding each into its domain struct (maps,
+// slices, strings) and reflecting over it with encoding/json was most of the audit's own work,
+// so the events are also written straight from their stored bytes: a table per event type gives
+// the JSON fields in the struct's order with the struct's omission rules, and each value is
+// written as encoding/json writes the Go value the decoder would have produced. Anything the
+// tables do not cover (another event type, an encoding our writers do not produce, a duplicate
+// attribute name) is decoded and marshalled instead, so the output is json.Marshal's either way
+// (TestEventJSONFromBytesIsJSONMarshals checks it on randomly filled events of every type, as
+// written by the fast writer and by the reflective encoder).
+
+// EventSummary is what history and audit show of an event beside the event itself.
+type EventSummary struct {
+	Type          string
+	Time          time.Time
+	OperationID   string
+	Attempt       int                 // DispatchRequested, OperationSent, AttemptFailed, OperationPostponed
+	Result        domain.ResultStatus // OperationCompleted
+	ErrorCategory domain.Category     // AttemptFailed
+}
+
+// Summarize returns a decoded event's summary.
+func Summarize(e domain.Event) EventSummary {
+	s := EventSummary{Type: e.EventType(), Time: e.EventTime(), OperationID: domain.EventOperationID(e)}
+	switch x := e.(type) {
+	case domain.DispatchRequested:
+		s.Attempt = x.Attempt
+	case domain.OperationSent:
+		s.Attempt = x.Attempt
+	case domain.AttemptFailed:
+		s.Attempt, s.ErrorCategory = x.Attempt, x.Error.Category
+	case domain.OperationPostponed:
+		s.Attempt = x.Attempt
+	case domain.OperationCompleted:
+		s.Result = x.Result
+	}
+	return s
+}
+
+// EventSummaries returns the summaries of the commit's events, in order, reading only the fields
+// a summary holds (equal to Summarize of each decoded event). Not safe for concurrent use on one
+// Record.
+func (r *Record) EventSummaries() ([]EventSummary, error) {
+	wc, err := r.decode()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]EventSummary, len(wc.Events))
+	for i, we := range wc.Events {
+		s, ok := summaryFromBytes(we.Type, we.Data)
+		if !ok {
+			e, err := decodeEvent(we)
+			if err != nil {
+				return nil, fmt.Errorf("record %d (%s): %w", r.Seq, r.Subject, err)
+			}
+			s = Summarize(e)
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// AppendEventJSON appends the JSON of the commit's event i: byte for byte what json.Marshal of
+// the decoded event returns, error included. Not safe for concurrent use on one Record.
+func (r *Record) AppendEventJSON(b []byte, i int) ([]byte, error) {
+	wc, err := r.decode()
+	if err != nil {
+		return b, err
+	}
+	if i < 0 || i >= len(wc.Events) {
+		return b, fmt.Errorf("record %d (%s): no event %d", r.Seq, r.Subject, i)
+	}
+	we := wc.Events[i]
+	if fields, ok := eventFields[we.Type]; ok {
+		if out, _, ok := transcodeObject(b, we.Data, 0, fields); ok {
+			return out, nil
+		}
+	}
+	e, err := decodeEvent(we)
+	if err != nil {
+		return b, fmt.Errorf("record %d (%s): %w", r.Seq, r.Subject, err)
+	}
+	j, err := json.Marshal(e)
+	if err != nil {
+		return b, err
+	}
+	return append(b, j...), nil
+}
+
+// decodeEvent decodes one stored event.
+func decodeEvent(we wireEvent) (domain.Event, error) {
+	ev, err := decodeEvents(wireCommit{Events: []wireEvent{we}})
+	if err != nil {
+		return nil, err
+	}
+	return ev[0], nil
+}
+
+// jsonKind is how a field is written: its Go type and json options.
+type jsonKind uint8
+
+const (
+	kStr          jsonKind = iota // string
+	kStrOmit                      // string, omitempty
+	kInt                          // int or int64
+	kIntOmit                      // int64, omitempty
+	kBoolOmit                     // bool, omitempty
+	kTime                         // time.Time
+	kTimeOmitZero                 // time.Time, omitzero
+	kAttrs                        // domain.Attributes
+	kAttrsOmit                    // domain.Attributes, omitempty
+	kChanges                      // domain.Changes
+	kChangesOmit                  // domain.Changes, omitempty
+	kStrsOmit                     // []string, omitempty
+	kOpError                      // domain.OperationError
+	kRequest                      // domain.TargetRequest
+)
+
+type jsonField struct {
+	name string
+	kind jsonKind
+}
+
+// eventFields are the domain's event structs as encoding/json sees them: json names in field
+// order and their options. TestEventFieldTablesMatchTheStructs compares them with the structs.
+var eventFields = map[string][]jsonField{
+	"AddRequested": {{"shadowId", kStr}, {"resource", kStr}, {"objectClass", kStr}, {"secondaryIdentifier", kStr},
+		{"operationId", kStr}, {"requestId", kStrOmit}, {"attributes", kAttrs}, {"order", kStrsOmit}, {"assigned", kBoolOmit},
+		{"traceparent", kStrOmit}, {"time", kTime}},
+	"ModifyRequested": {{"operationId", kStr}, {"requestId", kStrOmit}, {"changes", kChanges}, {"order", kStrsOmit},
+		{"traceparent", kStrOmit}, {"time", kTime}},
+	"DeleteRequested": {{"operationId", kStr}, {"requestId", kStrOmit}, {"traceparent", kStrOmit}, {"time", kTime}},
+	"DispatchRequested": {{"operationId", kStr}, {"attempt", kInt}, {"sequence", kIntOmit}, {"previousSequence", kIntOmit},
+		{"request", kRequest}, {"traceparent", kStrOmit}, {"time", kTime}},
+	"OperationSent": {{"operationId", kStr}, {"attempt", kInt}, {"reference", kStrOmit}, {"time", kTime}},
+	"AttemptFailed": {{"operationId", kStr}, {"attempt", kInt}, {"error", kOpError}, {"notSent", kBoolOmit}, {"time", kTime}},
+	"OperationCompleted": {{"operationId", kStr}, {"result", kStr}, {"message", kStrOmit}, {"primaryIdentifiers", kAttrsOmit},
+		{"source", kStr}, {"graceUntil", kTimeOmitZero}, {"time", kTime}},
+	"AccountDiscovered": {{"operationId", kStr}, {"shadowId", kStr}, {"attributes", kAttrsOmit}, {"primaryIdentifiers", kAttrsOmit},
+		{"time", kTime}},
+	"ShadowDiscovered": {{"shadowId", kStr}, {"resource", kStr}, {"objectClass", kStr}, {"secondaryIdentifier", kStr},
+		{"attributes", kAttrs}, {"primaryIdentifiers", kAttrsOmit}, {"cause", kStrOmit}, {"time", kTime}},
+	"RecreateRequested":  {{"operationId", kStr}, {"attributes", kAttrs}, {"time", kTime}},
+	"OperationPostponed": {{"operationId", kStr}, {"attempt", kInt}, {"reason", kStrOmit}, {"time", kTime}},
+	"TimerSet":           {{"at", kTime}, {"time", kTime}},
+	"TimerCleared":       {{"time", kTime}},
+	"GracePeriodEnded":   {{"operationId", kStr}, {"time", kTime}},
+	"OperationRemoved":   {{"operationId", kStr}, {"time", kTime}},
+	"ShadowExpired":      {{"time", kTime}},
+	"AccountGone":        {{"time", kTime}},
+}
+
+var (
+	requestFields = []jsonField{{"operation", kStr}, {"objectClass", kStr}, {"attributes", kAttrsOmit},
+		{"primaryIdentifiers", kAttrsOmit}, {"secondaryIdentifiers", kAttrsOmit}, {"changes", kChangesOmit}, {"order", kStrsOmit}}
+	opErrorFields = []jsonField{{"category", kStr}, {"message", kStr}}
+)
+
+// maxFields bounds a table's length (the spans of one object live on the stack).
+const maxFields = 12
+
+// span is where a field's value lies in the data (start < 0: absent).
+type span struct{ start, end int }
+
+// fieldSpans reads the map at data[pos] and returns where each of the fields' values lies (the
+// last one when a key repeats, as the decoders keep), and the offset past the map.
+func fieldSpans(data []byte, pos int, fields []jsonField) (spans [maxFields]span, next int, ok bool) {
+	for i := range spans {
+		spans[i].start = -1
+	}
+	n, pos, ok := mapHeader(data, pos)
+	if !ok || n < 0 || len(fields) > maxFields {
+		return spans, 0, false
+	}
+	for range n {
+		var key []byte
+		if key, pos, ok = strAt(data, pos); !ok {
+			return spans, 0, false
+		}
+		end, err := skipValue(data, pos)
+		if err != nil {
+			return spans, 0, false
+		}
+		for i, f := range fields {
+			if string(key) == f.name {
+				spans[i] = span{pos, end}
+				break
+			}
+		}
+		pos = end
+	}
+	return spans, pos, true
+}
+
+// transcodeObject writes the map at data[pos] as the JSON object of fields; ok is false when
+// something in it is not for this writer (the caller decodes and marshals instead).
+func transcodeObject(b, data []byte, pos int, fields []jsonField) (out []byte, next int, ok bool) {
+	spans, next, ok := fieldSpans(data, pos, fields)
+	if !ok {
+		return b, 0, false
+	}
+	b = append(b, '{')
+	first := true
+	key := func(name string) {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+	}
+	for i, f := range fields {
+		sp := spans[i]
+		if sp.start < 0 {
+			// Absent: the Go zero value, which the omitting kinds leave out.
+			switch f.kind {
+			case kStr:
+				key(f.name)
+				b = append(b, `""`...)
+			case kInt:
+				key(f.name)
+				b = append(b, '0')
+			case kStrOmit, kIntOmit, kBoolOmit, kTimeOmitZero, kAttrsOmit, kChangesOmit, kStrsOmit:
+			default:
+				return b, 0, false // rare: let encoding/json write the zero value
+			}
+			continue
+		}
+		v := data[sp.start:sp.end]
+		switch f.kind {
+		case kStr, kStrOmit:
+			s, _, ok := strAt(v, 0)
+			if !ok {
+				return b, 0, false
+			}
+			if f.kind == kStrOmit && len(s) == 0 {
+				continue
+			}
+			key(f.name)
+			b = appendJSONStringBytes(b, s)
+		case kInt, kIntOmit:
+			n, ok := intAt(v)
+			if !ok {
+				return b, 0, false
+			}
+			if f.kind == kIntOmit && n == 0 {
+				continue
+			}
+			key(f.name)
+			b = strconv.AppendInt(b, n, 10)
+		case kBoolOmit:
+			switch v[0] {
+			case 0xc3:
+				key(f.name)
+				b = append(b, "true"...)
+			case 0xc2, 0xc0:
+			default:
+				return b, 0, false
+			}
+		case kTime, kTimeOmitZero:
+			t, ok := timeAt(v)
+			if !ok {
+				return b, 0, false
+			}
+			if f.kind == kTimeOmitZero && t.IsZero() {
+				continue
+			}
+			key(f.name)
+			if b, ok = appendJSONTime(b, t); !ok {
+				return b, 0, false
+			}
+		case kAttrs, kAttrsOmit:
+			n, _, ok := mapHeader(v, 0)
+			if !ok {
+				return b, 0, false
+			}
+			if f.kind == kAttrsOmit && n <= 0 {
+				continue
+			}
+			key(f.name)
+			if b, ok = appendAttrs(b, v); !ok {
+				return b, 0, false
+			}
+		case kChanges, kChangesOmit:
+			n, _, ok := mapHeader(v, 0)
+			if !ok {
+				return b, 0, false
+			}
+			if f.kind == kChangesOmit && n <= 0 {
+				continue
+			}
+			key(f.name)
+			if b, ok = appendChanges(b, v); !ok {
+				return b, 0, false
+			}
+		case kStrsOmit:
+			n, pos, ok := arrayHeader(v, 0)
+			if !ok {
+				return b, 0, false
+			}
+			if n <= 0 {
+				continue
+			}
+			key(f.name)
+			b = append(b, '[')
+			for j := range n {
+				var s []byte
+				if s, pos, ok = strAt(v, pos); !ok {
+					return b, 0, false
+				}
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONStringBytes(b, s)
+			}
+			b = append(b, ']')
+		case kOpError, kRequest:
+			if v[0] == 0xc0 {
+				return b, 0, false
+			}
+			key(f.name)
+			inner := opErrorFields
+			if f.kind == kRequest {
+				inner = requestFields
+			}
+			if b, _, ok = transcodeObject(b, v, 0, inner); !ok {
+				return b, 0, false
+			}
+		}
+	}
+	return append(b, '}'), next, true
+}
+
+// appendAttrs writes an attribute map (nil: null) with its names sorted, as encoding/json
+// writes a map; a name that repeats is left to the decoder (which keeps the last).
+func appendAttrs(b, v []byte) ([]byte, bool) {
+	n, pos, ok := mapHeader(v, 0)
+	if !ok {
+		return b, false
+	}
+	if n < 0 {
+		return append(b, "null"...), true
+	}
+	type entry struct {
+		name       []byte
+		start, end int
+	}
+	var stack [16]entry
+	entries := stack[:0]
+	for range n {
+		var name []byte
+		if name, pos, ok = strAt(v, pos); !ok {
+			return b, false
+		}
+		end, err := skipValue(v, pos)
+		if err != nil {
+			return b, false
+		}
+		entries = append(entries, entry{name, pos, end})
+		pos = end
+	}
+	slices.SortFunc(entries, func(x, y entry) int { return bytes.Compare(x.name, y.name) })
+	b = append(b, '{')
+	for i, e := range entries {
+		if i > 0 {
+			if bytes.Equal(entries[i-1].name, e.name) {
+				return b, false
+			}
+			b = append(b, ',')
+		}
+		b = append(appendJSONStringBytes(b, e.name), ':')
+		if b, ok = appendValues(b, v[e.start:e.end]); !ok {
+			return b, false
+		}
+	}
+	return append(b, '}'), true
+}
+
+// appendChanges writes a change map (nil: null), names sorted; each change's add and delete
+// are left out when empty, its replace is always there (null when absent or nil).
+func appendChanges(b, v []byte) ([]byte, bool) {
+	n, pos, ok := mapHeader(v, 0)
+	if !ok {
+		return b, false
+	}
+	if n < 0 {
+		return append(b, "null"...), true
+	}
+	type entry struct {
+		name       []byte
+		start, end int
+	}
+	var stack [16]entry
+	entries := stack[:0]
+	for range n {
+		var name []byte
+		if name, pos, ok = strAt(v, pos); !ok {
+			return b, false
+		}
+		end, err := skipValue(v, pos)
+		if err != nil {
+			return b, false
+		}
+		entries = append(entries, entry{name, pos, end})
+		pos = end
+	}
+	slices.SortFunc(entries, func(x, y entry) int { return bytes.Compare(x.name, y.name) })
+	b = append(b, '{')
+	for i, e := range entries {
+		if i > 0 {
+			if bytes.Equal(entries[i-1].name, e.name) {
+				return b, false
+			}
+			b = append(b, ',')
+		}
+		b = append(appendJSONStringBytes(b, e.name), ':')
+		spans, _, ok := fieldSpans(v, e.start, changeFields)
+		if !ok {
+			return b, false
+		}
+		b = append(b, '{')
+		for j, name := range []string{"add", "delete"} {
+			sp := spans[j]
+			if sp.start < 0 {
+				continue
+			}
+			if m, _, ok := arrayHeader(v, sp.start); !ok {
+				return b, false
+			} else if m <= 0 {
+				continue // omitempty
+			}
+			b = append(append(append(b, '"'), name...), `":`...)
+			if b, ok = appendValues(b, v[sp.start:sp.end]); !ok {
+				return b, false
+			}
+			b = append(b, ',')
+		}
+		b = append(b, `"replace":`...)
+		if sp := spans[2]; sp.start < 0 {
+			b = append(b, "null"...)
+		} else if b, ok = appendValues(b, v[sp.start:sp.end]); !ok {
+			return b, false
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), true
+}
+
+// changeFields are domain.AttributeChange's keys (only their names are used).
+var changeFields = []jsonField{{"add", kStrsOmit}, {"delete", kStrsOmit}, {"replace", kStrsOmit}}
+
+// appendValues writes a value list (nil: null) as the decoder's values would be written:
+// strings, integers (int64, or uint64 past its range), booleans, nil and float64s; anything
+// else is the decoder's.
+func appendValues(b, v []byte) ([]byte, bool) {
+	n, pos, ok := arrayHeader(v, 0)
+	if !ok {
+		return b, false
+	}
+	if n < 0 {
+		return append(b, "null"...), true
+	}
+	b = append(b, '[')
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if pos >= len(v) {
+			return b, false
+		}
+		c := v[pos]
+		switch {
+		case c == 0xc0:
+			b, pos = append(b, "null"...), pos+1
+		case c == 0xc2 || c == 0xc3:
+			b, pos = strconv.AppendBool(b, c == 0xc3), pos+1
+		case c == 0xcf: // uint64: the loose decoder keeps it unsigned
+			if pos+9 > len(v) {
+				return b, false
+			}
+			b, pos = strconv.AppendUint(b, binary.BigEndian.Uint64(v[pos+1:]), 10), pos+9
+		case c == 0xcb:
+			if pos+9 > len(v) {
+				return b, false
+			}
+			f := math.Float64frombits(binary.BigEndian.Uint64(v[pos+1:]))
+			j, err := json.Marshal(f)
+			if err != nil {
+				return b, false // NaN or infinite: the decoder's path reports it
+			}
+			b, pos = append(b, j...), pos+9
+		case c&0xe0 == 0xa0 || (c >= 0xd9 && c <= 0xdb):
+			var s []byte
+			if s, pos, ok = strAt(v, pos); !ok {
+				return b, false
+			}
+			b = appendJSONStringBytes(b, s)
+		default:
+			x, size, ok := fixedInt(c, v[pos+1:])
+			if !ok {
+				return b, false
+			}
+			b, pos = strconv.AppendInt(b, x, 10), pos+1+size
+		}
+	}
+	return append(b, ']'), true
+}
+
+// summaryFromBytes reads an event's summary fields from its stored bytes; ok is false when the
+// type or an encoding is not for this reader.
+func summaryFromBytes(typ string, data []byte) (EventSummary, bool) {
+	fields, ok := eventFields[typ]
+	if !ok {
+		return EventSummary{}, false
+	}
+	spans, _, ok := fieldSpans(data, 0, fields)
+	if !ok {
+		return EventSummary{}, false
+	}
+	s := EventSummary{Type: typ}
+	for i, f := range fields {
+		sp := spans[i]
+		if sp.start < 0 {
+			continue
+		}
+		v := data[sp.start:sp.end]
+		switch f.name {
+		case "time":
+			if s.Time, ok = timeAt(v); !ok {
+				return s, false
+			}
+		case "operationId", "result":
+			str, _, ok := strAt(v, 0)
+			if !ok {
+				return s, false
+			}
+			if f.name == "result" {
+				s.Result = domain.ResultStatus(str)
+			} else {
+				s.OperationID = string(str)
+			}
+		case "attempt":
+			n, ok := intAt(v)
+			if !ok {
+				return s, false
+			}
+			s.Attempt = int(n)
+		case "error":
+			in, _, ok := fieldSpans(v, 0, opErrorFields)
+			if !ok {
+				return s, false
+			}
+			if in[0].start >= 0 {
+				str, _, ok := strAt(v[in[0].start:in[0].end], 0)
+				if !ok {
+					return s, false
+				}
+				s.ErrorCategory = domain.Category(str)
+			}
+		}
+	}
+	return s, true
+}
+
+// mapHeader reads a map's length (-1: nil).
+func mapHeader(v []byte, pos int) (n, next int, ok bool) {
+	if pos >= len(v) {
+		return 0, 0, false
+	}
+	switch c := v[pos]; {
+	case c >= 0x80 && c <= 0x8f:
+		return int(c & 0x0f), pos + 1, true
+	case c == 0xc0:
+		return -1, pos + 1, true
+	case c == 0xde && pos+3 <= len(v):
+		return int(binary.BigEndian.Uint16(v[pos+1:])), pos + 3, true
+	case c == 0xdf && pos+5 <= len(v):
+		return int(binary.BigEndian.Uint32(v[pos+1:])), pos + 5, true
+	}
+	return 0, 0, false
+}
+
+// arrayHeader reads an array's length (-1: nil).
+func arrayHeader(v []byte, pos int) (n, next int, ok bool) {
+	if pos >= len(v) {
+		return 0, 0, false
+	}
+	switch c := v[pos]; {
+	case c >= 0x90 && c <= 0x9f:
+		return int(c & 0x0f), pos + 1, true
+	case c == 0xc0:
+		return -1, pos + 1, true
+	case c == 0xdc && pos+3 <= len(v):
+		return int(binary.BigEndian.Uint16(v[pos+1:])), pos + 3, true
+	case c == 0xdd && pos+5 <= len(v):
+		return int(binary.BigEndian.Uint32(v[pos+1:])), pos + 5, true
+	}
+	return 0, 0, false
+}
+
+// strAt reads a string's bytes, a slice of v (nil reads as empty, as the decoders read it).
+func strAt(v []byte, pos int) (s []byte, next int, ok bool) {
+	if pos >= len(v) {
+		return nil, 0, false
+	}
+	c := v[pos]
+	start, n := pos+1, 0
+	switch {
+	case c == 0xc0:
+		return nil, pos + 1, true
+	case c&0xe0 == 0xa0:
+		n = int(c & 0x1f)
+	case c == 0xd9 && pos+2 <= len(v):
+		start, n = pos+2, int(v[pos+1])
+	case c == 0xda && pos+3 <= len(v):
+		start, n = pos+3, int(binary.BigEndian.Uint16(v[pos+1:]))
+	case c == 0xdb && pos+5 <= len(v):
+		start, n = pos+5, int(binary.BigEndian.Uint32(v[pos+1:]))
+	default:
+		return nil, 0, false
+	}
+	if start+n > len(v) {
+		return nil, 0, false
+	}
+	return v[start : start+n], start + n, true
+}
+
+// intAt reads an integer as the decoders read one into an int or int64 (nil: 0).
+func intAt(v []byte) (int64, bool) {
+	if len(v) == 0 {
+		return 0, false
+	}
+	if v[0] == 0xc0 {
+		return 0, true
+	}
+	n, _, ok := fixedInt(v[0], v[1:])
+	return n, ok
+}
+
+// timeAt reads msgpack's time extension as the decoders do (reader.tm).
+func timeAt(v []byte) (time.Time, bool) {
+	var t time.Time
+	switch {
+	case len(v) == 6 && v[0] == 0xd6 && v[1] == 0xff:
+		t = time.Unix(int64(binary.BigEndian.Uint32(v[2:])), 0)
+	case len(v) == 10 && v[0] == 0xd7 && v[1] == 0xff:
+		x := binary.BigEndian.Uint64(v[2:])
+		t = time.Unix(int64(x&0x00000003ffffffff), int64(x>>34))
+	case len(v) == 15 && v[0] == 0xc7 && v[1] == 12 && v[2] == 0xff:
+		t = time.Unix(int64(binary.BigEndian.Uint64(v[7:])), int64(binary.BigEndian.Uint32(v[3:])))
+	default:
+		return t, false
+	}
+	if t.IsZero() {
+		return t.UTC(), true
+	}
+	return t, true
+}
+
+// appendJSONTime writes t as time.Time's MarshalJSON does; ok is false for what it refuses.
+func appendJSONTime(b []byte, t time.Time) ([]byte, bool) {
+	if _, off := t.Zone(); t.Year() < 0 || t.Year() > 9999 || off <= -24*3600 || off >= 24*3600 {
+		return b, false
+	}
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"'), true
+}
+
+// appendJSONStringBytes writes s quoted: printable ASCII as it is, anything else (quotes,
+// backslashes, HTML's <, > and &, control characters, non-ASCII) through json.Marshal, so the
+// escaping is encoding/json's own.
+func appendJSONStringBytes(b, s []byte) []byte {
+	for _, c := range s {
+		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(string(s))
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}

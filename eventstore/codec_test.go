@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"shadowbridge/domain"
+	"shadowbridge/domain/domaintest"
 )
 
 // Every field set to a non-zero value, so a field the fast writer forgets shows up as a diff.
@@ -253,4 +254,18 @@ func mustEncode(t *testing.T, events []domain.Event, state domain.Shadow) []byte
 		t.Fatal(err)
 	}
 	return data
+}
+
+// The names a commit's types are read against are every event the domain knows.
+func TestEventTypesAreTheDomains(t *testing.T) {
+	for name := range knownEventTypes {
+		if _, ok := domain.NewEvent(name); !ok {
+			t.Errorf("%s is not a domain event", name)
+		}
+	}
+	for _, name := range domaintest.EventTypes {
+		if knownEventTypes[name] != name {
+			t.Errorf("%s is not among the names read without allocating", name)
+		}
+	}
 }

@@ -55,18 +55,22 @@ func Summarize(e domain.Event) EventSummary {
 // EventSummaries returns the summaries of the commit's events, in order, reading only the fields
 // a summary holds (equal to Summarize of each decoded event). Not safe for concurrent use on one
 // Record.
-func (r *Record) EventSummaries() ([]EventSummary, error) {
+func (r *Record) EventSummaries() ([]EventSummary, error) { return r.AppendEventSummaries(nil) }
+
+// AppendEventSummaries is EventSummaries appending to dst (an audit reuses one slice for all).
+func (r *Record) AppendEventSummaries(dst []EventSummary) ([]EventSummary, error) {
 	wc, err := r.decode()
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
-	out := make([]EventSummary, len(wc.Events))
+	out := slices.Grow(dst, len(wc.Events))[:len(dst)+len(wc.Events)]
 	for i, we := range wc.Events {
+		i += len(dst)
 		s, ok := summaryFromBytes(we.Type, we.Data)
 		if !ok {
 			e, err := decodeEvent(we)
 			if err != nil {
-				return nil, fmt.Errorf("record %d (%s): %w", r.Seq, r.Subject, err)
+				return dst, fmt.Errorf("record %d (%s): %w", r.Seq, r.Subject, err)
 			}
 			s = Summarize(e)
 		}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -291,53 +290,24 @@ func (r *reader) isNil() bool {
 	return false
 }
 
-// each calls fn for every key of a map (nil: none).
-func (r *reader) each(fn func(key string)) {
+// each calls fn for every key of a map (nil: none). The key is the data's own bytes (no copy,
+// no allocation): the readers only compare it with the names they know.
+func (r *reader) each(fn func(key []byte)) {
 	n := r.mapLen()
 	for i := 0; i < n && r.err == nil; i++ {
-		fn(r.key())
+		fn(r.keyBytes())
 	}
 }
 
-// key reads a map key. Keys are few (field names, attribute names) and read in every record:
-// a short one is looked up among those seen before instead of allocated again.
-func (r *reader) key() string {
-	pos := r.pos
-	if r.err != nil || pos >= len(r.data) || r.data[pos]&0xe0 != 0xa0 { // not a fixstr
-		return r.str()
+// keyBytes reads a map key as a slice of the data (a key encoded otherwise is decoded).
+func (r *reader) keyBytes() []byte {
+	if r.err == nil {
+		if s, next, ok := strAt(r.data, r.pos); ok {
+			r.pos = next
+			return s
+		}
 	}
-	end := pos + 1 + int(r.data[pos]&0x1f)
-	if end > len(r.data) {
-		return r.str()
-	}
-	seen := knownKeys.Load()
-	k, ok := (*seen)[string(r.data[pos+1:end])]
-	if !ok {
-		k = string(r.data[pos+1 : end])
-		rememberKey(seen, k)
-	}
-	r.pos = end
-	return k
-}
-
-// knownKeys is the keys read so far, an immutable map replaced whole when one is added (reads
-// need no lock); it stops growing at maxKnownKeys.
-var knownKeys atomic.Pointer[map[string]string]
-
-const maxKnownKeys = 4096
-
-func init() { knownKeys.Store(&map[string]string{}) }
-
-func rememberKey(seen *map[string]string, k string) {
-	if len(*seen) >= maxKnownKeys {
-		return
-	}
-	next := make(map[string]string, len(*seen)+1)
-	for a, b := range *seen {
-		next[a] = b
-	}
-	next[k] = k
-	knownKeys.CompareAndSwap(seen, &next) // a lost race only means the key is added later
+	return []byte(r.str())
 }
 
 func (r *reader) values() []any {
@@ -411,8 +381,8 @@ func (r *reader) changes() domain.Changes {
 	for i := 0; i < n && r.err == nil; i++ {
 		name := r.str()
 		var c domain.AttributeChange
-		r.each(func(k string) {
-			switch k {
+		r.each(func(k []byte) {
+			switch string(k) {
 			case "add":
 				c.Add = r.values()
 			case "delete":
@@ -432,8 +402,8 @@ func (r *reader) changes() domain.Changes {
 
 func (r *reader) delta() domain.Delta {
 	var d domain.Delta
-	r.each(func(k string) {
-		switch k {
+	r.each(func(k []byte) {
+		switch string(k) {
 		case "changeType":
 			d.ChangeType = domain.ChangeType(r.str())
 		case "attributes":
@@ -451,8 +421,8 @@ func (r *reader) delta() domain.Delta {
 
 func (r *reader) pendingOp() domain.PendingOperation {
 	var p domain.PendingOperation
-	r.each(func(k string) {
-		switch k {
+	r.each(func(k []byte) {
+		switch string(k) {
 		case "id":
 			p.ID = r.str()
 		case "type":
@@ -476,8 +446,8 @@ func (r *reader) pendingOp() domain.PendingOperation {
 		case "lastError":
 			if !r.isNil() {
 				var e domain.OperationError
-				r.each(func(k string) {
-					switch k {
+				r.each(func(k []byte) {
+					switch string(k) {
 					case "category":
 						e.Category = domain.Category(r.str())
 					case "message":
@@ -507,8 +477,8 @@ func (r *reader) pendingOp() domain.PendingOperation {
 
 func (r *reader) shadow() domain.ShadowData {
 	var d domain.ShadowData
-	r.each(func(k string) {
-		switch k {
+	r.each(func(k []byte) {
+		switch string(k) {
 		case "shadowId":
 			d.ShadowID = r.str()
 		case "resource":
@@ -567,24 +537,52 @@ func readState(raw []byte) (domain.ShadowData, error) {
 }
 
 // readCommit decodes the commit envelope without reflection; events and state stay raw.
+// knownEventTypes are the names of the events, to read a commit's type names without allocating.
+var knownEventTypes = func() map[string]string {
+	m := map[string]string{}
+	for _, name := range []string{"AddRequested", "ModifyRequested", "DeleteRequested", "DispatchRequested", "OperationSent",
+		"AttemptFailed", "OperationCompleted", "AvailabilityChanged", "AdministrativeAvailabilityChanged",
+		"OperationPostponed", "TimerSet", "TimerCleared", "GracePeriodEnded", "OperationRemoved", "ShadowExpired",
+		"AccountDiscovered", "ShadowDiscovered", "RecreateRequested", "AccountGone"} {
+		m[name] = name
+	}
+	return m
+}()
+
+// eventType reads an event type name: a known one without allocating.
+func (r *reader) eventType() string {
+	if r.err == nil {
+		if s, next, ok := strAt(r.data, r.pos); ok {
+			if name, known := knownEventTypes[string(s)]; known {
+				r.pos = next
+				return name
+			}
+		}
+	}
+	return r.str()
+}
+
 func readCommit(data []byte) (wireCommit, error) {
 	var wc wireCommit
 	r := newReader(data)
 	defer r.release()
-	r.each(func(k string) {
-		switch k {
+	r.each(func(k []byte) {
+		switch string(k) {
 		case "v":
 			wc.V = int(r.int())
 		case "r":
 			wc.RequestID = r.str()
 		case "e":
 			n := r.arrayLen()
+			if n > 0 {
+				wc.Events = make([]wireEvent, 0, min(n, 64))
+			}
 			for i := 0; i < n && r.err == nil; i++ {
 				var we wireEvent
-				r.each(func(k string) {
-					switch k {
+				r.each(func(k []byte) {
+					switch string(k) {
 					case "t":
-						we.Type = r.str()
+						we.Type = r.eventType()
 					case "d":
 						we.Data = r.raw()
 					default:
@@ -607,8 +605,8 @@ func readCommit(data []byte) (wireCommit, error) {
 
 func (r *reader) targetRequest() domain.TargetRequest {
 	var t domain.TargetRequest
-	r.each(func(k string) {
-		switch k {
+	r.each(func(k []byte) {
+		switch string(k) {
 		case "operation":
 			t.Operation = domain.ChangeType(r.str())
 		case "objectClass":
@@ -638,8 +636,8 @@ func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
 	switch typ {
 	case "AddRequested":
 		var x domain.AddRequested
-		r.each(func(k string) {
-			switch k {
+		r.each(func(k []byte) {
+			switch string(k) {
 			case "shadowId":
 				x.ShadowID = r.str()
 			case "resource":
@@ -669,8 +667,8 @@ func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
 		e = x
 	case "ModifyRequested":
 		var x domain.ModifyRequested
-		r.each(func(k string) {
-			switch k {
+		r.each(func(k []byte) {
+			switch string(k) {
 			case "operationId":
 				x.OperationID = r.str()
 			case "requestId":
@@ -690,8 +688,8 @@ func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
 		e = x
 	case "DeleteRequested":
 		var x domain.DeleteRequested
-		r.each(func(k string) {
-			switch k {
+		r.each(func(k []byte) {
+			switch string(k) {
 			case "operationId":
 				x.OperationID = r.str()
 			case "requestId":
@@ -707,8 +705,8 @@ func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
 		e = x
 	case "DispatchRequested":
 		var x domain.DispatchRequested
-		r.each(func(k string) {
-			switch k {
+		r.each(func(k []byte) {
+			switch string(k) {
 			case "operationId":
 				x.OperationID = r.str()
 			case "attempt":
@@ -730,8 +728,8 @@ func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
 		e = x
 	case "OperationSent":
 		var x domain.OperationSent
-		r.each(func(k string) {
-			switch k {
+		r.each(func(k []byte) {
+			switch string(k) {
 			case "operationId":
 				x.OperationID = r.str()
 			case "attempt":
@@ -747,8 +745,8 @@ func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
 		e = x
 	case "OperationCompleted":
 		var x domain.OperationCompleted
-		r.each(func(k string) {
-			switch k {
+		r.each(func(k []byte) {
+			switch string(k) {
 			case "operationId":
 				x.OperationID = r.str()
 			case "result":
@@ -781,21 +779,21 @@ func readDecisionTime(data []byte) (t time.Time, ok bool, err error) {
 	r := newReader(data)
 	defer r.release()
 	// Stop at the first event's time: the rest (other events, the whole state) is not read.
-	r.each(func(k string) {
-		if k != "e" {
+	r.each(func(k []byte) {
+		if string(k) != "e" {
 			r.skip()
 			return
 		}
 		if r.arrayLen() < 1 {
 			return
 		}
-		r.each(func(k string) {
-			if k != "d" {
+		r.each(func(k []byte) {
+			if string(k) != "d" {
 				r.skip()
 				return
 			}
-			r.each(func(k string) {
-				if k != "time" {
+			r.each(func(k []byte) {
+				if string(k) != "time" {
 					r.skip()
 					return
 				}
@@ -818,6 +816,7 @@ var errFound = errors.New("found")
 
 // OpSummary is what history and audit show of an operation: its change type and request id.
 type OpSummary struct {
+	ID         string
 	ChangeType domain.ChangeType
 	RequestID  string
 }
@@ -825,7 +824,18 @@ type OpSummary struct {
 // StateSummary is the part of a commit's state that history and audit read.
 type StateSummary struct {
 	ObjectClass string
-	Ops         map[string]OpSummary // by operation id
+	Ops         []OpSummary // in the state's order (a shadow holds a few: a slice, not a map)
+}
+
+// Op returns the summary of the operation with this id (the last one, should the state hold
+// two).
+func (s StateSummary) Op(id string) (OpSummary, bool) {
+	for i := len(s.Ops) - 1; i >= 0; i-- {
+		if s.Ops[i].ID == id {
+			return s.Ops[i], true
+		}
+	}
+	return OpSummary{}, false
 }
 
 // readStateSummary reads the object class and the operations' change types and request ids,
@@ -834,24 +844,23 @@ func readStateSummary(raw []byte) (StateSummary, error) {
 	var s StateSummary
 	r := newReader(raw)
 	defer r.release()
-	r.each(func(k string) {
-		switch k {
+	r.each(func(k []byte) {
+		switch string(k) {
 		case "objectClass":
 			s.ObjectClass = r.str()
 		case "pendingOperations":
 			n := r.arrayLen()
 			for i := 0; i < n && r.err == nil; i++ {
-				var id string
 				var op OpSummary
-				r.each(func(k string) {
-					switch k {
+				r.each(func(k []byte) {
+					switch string(k) {
 					case "id":
-						id = r.str()
+						op.ID = r.str()
 					case "requestId":
 						op.RequestID = r.str()
 					case "delta":
-						r.each(func(k string) {
-							if k == "changeType" {
+						r.each(func(k []byte) {
+							if string(k) == "changeType" {
 								op.ChangeType = domain.ChangeType(r.str())
 								return
 							}
@@ -862,9 +871,9 @@ func readStateSummary(raw []byte) (StateSummary, error) {
 					}
 				})
 				if s.Ops == nil {
-					s.Ops = make(map[string]OpSummary, n)
+					s.Ops = make([]OpSummary, 0, n)
 				}
-				s.Ops[id] = op
+				s.Ops = append(s.Ops, op)
 			}
 		default:
 			r.skip()

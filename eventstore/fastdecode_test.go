@@ -66,7 +66,7 @@ func TestReaderPrimitivesMatchTheDecoder(t *testing.T) {
 		{"mapLen", func(r *reader) any { return r.mapLen() }, func(d *msgpack.Decoder) (any, error) { return d.DecodeMapLen() }},
 		{"arrayLen", func(r *reader) any { return r.arrayLen() }, func(d *msgpack.Decoder) (any, error) { return d.DecodeArrayLen() }},
 		{"str", func(r *reader) any { return r.str() }, func(d *msgpack.Decoder) (any, error) { return d.DecodeString() }},
-		{"key", func(r *reader) any { return r.key() }, func(d *msgpack.Decoder) (any, error) { return d.DecodeString() }},
+		{"keyBytes", func(r *reader) any { return string(r.keyBytes()) }, func(d *msgpack.Decoder) (any, error) { return d.DecodeString() }},
 		{"int", func(r *reader) any { return r.int() }, func(d *msgpack.Decoder) (any, error) { return d.DecodeInt64() }},
 		{"boolean", func(r *reader) any { return r.boolean() }, func(d *msgpack.Decoder) (any, error) { return d.DecodeBool() }},
 		{"tm", func(r *reader) any { return r.tm() }, func(d *msgpack.Decoder) (any, error) { return d.DecodeTime() }},

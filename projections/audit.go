@@ -70,8 +70,8 @@ func audit(ctx context.Context, log Scanner, o eventstore.ScanOptions, keep func
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	workers := runtime.GOMAXPROCS(0)
-	work := make(chan *auditBatch, workers)
-	order := make(chan *auditBatch, 2*workers) // formatted or being formatted, in log order
+	work := make(chan *auditBatch, 4*workers)
+	order := make(chan *auditBatch, 8*workers) // formatted or being formatted, in log order
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
@@ -136,6 +136,7 @@ func audit(ctx context.Context, log Scanner, o eventstore.ScanOptions, keep func
 // auditBatch is a run of consecutive records and their formatted output.
 type auditBatch struct {
 	recs  []*eventstore.Record
+	sc    historyScratch
 	out   bytes.Buffer
 	shown int
 	err   error
@@ -152,14 +153,14 @@ func newAuditBatch() *auditBatch {
 		return &auditBatch{recs: make([]*eventstore.Record, 0, 128), done: make(chan struct{})}
 	}
 	clear(b.recs)
-	*b = auditBatch{recs: b.recs[:0], out: b.out, done: make(chan struct{})}
+	*b = auditBatch{recs: b.recs[:0], sc: b.sc, out: b.out, done: make(chan struct{})}
 	b.out.Reset()
 	return b
 }
 
 func (b *auditBatch) format(keep func(HistoryEvent) bool, format func(*bytes.Buffer, HistoryEvent) error, decode bool) {
 	for _, r := range b.recs {
-		hs, err := historyOf(r, decode)
+		hs, err := b.sc.historyOf(r, decode)
 		if err != nil {
 			b.err = fmt.Errorf("record %d: %w", r.Seq, err)
 			return

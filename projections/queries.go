@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"shadowbridge/domain"
@@ -121,32 +122,44 @@ func (q *Queries) History(ctx context.Context, shadowID string) ([]HistoryEvent,
 
 // HistoryOf turns one record into history events: each with its operation's change type,
 // attempt, request id and outcome, taken from the events and from the shadow the record holds.
-func HistoryOf(rec *eventstore.Record) ([]HistoryEvent, error) { return historyOf(rec, true) }
+func HistoryOf(rec *eventstore.Record) ([]HistoryEvent, error) {
+	var s historyScratch
+	return s.historyOf(rec, true)
+}
 
-// historyOf is HistoryOf; with decode false the events are not decoded: each HistoryEvent keeps
-// its record and index instead of Event, and AppendJSON writes the event from the stored bytes
-// (what an audit in JSON needs, at a fraction of the cost).
-func historyOf(rec *eventstore.Record, decode bool) ([]HistoryEvent, error) {
-	var sums []eventstore.EventSummary
+// historyScratch holds the slices historyOf fills: an audit reuses them from record to record
+// (it is done with a record's events before it reads the next).
+type historyScratch struct {
+	sums []eventstore.EventSummary
+	out  []HistoryEvent
+}
+
+// historyOf is HistoryOf, its result valid until the next call; with decode false the events
+// are not decoded: each HistoryEvent keeps its record and index instead of Event, and AppendJSON
+// writes the event from the stored bytes (what an audit in JSON needs, at a fraction of the
+// cost).
+func (sc *historyScratch) historyOf(rec *eventstore.Record, decode bool) ([]HistoryEvent, error) {
 	var evs []domain.Event
 	var err error
+	sums := sc.sums[:0]
 	if decode {
 		if evs, err = rec.Events(); err != nil {
 			return nil, err
 		}
-		sums = make([]eventstore.EventSummary, len(evs))
-		for i, e := range evs {
-			sums[i] = eventstore.Summarize(e)
+		for _, e := range evs {
+			sums = append(sums, eventstore.Summarize(e))
 		}
-	} else if sums, err = rec.EventSummaries(); err != nil {
+	} else if sums, err = rec.AppendEventSummaries(sums); err != nil {
 		return nil, err
 	}
+	sc.sums = sums
 	st, err := rec.StateSummary() // not the whole state: a tenth of an audit's time
 	if err != nil {
 		return nil, err
 	}
 	reqID, _ := rec.RequestID()
-	out := make([]HistoryEvent, len(sums))
+	out := slices.Grow(sc.out[:0], len(sums))[:len(sums)]
+	sc.out = out
 	for i, e := range sums {
 		h := &out[i]
 		*h = HistoryEvent{Seq: rec.Seq, Time: e.Time, Type: e.Type, Resource: rec.Resource,
@@ -157,7 +170,7 @@ func historyOf(rec *eventstore.Record, decode bool) ([]HistoryEvent, error) {
 			h.rec, h.idx = rec, i
 		}
 		if h.OperationID != "" {
-			if p, ok := st.Ops[h.OperationID]; ok {
+			if p, ok := st.Op(h.OperationID); ok {
 				h.Operation, h.RequestID = string(p.ChangeType), p.RequestID
 			}
 		}

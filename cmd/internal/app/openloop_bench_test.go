@@ -34,16 +34,43 @@ func BenchmarkEndToEndOpenLoop(b *testing.B) {
 	}
 }
 
+// BenchmarkEndToEndFloor drives the floor (see floor: the same path made of bare NATS and
+// JetStream calls, no shadowbridge code), bare and with what shadowbridge's guarantees need,
+// exactly as BenchmarkEndToEndOpenLoop drives the service at 5,000 adds/s offered: what two
+// cores can carry at all for an add that is decided, sent, confirmed and projected durably.
+func BenchmarkEndToEndFloor(b *testing.B) {
+	for _, c := range []struct {
+		guarantees bool
+		rate       int
+	}{{false, 5000}, {true, 1000}, {true, 5000}} {
+		name := fmt.Sprint(map[bool]string{false: "bare", true: "guarantees"}[c.guarantees], "/", c.rate, "/s")
+		b.Run(name, func(b *testing.B) {
+			for range b.N {
+				openLoopOn(b, c.rate, 5*time.Second, func(b *testing.B, nc *nats.Conn) func() { return floor(b, nc, c.guarantees) })
+			}
+		})
+	}
+}
+
 func openLoop(b *testing.B, rate int, d time.Duration) {
+	openLoopOn(b, rate, d, func(b *testing.B, nc *nats.Conn) func() {
+		a, err := app.Start(context.Background(), nc, app.DefaultConfig(), app.Options{}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return a.Close
+	})
+}
+
+// openLoopOn offers adds at rate for d to the system start starts (it answers prov.cmd.demo.add
+// with {"shadowId"} and writes demo.<shadowId> into KV PROV_SHADOWS, "lifecycleState":"live"
+// once the add is done) and reports what it sustains, its latencies and its cost per add.
+func openLoopOn(b *testing.B, rate int, d time.Duration, start func(*testing.B, *nats.Conn) (stop func())) {
 	srv := natstest.Start(b)
 	nc := srv.Connect(b)
 	ctx := context.Background()
 	ceiling := rawPipelined(b, nc) / 3
-	a, err := app.Start(ctx, nc, app.DefaultConfig(), app.Options{}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Close()
+	defer start(b, nc)()
 	js, _ := jetstream.New(nc)
 	w := watchProjection(b, js)
 	defer func() { _ = w.Stop() }()
@@ -75,9 +102,9 @@ func openLoop(b *testing.B, rate int, d time.Duration) {
 	var wg sync.WaitGroup
 	cpu0 := processCPU()
 	v0, _ := srv.Varz(nil)
-	start := time.Now()
+	begin := time.Now()
 	for i := range n {
-		if wait := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); wait > 0 {
+		if wait := time.Until(begin.Add(time.Duration(i) * time.Second / time.Duration(rate))); wait > 0 {
 			time.Sleep(wait)
 		}
 		wg.Go(func() {
@@ -131,7 +158,7 @@ func openLoop(b *testing.B, rate int, d time.Duration) {
 	slices.Sort(reply)
 	slices.Sort(toLive)
 	pct := func(s []time.Duration, p int) float64 { return float64(s[len(s)*p/100].Microseconds()) / 1000 }
-	achieved := float64(n) / last.Sub(start).Seconds()
+	achieved := float64(n) / last.Sub(begin).Seconds()
 	// CPU per add: the service, the NATS server and the sample target share this process (and
 	// the client's requests); steadier than latency as a guide to what a change saves.
 	cpuPerAdd := (processCPU() - cpu0).Seconds() * 1000 / float64(n)

@@ -41,11 +41,25 @@ func addCommit(b *testing.B, res domain.Resource) eventstore.Commit {
 }
 
 // rawMsg is the raw baseline: a ~105-byte event on a fresh subject with the expected-sequence
-// check, as measured in FACTS.md.
-func rawMsg(i int) *nats.Msg {
+// check, as measured in FACTS.md; rawMsgOf the same with size bytes.
+func rawMsg(i int) *nats.Msg { return rawMsgOf(i, 105) }
+
+func rawMsgOf(i, size int) *nats.Msg {
 	m := nats.NewMsg(fmt.Sprintf("prov.evt.raw.%d", i))
-	m.Data = make([]byte, 105)
+	m.Data = make([]byte, size)
 	return m
+}
+
+// commitSize is how many bytes the add commits of these benchmarks take in the stream: the
+// second raw baseline publishes that many, so its ratio shows what the append adds to the
+// publish of its bytes (an add commit holds the shadow it makes: ~10x a bare event).
+func commitSize(b *testing.B, res domain.Resource) int {
+	c := addCommit(b, res)
+	body, err := eventstore.EncodeCommit("", c.Events, c.State)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return len(body)
 }
 
 const (
@@ -57,19 +71,31 @@ const (
 // each. prepare builds the next block of our commits outside the timed region, so that the
 // benchmark does not keep appendN decided commits alive for the GC to scan.
 func alternate(b *testing.B, raw func(lo, hi int), prepare func(), ours func(lo, hi int)) (rawRate, ourRate float64) {
-	var rawD, ourD time.Duration
+	r, o := alternateAll(b, []func(lo, hi int){raw}, prepare, ours)
+	return r[0], o
+}
+
+// alternateAll is alternate with several raw baselines, each on its own subjects.
+func alternateAll(b *testing.B, raws []func(lo, hi int), prepare func(), ours func(lo, hi int)) (rawRates []float64, ourRate float64) {
+	rawD := make([]time.Duration, len(raws))
+	var ourD time.Duration
 	for lo := 0; lo < appendN; lo += block {
-		runtime.GC() // both sides start each block with a clean heap
-		start := time.Now()
-		raw(lo, lo+block)
-		rawD += time.Since(start)
+		for k, raw := range raws {
+			runtime.GC() // every side starts each block with a clean heap
+			start := time.Now()
+			raw(lo+k*appendN, lo+k*appendN+block)
+			rawD[k] += time.Since(start)
+		}
 		prepare()
 		runtime.GC()
-		start = time.Now()
+		start := time.Now()
 		ours(lo, lo+block)
 		ourD += time.Since(start)
 	}
-	return appendN / rawD.Seconds(), appendN / ourD.Seconds()
+	for _, d := range rawD {
+		rawRates = append(rawRates, appendN/d.Seconds())
+	}
+	return rawRates, appendN / ourD.Seconds()
 }
 
 func BenchmarkAppendSync(b *testing.B) {
@@ -77,14 +103,18 @@ func BenchmarkAppendSync(b *testing.B) {
 		s := benchStore(b)
 		res := storetest.Resource(b)
 		ctx := context.Background()
+		size := commitSize(b, res)
 		commits := make([]eventstore.Commit, block)
-		raw, ours := alternate(b, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				if _, err := s.JetStream().PublishMsg(ctx, rawMsg(i), jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
-					b.Fatal(err)
+		raw := func(size int) func(lo, hi int) {
+			return func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					if _, err := s.JetStream().PublishMsg(ctx, rawMsgOf(i, size), jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
-		}, func() {
+		}
+		raws, ours := alternateAll(b, []func(lo, hi int){raw(105), raw(size)}, func() {
 			for i := range commits {
 				commits[i] = addCommit(b, res)
 			}
@@ -95,9 +125,12 @@ func BenchmarkAppendSync(b *testing.B) {
 				}
 			}
 		})
-		b.ReportMetric(raw, "raw:ops/s")
+		b.ReportMetric(raws[0], "raw:ops/s")
 		b.ReportMetric(ours, "ops/s")
-		b.ReportMetric(ours/raw, "ratio")
+		b.ReportMetric(ours/raws[0], "ratio")
+		b.ReportMetric(float64(size), "commit:bytes")
+		b.ReportMetric(raws[1], "raw_same_bytes:ops/s")
+		b.ReportMetric(ours/raws[1], "ratio_same_bytes")
 	}
 }
 
@@ -107,22 +140,26 @@ func BenchmarkAppendPipelined(b *testing.B) {
 		s := benchStore(b)
 		res := storetest.Resource(b)
 		ctx := context.Background()
+		size := commitSize(b, res)
 		commits := make([]eventstore.Commit, block)
-		raw, ours := alternate(b, func(lo, hi int) {
-			var futs []jetstream.PubAckFuture
-			for i := lo; i < hi; i++ {
-				f, err := s.JetStream().PublishMsgAsync(rawMsg(i), jetstream.WithExpectLastSequencePerSubject(0))
-				if err != nil {
-					b.Fatal(err)
+		raw := func(size int) func(lo, hi int) {
+			return func(lo, hi int) {
+				var futs []jetstream.PubAckFuture
+				for i := lo; i < hi; i++ {
+					f, err := s.JetStream().PublishMsgAsync(rawMsgOf(i, size), jetstream.WithExpectLastSequencePerSubject(0))
+					if err != nil {
+						b.Fatal(err)
+					}
+					futs = append(futs, f)
+					if len(futs) == window {
+						waitAll(b, futs)
+						futs = futs[:0]
+					}
 				}
-				futs = append(futs, f)
-				if len(futs) == window {
-					waitAll(b, futs)
-					futs = futs[:0]
-				}
+				waitAll(b, futs)
 			}
-			waitAll(b, futs)
-		}, func() {
+		}
+		raws, ours := alternateAll(b, []func(lo, hi int){raw(105), raw(size)}, func() {
 			for i := range commits {
 				commits[i] = addCommit(b, res)
 			}
@@ -141,9 +178,12 @@ func BenchmarkAppendPipelined(b *testing.B) {
 			}
 			waitPending(b, ctx, pend)
 		})
-		b.ReportMetric(raw, "raw:ops/s")
+		b.ReportMetric(raws[0], "raw:ops/s")
 		b.ReportMetric(ours, "ops/s")
-		b.ReportMetric(ours/raw, "ratio")
+		b.ReportMetric(ours/raws[0], "ratio")
+		b.ReportMetric(float64(size), "commit:bytes")
+		b.ReportMetric(raws[1], "raw_same_bytes:ops/s")
+		b.ReportMetric(ours/raws[1], "ratio_same_bytes")
 	}
 }
 

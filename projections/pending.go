@@ -59,8 +59,19 @@ func Watch(ctx context.Context, kv jetstream.KeyValue, log *slog.Logger) (*Pendi
 	}
 	ix, d := newPendingIndex(kv, log), newDashboard(log)
 	go follow(ctx, w, func(e jetstream.KeyValueEntry) {
-		ix.apply(e)
-		d.update(e)
+		// One decode for both read models.
+		var s *entryFields
+		if e.Operation() == jetstream.KeyValuePut {
+			f, err := decodeEntry(e.Value())
+			if err != nil {
+				log.Error("undecodable shadow in projection", "key", e.Key(), "err", err)
+				return
+			}
+			s = &f
+		}
+		ix.applyDecoded(e.Key(), e.Value(), s)
+		d.applyDecoded(e.Key(), s)
+		d.changed()
 	}, func() {
 		ix.loaded()
 		d.loaded()
@@ -93,30 +104,30 @@ func follow(ctx context.Context, w jetstream.KeyWatcher, apply func(jetstream.Ke
 }
 
 func (ix *PendingIndex) apply(e jetstream.KeyValueEntry) {
-	key := e.Key()
 	if e.Operation() != jetstream.KeyValuePut {
-		ix.mu.Lock()
-		delete(ix.pending, key)
-		ix.mu.Unlock()
+		ix.applyDecoded(e.Key(), nil, nil)
 		return
 	}
-	// Only the execution statuses matter here; the whole shadow is decoded when queried.
-	var d struct {
-		PendingOperations []struct {
-			ExecutionStatus domain.ExecutionStatus `json:"executionStatus"`
-		} `json:"pendingOperations"`
-	}
-	if err := json.Unmarshal(e.Value(), &d); err != nil {
-		ix.log.Error("undecodable shadow in projection", "key", key, "err", err)
+	s, err := decodeEntry(e.Value())
+	if err != nil {
+		ix.log.Error("undecodable shadow in projection", "key", e.Key(), "err", err)
 		return
 	}
+	ix.applyDecoded(e.Key(), e.Value(), &s)
+}
+
+// applyDecoded keeps or drops a shadow (s nil: it left the bucket); only the execution statuses
+// matter here, the whole shadow (value) is decoded when queried.
+func (ix *PendingIndex) applyDecoded(key string, value []byte, s *entryFields) {
 	has := false
-	for _, p := range d.PendingOperations {
-		has = has || p.ExecutionStatus != domain.StatusCompleted
+	if s != nil {
+		for _, p := range s.PendingOperations {
+			has = has || p.ExecutionStatus != domain.StatusCompleted
+		}
 	}
 	ix.mu.Lock()
 	if has {
-		ix.pending[key] = e.Value()
+		ix.pending[key] = value
 	} else {
 		delete(ix.pending, key)
 	}

@@ -351,117 +351,101 @@ func transcodeObject(b, data []byte, pos int, fields []jsonField) (out []byte, n
 	return append(b, '}'), next, true
 }
 
-// appendAttrs writes an attribute map (nil: null) with its names sorted, as encoding/json
-// writes a map; a name that repeats is left to the decoder (which keeps the last).
-func appendAttrs(b, v []byte) ([]byte, bool) {
+// mapEntry is an entry of a msgpack map with string keys: the key and where its value lies.
+type mapEntry struct {
+	name       []byte
+	start, end int
+}
+
+// sortedEntries appends to dst the entries of the map at v[0] (not nil), sorted by key as
+// encoding/json sorts a map's keys; ok is false for a key that repeats (the decoders keep the
+// last: left to them) or one not encoded as a string.
+func sortedEntries(v []byte, dst []mapEntry) ([]mapEntry, bool) {
 	n, pos, ok := mapHeader(v, 0)
-	if !ok {
-		return b, false
+	if !ok || n < 0 {
+		return dst, false
 	}
-	if n < 0 {
-		return append(b, "null"...), true
-	}
-	type entry struct {
-		name       []byte
-		start, end int
-	}
-	var stack [16]entry
-	entries := stack[:0]
 	for range n {
 		var name []byte
 		if name, pos, ok = strAt(v, pos); !ok {
-			return b, false
+			return dst, false
 		}
 		end, err := skipValue(v, pos)
 		if err != nil {
-			return b, false
+			return dst, false
 		}
-		entries = append(entries, entry{name, pos, end})
+		dst = append(dst, mapEntry{name, pos, end})
 		pos = end
 	}
-	slices.SortFunc(entries, func(x, y entry) int { return bytes.Compare(x.name, y.name) })
+	slices.SortFunc(dst, func(x, y mapEntry) int { return bytes.Compare(x.name, y.name) })
+	for i := 1; i < len(dst); i++ {
+		if bytes.Equal(dst[i-1].name, dst[i].name) {
+			return dst, false
+		}
+	}
+	return dst, true
+}
+
+// appendSortedMap writes the map at v[0] (nil: null) as a JSON object with its keys sorted,
+// each value written by value.
+func appendSortedMap(b, v []byte, value func(b, v []byte) ([]byte, bool)) ([]byte, bool) {
+	if n, _, ok := mapHeader(v, 0); !ok {
+		return b, false
+	} else if n < 0 {
+		return append(b, "null"...), true
+	}
+	var stack [16]mapEntry
+	entries, ok := sortedEntries(v, stack[:0])
+	if !ok {
+		return b, false
+	}
 	b = append(b, '{')
 	for i, e := range entries {
 		if i > 0 {
-			if bytes.Equal(entries[i-1].name, e.name) {
-				return b, false
-			}
 			b = append(b, ',')
 		}
 		b = append(appendJSONStringBytes(b, e.name), ':')
-		if b, ok = appendValues(b, v[e.start:e.end]); !ok {
+		if b, ok = value(b, v[e.start:e.end]); !ok {
 			return b, false
 		}
 	}
 	return append(b, '}'), true
 }
 
+// appendAttrs writes an attribute map (nil: null), names sorted.
+func appendAttrs(b, v []byte) ([]byte, bool) { return appendSortedMap(b, v, appendValues) }
+
 // appendChanges writes a change map (nil: null), names sorted; each change's add and delete
 // are left out when empty, its replace is always there (null when absent or nil).
-func appendChanges(b, v []byte) ([]byte, bool) {
-	n, pos, ok := mapHeader(v, 0)
+func appendChanges(b, v []byte) ([]byte, bool) { return appendSortedMap(b, v, appendChange) }
+
+func appendChange(b, v []byte) ([]byte, bool) {
+	spans, _, ok := fieldSpans(v, 0, changeFields)
 	if !ok {
 		return b, false
 	}
-	if n < 0 {
-		return append(b, "null"...), true
-	}
-	type entry struct {
-		name       []byte
-		start, end int
-	}
-	var stack [16]entry
-	entries := stack[:0]
-	for range n {
-		var name []byte
-		if name, pos, ok = strAt(v, pos); !ok {
-			return b, false
-		}
-		end, err := skipValue(v, pos)
-		if err != nil {
-			return b, false
-		}
-		entries = append(entries, entry{name, pos, end})
-		pos = end
-	}
-	slices.SortFunc(entries, func(x, y entry) int { return bytes.Compare(x.name, y.name) })
 	b = append(b, '{')
-	for i, e := range entries {
-		if i > 0 {
-			if bytes.Equal(entries[i-1].name, e.name) {
-				return b, false
-			}
-			b = append(b, ',')
+	for j, name := range []string{"add", "delete"} {
+		sp := spans[j]
+		if sp.start < 0 {
+			continue
 		}
-		b = append(appendJSONStringBytes(b, e.name), ':')
-		spans, _, ok := fieldSpans(v, e.start, changeFields)
-		if !ok {
+		if m, _, ok := arrayHeader(v, sp.start); !ok {
+			return b, false
+		} else if m <= 0 {
+			continue // omitempty
+		}
+		b = append(append(append(b, '"'), name...), `":`...)
+		if b, ok = appendValues(b, v[sp.start:sp.end]); !ok {
 			return b, false
 		}
-		b = append(b, '{')
-		for j, name := range []string{"add", "delete"} {
-			sp := spans[j]
-			if sp.start < 0 {
-				continue
-			}
-			if m, _, ok := arrayHeader(v, sp.start); !ok {
-				return b, false
-			} else if m <= 0 {
-				continue // omitempty
-			}
-			b = append(append(append(b, '"'), name...), `":`...)
-			if b, ok = appendValues(b, v[sp.start:sp.end]); !ok {
-				return b, false
-			}
-			b = append(b, ',')
-		}
-		b = append(b, `"replace":`...)
-		if sp := spans[2]; sp.start < 0 {
-			b = append(b, "null"...)
-		} else if b, ok = appendValues(b, v[sp.start:sp.end]); !ok {
-			return b, false
-		}
-		b = append(b, '}')
+		b = append(b, ',')
+	}
+	b = append(b, `"replace":`...)
+	if sp := spans[2]; sp.start < 0 {
+		b = append(b, "null"...)
+	} else if b, ok = appendValues(b, v[sp.start:sp.end]); !ok {
+		return b, false
 	}
 	return append(b, '}'), true
 }

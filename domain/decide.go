@@ -81,9 +81,17 @@ type Discover struct {
 
 // Refresh retries the operations whose retry is due (all of them with ForceRetry) and releases
 // queued operations that may go.
+//
+// TimerFired says the refresh is the shadow's timer firing: its schedule is gone, so when the
+// decision does not set or clear the timer itself and work is still due later, it re-arms it
+// (TimerSet for NextDue). Without that, a schedule armed out of order (a record redelivered to
+// another instance after a crash, applied after a newer one) fired, did nothing, and left the
+// shadow's later work with no timer at all. A time already past is not re-armed: what is due and
+// cannot be done now (maintenance) waits for the refresh that can do it.
 type Refresh struct {
 	Resource   Resource
 	ForceRetry bool
+	TimerFired bool
 }
 
 // Cancel ends an operation that has not reached the target: one postponed for retry, or one
@@ -208,12 +216,41 @@ func Decide(s Shadow, cmd Command, now time.Time) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	fired := false
+	if r, ok := cmd.(Refresh); ok {
+		fired = r.TimerFired
+	}
 	if len(events) == 0 {
+		if fired {
+			return rearm(s, res.consistency, now), nil
+		}
 		return nil, nil
 	}
 	events = withGrace(events, res.consistency)
 	events = append(events, withGrace(followUps(Fold(s, events), res, now), res.consistency)...)
-	return append(events, timerEvents(s, Fold(s, events), res.consistency, now)...), nil
+	events = append(events, timerEvents(s, Fold(s, events), res.consistency, now)...)
+	if fired && !setsTimer(events) {
+		events = append(events, rearm(Fold(s, events), res.consistency, now)...)
+	}
+	return events, nil
+}
+
+// rearm returns the TimerSet that re-arms s's timer after it fired, if work is due later.
+func rearm(s Shadow, c Consistency, now time.Time) []Event {
+	if at, ok := NextDue(s, c); ok && at.After(now) {
+		return []Event{TimerSet{At: at, Time: now}}
+	}
+	return nil
+}
+
+func setsTimer(events []Event) bool {
+	for _, e := range events {
+		switch e.(type) {
+		case TimerSet, TimerCleared:
+			return true
+		}
+	}
+	return false
 }
 
 // withGrace sets the end of the grace period on completions (the domain's policy, so that Evolve

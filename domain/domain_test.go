@@ -1008,3 +1008,56 @@ func TestExplain(t *testing.T) {
 		t.Fatalf("expiry: %+v", x.Next)
 	}
 }
+
+// A fired timer re-arms the shadow's timer when its decision does not and work is due later:
+// a schedule armed out of order (a stale record applied after a newer one) fires early, finds
+// nothing due, and must not leave the later work without a timer. A refresh that is not a
+// firing, or a firing with nothing due later, changes nothing; a firing whose decision sets the
+// timer itself adds no second one.
+func TestFiredTimerRearms(t *testing.T) {
+	r := testResource(t, true, func(c *Consistency) {
+		c.PendingOperationGracePeriod = time.Minute
+		c.PendingOperationRetentionPeriod = 10 * time.Minute
+	})
+	s := added(t, r)
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0.Add(time.Second))
+	s, _ = run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess}, t0.Add(2*time.Second))
+	done := t0.Add(2 * time.Second)
+
+	// A stale schedule fires 30 s into the grace period: nothing is due yet.
+	if ev, err := Decide(s, Refresh{Resource: r}, done.Add(30*time.Second)); err != nil || len(ev) != 0 {
+		t.Fatalf("a plain refresh: %v %v", types(ev), err)
+	}
+	_, ev := run(t, s, Refresh{Resource: r, TimerFired: true}, done.Add(30*time.Second))
+	eqTypes(t, ev, "TimerSet")
+	eq(t, "re-armed for the end of grace", ev[0].(TimerSet).At, done.Add(time.Minute))
+
+	// The timer fires on time: the decision sets the next timer itself, once.
+	s, ev = run(t, s, Refresh{Resource: r, TimerFired: true}, done.Add(time.Minute))
+	eqTypes(t, ev, "GracePeriodEnded", "TimerSet")
+	eq(t, "retention timer", ev[1].(TimerSet).At, done.Add(10*time.Minute))
+
+	// Retention ends: the timer is cleared, nothing is re-armed.
+	s, ev = run(t, s, Refresh{Resource: r, TimerFired: true}, done.Add(10*time.Minute))
+	eqTypes(t, ev, "OperationRemoved", "TimerCleared")
+	// Nothing due at all: a firing does nothing.
+	if ev, err := Decide(s, Refresh{Resource: r, TimerFired: true}, done.Add(11*time.Minute)); err != nil || len(ev) != 0 {
+		t.Fatalf("a firing with nothing due: %v %v", types(ev), err)
+	}
+}
+
+// A firing whose due work cannot be done now (maintenance holds a retry) re-arms nothing: a
+// past time would fire again at once, and the end of maintenance refreshes the shadow.
+func TestFiredTimerDoesNotRearmThePast(t *testing.T) {
+	r := testResource(t, true)
+	s := added(t, r)
+	s, _ = run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 1, Error: OperationError{Category: CategoryCommunication, Message: "down"}, NotSent: true}, t0.Add(time.Second))
+	due, ok := NextRetry(s, r.Consistency())
+	if !ok {
+		t.Fatal("no retry due")
+	}
+	m := r.WithMaintenance(true)
+	if ev, err := Decide(s, Refresh{Resource: m, TimerFired: true}, due.Add(time.Second)); err != nil || len(ev) != 0 {
+		t.Fatalf("a firing in maintenance: %v %v", types(ev), err)
+	}
+}

@@ -140,14 +140,15 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	})
 	a.goRun("timers", func(ctx context.Context) error {
 		// A fired timer refreshes its shadow: the domain retries what is due (or ends what has no
-		// attempts left) and re-arms for the next retry.
+		// attempts left) and re-arms for the next due work, also when the firing was a stale
+		// schedule that found nothing due (domain.Refresh.TimerFired).
 		return store.SubscribeSharded(ctx, "PROV_TIMERS", eventstore.SubscribeOptions{Filter: cfg.Prefix + ".due.>", Workers: eventstore.FiringWorkers, Logger: log},
 			func(ctx context.Context, r *eventstore.Record) error {
 				if _, err := catalog.Lookup(r.Resource); err != nil || r.ShadowID == "" {
 					return nil // a timer of a resource no longer configured
 				}
 				a.metrics.Timers.Inc("fired")
-				_, err := a.Service.Refresh(ctx, r.Resource, r.ShadowID, false)
+				_, err := a.Service.TimerFired(ctx, r.Resource, r.ShadowID)
 				if errors.Is(err, domain.CategoryNotFound) {
 					return nil
 				}

@@ -8,6 +8,7 @@ import (
 
 	"shadowbridge/bridge/amqptest"
 	"shadowbridge/cmd/internal/app"
+	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 )
 
@@ -233,4 +234,35 @@ resources:
 	if st, _ := e.app.Service.ResourceState(t.Context(), "fs"); st.Availability != domain.AvailabilityUp {
 		t.Fatalf("availability %s, want up", st.Availability)
 	}
+}
+
+// A schedule armed out of order fires early (a record redelivered to another instance after a
+// crash re-armed an older timer over the newer one; the chaos soak's verify once found a
+// shadow's later work with no timer): the firing finds nothing due and re-arms the timer for
+// the work still due later.
+func TestAStaleTimerFiringRearms(t *testing.T) {
+	e := start(t, app.DefaultConfig(), app.Options{SweepInterval: -1})
+	ctx := t.Context()
+	r, err := e.app.Service.Provision(ctx, service.Request{Verb: "add", Resource: "demo", ObjectClass: "AccountObjectClass",
+		Attributes: domain.Attributes{"login": {"stale"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var due time.Time
+	waitFor(t, "the add done and its next timer armed", 20*time.Second, func() bool {
+		st, _, err := e.app.Store.Load(ctx, "demo", r.ShadowID)
+		if err != nil || !st.Data().Exists {
+			return false
+		}
+		at, ok, err := e.app.Store.ArmedTimer(ctx, "demo", r.ShadowID)
+		due = at
+		return err == nil && ok && at.After(time.Now().Add(time.Minute))
+	})
+	if err := e.app.Store.ArmTimer(ctx, "demo", r.ShadowID, time.Now().Add(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the timer re-armed after the stale one fired", 15*time.Second, func() bool {
+		at, ok, err := e.app.Store.ArmedTimer(ctx, "demo", r.ShadowID)
+		return err == nil && ok && at.Equal(due)
+	})
 }

@@ -10,6 +10,21 @@ import (
 	"shadowbridge/domain"
 )
 
+// TimerFired refreshes a shadow whose timer fired (domain.Refresh's TimerFired: the timer is
+// re-armed if work is still due later and the decision did not set it). It reports whether the
+// shadow changed.
+func (s *Service) TimerFired(ctx context.Context, resource, shadowID string) (bool, error) {
+	res, err := s.lookup(ctx, resource)
+	if err != nil {
+		return false, fmt.Errorf("refresh: %w", err)
+	}
+	now := s.now()
+	out, err := s.Update(ctx, resource, shadowID, "", func(st domain.Shadow) ([]domain.Event, error) {
+		return domain.Decide(st, domain.Refresh{Resource: res, TimerFired: true}, now)
+	})
+	return len(out.Events) > 0, err
+}
+
 // Refresh refreshes one shadow, or every shadow of the resource with unfinished operations when
 // shadowID is empty, and returns how many shadows changed.
 func (s *Service) Refresh(ctx context.Context, resource, shadowID string, force bool) (int, error) {

@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 	"shadowbridge/eventstore/natstest"
 	"shadowbridge/eventstore/storetest"
@@ -80,4 +82,56 @@ func TestTimers(t *testing.T) {
 		t.Fatal("the timer did not survive the restart")
 	}
 	_ = jetstream.ErrMsgNotFound
+}
+
+// A cancel redelivered after a newer record of its shadow (a crashed instance's record, handed to
+// the other instance after AckWait) does not purge the newer record's schedule; the latest
+// record's cancel still cancels.
+func TestStaleCancelKeepsTheNewerSchedule(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := t.Context()
+	s, err := eventstore.Open(ctx, srv.Connect(t), eventstore.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := storetest.NewID()
+	publish := func(e domain.Event) {
+		data, err := eventstore.EncodeCommit("", []domain.Event{e}, domain.Shadow{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg(s.Subject("demo", id))
+		m.Data = data
+		m.Header.Set(eventstore.HeaderEventType, e.EventType())
+		if _, err := s.JetStream().PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := time.Now().Add(time.Hour).UTC()
+	publish(domain.TimerCleared{Time: time.Now()})
+	publish(domain.TimerSet{At: at, Time: time.Now()})
+	recs, err := s.History(ctx, id)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("%d records: %v", len(recs), err)
+	}
+	nop := func(string) {}
+	if err := s.ApplyTimers(ctx, recs[1], nop); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyTimers(ctx, recs[0], nop); err != nil { // the stale cancel, applied late
+		t.Fatal(err)
+	}
+	if got, ok, err := s.ArmedTimer(ctx, "demo", id); err != nil || !ok || !got.Equal(at) {
+		t.Fatalf("armed %v %v %v, want %v", got, ok, err, at)
+	}
+	publish(domain.TimerCleared{Time: time.Now()})
+	if recs, err = s.History(ctx, id); err != nil || len(recs) != 3 {
+		t.Fatalf("%d records: %v", len(recs), err)
+	}
+	if err := s.ApplyTimers(ctx, recs[2], nop); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := s.ArmedTimer(ctx, "demo", id); err != nil || ok {
+		t.Fatalf("the latest cancel left %v armed (%v)", got, err)
+	}
 }

@@ -235,13 +235,23 @@ func Decide(s Shadow, cmd Command, now time.Time) ([]Event, error) {
 	return events, nil
 }
 
-// rearm returns the TimerSet that re-arms s's timer after it fired, if work is due later.
+// rearm returns the TimerSet that re-arms s's timer after it fired, if work is due later: at
+// that time, but not within a second (a timer that fired early by the server's clock, a little
+// ahead of ours, would otherwise be re-armed to fire again at once, and again, until our clock
+// caught up).
 func rearm(s Shadow, c Consistency, now time.Time) []Event {
-	if at, ok := NextDue(s, c); ok && at.After(now) {
-		return []Event{TimerSet{At: at, Time: now}}
+	at, ok := NextDue(s, c)
+	if !ok || !at.After(now) {
+		return nil
 	}
-	return nil
+	if floor := now.Add(rearmFloor); at.Before(floor) {
+		at = floor
+	}
+	return []Event{TimerSet{At: at, Time: now}}
 }
+
+// rearmFloor is the least delay of a re-armed timer.
+const rearmFloor = time.Second
 
 func setsTimer(events []Event) bool {
 	for _, e := range events {

@@ -1061,3 +1061,16 @@ func TestFiredTimerDoesNotRearmThePast(t *testing.T) {
 		t.Fatalf("a firing in maintenance: %v %v", types(ev), err)
 	}
 }
+
+// A timer that fired a moment early (the server's clock a little ahead) is re-armed a second
+// later at the least, not to fire again at once.
+func TestFiredTimerRearmsNotSooner(t *testing.T) {
+	r := testResource(t, true, func(c *Consistency) { c.PendingOperationGracePeriod = time.Minute })
+	s := added(t, r)
+	s, _ = run(t, s, RecordDelivery{Resource: r, OperationID: op1, Attempt: 1}, t0.Add(time.Second))
+	s, _ = run(t, s, Confirm{Resource: r, OperationID: op1, Result: ResultSuccess}, t0.Add(2*time.Second))
+	end := t0.Add(2*time.Second + time.Minute)
+	_, ev := run(t, s, Refresh{Resource: r, TimerFired: true}, end.Add(-100*time.Millisecond))
+	eqTypes(t, ev, "TimerSet")
+	eq(t, "re-armed a second on", ev[0].(TimerSet).At, end.Add(-100*time.Millisecond+time.Second))
+}

@@ -8,9 +8,10 @@ import (
 )
 
 // AppendJSON appends h as encoding/json writes it (json.Marshal, HTML-safe escaping, the same
-// field order and omissions), without reflection over the envelope or the shadow's events:
-// audit writes millions of them. Safe for concurrent use, except on the events of AuditJSON,
-// which are written from their record (one goroutine at a time, as AuditJSON does).
+// field order and omissions), without reflection over the envelope, nor over the event for the
+// events of AuditJSON (written from their stored bytes): audit writes millions of them. Safe
+// for concurrent use, except on AuditJSON's events, written from their record (one goroutine at
+// a time, as AuditJSON does).
 func (h HistoryEvent) AppendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, h.Seq, 10)
@@ -44,7 +45,12 @@ func (h HistoryEvent) AppendJSON(b []byte) ([]byte, error) {
 	var err error
 	switch {
 	case h.Event != nil:
-		b, err = appendEventJSON(b, h.Event)
+		// A decoded event (HistoryOf): encoding/json itself. Audit writes its events from their
+		// stored bytes (AuditJSON) and is the only caller that writes many.
+		var ev []byte
+		if ev, err = json.Marshal(h.Event); err == nil {
+			b = append(b, ev...)
+		}
 	case h.rec != nil:
 		b, err = h.rec.AppendEventJSON(b, h.idx) // AuditJSON: written from the stored bytes
 	default:

@@ -198,6 +198,12 @@ func (e OperationSent) EventTime() time.Time      { return e.Time }
 func (e AttemptFailed) EventTime() time.Time      { return e.Time }
 func (e OperationCompleted) EventTime() time.Time { return e.Time }
 
+// EventTypes names every event type the log can hold (NewEvent knows each).
+var EventTypes = []string{"AddRequested", "ModifyRequested", "DeleteRequested", "DispatchRequested", "OperationSent",
+	"AttemptFailed", "OperationCompleted", "AvailabilityChanged", "AdministrativeAvailabilityChanged",
+	"OperationPostponed", "TimerSet", "TimerCleared", "GracePeriodEnded", "OperationRemoved", "ShadowExpired",
+	"AccountDiscovered", "ShadowDiscovered", "RecreateRequested", "AccountGone"}
+
 // NewEvent returns a pointer to a zero event of the named type, for decoders. ok is false for an
 // unknown name.
 func NewEvent(eventType string) (ptr any, ok bool) {

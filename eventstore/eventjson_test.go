@@ -43,7 +43,7 @@ func TestEventJSONFromBytesIsJSONMarshals(t *testing.T) {
 	fromBytes, total, failures := 0, 0, 0
 	transcoded := map[string]bool{}
 	for i := range 20000 {
-		name := domaintest.EventTypes[i%len(domaintest.EventTypes)]
+		name := domain.EventTypes[i%len(domain.EventTypes)]
 		e := domaintest.RandomEvent(rng, name)
 		for _, reflective := range []bool{false, true} {
 			rec := commitOf(t, e, reflective)

@@ -540,10 +540,7 @@ func readState(raw []byte) (domain.ShadowData, error) {
 // knownEventTypes are the names of the events, to read a commit's type names without allocating.
 var knownEventTypes = func() map[string]string {
 	m := map[string]string{}
-	for _, name := range []string{"AddRequested", "ModifyRequested", "DeleteRequested", "DispatchRequested", "OperationSent",
-		"AttemptFailed", "OperationCompleted", "AvailabilityChanged", "AdministrativeAvailabilityChanged",
-		"OperationPostponed", "TimerSet", "TimerCleared", "GracePeriodEnded", "OperationRemoved", "ShadowExpired",
-		"AccountDiscovered", "ShadowDiscovered", "RecreateRequested", "AccountGone"} {
+	for _, name := range domain.EventTypes {
 		m[name] = name
 	}
 	return m

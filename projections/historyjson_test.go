@@ -66,7 +66,7 @@ func TestEventJSONIsEncodingJSONs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	failures := 0
 	for i := range 20000 {
-		name := domaintest.EventTypes[i%len(domaintest.EventTypes)]
+		name := domain.EventTypes[i%len(domain.EventTypes)]
 		h := projections.HistoryEvent{Seq: uint64(i), Type: name, Event: domaintest.RandomEvent(rng, name)}
 		want, werr := json.Marshal(h)
 		got, gerr := h.AppendJSON(nil)

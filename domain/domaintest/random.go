@@ -12,12 +12,6 @@ import (
 	"shadowbridge/domain"
 )
 
-// EventTypes names every event the log can hold.
-var EventTypes = []string{"AddRequested", "ModifyRequested", "DeleteRequested", "DispatchRequested", "OperationSent",
-	"AttemptFailed", "OperationCompleted", "AvailabilityChanged", "AdministrativeAvailabilityChanged",
-	"OperationPostponed", "TimerSet", "TimerCleared", "GracePeriodEnded", "OperationRemoved", "ShadowExpired",
-	"AccountDiscovered", "ShadowDiscovered", "RecreateRequested", "AccountGone"}
-
 // RandomEvent returns an event of the named type with every field set at random: each string,
 // number, time, attribute map and list present, empty or nil, values of every type the domain
 // allows and now and then a float64 (including ones encoding/json writes with an exponent, and

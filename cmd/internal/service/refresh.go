@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"shadowbridge/domain"
 )
@@ -18,9 +19,13 @@ func (s *Service) TimerFired(ctx context.Context, resource, shadowID string) (bo
 	if err != nil {
 		return false, fmt.Errorf("refresh: %w", err)
 	}
-	now := s.now()
-	out, err := s.Update(ctx, resource, shadowID, "", func(st domain.Shadow) ([]domain.Event, error) {
-		return domain.Decide(st, domain.Refresh{Resource: res, TimerFired: true}, now)
+	return s.refreshOne(ctx, shadowID, domain.Refresh{Resource: res, TimerFired: true}, s.now())
+}
+
+// refreshOne decides cmd on one shadow and reports whether it changed.
+func (s *Service) refreshOne(ctx context.Context, shadowID string, cmd domain.Refresh, now time.Time) (bool, error) {
+	out, err := s.Update(ctx, cmd.Resource.Name(), shadowID, "", func(st domain.Shadow) ([]domain.Event, error) {
+		return domain.Decide(st, cmd, now)
 	})
 	return len(out.Events) > 0, err
 }
@@ -48,16 +53,11 @@ func (s *Service) Refresh(ctx context.Context, resource, shadowID string, force 
 	}
 	now := s.now()
 	one := func(id string) (bool, error) {
-		out, err := s.Update(ctx, resource, id, "", func(st domain.Shadow) ([]domain.Event, error) {
-			return domain.Decide(st, domain.Refresh{Resource: res, ForceRetry: force}, now)
-		})
-		if err != nil {
-			if shadowID == "" && errors.Is(err, domain.CategoryNotFound) {
-				return false, nil
-			}
-			return false, err
+		changed, err := s.refreshOne(ctx, id, domain.Refresh{Resource: res, ForceRetry: force}, now)
+		if shadowID == "" && errors.Is(err, domain.CategoryNotFound) {
+			return false, nil
 		}
-		return len(out.Events) > 0, nil
+		return changed, err
 	}
 	if len(ids) == 1 {
 		changed, err := one(ids[0])

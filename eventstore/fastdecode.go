@@ -63,9 +63,6 @@ func (r *reader) next() (c byte, ok bool) {
 	return r.data[r.pos], true
 }
 
-// has reports whether n bytes follow the code at pos.
-func (r *reader) has(n int) bool { return r.pos+1+n <= len(r.data) }
-
 // viaDecoder runs one decoder call from pos and moves pos past what it read.
 func (r *reader) viaDecoder(fn func(d *msgpack.Decoder) error) {
 	if r.err != nil {
@@ -102,17 +99,8 @@ func (r *reader) fail(err error) {
 
 // mapLen returns the length of a map, -1 for nil.
 func (r *reader) mapLen() int {
-	c, ok := r.next()
-	switch {
-	case ok && c >= msgpcode.FixedMapLow && c <= msgpcode.FixedMapHigh:
-		r.pos++
-		return int(c & msgpcode.FixedMapMask)
-	case ok && c == msgpcode.Nil:
-		r.pos++
-		return -1
-	case ok && c == msgpcode.Map16 && r.has(2):
-		n := int(binary.BigEndian.Uint16(r.data[r.pos+1:]))
-		r.pos += 3
+	if n, next, ok := mapHeader(r.data, r.pos); ok && r.err == nil {
+		r.pos = next
 		return n
 	}
 	n := 0
@@ -122,17 +110,8 @@ func (r *reader) mapLen() int {
 
 // arrayLen returns the length of an array, -1 for nil.
 func (r *reader) arrayLen() int {
-	c, ok := r.next()
-	switch {
-	case ok && c >= msgpcode.FixedArrayLow && c <= msgpcode.FixedArrayHigh:
-		r.pos++
-		return int(c & msgpcode.FixedArrayMask)
-	case ok && c == msgpcode.Nil:
-		r.pos++
-		return -1
-	case ok && c == msgpcode.Array16 && r.has(2):
-		n := int(binary.BigEndian.Uint16(r.data[r.pos+1:]))
-		r.pos += 3
+	if n, next, ok := arrayHeader(r.data, r.pos); ok && r.err == nil {
+		r.pos = next
 		return n
 	}
 	n := 0
@@ -142,41 +121,13 @@ func (r *reader) arrayLen() int {
 
 // str reads a string ("" for nil, as the decoder does).
 func (r *reader) str() string {
-	if s, ok := r.shortStr(); ok {
-		return s
+	if b, next, ok := strAt(r.data, r.pos); ok && r.err == nil {
+		r.pos = next
+		return string(b)
 	}
 	var s string
 	r.viaDecoder(func(d *msgpack.Decoder) (err error) { s, err = d.DecodeString(); return })
 	return s
-}
-
-// shortStr reads a fixstr, a str8 or a nil; ok is false for anything else (nothing read).
-func (r *reader) shortStr() (string, bool) {
-	c, ok := r.next()
-	switch {
-	case !ok:
-		return "", false
-	case c == msgpcode.Nil:
-		r.pos++
-		return "", true
-	case msgpcode.IsFixedString(c):
-		n := int(c & msgpcode.FixedStrMask)
-		if !r.has(n) {
-			return "", false
-		}
-		s := string(r.data[r.pos+1 : r.pos+1+n])
-		r.pos += 1 + n
-		return s, true
-	case c == msgpcode.Str8 && r.has(1):
-		n := int(r.data[r.pos+1])
-		if !r.has(1 + n) {
-			return "", false
-		}
-		s := string(r.data[r.pos+2 : r.pos+2+n])
-		r.pos += 2 + n
-		return s, true
-	}
-	return "", false
 }
 
 // int reads an integer of any width (0 for nil, as the decoder does).
@@ -244,38 +195,28 @@ func (r *reader) boolean() bool {
 	return b
 }
 
-// tm reads a time: msgpack's time extension (-1) of 4, 8 or 12 bytes as the decoder reads it
-// (time.Unix, in the local zone; the zero time in UTC), anything else through the decoder.
+// tm reads a time: msgpack's time extension (-1) as the decoder reads it (timeAt), anything
+// else through the decoder.
 func (r *reader) tm() time.Time {
-	c, ok := r.next()
-	var body []byte
-	switch {
-	case !ok:
-	case c == msgpcode.FixExt4 && r.has(5) && r.data[r.pos+1] == 0xff:
-		body, r.pos = r.data[r.pos+2:r.pos+6], r.pos+6
-	case c == msgpcode.FixExt8 && r.has(9) && r.data[r.pos+1] == 0xff:
-		body, r.pos = r.data[r.pos+2:r.pos+10], r.pos+10
-	case c == msgpcode.Ext8 && r.has(14) && r.data[r.pos+1] == 12 && r.data[r.pos+2] == 0xff:
-		body, r.pos = r.data[r.pos+3:r.pos+15], r.pos+15
-	}
-	if body == nil {
-		var t time.Time
-		r.viaDecoder(func(d *msgpack.Decoder) (err error) { t, err = d.DecodeTime(); return })
-		return t
+	if c, ok := r.next(); ok {
+		n := 0
+		switch c {
+		case msgpcode.FixExt4:
+			n = 6
+		case msgpcode.FixExt8:
+			n = 10
+		case msgpcode.Ext8:
+			n = 15
+		}
+		if n > 0 && r.pos+n <= len(r.data) {
+			if t, ok := timeAt(r.data[r.pos : r.pos+n]); ok {
+				r.pos += n
+				return t
+			}
+		}
 	}
 	var t time.Time
-	switch len(body) {
-	case 4:
-		t = time.Unix(int64(binary.BigEndian.Uint32(body)), 0)
-	case 8:
-		v := binary.BigEndian.Uint64(body)
-		t = time.Unix(int64(v&0x00000003ffffffff), int64(v>>34))
-	default:
-		t = time.Unix(int64(binary.BigEndian.Uint64(body[4:])), int64(binary.BigEndian.Uint32(body)))
-	}
-	if t.IsZero() {
-		return t.UTC() // as the decoder: the zero time has no zone
-	}
+	r.viaDecoder(func(d *msgpack.Decoder) (err error) { t, err = d.DecodeTime(); return })
 	return t
 }
 
@@ -337,9 +278,10 @@ func (r *reader) value() any {
 	case c == msgpcode.Nil:
 		r.pos++
 		return nil
-	case msgpcode.IsFixedString(c) || c == msgpcode.Str8:
-		if s, ok := r.shortStr(); ok {
-			return s
+	case msgpcode.IsFixedString(c) || c == msgpcode.Str8 || c == msgpcode.Str16 || c == msgpcode.Str32:
+		if b, next, ok := strAt(r.data, r.pos); ok {
+			r.pos = next
+			return string(b)
 		}
 	}
 	var v any

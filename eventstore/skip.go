@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // errShort is a msgpack value cut short.
@@ -130,4 +131,104 @@ func length(data []byte, i, width int) (int, error) {
 	default:
 		return int(binary.BigEndian.Uint32(b)), nil
 	}
+}
+
+// The byte-level readers below read the encodings msgpack writes for our values straight from
+// the bytes, without copying; the reader (fastdecode.go) and the JSON writer of stored events
+// (eventjson.go) share them, and hand anything else to the decoder.
+
+// mapHeader reads a map's length (-1: nil).
+func mapHeader(v []byte, pos int) (n, next int, ok bool) {
+	if pos >= len(v) {
+		return 0, 0, false
+	}
+	switch c := v[pos]; {
+	case c >= 0x80 && c <= 0x8f:
+		return int(c & 0x0f), pos + 1, true
+	case c == 0xc0:
+		return -1, pos + 1, true
+	case c == 0xde && pos+3 <= len(v):
+		return int(binary.BigEndian.Uint16(v[pos+1:])), pos + 3, true
+	case c == 0xdf && pos+5 <= len(v):
+		return int(binary.BigEndian.Uint32(v[pos+1:])), pos + 5, true
+	}
+	return 0, 0, false
+}
+
+// arrayHeader reads an array's length (-1: nil).
+func arrayHeader(v []byte, pos int) (n, next int, ok bool) {
+	if pos >= len(v) {
+		return 0, 0, false
+	}
+	switch c := v[pos]; {
+	case c >= 0x90 && c <= 0x9f:
+		return int(c & 0x0f), pos + 1, true
+	case c == 0xc0:
+		return -1, pos + 1, true
+	case c == 0xdc && pos+3 <= len(v):
+		return int(binary.BigEndian.Uint16(v[pos+1:])), pos + 3, true
+	case c == 0xdd && pos+5 <= len(v):
+		return int(binary.BigEndian.Uint32(v[pos+1:])), pos + 5, true
+	}
+	return 0, 0, false
+}
+
+// strAt reads a string's bytes, a slice of v (nil reads as empty, as the decoders read it).
+func strAt(v []byte, pos int) (s []byte, next int, ok bool) {
+	if pos >= len(v) {
+		return nil, 0, false
+	}
+	c := v[pos]
+	start, n := pos+1, 0
+	switch {
+	case c == 0xc0:
+		return nil, pos + 1, true
+	case c&0xe0 == 0xa0:
+		n = int(c & 0x1f)
+	case c == 0xd9 && pos+2 <= len(v):
+		start, n = pos+2, int(v[pos+1])
+	case c == 0xda && pos+3 <= len(v):
+		start, n = pos+3, int(binary.BigEndian.Uint16(v[pos+1:]))
+	case c == 0xdb && pos+5 <= len(v):
+		start, n = pos+5, int(binary.BigEndian.Uint32(v[pos+1:]))
+	default:
+		return nil, 0, false
+	}
+	if start+n > len(v) {
+		return nil, 0, false
+	}
+	return v[start : start+n], start + n, true
+}
+
+// intAt reads an integer as the decoders read one into an int or int64 (nil: 0).
+func intAt(v []byte) (int64, bool) {
+	if len(v) == 0 {
+		return 0, false
+	}
+	if v[0] == 0xc0 {
+		return 0, true
+	}
+	n, _, ok := fixedInt(v[0], v[1:])
+	return n, ok
+}
+
+// timeAt reads msgpack's time extension (-1) of 4, 8 or 12 bytes as the decoder does
+// (time.Unix, in the local zone; the zero time in UTC); ok is false for anything else.
+func timeAt(v []byte) (time.Time, bool) {
+	var t time.Time
+	switch {
+	case len(v) == 6 && v[0] == 0xd6 && v[1] == 0xff:
+		t = time.Unix(int64(binary.BigEndian.Uint32(v[2:])), 0)
+	case len(v) == 10 && v[0] == 0xd7 && v[1] == 0xff:
+		x := binary.BigEndian.Uint64(v[2:])
+		t = time.Unix(int64(x&0x00000003ffffffff), int64(x>>34))
+	case len(v) == 15 && v[0] == 0xc7 && v[1] == 12 && v[2] == 0xff:
+		t = time.Unix(int64(binary.BigEndian.Uint64(v[7:])), int64(binary.BigEndian.Uint32(v[3:])))
+	default:
+		return t, false
+	}
+	if t.IsZero() {
+		return t.UTC(), true
+	}
+	return t, true
 }

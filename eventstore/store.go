@@ -91,6 +91,9 @@ type Store struct {
 	stream jetstream.Stream
 	index
 	unit
+	// timerRace, when set (tests only), runs between reading a shadow's schedule and writing it,
+	// so a test can put another instance's write in exactly that moment.
+	timerRace func(op string)
 }
 
 // newStore wires a store's index and unit of work.
@@ -542,10 +545,16 @@ func (s *Store) LastRecord(ctx context.Context, subject string) (*Record, error)
 // leaderLast reads the last message on subject from the stream's leader (the JetStream API's
 // message get, not a direct get): read-after-write on a replicated stream. nil if none.
 func (s *Store) leaderLast(ctx context.Context, stream, subject string) (*Record, error) {
+	r, _, err := s.leaderLastWithHeader(ctx, stream, subject)
+	return r, err
+}
+
+// leaderLastWithHeader is leaderLast that also returns the message's headers.
+func (s *Store) leaderLastWithHeader(ctx context.Context, stream, subject string) (*Record, nats.Header, error) {
 	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
 	msg, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: load %s: %w", subject, unavailable(err))
+		return nil, nil, fmt.Errorf("eventstore: load %s: %w", subject, unavailable(err))
 	}
 	var resp struct {
 		Error *struct {
@@ -561,26 +570,26 @@ func (s *Store) leaderLast(ctx context.Context, stream, subject string) (*Record
 		} `json:"message"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return nil, fmt.Errorf("eventstore: load %s: %w", subject, err)
+		return nil, nil, fmt.Errorf("eventstore: load %s: %w", subject, err)
 	}
 	switch {
 	case resp.Error != nil && resp.Error.ErrCode == 10037: // no message found
-		return nil, nil
+		return nil, nil, nil
 	case resp.Error != nil:
-		return nil, fmt.Errorf("eventstore: load %s: %w", subject, unavailable(errors.New(resp.Error.Description)))
+		return nil, nil, fmt.Errorf("eventstore: load %s: %w", subject, unavailable(errors.New(resp.Error.Description)))
 	case resp.Message == nil:
-		return nil, fmt.Errorf("eventstore: load %s: empty answer", subject)
+		return nil, nil, fmt.Errorf("eventstore: load %s: empty answer", subject)
 	}
 	h := nats.Header{}
 	if len(resp.Message.Hdrs) > 0 {
 		if h, err = nats.DecodeHeadersMsg(resp.Message.Hdrs); err != nil {
-			return nil, fmt.Errorf("eventstore: load %s: headers: %w", subject, err)
+			return nil, nil, fmt.Errorf("eventstore: load %s: headers: %w", subject, err)
 		}
 	}
 	r := s.newRecord(resp.Message.Subject, resp.Message.Seq, resp.Message.Time, h, resp.Message.Data)
 	op := h.Get("KV-Operation")
 	r.kvDeleted = op == "DEL" || op == "PURGE"
-	return r, nil
+	return r, h, nil
 }
 
 // loadFresh is Load from the stream's leader: after a conflict, a direct get could still show
@@ -698,7 +707,8 @@ const FiringWorkers = 128
 // ArmTimer schedules the shadow's timer at at (a JetStream message schedule in PROV_EVENTS:
 // both the schedule and its firing stay in the log). Arming again replaces the pending one; a
 // time in the past fires at once. The server checks schedules every 250 ms at most, so a timer
-// fires up to that much late. Idempotent.
+// fires up to that much late. Idempotent. It names no commit, so it replaces whatever is armed
+// and any decision's arming replaces it: the timer armer uses ArmTimerFor.
 func (s *Store) ArmTimer(ctx context.Context, resource, shadowID string, at time.Time) error {
 	if _, err := s.js.PublishMsg(ctx, s.timerMsg(resource, shadowID, at)); err != nil {
 		return fmt.Errorf("eventstore: arm timer %s: %w", shadowID, unavailable(err))
@@ -716,7 +726,8 @@ func (s *Store) timerMsg(resource, shadowID string, at time.Time) *nats.Msg {
 	return m
 }
 
-// CancelTimer removes the shadow's pending timer, if any. Idempotent.
+// CancelTimer removes the shadow's pending timer, if any, whichever decision armed it (the timer
+// armer uses CancelTimerFor). Idempotent.
 func (s *Store) CancelTimer(ctx context.Context, resource, shadowID string) error {
 	err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.TimerSubject(resource, shadowID)))
 	if err != nil {

@@ -2,51 +2,201 @@ package eventstore
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"shadowbridge/domain"
 )
 
+// headerTimerCommit names, on a shadow's schedule, the stream sequence of the commit whose
+// decision armed it. A schedule without it (armed by ArmTimer, or by builds before it) counts as
+// armed by commit 0, older than any commit.
+const headerTimerCommit = "Prov-Timer-Commit"
+
 // ApplyTimers arms or cancels the shadow's timer as a record's timer events say (the timer
-// armer's handler), calling count("armed") or count("cancelled") once each is done. Each is
-// synchronous: the armer acknowledges a record only once its schedule is stored, and a worker
-// applies a shadow's records one after the other, so its schedules are stored in log order.
-// A record without timer events, or one that cannot be decoded (the projector reports those),
-// does nothing.
+// armer's handler), calling count("armed"), count("cancelled") or count("stale") once each is
+// done. Each is synchronous: the armer acknowledges a record only once its schedule is stored.
+// A record without timer events does nothing; one whose events cannot be decoded is reported
+// through count("undecodable") and otherwise skipped (the projector reports it too).
 //
-// A record a crashed instance had taken comes back after AckWait, possibly after newer records
-// of its shadow whose timer events are applied already: its cancel would purge their schedule
-// and leave the shadow's due work with no timer. A cancel is therefore skipped when the shadow
-// has a newer record (a schedule left in place fires once and finds nothing due; the firing
-// re-arms whatever is due later). An older TimerSet is still applied: a newer record without
-// timer events relies on it, and its early firing re-arms the right time.
+// Several instances apply records, and a record a crashed instance had taken comes back to the
+// other one after AckWait, possibly after newer records of its shadow. Whatever the order, an
+// older decision never replaces or removes the schedule of a newer one: each schedule names the
+// commit that armed it, an arming is a publish that expects the schedule it read to be the
+// subject's last message, and a cancel deletes exactly the schedule it read. A newer schedule
+// written in between makes the publish fail (read again: now it is newer, so the older record
+// is skipped) or the delete find nothing (read again, likewise).
 func (s *Store) ApplyTimers(ctx context.Context, r *Record, count func(string)) error {
 	if !r.Has("TimerSet") && !r.Has("TimerCleared") {
 		return nil
 	}
 	evs, err := r.Events()
 	if err != nil {
+		count("undecodable")
 		return nil
 	}
 	for _, e := range evs {
+		var applied bool
+		var what string
 		switch x := e.(type) {
 		case domain.TimerSet:
-			if err := s.ArmTimer(ctx, r.Resource, r.ShadowID, x.At); err != nil {
-				return err
-			}
-			count("armed")
+			applied, err = s.ArmTimerFor(ctx, r.Resource, r.ShadowID, x.At, r.Seq)
+			what = "armed"
 		case domain.TimerCleared:
-			last, err := s.LastRecord(ctx, r.Subject)
-			if err != nil {
-				return err
-			}
-			if last != nil && last.Seq > r.Seq {
-				continue // stale: the shadow moved on
-			}
-			if err := s.CancelTimer(ctx, r.Resource, r.ShadowID); err != nil {
-				return err
-			}
-			count("cancelled")
+			applied, err = s.CancelTimerFor(ctx, r.Resource, r.ShadowID, r.Seq)
+			what = "cancelled"
+		default:
+			continue
 		}
+		if err != nil {
+			return err
+		}
+		if !applied {
+			what = "stale"
+		}
+		count(what)
 	}
 	return nil
+}
+
+// schedule is the shadow's pending schedule as read from the stream: its own sequence and the
+// commit that armed it.
+type schedule struct{ seq, commit uint64 }
+
+// ArmTimerFor schedules the shadow's timer at at on behalf of the commit with stream sequence
+// commit, unless the pending schedule was armed by a newer commit (then it returns false and
+// changes nothing). Safe to call from several instances at once, in any order: the schedule left
+// is the newest commit's.
+func (s *Store) ArmTimerFor(ctx context.Context, resource, shadowID string, at time.Time, commit uint64) (bool, error) {
+	subject := s.TimerSubject(resource, shadowID)
+	fresh := false
+	for attempt := 0; ; attempt++ {
+		cur, err := s.currentSchedule(ctx, subject, fresh)
+		if err != nil {
+			return false, err
+		}
+		if cur != nil && cur.commit > commit {
+			return false, nil
+		}
+		if s.timerRace != nil {
+			s.timerRace("arm")
+		}
+		m := s.timerMsg(resource, shadowID, at)
+		m.Header.Set(headerTimerCommit, strconv.FormatUint(commit, 10))
+		var expected uint64
+		if cur != nil {
+			expected = cur.seq
+		}
+		_, err = s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expected))
+		if err == nil {
+			return true, nil
+		}
+		if !isWrongLastSeq(err) || attempt >= 16 {
+			return false, fmt.Errorf("eventstore: arm timer %s: %w", shadowID, unavailable(err))
+		}
+		fresh = true // someone else wrote the schedule: read it from the leader
+	}
+}
+
+// CancelTimerFor removes the shadow's pending schedule on behalf of the commit with stream
+// sequence commit, unless it was armed by a newer commit (then it returns false). Removing a
+// schedule that is not there counts as done.
+func (s *Store) CancelTimerFor(ctx context.Context, resource, shadowID string, commit uint64) (bool, error) {
+	subject := s.TimerSubject(resource, shadowID)
+	fresh := false
+	for attempt := 0; ; attempt++ {
+		cur, err := s.currentSchedule(ctx, subject, fresh)
+		if err != nil {
+			return false, err
+		}
+		if cur == nil {
+			return true, nil
+		}
+		if cur.commit > commit {
+			return false, nil
+		}
+		if s.timerRace != nil {
+			s.timerRace("cancel")
+		}
+		// Deleting by sequence removes exactly the schedule read: one written meanwhile (newer
+		// or not) has another sequence and is looked at again.
+		found, err := s.deleteSeq(ctx, cur.seq)
+		if err != nil {
+			return false, fmt.Errorf("eventstore: cancel timer %s: %w", shadowID, err)
+		}
+		if found {
+			return true, nil
+		}
+		if attempt >= 16 {
+			return false, fmt.Errorf("eventstore: cancel timer %s: %w: the schedule kept changing", shadowID, ErrUnavailable)
+		}
+		fresh = true
+	}
+}
+
+// deleteSeq removes the message with stream sequence seq, reporting false when there is none
+// (it fired or was replaced after it was read). The JetStream API is asked directly: nats.go's
+// DeleteMsg reports the server's error code only as text.
+func (s *Store) deleteSeq(ctx context.Context, seq uint64) (bool, error) {
+	req, _ := json.Marshal(map[string]any{"seq": seq, "no_erase": true})
+	msg, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.DELETE."+s.cfg.Stream, req)
+	if err != nil {
+		return false, unavailable(err)
+	}
+	var resp struct {
+		Success bool `json:"success"`
+		Error   *struct {
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return false, fmt.Errorf("%w: delete answer: %w", ErrUnavailable, err)
+	}
+	switch {
+	case resp.Success:
+		return true, nil
+	case resp.Error != nil && (resp.Error.ErrCode == errCodeSequenceNotFound || resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound)):
+		return false, nil
+	case resp.Error != nil:
+		return false, fmt.Errorf("%w: %s (%d)", ErrUnavailable, resp.Error.Description, resp.Error.ErrCode)
+	}
+	return false, fmt.Errorf("%w: delete of %d not confirmed", ErrUnavailable, seq)
+}
+
+// errCodeSequenceNotFound is JetStream's answer to deleting a sequence the stream does not hold.
+const errCodeSequenceNotFound = 10043
+
+// currentSchedule reads the shadow's pending schedule (nil if none). fresh reads it from the
+// stream's leader on a replicated stream, where a direct get may be answered a moment behind.
+func (s *Store) currentSchedule(ctx context.Context, subject string, fresh bool) (*schedule, error) {
+	var seq uint64
+	var h nats.Header
+	if fresh && s.cfg.Replicas > 1 {
+		r, hdr, err := s.leaderLastWithHeader(ctx, s.cfg.Stream, subject)
+		if err != nil || r == nil {
+			return nil, err
+		}
+		seq, h = r.Seq, hdr
+	} else {
+		m, err := s.stream.GetLastMsgForSubject(ctx, subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			if s.cfg.Replicas > 1 {
+				return s.currentSchedule(ctx, subject, true)
+			}
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("eventstore: timer %s: %w", subject, unavailable(err))
+		}
+		seq, h = m.Sequence, m.Header
+	}
+	commit, _ := strconv.ParseUint(h.Get(headerTimerCommit), 10, 64)
+	return &schedule{seq: seq, commit: commit}, nil
 }

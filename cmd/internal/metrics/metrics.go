@@ -68,7 +68,7 @@ func New() *Set {
 		CommandDuration: &HistogramVec{hist},
 		EventsAppended:  counter("shadowbridge_events_appended_total", "Events stored in the log, by type.", "type"),
 		BridgeOutcomes:  counter("shadowbridge_bridge_outcomes_total", "Attempts recorded by the dispatcher, by resource and outcome (sent, failed, postponed).", "resource", "outcome"),
-		Timers:          counter("shadowbridge_timers_total", "Timers armed, cancelled and fired.", "action"),
+		Timers:          counter("shadowbridge_timers_total", "Timers armed, cancelled and fired; stale: a record's arming or cancel skipped because a newer decision's schedule is in place; undecodable: a record whose timer events could not be read.", "action"),
 	}
 }
 

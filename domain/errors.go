@@ -1,6 +1,9 @@
 package domain
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Category classifies a failure the way midPoint's provisioning does, so that callers decide what to
 // do (retry, reject, report) without parsing messages. A Category is itself an error: test with
@@ -34,6 +37,15 @@ func (e *Error) Error() string { return e.Message }
 func (e *Error) Is(target error) bool {
 	c, ok := target.(Category)
 	return ok && c == e.Category
+}
+
+// IsRefusal reports whether err refuses a command because of the state it met (a shadow or an
+// operation not found, an identifier already used, a conflicting operation), as opposed to a
+// malformed command (schema) or no decision at all (communication). The same command may be
+// decided otherwise later, so a request id answered with a refusal must record it to keep that
+// answer.
+func IsRefusal(err error) bool {
+	return errors.Is(err, CategoryNotFound) || errors.Is(err, CategoryAlreadyExists) || errors.Is(err, CategoryConflict)
 }
 
 func newError(c Category, msg string) *Error { return &Error{Category: c, Message: msg} }

@@ -302,13 +302,65 @@ type RequestRecord struct {
 	Seq         uint64          `json:"seq,omitempty"`
 	ShadowID    string          `json:"shadowId,omitempty"`
 	OperationID string          `json:"operationId,omitempty"`
+	// Refused, instead of Reply, completes the record of a request refused because of the state
+	// it met (domain.IsRefusal): the refusal is its answer for good, even once the state would
+	// allow it.
+	Refused *Refusal `json:"refused,omitempty"`
 	// Revision is the record's KV revision as read or reserved (not stored): completing a
 	// reservation made by the same caller then costs one write.
 	Revision uint64 `json:"-"`
 }
 
-// Pending reports whether the record was reserved and not yet completed with a reply.
-func (r *RequestRecord) Pending() bool { return len(r.Reply) == 0 }
+// Refusal is the recorded answer of a refused request: its error's category and message.
+type Refusal struct {
+	Category domain.Category `json:"category"`
+	Message  string          `json:"message"`
+}
+
+// Err is the refusal as the error it was first answered with.
+func (r *Refusal) Err() error { return &domain.Error{Category: r.Category, Message: r.Message} }
+
+// Pending reports whether the record was reserved and not yet completed with a reply or a refusal.
+func (r *RequestRecord) Pending() bool { return len(r.Reply) == 0 && r.Refused == nil }
+
+// RefuseRequest completes the record of a request id with a refusal, r naming the ids the refused
+// attempt decided with: it creates the record when there is none, and completes a reservation
+// only when it names those ids (r.Revision, when set, is that reservation's). Whatever happens,
+// it returns the record in place afterwards, which is the request's answer: the refusal, the
+// reply of an attempt that completed first, or the reservation of another attempt (whose ids the
+// caller adopts); written says whether that is r.
+func (s *index) RefuseRequest(ctx context.Context, resource, requestID string, r RequestRecord) (rec *RequestRecord, written bool, err error) {
+	r.Reply, r.Seq = nil, 0
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, false, err
+	}
+	key := requestKey(resource, requestID)
+	for range 16 {
+		cur, rev, err := s.getRequest(ctx, resource, requestID)
+		if err != nil {
+			return nil, false, err
+		}
+		var nrev uint64
+		switch {
+		case cur == nil:
+			nrev, err = s.kv.Create(ctx, key, b)
+		case !cur.Pending() || cur.ShadowID != r.ShadowID || cur.OperationID != r.OperationID:
+			cur.Revision = rev
+			return cur, false, nil
+		default:
+			nrev, err = s.kv.Update(ctx, key, b, rev)
+		}
+		if err == nil {
+			r.Revision = nrev
+			return &r, true, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
+			return nil, false, fmt.Errorf("eventstore: record refusal: %w", unavailable(err))
+		}
+	}
+	return nil, false, fmt.Errorf("eventstore: record refusal: %w: too much contention", ErrConflict)
+}
 
 func requestKey(resource, requestID string) string { return "req." + resource + "." + hash(requestID) }
 

@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -23,7 +24,13 @@ type IndexEntry struct {
 	Kind                            string
 	OperationID, Resource, ShadowID string
 	Holder                          Holder
+	// Refusal is a request record's recorded refusal (Kind "request"), nil if it has none.
+	Refusal *Refusal
 }
+
+// RequestKey is the index key of a request id's record (the id is hashed, so a checker compares
+// keys, not ids).
+func RequestKey(resource, requestID string) string { return requestKey(resource, requestID) }
 
 // ClaimKey is the index key of an identifier claim (the value is hashed, so a checker compares
 // keys, not values).
@@ -63,6 +70,11 @@ func (s *Store) IndexEntries(ctx context.Context, fn func(IndexEntry) error) err
 				ie.ShadowID = ie.Holder.ShadowID
 			case strings.HasPrefix(e.Key(), "req."):
 				ie.Kind = "request"
+				ie.Resource, _, _ = strings.Cut(strings.TrimPrefix(e.Key(), "req."), ".")
+				var rr RequestRecord
+				if json.Unmarshal(e.Value(), &rr) == nil {
+					ie.ShadowID, ie.OperationID, ie.Refusal = rr.ShadowID, rr.OperationID, rr.Refused
+				}
 			default:
 				ie.Kind = "unknown"
 			}

@@ -34,8 +34,8 @@ type UpdateOptions struct {
 	Known *Known
 	// Reserve, when set, is the request id's pending record, written after the decision and
 	// before anything else. If another attempt of the request reserved it first, Update returns
-	// an *AdoptError naming that attempt's ids. On success Reserve.Revision is the record's
-	// revision, for completing it.
+	// an *AdoptError naming that attempt's ids. Once reserved, Reserve.Revision is the record's
+	// revision, for completing it with the reply or, after a refusal, the refusal.
 	Reserve *RequestRecord
 	// Decide returns the events to record for the current state (none: nothing to do). It must
 	// be pure: it can run several times.
@@ -88,13 +88,15 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 	defer unlock()
 	// created: this call wrote the reservation; maybeStored: something written for the decision
 	// may be stored (an append or an index write whose outcome is unknown). A reservation this
-	// call made for a decision that surely left nothing is dropped, so a refused request leaves
-	// nothing behind; otherwise it stays, and a retry of the request decides again with its ids
-	// (an identifier it may have claimed is then its own, not "taken" by a shadow that never was).
-	// A fault stops the work as a crash would: nothing is cleaned up.
+	// call made for a decision that failed and surely left nothing is dropped (a retry decides
+	// afresh), unless the decision was refused for the state it met (domain.IsRefusal): the
+	// caller records that refusal over the reservation, as the request's answer for good.
+	// Otherwise it stays, and a retry of the request decides again with its ids (an identifier it
+	// may have claimed is then its own, not "taken" by a shadow that never was). A fault stops
+	// the work as a crash would: nothing is cleaned up.
 	reserved, created, maybeStored, crashed := false, false, false, false
 	defer func() {
-		if err != nil && created && !maybeStored && !crashed {
+		if err != nil && created && !maybeStored && !crashed && !domain.IsRefusal(err) {
 			_ = u.ix.DropRequest(context.WithoutCancel(ctx), o.Resource, o.RequestID, *o.Reserve)
 		}
 	}()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -134,7 +135,11 @@ func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue
 	var rep VerifyReport
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
 	shadows := map[string]*verifiedShadow{} // "<resource>.<id>"
-	requests := map[string]uint64{}         // "<resource>\x00<request id>" -> seq of its decision
+	type decided struct {
+		seq    uint64
+		shadow string
+	}
+	requests := map[string]decided{} // "<resource>\x00<request id>" -> its decision
 	var lastSeen uint64
 	last, err := src.Replay(ctx, 1, func(r *eventstore.Record) error {
 		rep.Records++
@@ -185,9 +190,9 @@ func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue
 			k := r.Resource + "\x00" + rid
 			if first, dup := requests[k]; dup {
 				add(Finding{Check: "request-once", Resource: r.Resource, ShadowID: r.ShadowID,
-					Detail: fmt.Sprintf("request id %q decided twice (records %d and %d)", rid, first, r.Seq)})
+					Detail: fmt.Sprintf("request id %q decided twice (records %d and %d)", rid, first.seq, r.Seq)})
 			} else {
-				requests[k] = r.Seq
+				requests[k] = decided{r.Seq, r.ShadowID}
 			}
 		}
 		if vs.folded != nil {
@@ -226,8 +231,9 @@ func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue
 	}
 
 	// The index, against the log.
-	indexed := map[string]string{} // operation -> "<resource>.<shadow>"
-	claimed := map[string]string{} // claim key -> holder
+	indexed := map[string]string{}              // operation -> "<resource>.<shadow>"
+	claimed := map[string]string{}              // claim key -> holder
+	refused := map[string]*eventstore.Refusal{} // request key -> its recorded refusal
 	if err := src.IndexEntries(ctx, func(e eventstore.IndexEntry) error {
 		rep.IndexEntries++
 		switch e.Kind {
@@ -237,6 +243,10 @@ func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue
 			if vs == nil || !vs.ops[e.OperationID] {
 				add(Finding{Check: "operation-index", Resource: e.Resource, ShadowID: e.ShadowID, Notice: true,
 					Detail: fmt.Sprintf("index entry of operation %s, which the shadow never had (a decision that was not stored)", e.OperationID)})
+			}
+		case "request":
+			if e.Refusal != nil {
+				refused[e.Key] = e.Refusal
 			}
 		case "claim":
 			rep.Claims++
@@ -249,6 +259,14 @@ func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue
 		return nil
 	}); err != nil {
 		return rep, err
+	}
+	// A request id answered with a refusal must never have been decided as well.
+	for k, d := range requests {
+		resource, rid, _ := strings.Cut(k, "\x00")
+		if r := refused[eventstore.RequestKey(resource, rid)]; r != nil {
+			add(Finding{Check: "request-once", Resource: resource, ShadowID: d.shadow,
+				Detail: fmt.Sprintf("request id %q was answered with a refusal (%s: %s) and was also decided (record %d)", rid, r.Category, r.Message, d.seq)})
+		}
 	}
 	floor, err := src.AckFloor(ctx, o.Dispatcher)
 	if err != nil {

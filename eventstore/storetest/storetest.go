@@ -35,6 +35,7 @@ type Store interface {
 	ReserveRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) (*eventstore.RequestRecord, bool, error)
 	DropRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
 	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
+	RefuseRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) (*eventstore.RequestRecord, bool, error)
 	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
 	AppendResource(ctx context.Context, resource string, expectedSeq uint64, events []domain.Event, state domain.ResourceState) (eventstore.AppendResult, error)
 	Update(ctx context.Context, o eventstore.UpdateOptions) (eventstore.UpdateResult, error)
@@ -656,6 +657,53 @@ func testIndex(t *testing.T, s Store) {
 	}
 	if rr, _ := s.GetRequest(ctx, "demo", "z"); rr != nil {
 		t.Fatalf("dropped reservation still there: %+v", rr)
+	}
+	testRefusals(t, s)
+}
+
+// testRefusals: a refusal completes a request id's record for good. It is created where there is
+// none, completes only a reservation naming the refused attempt's ids, and never replaces a reply
+// or another attempt's reservation: the record in place is returned as the answer.
+func testRefusals(t *testing.T, s Store) {
+	ctx := t.Context()
+	refusal := func(ids eventstore.RequestRecord, msg string) eventstore.RequestRecord {
+		ids.Refused = &eventstore.Refusal{Category: domain.CategoryAlreadyExists, Message: msg}
+		return ids
+	}
+	a := eventstore.RequestRecord{Fingerprint: "f", ShadowID: NewID(), OperationID: NewID()}
+	got, written, err := s.RefuseRequest(ctx, "demo", "r1", refusal(a, "taken"))
+	if err != nil || !written || got.Refused == nil || got.Pending() {
+		t.Fatalf("refusal of a new request: %+v %v %v", got, written, err)
+	}
+	// A later refusal, or reply, of the same request id leaves the first refusal.
+	if got, written, _ := s.RefuseRequest(ctx, "demo", "r1", refusal(a, "other")); written || got.Refused.Message != "taken" {
+		t.Fatalf("second refusal: %+v %v", got, written)
+	}
+	if err := s.PutRequest(ctx, "demo", "r1", eventstore.RequestRecord{Fingerprint: "f", Reply: []byte(`{}`), ShadowID: a.ShadowID, OperationID: a.OperationID}); err != nil {
+		t.Fatal(err)
+	}
+	rr, err := s.GetRequest(ctx, "demo", "r1")
+	if err != nil || rr.Refused == nil || rr.Refused.Message != "taken" || !errors.Is(rr.Refused.Err(), domain.CategoryAlreadyExists) {
+		t.Fatalf("a reply replaced the refusal: %+v %v", rr, err)
+	}
+	// The refused attempt's own reservation is completed with the refusal...
+	res, _, err := s.ReserveRequest(ctx, "demo", "r2", a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := refusal(a, "taken")
+	mine.Revision = res.Revision
+	if got, written, err := s.RefuseRequest(ctx, "demo", "r2", mine); err != nil || !written || got.Refused == nil {
+		t.Fatalf("refusal over its reservation: %+v %v %v", got, written, err)
+	}
+	// ...but another attempt's reservation is not: the caller adopts its ids.
+	if _, _, err := s.ReserveRequest(ctx, "demo", "r3", a); err != nil {
+		t.Fatal(err)
+	}
+	other := eventstore.RequestRecord{Fingerprint: "f", ShadowID: NewID(), OperationID: NewID()}
+	got, written, err = s.RefuseRequest(ctx, "demo", "r3", refusal(other, "taken"))
+	if err != nil || written || !got.Pending() || got.OperationID != a.OperationID {
+		t.Fatalf("refusal over another attempt's reservation: %+v %v %v", got, written, err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -36,8 +37,8 @@ func has(rep projections.VerifyReport, check, shadowID string, notice bool) bool
 
 // verify is clean on a healthy log beside a running service, and reports each kind of
 // corruption seeded into it: a projection entry deleted, a timer dropped, a claim forged, an
-// operation missing from the index, a request id decided twice, a state that is not the fold of
-// its events.
+// operation missing from the index, a request id decided twice, a request id both refused and
+// decided, a state that is not the fold of its events.
 func TestVerifyFindsSeededCorruption(t *testing.T) {
 	e := start(t, app.DefaultConfig(), app.Options{})
 	ctx := t.Context()
@@ -125,6 +126,13 @@ func TestVerifyFindsSeededCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// 9. A request id answered two ways: shadow 0's add, its record turned into a refusal.
+	refusal, _ := json.Marshal(eventstore.RequestRecord{Fingerprint: "f", ShadowID: ids[0],
+		Refused: &eventstore.Refusal{Category: domain.CategoryAlreadyExists, Message: "taken"}})
+	if _, err := index.Put(ctx, eventstore.RequestKey("demo", "v-0"), refusal); err != nil {
+		t.Fatal(err)
+	}
+
 	rep := verify(t, e, 500*time.Millisecond)
 	for _, w := range []struct {
 		check, shadow string
@@ -136,6 +144,7 @@ func TestVerifyFindsSeededCorruption(t *testing.T) {
 		{"claim", ids[3], true},  // the forged holder does not hold it: stale
 		{"operation-index", ids[4], false},
 		{"request-once", ids[5], false},
+		{"request-once", ids[0], false}, // refused and decided
 		{"fold", forged, false},
 		{"one-add", forged, false},
 		{"unique-identifier", "", false},

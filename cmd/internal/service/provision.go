@@ -75,7 +75,16 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 			// Addressed by identifiers: resolved after the request id is looked at, so that a
 			// retry of a request whose shadow is gone since still gets its first reply.
 			if shadowID, err = s.Resolve(ctx, req.Resource, req.ObjectClass, req.Identifiers); err != nil {
-				return Reply{}, err
+				if req.RequestID == "" || !domain.IsRefusal(err) {
+					return Reply{}, err
+				}
+				reply, err := s.refuse(ctx, req, "", opID, 0, err)
+				var adopt *eventstore.AdoptError
+				if errors.As(err, &adopt) {
+					shadowID, opID, known = adopt.Record.ShadowID, adopt.Record.OperationID, nil
+					continue
+				}
+				return reply, err
 			}
 		}
 		reply, err := s.decideRequest(ctx, req, res, shadowID, opID, known)
@@ -146,6 +155,8 @@ func (s *Service) decideRequest(ctx context.Context, req Request, res domain.Res
 			return Reply{}, err
 		}
 		out.Seq = rec.Seq
+	case err != nil && req.RequestID != "" && domain.IsRefusal(err):
+		return s.refuse(ctx, req, shadowID, opID, reserve.Revision, err)
 	case err != nil:
 		return Reply{}, err
 	case len(out.Events) == 0 && req.Verb != "add":
@@ -172,12 +183,38 @@ func (s *Service) complete(ctx context.Context, req Request, shadowID, opID stri
 	}
 }
 
+// refuse records a refusal as the request id's answer before it is given (rev: the reservation
+// the refused attempt made, 0 if none) and answers with whatever the record holds then: this
+// refusal, the answer of an attempt that completed first, or an *AdoptError for another attempt's
+// reservation. A refusal that cannot be recorded is not given: the client is told to try again
+// (503), and the retry decides afresh.
+func (s *Service) refuse(ctx context.Context, req Request, shadowID, opID string, rev uint64, cause error) (Reply, error) {
+	_, cat := StatusOf(cause)
+	rec := eventstore.RequestRecord{Fingerprint: req.Fingerprint, ShadowID: shadowID, OperationID: opID, Revision: rev,
+		Refused: &eventstore.Refusal{Category: cat, Message: cause.Error()}}
+	cur, written, err := s.store.RefuseRequest(ctx, req.Resource, req.RequestID, rec)
+	if err != nil {
+		return Reply{}, fmt.Errorf("%s: %w: the refusal (%v) could not be recorded: %w", req.Verb, domain.CategoryCommunication, cause, err)
+	}
+	if written {
+		return Reply{}, cause
+	}
+	if cur.Pending() {
+		return Reply{}, &eventstore.AdoptError{Record: cur}
+	}
+	reply, _, err := s.answer(ctx, cur, req)
+	return reply, err
+}
+
 // answer answers a request from its record when it can: done is true with the first reply (or an
 // error for a reused request id with another body). A pending record whose commit is not in the
 // shadow's history is not done: the caller decides again with the record's ids.
 func (s *Service) answer(ctx context.Context, rec *eventstore.RequestRecord, req Request) (Reply, bool, error) {
 	if rec.Fingerprint != "" && req.Fingerprint != "" && rec.Fingerprint != req.Fingerprint {
 		return Reply{}, true, fmt.Errorf("%s: %w: %q", req.Verb, ErrRequestIDReused, req.RequestID)
+	}
+	if rec.Refused != nil {
+		return Reply{}, true, rec.Refused.Err()
 	}
 	if !rec.Pending() {
 		var r Reply

@@ -36,6 +36,7 @@ type Store interface {
 	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
 	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
+	RefuseRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) (*eventstore.RequestRecord, bool, error)
 }
 
 var _ Store = (*eventstore.Store)(nil)

@@ -633,3 +633,77 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A refusal is a request id's answer for good (issue 23): the sequence that created an account
+// for a request id answered 409. Add login z; maintenance on; delete it; add z again (409: z is
+// still held by the shadow whose delete waits); maintenance off, the delete completes and z is
+// free; the same request re-sent gets the same 409, while a new request id gets the login.
+// A 404 (a modify addressed by a login no shadow holds yet) is kept the same way, and twins of a
+// refused request, sent at once, all get the one refusal.
+func TestARefusalIsTheRequestIDsAnswerForGood(t *testing.T) {
+	e := start(t, app.Options{})
+	send := func(subject string, body map[string]any) (map[string]any, string, string) {
+		b, _ := json.Marshal(body)
+		return e.request(t, subject, b)
+	}
+	z1 := addBody("z")
+	z1["requestId"] = "z1"
+	first := e.ok(t, "prov.cmd.demo.add", z1)
+	id := first["shadowId"].(string)
+	waitFor(t, "z live", 10*time.Second, func() bool {
+		out, code, _ := send("prov.query.shadow", map[string]any{"shadowId": id})
+		return code == "" && out["lifecycleState"] == "live"
+	})
+	e.ok(t, "prov.cmd.demo.maintenance", map[string]any{"maintenance": true, "reason": "test"})
+	e.ok(t, "prov.cmd.demo.delete", map[string]any{"requestId": "z2", "shadowId": id})
+	z3 := addBody("z")
+	z3["requestId"] = "z3"
+	refused, code, _ := send("prov.cmd.demo.add", z3)
+	if code != "409" {
+		t.Fatalf("add of a held login: %s %v, want 409", code, refused)
+	}
+	e.ok(t, "prov.cmd.demo.maintenance", map[string]any{"maintenance": false})
+	waitFor(t, "z deleted", 20*time.Second, func() bool {
+		out, code, _ := send("prov.query.shadow", map[string]any{"shadowId": id})
+		return code == "" && out["dead"] == true
+	})
+	before := e.streamMsgs(t)
+	again, code, _ := send("prov.cmd.demo.add", z3)
+	if code != "409" || fmt.Sprint(again) != fmt.Sprint(refused) {
+		t.Fatalf("re-sent refused request: %s %v, want the first answer 409 %v", code, again, refused)
+	}
+	if e.streamMsgs(t) != before {
+		t.Fatal("the re-sent refused request wrote events")
+	}
+	z4 := addBody("z")
+	z4["requestId"] = "z4"
+	e.ok(t, "prov.cmd.demo.add", z4) // the login is free: the 409 above is the recorded answer
+
+	mod := map[string]any{"requestId": "m1", "identifiers": map[string]any{"login": []any{"late"}},
+		"changes": map[string]any{"fullName": map[string]any{"replace": []any{"L"}}}}
+	notFound, code, _ := send("prov.cmd.demo.modify", mod)
+	if code != "404" {
+		t.Fatalf("modify of nobody: %s %v", code, notFound)
+	}
+	e.ok(t, "prov.cmd.demo.add", addBody("late"))
+	if again, code, _ := send("prov.cmd.demo.modify", mod); code != "404" || fmt.Sprint(again) != fmt.Sprint(notFound) {
+		t.Fatalf("re-sent 404: %s %v, want %v", code, again, notFound)
+	}
+
+	twin := addBody("late")
+	twin["requestId"] = "t1"
+	answers := make([]string, 8)
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Go(func() {
+			out, code, _ := send("prov.cmd.demo.add", twin)
+			answers[i] = code + fmt.Sprint(out)
+		})
+	}
+	wg.Wait()
+	for _, a := range answers {
+		if a != answers[0] || !strings.HasPrefix(a, "409") {
+			t.Fatalf("twins of a refused request answered differently:\n%s", strings.Join(answers, "\n"))
+		}
+	}
+}

@@ -217,15 +217,31 @@ func (d *Dispatcher) Handle(ctx context.Context, recs []*eventstore.Record) erro
 	return errors.Join(errs...)
 }
 
+// skipper is a Log that counts (and logs once) the records its readers pass over.
+type skipper interface {
+	Skip(reader string, r *eventstore.Record, err error)
+}
+
+var _ skipper = (*eventstore.Store)(nil)
+
+// skip passes over a record that cannot be decoded (not ours): nothing in it can be sent.
+func (d *Dispatcher) skip(r *eventstore.Record, err error) {
+	if s, ok := d.log.(skipper); ok {
+		s.Skip("dispatcher", r, err)
+		return
+	}
+	d.logger.Error("record skipped", "seq", r.Seq, "err", err)
+}
+
 func (d *Dispatcher) dispatchRecord(ctx context.Context, r *eventstore.Record) error {
 	evs, err := r.Events()
 	if err != nil {
-		d.logger.Error("record skipped", "seq", r.Seq, "err", err)
+		d.skip(r, err)
 		return nil
 	}
 	known := &Known{Seq: r.Seq}
 	if known.State, err = r.State(); err != nil {
-		d.logger.Error("record skipped", "seq", r.Seq, "err", err)
+		d.skip(r, err)
 		return nil
 	}
 	for _, e := range evs {

@@ -25,6 +25,10 @@ func (s *Store) History(ctx context.Context, shadowID string) ([]*Record, error)
 	// messages, where the wildcard filter would make the server scan the stream.
 	var out []*Record
 	err = s.replay(ctx, []string{last.Subject}, 1, last.Seq, func(r *Record) error {
+		if _, err := r.decode(); err != nil {
+			s.skipped("history", r, err) // not ours: a shadow's history is its decisions
+			return nil
+		}
 		out = append(out, r)
 		return nil
 	})

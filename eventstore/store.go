@@ -54,6 +54,11 @@ type Config struct {
 	Memory bool
 	// Now is the clock that ages identifier claims (default: time.Now).
 	Now func() time.Time
+	// Skipped, when set, is told of every record a reader of this store passed over because it
+	// cannot be decoded (a record that is not ours, published on one of the stream's subjects):
+	// reader names who skipped it ("load", "history", "projector", ...). It may be called from
+	// many goroutines, and again for the same record.
+	Skipped func(reader, subject string, seq uint64, err error)
 }
 
 // DefaultConfig returns the contract's names with R1 file storage.
@@ -508,20 +513,59 @@ func (s *Store) LoadByID(ctx context.Context, shadowID string) (domain.Shadow, u
 }
 
 func (s *Store) loadLast(ctx context.Context, subject string) (domain.Shadow, uint64, error) {
-	return stateOf(s.LastRecord(ctx, subject))
+	r, err := s.LastRecord(ctx, subject)
+	return s.stateOf(ctx, r, err)
 }
 
-// stateOf is the shadow a record holds and its sequence (the empty shadow for no record).
-func stateOf(r *Record, err error) (domain.Shadow, uint64, error) {
+// stateOf is the shadow a record holds and its sequence (the empty shadow for no record). A
+// record that cannot be decoded (not ours) does not stand for the shadow: the state is its last
+// good commit's, with the bad record's sequence, so the next decision is appended after it.
+func (s *Store) stateOf(ctx context.Context, r *Record, err error) (domain.Shadow, uint64, error) {
 	if err != nil || r == nil {
 		return domain.Shadow{}, 0, err
 	}
 	st, err := r.State()
+	if err == nil {
+		return st, r.Seq, nil
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		return domain.Shadow{}, 0, err
+	}
+	s.skipped("load", r, err)
+	good, err := s.lastGood(ctx, r, func(g *Record) bool { _, err := g.State(); return err == nil })
 	if err != nil {
 		return domain.Shadow{}, 0, err
 	}
+	if good != nil {
+		st, _ = good.State()
+	}
 	return st, r.Seq, nil
 }
+
+// lastGood returns the last record before bad on bad's subject that ok accepts, nil if none. It
+// reads the subject's history: it runs only while a record that is not ours is the last of its
+// subject, until the next decision is stored after it.
+func (s *Store) lastGood(ctx context.Context, bad *Record, ok func(*Record) bool) (*Record, error) {
+	var good *Record
+	err := s.replay(ctx, []string{bad.Subject}, 1, bad.Seq, func(r *Record) error {
+		if r.Seq < bad.Seq && ok(r) {
+			good = r
+		}
+		return nil
+	})
+	return good, err
+}
+
+// skipped reports a record passed over because it cannot be decoded (Config.Skipped).
+func (s *Store) skipped(reader string, r *Record, err error) {
+	if s.cfg.Skipped != nil {
+		s.cfg.Skipped(reader, r.Subject, r.Seq, err)
+	}
+}
+
+// Skip reports a record a consumer of this store passed over because it cannot be decoded, so
+// that every reader's skips are counted in one place (Config.Skipped).
+func (s *Store) Skip(reader string, r *Record, err error) { s.skipped(reader, r, err) }
 
 // LastRecord returns the last record on subject (wildcards allowed), or nil if there is none.
 //
@@ -598,7 +642,8 @@ func (s *Store) loadFresh(ctx context.Context, resource, shadowID string) (domai
 	if s.cfg.Replicas <= 1 {
 		return s.Load(ctx, resource, shadowID)
 	}
-	return stateOf(s.leaderLast(ctx, s.cfg.Stream, s.Subject(resource, shadowID)))
+	r, err := s.leaderLast(ctx, s.cfg.Stream, s.Subject(resource, shadowID))
+	return s.stateOf(ctx, r, err)
 }
 
 // RecordAt returns the record with the given stream sequence.
@@ -628,7 +673,19 @@ func (s *Store) LoadResource(ctx context.Context, resource string) (domain.Resou
 	if err != nil {
 		return domain.ResourceState{}, 0, err
 	}
-	return resourceOf(r)
+	st, seq, err := resourceOf(r)
+	if err == nil || !errors.Is(err, ErrCorrupt) {
+		return st, seq, err
+	}
+	// Not ours: the resource's state is its last good commit's, and the next decision is
+	// appended after the bad record.
+	s.skipped("load", r, err)
+	good, err := s.lastGood(ctx, r, func(g *Record) bool { _, _, err := resourceOf(g); return err == nil })
+	if err != nil {
+		return domain.ResourceState{}, 0, err
+	}
+	st, _, _ = resourceOf(good)
+	return st, r.Seq, nil
 }
 
 // resourceOf decodes a resource's commit (nil: a resource with none).

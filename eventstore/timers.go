@@ -39,6 +39,7 @@ func (s *Store) ApplyTimers(ctx context.Context, r *Record, count func(string)) 
 	evs, err := r.Events()
 	if err != nil {
 		count("undecodable")
+		s.skipped("timer-armer", r, err)
 		return nil
 	}
 	for _, e := range evs {

@@ -3,6 +3,7 @@ package projections
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -24,8 +25,11 @@ var _ Scanner = (*eventstore.Store)(nil)
 // log's last sequence when it started.
 type AuditProgress struct {
 	Records, Shown int
-	Seq, Last      uint64
-	Elapsed        time.Duration
+	// Skipped lists the records passed over because they cannot be decoded (not written by
+	// shadowbridge): an audit reports them and goes on.
+	Skipped   []uint64
+	Seq, Last uint64
+	Elapsed   time.Duration
 }
 
 // Audit streams the history events of the log's records selected by o and keep to w, each
@@ -98,6 +102,7 @@ func audit(ctx context.Context, log Scanner, o eventstore.ScanOptions, keep func
 			}
 			p.Records += len(b.recs)
 			p.Shown += b.shown
+			p.Skipped = append(p.Skipped, b.skipped...)
 			p.Seq = b.recs[len(b.recs)-1].Seq
 			batches.Put(b)
 			if progress != nil {
@@ -135,12 +140,13 @@ func audit(ctx context.Context, log Scanner, o eventstore.ScanOptions, keep func
 
 // auditBatch is a run of consecutive records and their formatted output.
 type auditBatch struct {
-	recs  []*eventstore.Record
-	sc    historyScratch
-	out   bytes.Buffer
-	shown int
-	err   error
-	done  chan struct{} // closed when out (or err) is ready
+	recs    []*eventstore.Record
+	sc      historyScratch
+	out     bytes.Buffer
+	shown   int
+	skipped []uint64
+	err     error
+	done    chan struct{} // closed when out (or err) is ready
 }
 
 // batches keeps written batches for reuse: growing a fresh output buffer for every batch was
@@ -153,7 +159,7 @@ func newAuditBatch() *auditBatch {
 		return &auditBatch{recs: make([]*eventstore.Record, 0, 128), done: make(chan struct{})}
 	}
 	clear(b.recs)
-	*b = auditBatch{recs: b.recs[:0], sc: b.sc, out: b.out, done: make(chan struct{})}
+	*b = auditBatch{recs: b.recs[:0], sc: b.sc, out: b.out, skipped: b.skipped[:0], done: make(chan struct{})}
 	b.out.Reset()
 	return b
 }
@@ -161,6 +167,10 @@ func newAuditBatch() *auditBatch {
 func (b *auditBatch) format(keep func(HistoryEvent) bool, format func(*bytes.Buffer, HistoryEvent) error, decode bool) {
 	for _, r := range b.recs {
 		hs, err := b.sc.historyOf(r, decode)
+		if errors.Is(err, eventstore.ErrCorrupt) {
+			b.skipped = append(b.skipped, r.Seq)
+			continue
+		}
 		if err != nil {
 			b.err = fmt.Errorf("record %d: %w", r.Seq, err)
 			return

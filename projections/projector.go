@@ -141,6 +141,19 @@ func (p *Projector) Lag(ctx context.Context, stream string) (uint64, error) {
 	return info.NumPending + uint64(info.NumAckPending), nil
 }
 
+// stateOf is the state a record holds. A record that cannot be decoded (not ours, published on
+// a shadow's subject) must neither stop the projection nor hide the shadow: its state is then the
+// shadow's last good commit's, as the store loads it (and reports the record).
+// ok is false when there is nothing to project (no good commit before it).
+func (p *Projector) stateOf(ctx context.Context, r *eventstore.Record) (st domain.Shadow, ok bool, err error) {
+	st, err = r.State()
+	if err == nil || !errors.Is(err, eventstore.ErrCorrupt) {
+		return st, err == nil, err
+	}
+	st, _, err = p.src.Load(ctx, r.Resource, r.ShadowID)
+	return st, err == nil && st.Created(), err
+}
+
 // Key returns the projection key of a shadow.
 func Key(resource, shadowID string) string { return resource + "." + shadowID }
 
@@ -164,13 +177,13 @@ func (p *Projector) Apply(ctx context.Context, recs []*eventstore.Record) error 
 	}
 	states := make(map[string]domain.Shadow, len(last))
 	for k, r := range last {
-		st, err := r.State()
+		st, ok, err := p.stateOf(ctx, r)
 		if err != nil {
-			// A record this build cannot read must not stop the projection of everything else.
-			p.log.Error("record skipped", "seq", r.Seq, "subject", r.Subject, "err", err)
-			continue
+			return err
 		}
-		states[k] = st
+		if ok {
+			states[k] = st
+		}
 	}
 	return p.writeAll(ctx, states)
 }
@@ -374,10 +387,9 @@ func (p *Projector) Rebuild(ctx context.Context, progress func(Progress)) (Progr
 		if r.ShadowID == "" {
 			return nil
 		}
-		st, err := r.State()
-		if err != nil {
-			p.log.Error("record skipped", "seq", r.Seq, "subject", r.Subject, "err", err)
-			return nil
+		st, ok, err := p.stateOf(ctx, r)
+		if err != nil || !ok {
+			return err
 		}
 		k := Key(r.Resource, r.ShadowID)
 		if st.Expired() {

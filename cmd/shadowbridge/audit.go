@@ -134,6 +134,10 @@ func streamEvents(ctx context.Context, store *eventstore.Store, o eventstore.Sca
 		fmt.Fprintf(stderr, "\raudit: %d records read, %d events shown in %s%s\n", p.Records, p.Shown,
 			p.Elapsed.Round(time.Millisecond), strings.Repeat(" ", 30))
 	}
+	if n := len(p.Skipped); n > 0 {
+		fmt.Fprintf(stderr, "audit: %d record(s) skipped: they cannot be decoded (not written by shadowbridge; `shadowbridge verify` lists them): sequence %v\n",
+			n, p.Skipped[:min(n, 20)])
+	}
 	return err
 }
 

@@ -96,6 +96,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	if cfg.NATS.DuplicateWindow > 0 {
 		scfg.DuplicateWindow = time.Duration(cfg.NATS.DuplicateWindow)
 	}
+	m := metrics.New()
+	scfg.Skipped = (&skipReporter{log: log, count: m.RecordsSkipped}).report
 	store, err := eventstore.Open(ctx, nc, scfg)
 	if err != nil {
 		return nil, err
@@ -112,7 +114,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &App{Store: store, Projector: proj, nc: nc, kv: kv, http: cfg.HTTP, streams: make(chan struct{}, MaxStreams), ctx: runCtx, cancel: cancel, log: log, targets: map[string]bridge.Target{},
-		metrics: metrics.New()}
+		metrics: m}
 	fail := func(err error) (*App, error) { a.Close(); return nil, err }
 	if a.Pending, a.Dashboard, err = projections.Watch(runCtx, kv, log); err != nil {
 		return fail(err)
@@ -396,5 +398,31 @@ func (a *App) Close() {
 		if t != nil {
 			_ = t.Close()
 		}
+	}
+}
+
+// skipReporter counts the records readers pass over because they cannot be decoded and logs
+// each one once (a record stays in the log: every load of its shadow would log it again).
+type skipReporter struct {
+	log   *slog.Logger
+	count *metrics.CounterVec
+	mu    sync.Mutex
+	seen  map[uint64]struct{}
+}
+
+func (r *skipReporter) report(reader, subject string, seq uint64, err error) {
+	r.count.Inc(reader)
+	r.mu.Lock()
+	_, logged := r.seen[seq]
+	if !logged {
+		if r.seen == nil || len(r.seen) >= 4096 {
+			r.seen = map[uint64]struct{}{}
+		}
+		r.seen[seq] = struct{}{}
+	}
+	r.mu.Unlock()
+	if !logged {
+		r.log.Warn("record skipped: it cannot be decoded (not written by shadowbridge); the shadow or resource goes on from its last good commit",
+			"subject", subject, "seq", seq, "reader", reader, "err", err)
 	}
 }

@@ -48,6 +48,7 @@ type Set struct {
 	EventsAppended  *CounterVec
 	BridgeOutcomes  *CounterVec
 	Timers          *CounterVec
+	RecordsSkipped  *CounterVec
 }
 
 // New returns a fresh set of shadowbridge's metrics, with the Go runtime and process collectors.
@@ -68,6 +69,7 @@ func New() *Set {
 		CommandDuration: &HistogramVec{hist},
 		EventsAppended:  counter("shadowbridge_events_appended_total", "Events stored in the log, by type.", "type"),
 		BridgeOutcomes:  counter("shadowbridge_bridge_outcomes_total", "Attempts recorded by the dispatcher, by resource and outcome (sent, failed, postponed).", "resource", "outcome"),
+		RecordsSkipped:  counter("shadowbridge_records_skipped_total", "Records of the log passed over because they cannot be decoded (not written by shadowbridge), by reader; each is logged once.", "reader"),
 		Timers:          counter("shadowbridge_timers_total", "Timers armed, cancelled and fired; stale: a record's arming or cancel skipped because a newer decision's schedule is in place; undecodable: a record whose timer events could not be read.", "action"),
 	}
 }

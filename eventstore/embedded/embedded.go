@@ -29,6 +29,9 @@ type Options struct {
 	// MaxPayload in bytes (default 8 MiB: large enough that oversized commands reach the service
 	// and get a clear error instead of a client-side refusal).
 	MaxPayload int32
+	// DiskCheck is how often the storage limit follows the room on StoreDir's disk (default
+	// 10s): writes refused on a full disk are accepted again once there is room, no restart.
+	DiskCheck time.Duration
 }
 
 // ClusterOptions make a server a cluster node.
@@ -53,6 +56,9 @@ func Start(o Options) (*server.Server, error) {
 	}
 	if o.MaxPayload == 0 {
 		o.MaxPayload = 8 << 20
+	}
+	if o.DiskCheck <= 0 {
+		o.DiskCheck = 10 * time.Second
 	}
 	if port != server.RANDOM_PORT {
 		// Fail at once on a busy port rather than after the 10 s readiness wait.
@@ -83,6 +89,11 @@ func Start(o Options) (*server.Server, error) {
 	if o.ServerName != "" {
 		opts.ServerName = o.ServerName
 	}
+	sizeStore := false
+	if free, ok := diskFree(o.StoreDir); ok && o.StoreDir != "" {
+		// Explicit, so that it can be raised later (see watchDisk).
+		opts.JetStreamMaxStore, sizeStore = storeLimit(dirSize(o.StoreDir), free), true
+	}
 	if o.Cluster.Listen != "" {
 		h, p, err := net.SplitHostPort(o.Cluster.Listen)
 		if err != nil {
@@ -103,6 +114,10 @@ func Start(o Options) (*server.Server, error) {
 		release()
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
+	full := &diskLog{}
+	if sizeStore {
+		s.SetLogger(full, false, false)
+	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
@@ -110,6 +125,9 @@ func Start(o Options) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded nats: not ready after 10s on %s", o.Listen)
 	}
 	go func() { s.WaitForShutdown(); release() }()
+	if sizeStore {
+		go watchDisk(s, opts, o.StoreDir, o.DiskCheck, full)
+	}
 	return s, nil
 }
 

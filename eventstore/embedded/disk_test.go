@@ -1,0 +1,153 @@
+//go:build linux
+
+package embedded_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"shadowbridge/eventstore/embedded"
+)
+
+// smallDisk mounts a tmpfs of size (e.g. "20m") and returns its directory and a function that
+// resizes it. It needs root (CI and the project's machines run as root).
+func smallDisk(t *testing.T, size string) (string, func(string)) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("SHADOWBRIDGE_REQUIRE_ROOT") != "" {
+			t.Fatal("mounting a small filesystem needs root")
+		}
+		t.Skip("mounting a small filesystem needs root")
+	}
+	dir := t.TempDir()
+	mount := func(args ...string) {
+		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+			t.Fatalf("mount %v: %v: %s", args, err, out)
+		}
+	}
+	mount("-t", "tmpfs", "-o", "size="+size, "tmpfs", dir)
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	return dir, func(size string) { mount("-o", "remount,size="+size, dir) }
+}
+
+// A full disk needs no restart (issue 23): writes refused while the store's filesystem is full
+// are accepted again once it has room, by themselves.
+func TestWritesResumeWhenTheDiskHasRoomAgain(t *testing.T) {
+	disk, resize := smallDisk(t, "20m")
+	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(disk, "jetstream"), DiskCheck: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := t.Context()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	payload := bytes.Repeat([]byte("x"), 64<<10)
+	put := func() error {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := js.Publish(pctx, "s.a", payload)
+		return err
+	}
+	stored := 0
+	var refused error
+	for range 1000 {
+		if refused = put(); refused != nil {
+			break
+		}
+		stored++
+	}
+	if refused == nil || stored == 0 {
+		t.Fatalf("a 20 MB disk took %d writes of 64 KiB without refusing (%v)", stored, refused)
+	}
+	t.Logf("refused after %d writes: %v", stored, refused)
+	resize("300m")
+	deadline := time.Now().Add(30 * time.Second)
+	for put() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("writes still refused 30 s after the disk grew: %v", put())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for range 100 { // well beyond what the small disk held
+		if err := put(); err != nil {
+			t.Fatalf("write after the disk grew: %v", err)
+		}
+	}
+}
+
+// The same when something else fills the disk under the store: JetStream runs out of real space
+// (nats-server then stops JetStream), and once the room is back writes are accepted again.
+func TestWritesResumeAfterTheDiskRanOut(t *testing.T) {
+	disk, _ := smallDisk(t, "20m")
+	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(disk, "jetstream"), DiskCheck: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := t.Context()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(disk, "filler")
+	if out, err := exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=1M", "count=12").CombinedOutput(); err != nil {
+		t.Fatalf("dd: %v %s", err, out)
+	}
+	payload := bytes.Repeat([]byte("x"), 64<<10)
+	put := func() error {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := js.Publish(pctx, "s.a", payload)
+		return err
+	}
+	var refused error
+	stored := uint64(0)
+	for range 1000 {
+		if refused = put(); refused != nil {
+			break
+		}
+		stored++
+	}
+	if refused == nil {
+		t.Fatal("a full disk took every write")
+	}
+	t.Logf("refused: %v", refused)
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for put() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("writes still refused 30 s after the disk had room again: %v", put())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stream, err := js.Stream(ctx, "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := stream.Info(ctx); err != nil || info.State.Msgs < stored+1 {
+		t.Fatalf("after the restart the stream holds %v messages (%v), want the %d stored before and the new one", info, err, stored)
+	}
+}

@@ -43,6 +43,8 @@ type AMQPOptions struct {
 	Logger       *slog.Logger
 	// Tracer makes each confirmation a span of its operation's trace (nil: none recorded).
 	Tracer trace.Tracer
+	// Refused counts the confirmations refused, by resource and reason (nil: not counted).
+	Refused Counter
 }
 
 // AMQPTarget sends requests to an AMQP 1.0 broker through a watermill message.Publisher

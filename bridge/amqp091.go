@@ -32,6 +32,8 @@ type AMQP091Options struct {
 	Logger                 *slog.Logger
 	// Tracer makes each confirmation a span of its operation's trace (nil: none recorded).
 	Tracer trace.Tracer
+	// Refused counts the confirmations refused, by resource and reason (nil: not counted).
+	Refused Counter
 }
 
 // AMQP091Target sends requests to a RabbitMQ queue through watermill-amqp's Publisher (a
@@ -246,7 +248,7 @@ func NewAMQP091ConfirmationReceiver(o AMQP091Options, resource string, c Confirm
 	}
 	log := t.log.With("confirmations", o.ConfirmationQueue, "resource", resource)
 	return &AMQP091ConfirmationReceiver{o: t.o, log: log, scrub: t.scrub,
-		handler: confirmationHandler{resource: resource, confirmer: c, log: log, tracer: tracerOr(o.Tracer)}}, nil
+		handler: confirmationHandler{resource: resource, confirmer: c, log: log, tracer: tracerOr(o.Tracer), refused: o.Refused, quiet: newLogLimiter()}}, nil
 }
 
 // Run receives until ctx ends, (re)connecting with backoff.
@@ -308,15 +310,19 @@ type confirmationHandler struct {
 	confirmer Confirmer
 	log       *slog.Logger
 	tracer    trace.Tracer
+	refused   Counter     // by resource and reason; nil: not counted
+	quiet     *logLimiter // one line per refusal at most, and not a flood of them
 }
 
-// handle returns nil once the confirmation is stored (or already was: a redelivery), an error
-// wrapping errUnprocessable for one that can never be (reject, if set, is told why first), and
-// keeps trying while the store is unavailable (the message stays unsettled) until the message's
-// context ends.
 func (h confirmationHandler) handle(msg *message.Message, reject func(cond, desc string)) error {
 	ctx := msg.Context()
-	refuse := func(cond string, err error) error {
+	refuse := func(reason, cond, operation string, err error) error {
+		if h.refused != nil {
+			h.refused.Inc(h.resource, reason)
+		}
+		if ok, suppressed := h.quiet.allow(time.Now()); ok {
+			h.log.Warn("confirmation refused", "reason", reason, "operation", operation, "err", err, "refusedSinceLastLine", suppressed)
+		}
 		if reject != nil {
 			reject(cond, err.Error())
 		}
@@ -324,8 +330,7 @@ func (h confirmationHandler) handle(msg *message.Message, reject func(cond, desc
 	}
 	c, perr := ParseConfirmationMessage(msg)
 	if perr != nil {
-		h.log.Warn("malformed confirmation refused", "err", perr)
-		return refuse("amqp:invalid-field", perr)
+		return refuse("malformed", "amqp:invalid-field", "", perr)
 	}
 	ctx, span := tracerOr(h.tracer).Start(WithTraceParent(ctx, c.TraceParent), "confirm "+h.resource,
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.String("shadowbridge.operation_id", c.OperationID),
@@ -338,11 +343,9 @@ func (h confirmationHandler) handle(msg *message.Message, reject func(cond, desc
 		case err == nil, errors.Is(err, domain.ErrOperationFinished):
 			return nil
 		case errors.Is(err, domain.CategoryNotFound):
-			h.log.Warn("confirmation of an unknown operation refused", "operation", c.OperationID, "err", err)
-			return refuse("amqp:not-found", err)
+			return refuse("unknown-operation", "amqp:not-found", c.OperationID, err)
 		case errors.Is(err, domain.CategorySchema), errors.Is(err, domain.CategoryConflict):
-			h.log.Warn("confirmation refused", "operation", c.OperationID, "err", err)
-			return refuse("amqp:invalid-field", err)
+			return refuse("invalid", "amqp:invalid-field", c.OperationID, err)
 		}
 		h.log.Warn("confirmation not stored yet; retrying", "operation", c.OperationID, "err", err, "backoff", backoff)
 		select {
@@ -352,4 +355,33 @@ func (h confirmationHandler) handle(msg *message.Message, reject func(cond, desc
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// Counter counts events by label values (a Prometheus counter vector is one).
+type Counter interface {
+	Inc(labels ...string)
+}
+
+// logLimiter lets one line through per interval and counts the ones it held back, so that a
+// target sending thousands of bad confirmations does not flood the log.
+type logLimiter struct {
+	mu         sync.Mutex
+	every      time.Duration
+	last       time.Time
+	suppressed int
+}
+
+func newLogLimiter() *logLimiter { return &logLimiter{every: 10 * time.Second} }
+
+// allow reports whether a line may be written now, and how many were held back since the last.
+func (l *logLimiter) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < l.every {
+		l.suppressed++
+		return false, 0
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	return true, n
 }

@@ -1,8 +1,12 @@
 package bridge_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,12 +152,57 @@ func (c *confirmRecorder) Confirm(_ context.Context, _ string, cf bridge.Confirm
 
 func (c *confirmRecorder) count() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.got) }
 
+// countLabels is a bridge.Counter that remembers its counts.
+type countLabels struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *countLabels) Inc(labels ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[strings.Join(labels, " ")]++
+}
+
+func (c *countLabels) byLabels() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.n)
+}
+
+func (c *countLabels) total() int {
+	n := 0
+	for _, v := range c.byLabels() {
+		n += v
+	}
+	return n
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
 func TestConfirmationReceiver(t *testing.T) {
 	b := amqptest.Start(t)
 	q := b.Queue(t, "confirmations")
 	good, unknown := storetest.NewID(), storetest.NewID()
 	rec := &confirmRecorder{fail: 2, known: map[string]bool{good: true}}
-	rcv, err := bridge.NewConfirmationReceiver(bridge.AMQPOptions{URL: b.URL, Address: "unused", ConfirmationAddress: q, MinBackoff: 50 * time.Millisecond}, "fs", rec)
+	var logs syncBuffer
+	refused := &countLabels{}
+	rcv, err := bridge.NewConfirmationReceiver(bridge.AMQPOptions{URL: b.URL, Address: "unused", ConfirmationAddress: q, MinBackoff: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Refused: refused}, "fs", rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +233,23 @@ func TestConfirmationReceiver(t *testing.T) {
 	c := rec.got[0]
 	if c.OperationID != good || c.ResultStatus != "success" || c.Message != "ok" || len(c.PrimaryIdentifiers["uid"]) != 1 {
 		t.Fatalf("confirmation %+v", c)
+	}
+	// A flood of bad confirmations: each refused and counted, one log line for all of them
+	// (each used to log two: the handler's and watermill's router's).
+	for range 50 {
+		send(storetest.NewID(), `{"resultStatus":"success"}`)
+	}
+	for refused.total() < 54 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d refusals counted, want 54: %v", refused.total(), refused.byLabels())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := refused.byLabels(); got["fs malformed"] != 3 || got["fs unknown-operation"] != 51 {
+		t.Fatalf("refusals by reason: %v", got)
+	}
+	if n := strings.Count(logs.String(), "confirmation refused"); n != 1 || strings.Contains(logs.String(), "Handler returned error") {
+		t.Fatalf("%d lines about refusals for 54 of them:\n%s", n, logs.String())
 	}
 	// Nothing is left on the queue: refused messages were settled (rejected), not redelivered.
 	r := b.Receiver(t, q)

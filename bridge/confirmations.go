@@ -49,6 +49,7 @@ type ConfirmationReceiver struct {
 	confirmer Confirmer
 	log       *slog.Logger
 	scrub     scrubber
+	quiet     *logLimiter
 }
 
 // NewConfirmationReceiver returns a receiver for o.ConfirmationAddress.
@@ -61,7 +62,7 @@ func NewConfirmationReceiver(o AMQPOptions, resource string, c Confirmer) (*Conf
 		return nil, err
 	}
 	_ = t.Close()
-	return &ConfirmationReceiver{o: t.o, resource: resource, confirmer: c, scrub: t.scrub,
+	return &ConfirmationReceiver{o: t.o, resource: resource, confirmer: c, scrub: t.scrub, quiet: newLogLimiter(),
 		log: t.log.With("confirmations", o.ConfirmationAddress, "resource", resource)}, nil
 }
 
@@ -90,8 +91,15 @@ func (r *ConfirmationReceiver) Run(ctx context.Context) error {
 // handle stores one confirmation (confirmationHandler); what can never be stored is rejected
 // (Artemis dead-letters it).
 func (r *ConfirmationReceiver) handle(msg *message.Message) error {
-	h := confirmationHandler{resource: r.resource, confirmer: r.confirmer, log: r.log, tracer: tracerOr(r.o.Tracer)}
-	return h.handle(msg, func(cond, desc string) { amqp10.Reject(msg, amqp.ErrCond(cond), desc) })
+	h := confirmationHandler{resource: r.resource, confirmer: r.confirmer, log: r.log, tracer: tracerOr(r.o.Tracer), refused: r.o.Refused, quiet: r.quiet}
+	err := h.handle(msg, func(cond, desc string) { amqp10.Reject(msg, amqp.ErrCond(cond), desc) })
+	if errors.Is(err, errUnprocessable) {
+		// Rejected (the handler logged it, once): settled here rather than returned, or the
+		// router would log every refusal a second time.
+		msg.Nack()
+		return nil
+	}
+	return err
 }
 
 // ParseConfirmationMessage reads a confirmation from a watermill message: the correlation id

@@ -176,7 +176,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		case r.Target.AMQP091 != nil:
 			c := r.Target.AMQP091
 			o := bridge.AMQP091Options{URL: c.URL, Queue: c.Queue, ConfirmationQueue: c.ConfirmationQueue,
-				Transformation: r.Transformation, MaxBackoff: time.Duration(c.MaxBackoff), Logger: log.WithGroup("amqp091"), Tracer: tracer}
+				Transformation: r.Transformation, MaxBackoff: time.Duration(c.MaxBackoff), Logger: log.WithGroup("amqp091"), Tracer: tracer, Refused: a.metrics.ConfirmationsRefused}
 			t, err = bridge.NewAMQP091Target(o)
 			if err == nil && o.ConfirmationQueue != "" {
 				var rcv *bridge.AMQP091ConfirmationReceiver
@@ -187,7 +187,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		case r.Target.AMQP != nil:
 			var o bridge.AMQPOptions
 			if o, err = amqpOptions(r, log); err == nil {
-				o.Tracer = tracer
+				o.Tracer, o.Refused = tracer, a.metrics.ConfirmationsRefused
 				t, err = bridge.NewAMQPTarget(o)
 			}
 			if err == nil && o.ConfirmationAddress != "" {

@@ -3,8 +3,11 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,9 +118,19 @@ func errorPage(w http.ResponseWriter, code int, err error) {
 `, html.EscapeString(title), html.EscapeString(title), html.EscapeString(err.Error()))
 }
 
-// tokenCookie carries the bearer token for the browser: pages and their EventSource streams
-// cannot send an Authorization header, so /?token=... sets it once.
+// tokenCookie carries the browser's session: pages and their EventSource streams cannot send an
+// Authorization header, so /?token=... sets it once. It holds a value derived from the token
+// (sessionValue), never the token itself: a cookie read off a browser opens the dashboard, not
+// the API with a bearer token or a way to learn the token. Secure when served over TLS.
 const tokenCookie = "shadowbridge_token"
+
+// sessionValue is the session cookie's value for token: an HMAC-SHA256 keyed by the token, so it
+// stays valid across restarts and changes when the token does.
+func sessionValue(token string) string {
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("shadowbridge dashboard session v1"))
+	return hex.EncodeToString(m.Sum(nil))
+}
 
 // secure adds the security headers to every answer and, with a token configured, requires it
 // (Authorization: Bearer, or the cookie) everywhere but the health checks (and /metrics with
@@ -125,6 +138,8 @@ const tokenCookie = "shadowbridge_token"
 func secure(cfg HTTPConfig, next http.Handler) http.Handler {
 	want := []byte(cfg.Token)
 	ok := func(got string) bool { return got != "" && subtle.ConstantTimeCompare([]byte(got), want) == 1 }
+	session := []byte(sessionValue(cfg.Token))
+	okSession := func(got string) bool { return got != "" && subtle.ConstantTimeCompare([]byte(got), session) == 1 }
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
@@ -142,7 +157,7 @@ func secure(cfg HTTPConfig, next http.Handler) http.Handler {
 				return
 			}
 			// Keep the token out of the address bar, history and logs from here on.
-			http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: t, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+			http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: string(session), Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 			q := r.URL.Query()
 			q.Del("token")
 			u := *r.URL
@@ -151,10 +166,11 @@ func secure(cfg HTTPConfig, next http.Handler) http.Handler {
 			return
 		}
 		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		authorized := ok(got)
 		if c, err := r.Cookie(tokenCookie); got == "" && err == nil {
-			got = c.Value
+			authorized = okSession(c.Value)
 		}
-		if !ok(got) {
+		if !authorized {
 			h.Set("WWW-Authenticate", `Bearer realm="shadowbridge"`)
 			http.Error(w, "unauthorized: send Authorization: Bearer <http.token>, or open /?token=<http.token> once in the browser", http.StatusUnauthorized)
 			return

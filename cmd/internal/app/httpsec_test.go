@@ -115,6 +115,33 @@ func TestHTTPTokenAndSecurityHeaders(t *testing.T) {
 		if resp := do("/api/shadow/"+id, "", cookie); resp.StatusCode != 200 {
 			t.Errorf("with the cookie: %d", resp.StatusCode)
 		}
+		// The cookie holds no token: neither the token in a cookie nor the cookie's value as a
+		// bearer token opens anything.
+		if strings.Contains(cookie.Value, token) || cookie.Secure {
+			t.Errorf("cookie %+v holds the token, or is Secure over plain HTTP", cookie)
+		}
+		if resp := do("/api/shadow/"+id, "", &http.Cookie{Name: "shadowbridge_token", Value: token}); resp.StatusCode != 401 {
+			t.Errorf("the raw token as the cookie: %d, want 401", resp.StatusCode)
+		}
+		if resp := do("/api/shadow/"+id, "Bearer "+cookie.Value, nil); resp.StatusCode != 401 {
+			t.Errorf("the cookie's value as a bearer token: %d, want 401", resp.StatusCode)
+		}
 		srv.Close()
+	}
+	// Served over TLS, the cookie is Secure.
+	cfg := app.DefaultConfig()
+	cfg.HTTP = app.HTTPConfig{Listen: "0.0.0.0:0", Token: token}
+	e := start(t, cfg, app.Options{NoDispatcher: true})
+	srv := httptest.NewTLSServer(e.app.Handler())
+	defer srv.Close()
+	client := srv.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Get(srv.URL + "/?token=" + token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if cs := resp.Cookies(); len(cs) != 1 || !cs[0].Secure {
+		t.Fatalf("over TLS: cookies %+v, want one Secure", cs)
 	}
 }

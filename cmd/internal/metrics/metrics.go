@@ -49,6 +49,8 @@ type Set struct {
 	BridgeOutcomes  *CounterVec
 	Timers          *CounterVec
 	RecordsSkipped  *CounterVec
+	// ConfirmationsRefused counts the target's confirmations that could never be stored.
+	ConfirmationsRefused *CounterVec
 }
 
 // New returns a fresh set of shadowbridge's metrics, with the Go runtime and process collectors.
@@ -64,13 +66,14 @@ func New() *Set {
 		Help: "Time to answer a command or query.", Buckets: DefaultBuckets}, []string{"verb"})
 	r.MustRegister(hist)
 	return &Set{
-		Registry:        r,
-		Commands:        counter("shadowbridge_commands_total", "Commands and queries answered, by verb and outcome (ok or the error category).", "verb", "outcome"),
-		CommandDuration: &HistogramVec{hist},
-		EventsAppended:  counter("shadowbridge_events_appended_total", "Events stored in the log, by type.", "type"),
-		BridgeOutcomes:  counter("shadowbridge_bridge_outcomes_total", "Attempts recorded by the dispatcher, by resource and outcome (sent, failed, postponed).", "resource", "outcome"),
-		RecordsSkipped:  counter("shadowbridge_records_skipped_total", "Records of the log passed over because they cannot be decoded (not written by shadowbridge), by reader; each is logged once.", "reader"),
-		Timers:          counter("shadowbridge_timers_total", "Timers armed, cancelled and fired; stale: a record's arming or cancel skipped because a newer decision's schedule is in place; undecodable: a record whose timer events could not be read.", "action"),
+		Registry:             r,
+		Commands:             counter("shadowbridge_commands_total", "Commands and queries answered, by verb and outcome (ok or the error category).", "verb", "outcome"),
+		CommandDuration:      &HistogramVec{hist},
+		EventsAppended:       counter("shadowbridge_events_appended_total", "Events stored in the log, by type.", "type"),
+		BridgeOutcomes:       counter("shadowbridge_bridge_outcomes_total", "Attempts recorded by the dispatcher, by resource and outcome (sent, failed, postponed).", "resource", "outcome"),
+		ConfirmationsRefused: counter("shadowbridge_confirmations_refused_total", "Confirmations from a target refused for good (dead-lettered), by resource and reason (malformed, unknown-operation, invalid); logged at most once per 10 s.", "resource", "reason"),
+		RecordsSkipped:       counter("shadowbridge_records_skipped_total", "Records of the log passed over because they cannot be decoded (not written by shadowbridge), by reader; each is logged once.", "reader"),
+		Timers:               counter("shadowbridge_timers_total", "Timers armed, cancelled and fired; stale: a record's arming or cancel skipped because a newer decision's schedule is in place; undecodable: a record whose timer events could not be read.", "action"),
 	}
 }
 

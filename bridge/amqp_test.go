@@ -264,10 +264,7 @@ func TestConfirmationReceiver(t *testing.T) {
 // Accepted and not routed; a receiver asking for settle mode "second" is refused (Artemis always
 // answers "first", so shadowbridge never asks for it).
 func TestArtemisDuplicateDetectionAndSettleMode(t *testing.T) {
-	b := amqptest.Start(t)
-	if !b.Artemis() {
-		t.Skip("Artemis facts")
-	}
+	b := amqptest.Artemis(t)
 	q := b.Queue(t, "dupl")
 	tgt := amqpTarget(t, b, q, "")
 	req := request(1)

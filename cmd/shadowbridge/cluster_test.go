@@ -150,7 +150,7 @@ func TestClusterScenario(t *testing.T) {
 	if rep.Faults["kill-stream-leader"] != 1 || rep.Faults["kill-instance"] != 1 || rep.Faults["rolling-restart"] != 3 {
 		t.Errorf("not every fault happened: %v", rep.Faults)
 	}
-	if rep.Shadows == 0 || rep.Lost+rep.Duplicates+rep.Mismatches+rep.Violations != 0 {
+	if rep.Shadows == 0 || rep.Lost+rep.Duplicates+rep.Held+rep.Mismatches+rep.TwoAnswers+rep.Violations != 0 {
 		t.Fatalf("%v", rep)
 	}
 }

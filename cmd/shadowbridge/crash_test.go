@@ -47,9 +47,10 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// `shadowbridge dev` (embedded NATS, sample target) is killed three times during load: once by
-// itself right after an append (before the request's reply is recorded), once right after a
-// request id's reservation (before the append), once by SIGKILL from outside at a random moment.
+// `shadowbridge dev` (embedded NATS, sample target) is killed four times during load: by itself
+// right after an append (before the request's reply is recorded), right after a request id's
+// reservation (before the append), right after the index writes (before the append), and once by
+// SIGKILL from outside at a random moment.
 // Clients send sequential modifies per shadow and deletes, each retried with the same request id
 // until answered, and re-send answered requests at once and again after the dedup window. Every
 // shadow and every target account must end with its last acknowledged change, every request id

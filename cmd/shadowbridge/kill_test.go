@@ -19,6 +19,7 @@ import (
 
 	"github.com/Azure/go-amqp"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"shadowbridge/bridge/amqptest"
 	"shadowbridge/eventstore/embedded"
@@ -161,6 +162,38 @@ func waitAllReceived(t *testing.T, received func() map[string]int, ops []string,
 	}
 }
 
+// waitSettled waits until nothing more can be on its way to the broker, then returns what
+// arrived: the dispatcher has every record of the log acknowledged (each outcome stored, so
+// nothing is left to send or re-send) and the receiver's count has stopped moving.
+func waitSettled(t *testing.T, nc *nats.Conn, received func() map[string]int) map[string]int {
+	t.Helper()
+	js, _ := jetstream.New(nc)
+	deadline := time.Now().Add(60 * time.Second)
+	idle := func() bool {
+		c, err := js.Consumer(t.Context(), "PROV_EVENTS", "PROV_DISPATCHER")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(t.Context())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	}
+	for last := -1; ; {
+		got := received()
+		total := 0
+		for _, k := range got {
+			total += k
+		}
+		if idle() && total == last {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dispatcher never settled (%d messages received)", total)
+		}
+		last = total
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 // untilAnswered sends a request, retrying with the same body (so the same request id) through
 // outages, until the service answers it without an error; it returns the reply ("" after about
 // attempts tries).
@@ -276,10 +309,7 @@ func (s *syncBuffer) String() string {
 // Afterwards the queue holds exactly one message per operation id, while the services' logs show
 // the re-sends that Artemis' duplicate detection (_AMQ_DUPL_ID) dropped.
 func TestArtemisExactlyOnceAcrossKillsAndCuts(t *testing.T) {
-	b := amqptest.Start(t)
-	if !b.Artemis() {
-		t.Skip("duplicate detection is Artemis'")
-	}
+	b := amqptest.Artemis(t)
 	q := b.Queue(t, "exactly-once")
 	proxy := amqptest.NewProxy(t, b.HostPort())
 	srv := natstest.Start(t)
@@ -312,8 +342,7 @@ func TestArtemisExactlyOnceAcrossKillsAndCuts(t *testing.T) {
 	waitAllReceived(t, received, ops, 90*time.Second, func() {
 		_, _ = nc.Request("prov.cmd.fs.refresh", []byte(`{"forceRetry":true}`), 5*time.Second)
 	})
-	time.Sleep(time.Second) // anything more on its way would arrive now
-	got := received()
+	got := waitSettled(t, nc, received)
 	twice := 0
 	for op, k := range got {
 		if !slices.Contains(ops, op) {
@@ -338,10 +367,7 @@ func TestArtemisExactlyOnceAcrossKillsAndCuts(t *testing.T) {
 // it), through two instances that both die right after a send was accepted and before its
 // outcome was recorded; the queue then holds, per shadow, sequences 1..6 in order, each once.
 func TestArtemisShadowOrderAcrossKills(t *testing.T) {
-	b := amqptest.Start(t)
-	if !b.Artemis() {
-		t.Skip("needs Artemis' duplicate detection to count each operation once")
-	}
+	b := amqptest.Artemis(t)
 	q := b.Queue(t, "order")
 	srv := natstest.Start(t)
 	nc := srv.Connect(t)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/Azure/go-amqp"
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -34,10 +36,15 @@ type soakReport struct {
 	Seconds                       int
 	Shadows, Operations, Requests int
 	Faults                        map[string]int
-	Resends                       int // deliveries of a message id the target already had
+	Resends                       int // deliveries the broker repeated (flagged by its delivery count)
 	Retries                       int // attempts beyond the first (failed sends retried)
 	Lost                          int // acknowledged operations the target never got or that never completed
-	Duplicates                    int // two message ids applied at one place of a shadow's order
+	Duplicates                    int // a second message of one operation at the target, or two operations applied at one place of a shadow's order
+	Held                          int // requests the target still holds at the end, waiting for one that never came
+	Twins                         int // requests sent twice at the same moment
+	Refused                       int // adds refused (their login held by a shadow being deleted)
+	Resent                        int // requests sent again after the faults
+	TwoAnswers                    int // answers that differ from their request id's first answer
 	Mismatches                    int // final attributes (target or shadow) differ from the last acknowledged modify
 	Violations                    int // verify's violations (request ids decided twice among them)
 	Drain                         time.Duration
@@ -102,22 +109,27 @@ func (p *proc) stop() {
 }
 
 // soakTarget is the target system: it receives requests (reconnecting through broker crashes),
-// applies each operation once, in each account's order (sequence/previousSequence), records every
-// message id it receives, and confirms each operation.
+// applies each operation once, in each account's order (sequence/previousSequence), counts every
+// delivery by operation id, and confirms each operation. It keeps its own record, so that every
+// count can fire: a second message of an operation that reached it (a re-send the broker's
+// duplicate detection let through) is a duplicate, a delivery the broker repeats (flagged by its
+// delivery count: the target's accept was lost) is a redelivery, two operations applied at one
+// place of a shadow's order are a duplicate, and what is still held at the end was lost.
 type soakTarget struct {
-	mu       sync.Mutex
-	seen     map[string]int               // message id -> deliveries
-	applied  map[string]string            // operation id -> shadow
-	slot     map[string]string            // "<shadow>/<sequence>" -> operation applied there
-	last     map[string]int64             // shadow -> last sequence applied
-	held     map[string][]*amqp.Message   // shadow -> requests waiting for an earlier one
-	accounts map[string]map[string]string // shadow -> attributes (string values) of the account
-	dups     int
-	confirm  chan *amqp.Message
+	mu          sync.Mutex
+	deliveries  map[string]int               // operation id -> deliveries
+	redelivered int                          // deliveries the broker repeated
+	applied     map[string]string            // operation id -> shadow
+	slot        map[string]string            // "<shadow>/<sequence>" -> operation applied there
+	last        map[string]int64             // shadow -> last sequence applied
+	held        map[string][]*amqp.Message   // shadow -> requests waiting for an earlier one
+	accounts    map[string]map[string]string // shadow -> attributes (string values) of the account
+	dups        int
+	confirm     chan *amqp.Message
 }
 
 func newSoakTarget() *soakTarget {
-	return &soakTarget{seen: map[string]int{}, applied: map[string]string{}, slot: map[string]string{}, last: map[string]int64{},
+	return &soakTarget{deliveries: map[string]int{}, applied: map[string]string{}, slot: map[string]string{}, last: map[string]int64{},
 		held: map[string][]*amqp.Message{}, accounts: map[string]map[string]string{}, confirm: make(chan *amqp.Message, 100000)}
 }
 
@@ -209,8 +221,14 @@ func (s *soakTarget) take(m *amqp.Message) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id, _ := m.Properties.MessageID.(amqp.UUID)
-	if s.seen[id.String()]++; s.seen[id.String()] > 1 {
-		return // a re-send: applied (and confirmed) already, or waiting
+	op := id.String()
+	if s.deliveries[op]++; s.deliveries[op] > 1 {
+		if m.Header != nil && m.Header.DeliveryCount > 0 {
+			s.redelivered++ // the broker's at-least-once: applied (or held) already
+		} else {
+			s.dups++ // a second message of one operation
+		}
+		return
 	}
 	shadow, _ := m.ApplicationProperties["shadowId"].(string)
 	s.held[shadow] = append(s.held[shadow], m)
@@ -228,6 +246,15 @@ func (s *soakTarget) take(m *amqp.Message) {
 			break
 		}
 	}
+}
+
+// stillHeld counts the requests waiting for an earlier one that never came.
+func (s *soakTarget) stillHeld() int {
+	n := 0
+	for _, h := range s.held {
+		n += len(h)
+	}
+	return n
 }
 
 func (s *soakTarget) apply(shadow string, seq int64, m *amqp.Message) {
@@ -286,12 +313,18 @@ type scenario struct {
 	firstFail atomic.Int64 // requests that needed more than one try
 	lastOK    atomic.Int64 // unix nanos of the last answer
 	longest   atomic.Int64 // longest gap between two answers, nanos
+	// The checker's own record of answers: each request id's first, and the requests to re-send.
+	answers    map[string]answer
+	sent       [][2]string
+	twoAnswers int          // answers that differ from their request id's first
+	twins      atomic.Int64 // requests sent twice at once
+	refused    atomic.Int64 // adds refused (the login still held by a shadow being deleted)
 }
 
 // newScenario writes the serve config (resource fs on the broker at brokerURL, confirmations
 // expected, retries every second), connects the clients and starts the target system.
 func newScenario(ctx context.Context, t *testing.T, natsURL, brokerURL, targetURL, requests, confirmations string, replicas int) *scenario {
-	s := &scenario{t: t, natsURL: natsURL, target: newSoakTarget()}
+	s := &scenario{t: t, natsURL: natsURL, target: newSoakTarget(), answers: map[string]answer{}}
 	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))
 	if err != nil {
 		t.Fatal(err)
@@ -330,42 +363,97 @@ func (s *scenario) serve() *proc {
 	return p
 }
 
-// ask sends one request until it is answered (the same body, so the same request id).
+// answer is what a request got: the error code ("" for a reply) and the body.
+type answer struct{ code, body string }
+
+// ask sends one request until it is answered with a reply (the same body, so the same request
+// id), and records the answer.
 func (s *scenario) ask(subject, body string) (map[string]any, bool) {
+	out, a, ok := s.askAny(subject, body)
+	if ok && a.code != "" {
+		s.t.Errorf("%s %s: %s %s", subject, body, a.code, a.body)
+		return nil, false
+	}
+	return out, ok
+}
+
+// askAny sends one request until it is answered (a reply or a refusal; a 503 is no answer) and
+// records the answer against the request's first one: the checker's own record of every answer.
+func (s *scenario) askAny(subject, body string) (map[string]any, answer, bool) {
 	deadline := time.Now().Add(5 * time.Minute)
 	for try := 0; time.Now().Before(deadline); try++ {
 		m, err := s.nc.Request(subject, []byte(body), 3*time.Second)
-		if err == nil && m.Header.Get("Nats-Service-Error-Code") == "" {
+		if err == nil && m.Header.Get("Nats-Service-Error-Code") != "503" {
 			var out map[string]any
 			_ = json.Unmarshal(m.Data, &out)
+			a := answer{code: m.Header.Get("Nats-Service-Error-Code"), body: string(m.Data)}
 			s.answered.Add(1)
 			if try > 0 {
 				s.firstFail.Add(1)
 			}
-			now := time.Now().UnixNano()
-			if prev := s.lastOK.Swap(now); prev != 0 {
-				for gap := now - prev; ; {
-					old := s.longest.Load()
-					if gap <= old || s.longest.CompareAndSwap(old, gap) {
-						break
-					}
-				}
-			}
-			return out, true
-		}
-		if err == nil && m.Header.Get("Nats-Service-Error-Code") != "503" {
-			s.t.Errorf("%s %s: %s %s", subject, body, m.Header.Get("Nats-Service-Error-Code"), m.Header.Get("Nats-Service-Error"))
-			return nil, false
+			s.noteGap()
+			s.remember(subject, body, a)
+			return out, a, true
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	s.t.Errorf("%s %s: never answered", subject, body)
-	return nil, false
+	return nil, answer{}, false
+}
+
+// twice sends the request, and one time in ten a twin of it at the same moment: both must get
+// the one answer. It returns the first's.
+func (s *scenario) twice(subject, body string) (map[string]any, answer, bool) {
+	if rand.IntN(10) != 0 {
+		return s.askAny(subject, body)
+	}
+	s.twins.Add(1)
+	done := make(chan struct{})
+	go func() { defer close(done); s.askAny(subject, body) }()
+	out, a, ok := s.askAny(subject, body)
+	<-done
+	return out, a, ok
+}
+
+// remember keeps a request's first answer and counts any later answer that differs from it.
+func (s *scenario) remember(subject, body string, a answer) {
+	var req struct{ RequestID string }
+	if json.Unmarshal([]byte(body), &req) != nil || req.RequestID == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first, seen := s.answers[req.RequestID]
+	if !seen {
+		s.answers[req.RequestID] = a
+		s.sent = append(s.sent, [2]string{subject, body})
+		return
+	}
+	if first != a {
+		s.twoAnswers++
+		if s.twoAnswers <= 10 {
+			s.t.Logf("request %s answered two ways: %s %s, then %s %s", req.RequestID, first.code, first.body, a.code, a.body)
+		}
+	}
+}
+
+func (s *scenario) noteGap() {
+	now := time.Now().UnixNano()
+	if prev := s.lastOK.Swap(now); prev != 0 {
+		for gap := now - prev; ; {
+			old := s.longest.Load()
+			if gap <= old || s.longest.CompareAndSwap(old, gap) {
+				break
+			}
+		}
+	}
 }
 
 // load starts a new account every 1/rate seconds until ctx ends, whatever the answers (open
-// loop): an add, three modifies in order, and one in three a delete. It returns when every
-// account's requests are answered.
+// loop): an add, three modifies in order, and one in three a delete followed at once by an add of
+// the same login under a new request id (refused while the delete is pending, or carried out
+// once it is done: either way, its answer is its answer for good). One request in ten is sent
+// twice at the same moment. It returns when every account's requests are answered.
 func (s *scenario) load(ctx context.Context, rate float64) {
 	var wg sync.WaitGroup
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
@@ -377,33 +465,77 @@ func (s *scenario) load(ctx context.Context, rate float64) {
 			return
 		case <-tick.C:
 		}
+		wg.Go(func() { s.account(i) })
+	}
+}
+
+// account runs one account's requests (see load).
+func (s *scenario) account(i int) {
+	sh := &soakShadow{}
+	out, a, ok := s.twice("prov.cmd.fs.add", fmt.Sprintf(`{"requestId":"a%d","objectClass":"AccountObjectClass","attributes":{"login":["s%d"],"v":["0"]}}`, i, i))
+	if !ok || a.code != "" {
+		s.t.Errorf("add a%d: %v", i, a)
+		return
+	}
+	sh.id, sh.lastV = out["shadowId"].(string), "0"
+	sh.ops = append(sh.ops, out["operationId"].(string))
+	defer func() {
+		s.mu.Lock()
+		s.shadows = append(s.shadows, sh)
+		s.mu.Unlock()
+	}()
+	for k := 1; k <= 3; k++ {
+		out, a, ok := s.twice("prov.cmd.fs.modify", fmt.Sprintf(`{"requestId":"m%d-%d","shadowId":%q,"changes":{"v":{"replace":["%d"]}}}`, i, k, sh.id, k))
+		if !ok || a.code != "" {
+			s.t.Errorf("modify m%d-%d: %v", i, k, a)
+			return
+		}
+		sh.ops, sh.lastV = append(sh.ops, out["operationId"].(string)), fmt.Sprint(k)
+	}
+	if i%3 != 0 {
+		return
+	}
+	out, a, ok = s.twice("prov.cmd.fs.delete", fmt.Sprintf(`{"requestId":"d%d","shadowId":%q}`, i, sh.id))
+	if !ok || a.code != "" {
+		s.t.Errorf("delete d%d: %v", i, a)
+		return
+	}
+	sh.ops, sh.deleted = append(sh.ops, out["operationId"].(string)), true
+	out, a, ok = s.twice("prov.cmd.fs.add", fmt.Sprintf(`{"requestId":"z%d","objectClass":"AccountObjectClass","attributes":{"login":["s%d"],"v":["z"]}}`, i, i))
+	switch {
+	case !ok:
+	case a.code == "409":
+		s.refused.Add(1)
+	case a.code == "":
+		again := &soakShadow{id: out["shadowId"].(string), ops: []string{out["operationId"].(string)}, lastV: "z"}
+		s.mu.Lock()
+		s.shadows = append(s.shadows, again)
+		s.mu.Unlock()
+	default:
+		s.t.Errorf("add z%d of a login being deleted: %v", i, a)
+	}
+}
+
+// resendAll sends every request again (after the faults: the request ids' records, the log and
+// the index went through every kill) and counts the answers that differ from the first.
+func (s *scenario) resendAll() {
+	s.mu.Lock()
+	sent := slices.Clone(s.sent)
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	work := make(chan [2]string)
+	for range 32 {
 		wg.Go(func() {
-			sh := &soakShadow{}
-			out, ok := s.ask("prov.cmd.fs.add", fmt.Sprintf(`{"requestId":"a%d","objectClass":"AccountObjectClass","attributes":{"login":["s%d"],"v":["0"]}}`, i, i))
-			if !ok {
-				return
+			for r := range work {
+				s.askAny(r[0], r[1])
 			}
-			sh.id, sh.lastV = out["shadowId"].(string), "0"
-			sh.ops = append(sh.ops, out["operationId"].(string))
-			for k := 1; k <= 3; k++ {
-				out, ok := s.ask("prov.cmd.fs.modify", fmt.Sprintf(`{"requestId":"m%d-%d","shadowId":%q,"changes":{"v":{"replace":["%d"]}}}`, i, k, sh.id, k))
-				if !ok {
-					return
-				}
-				sh.ops, sh.lastV = append(sh.ops, out["operationId"].(string)), fmt.Sprint(k)
-			}
-			if i%3 == 0 {
-				out, ok := s.ask("prov.cmd.fs.delete", fmt.Sprintf(`{"requestId":"d%d","shadowId":%q}`, i, sh.id))
-				if !ok {
-					return
-				}
-				sh.ops, sh.deleted = append(sh.ops, out["operationId"].(string)), true
-			}
-			s.mu.Lock()
-			s.shadows = append(s.shadows, sh)
-			s.mu.Unlock()
 		})
 	}
+	for _, r := range sent {
+		work <- r
+	}
+	close(work)
+	wg.Wait()
 }
 
 // finish waits for the backlog to drain and checks everything into rep.
@@ -455,8 +587,8 @@ func (s *scenario) finish(ctx context.Context, rep *soakReport) {
 				for _, h := range target.held[sh.id] {
 					held = append(held, fmt.Sprint(h.ApplicationProperties["previousSequence"], "->", h.ApplicationProperties["sequence"]))
 				}
-				t.Logf("lost: shadow %s op %s: at target %v (last applied seq %d, held %v, seen %d); in shadow %v %+v", sh.id, op, got,
-					target.last[sh.id], held, target.seen[op], ok, p)
+				t.Logf("lost: shadow %s op %s: at target %v (last applied seq %d, held %v, delivered %d); in shadow %v %+v", sh.id, op, got,
+					target.last[sh.id], held, target.deliveries[op], ok, p)
 			}
 		}
 		target.mu.Unlock()
@@ -480,11 +612,13 @@ func (s *scenario) finish(ctx context.Context, rep *soakReport) {
 			rep.Mismatches++
 		}
 	}
-	for _, n := range target.seen {
-		rep.Resends += n - 1
-	}
-	rep.Duplicates = target.dups
+	rep.Resends, rep.Duplicates, rep.Held = target.redelivered, target.dups, target.stillHeld()
 	target.mu.Unlock()
+	s.resendAll()
+	s.mu.Lock()
+	rep.TwoAnswers, rep.Resent = s.twoAnswers, len(s.sent)
+	s.mu.Unlock()
+	rep.Twins, rep.Refused = int(s.twins.Load()), int(s.refused.Load())
 	rep.Requests = int(s.answered.Load())
 	rep.Retried = int(s.firstFail.Load())
 	rep.LongestGap = time.Duration(s.longest.Load())
@@ -601,8 +735,9 @@ func (r soakReport) String() string {
 		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
 	}
 	sort.Strings(kinds)
-	return fmt.Sprintf("%d s: %d shadows, %d operations, %d requests answered (%d needed more than one try, longest gap without an answer %s); faults: %s; retries %d, redelivered to the target %d, lost %d, duplicates %d, mismatches %d, verify violations %d; drain %s",
-		r.Seconds, r.Shadows, r.Operations, r.Requests, r.Retried, r.LongestGap.Round(time.Millisecond), strings.Join(kinds, ", "), r.Retries, r.Resends, r.Lost, r.Duplicates, r.Mismatches, r.Violations, r.Drain.Round(time.Millisecond))
+	return fmt.Sprintf("%d s: %d shadows, %d operations, %d requests answered (%d needed more than one try, longest gap without an answer %s); faults: %s; twins %d, refused %d, re-sent after the faults %d; retries %d, redelivered to the target %d, lost %d, duplicates %d, held %d, mismatches %d, answered two ways %d, verify violations %d; drain %s",
+		r.Seconds, r.Shadows, r.Operations, r.Requests, r.Retried, r.LongestGap.Round(time.Millisecond), strings.Join(kinds, ", "), r.Twins, r.Refused, r.Resent,
+		r.Retries, r.Resends, r.Lost, r.Duplicates, r.Held, r.Mismatches, r.TwoAnswers, r.Violations, r.Drain.Round(time.Millisecond))
 }
 
 // The chaos soak: two service instances on a NATS server of their own and a real Artemis, under
@@ -625,7 +760,39 @@ func TestChaosSoak(t *testing.T) {
 	if total == 0 || rep.Shadows == 0 {
 		t.Fatalf("no faults or no load: %v", rep)
 	}
-	if rep.Lost+rep.Duplicates+rep.Mismatches+rep.Violations != 0 {
+	if rep.Lost+rep.Duplicates+rep.Held+rep.Mismatches+rep.TwoAnswers+rep.Violations != 0 {
 		t.Fatalf("%v", rep)
+	}
+}
+
+// The soak target's counts can fire: each fault seeded once is counted where it belongs.
+func TestSoakTargetCountsWhatItSees(t *testing.T) {
+	s := newSoakTarget()
+	shadow := "11111111-1111-4111-8111-111111111111"
+	msg := func(op string, seq, prev int64, redelivery uint32) *amqp.Message {
+		id, err := uuid.Parse(op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &amqp.Message{Header: &amqp.MessageHeader{DeliveryCount: redelivery}, Properties: &amqp.MessageProperties{MessageID: amqp.UUID(id)},
+			ApplicationProperties: map[string]any{"shadowId": shadow, "sequence": seq, "previousSequence": prev},
+			Value:                 `{"operation":"add","attributes":{"v":["0"]}}`}
+	}
+	a, b, c := "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333", "44444444-4444-4444-8444-444444444444"
+	s.take(msg(a, 1, 0, 0))
+	s.take(msg(a, 1, 0, 1)) // the broker repeats a delivery
+	s.take(msg(a, 1, 0, 0)) // a second message of one operation
+	s.take(msg(c, 3, 2, 0)) // waits for sequence 2, which never comes
+	s.take(msg(b, 1, 0, 0)) // names a predecessor the shadow is past: held for good
+	if s.redelivered != 1 || s.dups != 1 || s.stillHeld() != 2 || len(s.applied) != 1 {
+		t.Fatalf("redelivered %d duplicates %d held %d applied %d, want 1 1 2 1", s.redelivered, s.dups, s.stillHeld(), len(s.applied))
+	}
+	// Two operations at one place of the order.
+	s2 := newSoakTarget()
+	s2.take(msg(a, 1, 0, 0))
+	s2.last[shadow] = 0
+	s2.take(msg(b, 1, 0, 0))
+	if s2.dups != 1 {
+		t.Fatalf("two operations at sequence 1 counted %d duplicates", s2.dups)
 	}
 }

@@ -8,9 +8,11 @@ usage: merge-fragment.py BROKER_XML FRAGMENT HOST PORT [EXTRA_XML]
 - <addresses>: the fragment's (they include DLQ and ExpiryQueue);
 - <address-settings>, <security-settings>: the fragment's first, then EXTRA's, then the
   generated catch-alls ("#"), which tests rely on to make their own queues;
-- <id-cache-size>, <persist-id-cache>: the fragment's.
+- <id-cache-size>, <persist-id-cache>, <persist-delivery-count-before-delivery>: the fragment's,
+  or EXTRA's.
 EXTRA (optional) holds test-only additions in the same sections (an extra acceptor for TLS,
-address settings that turn auto-creation off for one prefix).
+address settings that turn auto-creation off for one prefix, delivery counts kept across a
+broker crash).
 Plain text surgery, not an XML rewrite: Artemis' namespaced file stays as written.
 """
 import re
@@ -58,8 +60,8 @@ def main():
     for tag in ("address-settings", "security-settings"):
         broker = prepend_section(broker, tag, section(fragment, tag) + section(extra, tag))
     core_extra = ""
-    for tag in ("id-cache-size", "persist-id-cache"):
-        m = re.search(r"<%s>.*?</%s>" % (tag, tag), fragment, re.S)
+    for tag in ("id-cache-size", "persist-id-cache", "persist-delivery-count-before-delivery"):
+        m = re.search(r"<%s>.*?</%s>" % (tag, tag), fragment, re.S) or re.search(r"<%s>.*?</%s>" % (tag, tag), extra, re.S)
         if m:
             broker = re.sub(r"\s*<%s>.*?</%s>" % (tag, tag), "", broker, flags=re.S)
             core_extra += "\n      " + m.group(0)

@@ -114,7 +114,12 @@ create() {
     fi
     echo "</acceptors><address-settings>"
     echo "<address-setting match=\"nocreate.#\"><auto-create-queues>false</auto-create-queues><auto-create-addresses>false</auto-create-addresses></address-setting>"
-    echo "</address-settings></extra>"
+    echo "</address-settings>"
+    # Tests count a delivery the broker repeats (the target's accept lost in a crash) apart from
+    # a second message of one operation (a re-send that duplicate detection missed): the
+    # delivery count must survive a kill -9 of the broker.
+    echo "<persist-delivery-count-before-delivery>true</persist-delivery-count-before-delivery>"
+    echo "</extra>"
   } >"$extra"
   python3 "$HERE/merge-fragment.py" "$INSTANCE/etc/broker.xml" "$HERE/broker.xml.fragment" 127.0.0.1 "$PORT" "$extra"
   if [[ "$NAME" == primary || "$NAME" == backup ]]; then

@@ -9,8 +9,10 @@ import (
 
 	"github.com/Azure/go-amqp"
 
+	"shadowbridge/bridge"
 	"shadowbridge/bridge/amqptest"
 	"shadowbridge/cmd/internal/app"
+	"shadowbridge/domain"
 )
 
 // drain receives everything on the queue until it has been quiet for a while and counts the
@@ -48,6 +50,28 @@ func streamAdds(t *testing.T, e *env, ops, shadows []string, at func(i int)) (do
 	return ch
 }
 
+// resendBefore sends again, through shadowbridge's own AMQP target, the first k operations (sent
+// before the broker went away): a re-send is thus certain, and the broker's duplicate detection
+// (persisted, or on the shared journal) must drop each of them.
+func resendBefore(t *testing.T, url, q string, ops, shadows []string, k int) {
+	t.Helper()
+	tgt, err := bridge.NewAMQPTarget(bridge.AMQPOptions{URL: url, Address: q, Transformation: bridge.SimplifiedJSON})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	for i := range k {
+		req := bridge.Request{Resource: "fs", ShadowID: shadows[i], OperationID: ops[i], Attempt: 2,
+			Body: domain.TargetRequest{Operation: domain.ChangeAdd, ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {fmt.Sprint("a", i)}}}}
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		_, err := tgt.Send(ctx, req)
+		cancel()
+		if err != nil {
+			t.Fatalf("re-send of %s: %v", ops[i], err)
+		}
+	}
+}
+
 // checkExactlyOnce fails unless every operation is on the queue exactly once.
 func checkExactlyOnce(t *testing.T, ops []string, got map[string]int) {
 	t.Helper()
@@ -83,7 +107,8 @@ resources:
 
 // kill -9 of the Artemis JVM mid-stream and a restart: what it accepted survives in its journal,
 // the bridge reconnects by itself, nothing is lost and nothing is on the queue twice (its
-// duplicate-detection cache is persisted too).
+// duplicate-detection cache is persisted too: operations accepted before the kill, sent again
+// after the restart, are dropped).
 func TestArtemisBrokerCrash(t *testing.T) {
 	i := amqptest.CrashInstance(t)
 	q := amqptest.Unique("crash")
@@ -109,13 +134,15 @@ func TestArtemisBrokerCrash(t *testing.T) {
 		}
 		return true
 	})
+	resendBefore(t, i.URL, q, ops, shadows, 20)
 	got := drain(t, i.Broker, q)
 	checkExactlyOnce(t, ops, got)
 	t.Logf("%d operations (broker killed after %d), %d messages on the queue after its restart", n, sentBefore.Load(), len(got))
 }
 
 // A primary/backup pair on one shared journal: the target lists both URLs, the primary is
-// killed mid-stream, sends go on through the backup, nothing lost, nothing twice.
+// killed mid-stream, sends go on through the backup, nothing lost, nothing twice (operations the
+// primary accepted, sent again to the backup, are dropped).
 func TestArtemisFailover(t *testing.T) {
 	primary, backup := amqptest.HAPair(t)
 	q := amqptest.Unique("ha")
@@ -137,5 +164,6 @@ func TestArtemisFailover(t *testing.T) {
 		}
 		return true
 	})
+	resendBefore(t, backup.URL, q, ops, shadows, 20) // sent through the primary before it died
 	checkExactlyOnce(t, ops, drain(t, backup.Broker, q))
 }

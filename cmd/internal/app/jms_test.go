@@ -32,10 +32,7 @@ type jmsLine struct {
 // with the string properties, and answers with a TextMessage whose JMSCorrelationID is the
 // operation id: each operation completes, adds with the uid the JMS side assigned.
 func TestArtemisJMSTargetSystem(t *testing.T) {
-	b := amqptest.Start(t)
-	if !b.Artemis() {
-		t.Skip("the JMS fixture speaks Artemis' CORE protocol")
-	}
+	b := amqptest.Artemis(t)
 	dir, _ := filepath.Abs(filepath.Join("..", "..", "..", "deployments", "artemis", "jms-target", "target"))
 	if _, err := os.Stat(filepath.Join(dir, "classes", "shadowbridge", "JmsTarget.class")); err != nil {
 		t.Fatalf("the JMS fixture is not built (deployments/artemis/test-broker.sh start builds it): %v", err)

@@ -1,9 +1,11 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,7 +45,7 @@ func TestVerifyFindsSeededCorruption(t *testing.T) {
 	e := start(t, app.DefaultConfig(), app.Options{})
 	ctx := t.Context()
 	var ids []string
-	for i := range 6 {
+	for i := range 9 {
 		id := e.ok(t, "prov.cmd.demo.add", map[string]any{"requestId": fmt.Sprint("v-", i), "objectClass": "AccountObjectClass",
 			"attributes": map[string]any{"login": []any{fmt.Sprint("v", i)}}})["shadowId"].(string)
 		ids = append(ids, id)
@@ -126,6 +128,33 @@ func TestVerifyFindsSeededCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// 10. A projection entry that differs from the log, 11. one that is not JSON.
+	if en, err := e.kv.Get(ctx, "demo."+ids[6]); err != nil {
+		t.Fatal(err)
+	} else if _, err := e.kv.Put(ctx, "demo."+ids[6], []byte(strings.Replace(string(en.Value()), `"v6"`, `"someone else"`, 1))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.kv.Put(ctx, "demo."+ids[7], []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	// 12. An expired shadow still in the projection: shadow 8 deleted, expired (decided a
+	// retention later), and its last projection entry put back.
+	e.ok(t, "prov.cmd.demo.delete", map[string]any{"shadowId": ids[8]})
+	dead := e.waitShadow(t, "demo", ids[8], func(d domain.ShadowData) bool { return d.Dead })
+	if _, err := store.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: ids[8],
+		Decide: func(st domain.Shadow) ([]domain.Event, error) {
+			return domain.Decide(st, domain.Refresh{Resource: res}, time.Now().Add(400*time.Hour))
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the expired shadow leaves the projection", 10*time.Second, func() bool {
+		_, err := e.kv.Get(ctx, "demo."+ids[8])
+		return err != nil
+	})
+	deadJSON, _ := json.Marshal(dead)
+	if _, err := e.kv.Put(ctx, "demo."+ids[8], deadJSON); err != nil {
+		t.Fatal(err)
+	}
 	// 9. A request id answered two ways: shadow 0's add, its record turned into a refusal.
 	refusal, _ := json.Marshal(eventstore.RequestRecord{Fingerprint: "f", ShadowID: ids[0],
 		Refused: &eventstore.Refusal{Category: domain.CategoryAlreadyExists, Message: "taken"}})
@@ -137,25 +166,38 @@ func TestVerifyFindsSeededCorruption(t *testing.T) {
 	for _, w := range []struct {
 		check, shadow string
 		notice        bool
+		detail        string
 	}{
-		{"projection", ids[0], false},
-		{"timer", ids[1], false},
-		{"claim", ids[2], false}, // its login is not claimed by it
-		{"claim", ids[3], true},  // the forged holder does not hold it: stale
-		{"operation-index", ids[4], false},
-		{"request-once", ids[5], false},
-		{"request-once", ids[0], false}, // refused and decided
-		{"fold", forged, false},
-		{"one-add", forged, false},
-		{"unique-identifier", "", false},
+		{"projection", ids[0], false, ""},
+		{"timer", ids[1], false, ""},
+		{"claim", ids[2], false, ""}, // its login is not claimed by it
+		{"claim", ids[3], true, ""},  // the forged holder does not hold it: stale
+		{"operation-index", ids[4], false, ""},
+		{"request-once", ids[5], false, ""},
+		{"request-once", ids[0], false, ""}, // refused and decided
+		{"projection", ids[6], false, "differs"},
+		{"projection", ids[7], false, "undecodable"},
+		{"projection", ids[8], false, "expired"},
+		{"fold", forged, false, ""},
+		{"one-add", forged, false, ""},
+		{"unique-identifier", "", false, ""},
 	} {
-		if !has(rep, w.check, w.shadow, w.notice) {
+		if !hasDetail(rep, w.check, w.shadow, w.notice, w.detail) {
 			t.Errorf("%s of %s (notice %v) not reported; findings:\n%s", w.check, w.shadow, w.notice, findings(rep))
 		}
 	}
 	if rep.Violations() < 6 {
 		t.Errorf("%d violations:\n%s", rep.Violations(), findings(rep))
 	}
+}
+
+func hasDetail(rep projections.VerifyReport, check, shadowID string, notice bool, detail string) bool {
+	for _, f := range rep.Findings {
+		if f.Check == check && (shadowID == "" || f.ShadowID == shadowID) && f.Notice == notice && strings.Contains(f.Detail, detail) {
+			return true
+		}
+	}
+	return false
 }
 
 func findings(rep projections.VerifyReport) string {
@@ -175,4 +217,58 @@ func mustSeq(t *testing.T, s *eventstore.Store, id string) uint64 {
 		t.Fatalf("load %s: %d %v", id, seq, err)
 	}
 	return seq
+}
+
+// movingLoads is the store with every load of one shadow answering a newer record: a shadow that
+// keeps changing while verify looks at it.
+type movingLoads struct {
+	*eventstore.Store
+	id string
+	n  atomic.Uint64
+}
+
+func (m *movingLoads) Load(ctx context.Context, resource, id string) (domain.Shadow, uint64, error) {
+	st, seq, err := m.Store.Load(ctx, resource, id)
+	if id == m.id {
+		seq += m.n.Add(1)
+	}
+	return st, seq, err
+}
+
+// verify reports an operation that was released, passed by the dispatcher and never attempted
+// (stuck), and a shadow that keeps changing through its rechecks (a notice, not silence).
+func TestVerifyFindsStuckAndChanging(t *testing.T) {
+	e := start(t, app.DefaultConfig(), app.Options{NoDispatcher: true})
+	ctx := t.Context()
+	stuck := e.ok(t, "prov.cmd.demo.add", map[string]any{"objectClass": "AccountObjectClass", "attributes": map[string]any{"login": []any{"stuck"}}})["shadowId"].(string)
+	moving := e.ok(t, "prov.cmd.demo.add", map[string]any{"objectClass": "AccountObjectClass", "attributes": map[string]any{"login": []any{"moving"}}})["shadowId"].(string)
+	e.waitShadow(t, "demo", moving, func(d domain.ShadowData) bool { return d.ShadowID == moving })
+	// A dispatcher that acknowledged every record and sent nothing.
+	js, _ := jetstream.New(e.nc)
+	c, err := js.CreateOrUpdateConsumer(ctx, "PROV_EVENTS", jetstream.ConsumerConfig{Durable: "PROV_DISPATCHER", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "prov.evt.>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := c.Fetch(10, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.kv.Delete(ctx, "demo."+moving); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := projections.Verify(ctx, &movingLoads{Store: e.app.Store, id: moving}, e.kv, projections.VerifyOptions{Full: true, Recheck: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasDetail(rep, "stuck", stuck, false, "no attempt is recorded") {
+		t.Errorf("the stuck operation is not reported:\n%s", findings(rep))
+	}
+	if !has(rep, "changing", moving, true) || has(rep, "projection", moving, false) {
+		t.Errorf("the shadow that kept changing is not reported as such:\n%s", findings(rep))
+	}
 }

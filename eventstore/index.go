@@ -309,6 +309,9 @@ type RequestRecord struct {
 	// Revision is the record's KV revision as read or reserved (not stored): completing a
 	// reservation made by the same caller then costs one write.
 	Revision uint64 `json:"-"`
+	// Since is when the record was last written, by the store's clock (not stored): while
+	// pending, how long ago its attempt reserved it.
+	Since time.Time `json:"-"`
 }
 
 // Refusal is the recorded answer of a refused request: its error's category and message.
@@ -385,6 +388,7 @@ func (s *index) getRequest(ctx context.Context, resource, requestID string) (*Re
 	if err := json.Unmarshal(e.Value(), &r); err != nil {
 		return nil, 0, fmt.Errorf("%w: request record: %w", ErrCorrupt, err)
 	}
+	r.Since = e.Created()
 	return &r, e.Revision(), nil
 }
 

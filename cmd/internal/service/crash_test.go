@@ -98,7 +98,11 @@ func crashAt(t *testing.T, store crashStore, verb, point string) {
 			t.Fatal("the delete did not kill the shadow")
 		}
 	}
-	second := service.New(store, nil, cat, nil) // another instance: nothing in memory
+	// Another instance, nothing in memory, retrying once the crashed attempt's reservation is
+	// older than service.ReservationWait (before that, a retry waits for it: it may be a twin
+	// still deciding).
+	later := func() time.Time { return time.Now().UTC().Add(service.ReservationWait) }
+	second := service.New(store, nil, cat, nil, service.WithClock(later))
 	r1, err := second.Provision(ctx, req)
 	if err != nil {
 		t.Fatalf("retry: %v", err)

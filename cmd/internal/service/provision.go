@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"shadowbridge/bridge"
 	"shadowbridge/domain"
@@ -60,6 +61,9 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 	}
 	if req.RequestID != "" {
 		rec, err := s.store.GetRequest(ctx, req.Resource, req.RequestID)
+		if err == nil {
+			rec, err = s.await(ctx, req, rec)
+		}
 		if err != nil {
 			return Reply{}, err
 		}
@@ -101,10 +105,17 @@ func (s *Service) Provision(ctx context.Context, req Request) (Reply, error) {
 			}
 		}
 		if errors.As(err, &adopt) {
-			if reply, done, err := s.answer(ctx, adopt.Record, req); done || err != nil {
+			rec, err := s.await(ctx, req, adopt.Record)
+			if err != nil {
+				return Reply{}, err
+			}
+			if rec == nil {
+				continue // dropped meanwhile: decide again
+			}
+			if reply, done, err := s.answer(ctx, rec, req); done || err != nil {
 				return reply, err
 			}
-			shadowID, opID, known = adopt.Record.ShadowID, adopt.Record.OperationID, nil
+			shadowID, opID, known = rec.ShadowID, rec.OperationID, nil
 			continue
 		}
 		return reply, err
@@ -181,6 +192,31 @@ func (s *Service) complete(ctx context.Context, req Request, shadowID, opID stri
 	if err := s.store.PutRequest(ctx, req.Resource, req.RequestID, rec); err != nil {
 		s.log.Warn("request record not completed; its pending record answers retries", "requestId", req.RequestID, "err", err)
 	}
+}
+
+// ReservationWait is how long an attempt of a request waits for another attempt's fresh
+// reservation to be completed before deciding with its ids itself. Twins (the same request sent
+// twice at once, to one instance or two) thus get the one decision: deciding both at once, one
+// could be refused and the other carried out when the state changed between them (an
+// identifier freed a moment later). A reservation older than this is taken for an attempt that
+// died (a crash): the request is decided again with its ids, as before.
+const ReservationWait = 5 * time.Second
+
+// await waits while rec is a pending reservation younger than ReservationWait, and returns the
+// record as it is then (nil if it was dropped).
+func (s *Service) await(ctx context.Context, req Request, rec *eventstore.RequestRecord) (*eventstore.RequestRecord, error) {
+	for pause := 2 * time.Millisecond; rec != nil && rec.Pending() && s.now().Sub(rec.Since) < ReservationWait; pause = min(2*pause, 50*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: %w: request id %q is being decided by another attempt; send it again: %w", req.Verb, domain.CategoryCommunication, req.RequestID, ctx.Err())
+		case <-time.After(pause):
+		}
+		var err error
+		if rec, err = s.store.GetRequest(ctx, req.Resource, req.RequestID); err != nil {
+			return nil, err
+		}
+	}
+	return rec, nil
 }
 
 // refuse records a refusal as the request id's answer before it is given (rev: the reservation

@@ -146,3 +146,45 @@ func TestRetryRacingItsFirstAttempt(t *testing.T) {
 		t.Fatalf("the racing retry: %+v %v, want the first reply %+v", r2, err, r1)
 	}
 }
+
+// A twin of a request that another attempt has just reserved waits for that attempt's answer
+// instead of deciding at the same moment: here the first attempt is refused (its login was held)
+// and the state changes before the twin would decide (the login is free). Deciding, the twin
+// would carry the request out; waiting, it answers the first attempt's refusal.
+func TestATwinWaitsForTheFirstAttemptsAnswer(t *testing.T) {
+	ctx := t.Context()
+	cat, _ := app.DefaultConfig().Catalog()
+	store := eventstore.NewMemory(eventstore.DefaultConfig())
+	s := service.New(store, nil, cat, nil)
+	t.Cleanup(s.Close)
+	first := eventstore.RequestRecord{Fingerprint: "f", ShadowID: service.NewID(), OperationID: service.NewID()}
+	res, _, err := store.ReserveRequest(ctx, "demo", "twin-1", first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan error, 1)
+	go func() {
+		_, err := s.Provision(ctx, service.Request{Verb: "add", Resource: "demo", RequestID: "twin-1", Fingerprint: "f",
+			ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {"free"}}})
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		t.Fatalf("the twin decided while the first attempt's reservation was fresh: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	refusal := first
+	refusal.Revision = res.Revision
+	refusal.Refused = &eventstore.Refusal{Category: domain.CategoryAlreadyExists, Message: `add: secondary "login"=free is already used by shadow x`}
+	if _, _, err := store.RefuseRequest(ctx, "demo", "twin-1", refusal); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-answered:
+		if !errors.Is(err, domain.CategoryAlreadyExists) || err.Error() != refusal.Refused.Message {
+			t.Fatalf("the twin answered %v, want the first attempt's refusal", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the twin never answered")
+	}
+}

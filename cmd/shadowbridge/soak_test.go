@@ -795,4 +795,13 @@ func TestSoakTargetCountsWhatItSees(t *testing.T) {
 	if s2.dups != 1 {
 		t.Fatalf("two operations at sequence 1 counted %d duplicates", s2.dups)
 	}
+	// The checker's record of answers: the same answer twice is fine, another one is counted.
+	sc := &scenario{t: t, answers: map[string]answer{}}
+	body := `{"requestId":"z1","objectClass":"AccountObjectClass"}`
+	sc.remember("prov.cmd.fs.add", body, answer{code: "409", body: "taken"})
+	sc.remember("prov.cmd.fs.add", body, answer{code: "409", body: "taken"})
+	sc.remember("prov.cmd.fs.add", body, answer{body: `{"shadowId":"x"}`})
+	if sc.twoAnswers != 1 || len(sc.sent) != 1 {
+		t.Fatalf("answered two ways %d, sent %d, want 1 and 1", sc.twoAnswers, len(sc.sent))
+	}
 }

@@ -72,12 +72,13 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	srv, err := embedded.Start(embedded.Options{Listen: *listen, StoreDir: filepath.Join(dir, "jetstream")})
+	users, servicePassword := devUsers(cfg.Prefix)
+	srv, err := embedded.Start(embedded.Options{Listen: *listen, StoreDir: filepath.Join(dir, "jetstream"), Users: users, NoAuthUser: "client"})
 	if err != nil {
 		return err
 	}
 	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	nc, err := nats.Connect(srv.ClientURL(), nats.Name("shadowbridge dev"))
+	nc, err := nats.Connect(srv.ClientURL(), nats.Name("shadowbridge dev"), nats.UserInfo(devServiceUser, servicePassword))
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/Azure/go-amqp"
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -770,11 +769,7 @@ func TestSoakTargetCountsWhatItSees(t *testing.T) {
 	s := newSoakTarget()
 	shadow := "11111111-1111-4111-8111-111111111111"
 	msg := func(op string, seq, prev int64, redelivery uint32) *amqp.Message {
-		id, err := uuid.Parse(op)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &amqp.Message{Header: &amqp.MessageHeader{DeliveryCount: redelivery}, Properties: &amqp.MessageProperties{MessageID: amqp.UUID(id)},
+		return &amqp.Message{Header: &amqp.MessageHeader{DeliveryCount: redelivery}, Properties: &amqp.MessageProperties{MessageID: amqptest.UUID(t, op)},
 			ApplicationProperties: map[string]any{"shadowId": shadow, "sequence": seq, "previousSequence": prev},
 			Value:                 `{"operation":"add","attributes":{"v":["0"]}}`}
 	}

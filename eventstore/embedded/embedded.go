@@ -21,6 +21,10 @@ type Options struct {
 	StoreDir string
 	// Username and Password, when set, require clients to authenticate.
 	Username, Password string
+	// Users, when set, are the server's users (each with its permissions); NoAuthUser names the
+	// one a client that presents no credentials is taken for.
+	Users      []*server.User `json:"-"`
+	NoAuthUser string         `json:",omitempty"`
 	// Cluster, when Cluster.Listen is set, makes the server a node of a JetStream cluster:
 	// ServerName must be unique among the nodes, Routes lists every node's cluster address
 	// (its own included is fine).
@@ -85,6 +89,8 @@ func Start(o Options) (*server.Server, error) {
 		NoLog:      true,
 		Username:   o.Username,
 		Password:   o.Password,
+		Users:      o.Users,
+		NoAuthUser: o.NoAuthUser,
 	}
 	if o.ServerName != "" {
 		opts.ServerName = o.ServerName

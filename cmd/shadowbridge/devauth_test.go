@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A client of `dev` (no credentials, as the walkthrough's) sends commands and reads, but cannot
+// write the log, the index or the timers, nor purge, trim or take over what the service owns
+// (issue 23: one garbage record published by a local client broke a shadow).
+func TestDevClientsCannotWriteTheLog(t *testing.T) {
+	natsURL, _, stop := startDev(t, t.TempDir())
+	defer stop()
+	out, err := client(t, natsURL, "add", "demo", "login=guarded")
+	if err != nil {
+		t.Fatalf("a client's command: %v", err)
+	}
+	id := strings.Split(strings.Split(out, `"shadowId": "`)[1], `"`)[0]
+	nc, err := nats.Connect(natsURL, nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := t.Context()
+	stream, err := js.Stream(ctx, "PROV_EVENTS") // reading is allowed
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 500*time.Millisecond) }
+	for _, subject := range []string{"prov.evt.demo." + id, "prov.res.demo", "prov.timer.demo." + id, "prov.due.demo." + id} {
+		c, cancel := short()
+		if _, err := js.Publish(c, subject, []byte("garbage")); err == nil {
+			t.Errorf("a client wrote %s", subject)
+		}
+		cancel()
+	}
+	c, cancel := short()
+	defer cancel()
+	if index, err := js.KeyValue(c, "PROV_INDEX"); err != nil {
+		t.Fatal(err)
+	} else if _, err := index.Put(c, "id.demo.x", []byte(id)); err == nil {
+		t.Error("a client wrote the index")
+	}
+	c2, cancel2 := short()
+	defer cancel2()
+	if err := stream.Purge(c2); err == nil {
+		t.Error("a client purged the log")
+	}
+	c3, cancel3 := short()
+	defer cancel3()
+	if err := stream.DeleteMsg(c3, 1); err == nil {
+		t.Error("a client deleted a record")
+	}
+	c4, cancel4 := short()
+	defer cancel4()
+	if err := js.DeleteConsumer(c4, "PROV_EVENTS", "PROV_DISPATCHER"); err == nil {
+		t.Error("a client deleted the dispatcher's consumer")
+	}
+	after, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.State.FirstSeq != before.State.FirstSeq || after.State.LastSeq < before.State.LastSeq {
+		t.Fatalf("the log changed under a client: %+v -> %+v", before.State, after.State)
+	}
+	if _, err := client(t, natsURL, "get", id); err != nil {
+		t.Fatalf("the shadow after the attempts: %v", err)
+	}
+}

@@ -326,9 +326,7 @@ resources:
 	}
 	rep.ExtraAccounts = n - live
 	// One decision per request id, in the whole log.
-	scfg := eventstore.DefaultConfig()
-	scfg.DuplicateWindow = o.Window // the stream's own: attaching must not change it
-	store, err := eventstore.Open(t.Context(), nc, scfg)
+	store, err := eventstore.Attach(t.Context(), nc, eventstore.DefaultConfig()) // read-only, as a client of dev may
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -188,3 +188,31 @@ func TestATwinWaitsForTheFirstAttemptsAnswer(t *testing.T) {
 		t.Fatal("the twin never answered")
 	}
 }
+
+// refusalsLost is the in-memory store with the index unable to record a refusal (NATS gone).
+type refusalsLost struct{ *eventstore.Memory }
+
+func (refusalsLost) RefuseRequest(context.Context, string, string, eventstore.RequestRecord) (*eventstore.RequestRecord, bool, error) {
+	return nil, false, eventstore.ErrUnavailable
+}
+
+// A refusal that cannot be recorded is not given: the client is told to try again (503), and the
+// retry decides afresh, since nothing was answered.
+func TestAnUnrecordedRefusalIsNotGiven(t *testing.T) {
+	ctx := t.Context()
+	cat, _ := app.DefaultConfig().Catalog()
+	s := service.New(refusalsLost{eventstore.NewMemory(eventstore.DefaultConfig())}, nil, cat, nil)
+	t.Cleanup(s.Close)
+	add := func(rid string) error {
+		_, err := s.Provision(ctx, service.Request{Verb: "add", Resource: "demo", RequestID: rid, Fingerprint: rid,
+			ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {"taken"}}})
+		return err
+	}
+	if err := add("first"); err != nil {
+		t.Fatal(err)
+	}
+	err := add("second")
+	if code, _ := service.StatusOf(err); code != service.CodeUnavailable || !errors.Is(err, domain.CategoryCommunication) {
+		t.Fatalf("an unrecorded refusal answered %v (status %d), want 503", err, code)
+	}
+}

@@ -64,10 +64,19 @@ func (s *Service) SetMaintenance(ctx context.Context, resource string, on bool, 
 	}
 	if changed && !on {
 		s.background(resourceRefreshTimeout, func(rctx context.Context) {
-			if n, err := s.Refresh(rctx, resource, "", false); err != nil {
-				s.log.Warn("release after maintenance failed; the sweep will release", "resource", resource, "err", err)
-			} else {
-				s.log.Info("maintenance over: waiting operations released", "resource", resource, "shadows", n)
+			// Twice: other instances see the end of maintenance up to adminTTL later, and an
+			// attempt they hold back meanwhile is stored after the first look.
+			for i, wait := range []time.Duration{0, 2 * adminTTL} {
+				select {
+				case <-time.After(wait):
+				case <-rctx.Done():
+					return
+				}
+				if n, err := s.Refresh(rctx, resource, "", false); err != nil {
+					s.log.Warn("release after maintenance failed; the sweep will release", "resource", resource, "err", err)
+				} else if i == 0 || n > 0 {
+					s.log.Info("maintenance over: waiting operations released", "resource", resource, "shadows", n)
+				}
 			}
 		})
 	}

@@ -656,6 +656,16 @@ func TestARefusalIsTheRequestIDsAnswerForGood(t *testing.T) {
 	})
 	e.ok(t, "prov.cmd.demo.maintenance", map[string]any{"maintenance": true, "reason": "test"})
 	e.ok(t, "prov.cmd.demo.delete", map[string]any{"requestId": "z2", "shadowId": id})
+	// The release at the end of maintenance lists the waiting shadows from the projection: the
+	// delete must be there first (the sweep would release it otherwise, a minute later).
+	kv, err := e.js.KeyValue(t.Context(), "PROV_SHADOWS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the delete in the projection", 10*time.Second, func() bool {
+		en, err := kv.Get(t.Context(), "demo."+id)
+		return err == nil && strings.Contains(string(en.Value()), `"changeType":"delete"`)
+	})
 	z3 := addBody("z")
 	z3["requestId"] = "z3"
 	refused, code, _ := send("prov.cmd.demo.add", z3)

@@ -75,10 +75,42 @@ type schedule struct{ seq, commit uint64 }
 // changes nothing). Safe to call from several instances at once, in any order: the schedule left
 // is the newest commit's.
 func (s *Store) ArmTimerFor(ctx context.Context, resource, shadowID string, at time.Time, commit uint64) (bool, error) {
+	return s.replaceSchedule(ctx, resource, shadowID, commit, "arm", func(cur *schedule) (bool, error) {
+		m := s.timerMsg(resource, shadowID, at)
+		m.Header.Set(headerTimerCommit, strconv.FormatUint(commit, 10))
+		var expected uint64
+		if cur != nil {
+			expected = cur.seq
+		}
+		_, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expected))
+		if isWrongLastSeq(err) {
+			return false, nil
+		}
+		return err == nil, unavailable(err)
+	})
+}
+
+// CancelTimerFor removes the shadow's pending schedule on behalf of the commit with stream
+// sequence commit, unless it was armed by a newer commit (then it returns false). Removing a
+// schedule that is not there counts as done.
+func (s *Store) CancelTimerFor(ctx context.Context, resource, shadowID string, commit uint64) (bool, error) {
+	return s.replaceSchedule(ctx, resource, shadowID, commit, "cancel", func(cur *schedule) (bool, error) {
+		if cur == nil {
+			return true, nil
+		}
+		// Deleting by sequence removes exactly the schedule read: one written meanwhile (newer
+		// or not) has another sequence and is looked at again.
+		return s.deleteSeq(ctx, cur.seq)
+	})
+}
+
+// replaceSchedule is the compare-and-write loop of ArmTimerFor and CancelTimerFor: read the
+// shadow's schedule; leave it to a newer commit's (false); otherwise write, where write reports
+// false when the schedule changed since it was read (then read again, from the leader).
+func (s *Store) replaceSchedule(ctx context.Context, resource, shadowID string, commit uint64, op string, write func(cur *schedule) (bool, error)) (bool, error) {
 	subject := s.TimerSubject(resource, shadowID)
-	fresh := false
-	for attempt := 0; ; attempt++ {
-		cur, err := s.currentSchedule(ctx, subject, fresh)
+	for attempt := 0; attempt < 16; attempt++ {
+		cur, err := s.currentSchedule(ctx, subject, attempt > 0)
 		if err != nil {
 			return false, err
 		}
@@ -86,59 +118,17 @@ func (s *Store) ArmTimerFor(ctx context.Context, resource, shadowID string, at t
 			return false, nil
 		}
 		if s.timerRace != nil {
-			s.timerRace("arm")
+			s.timerRace(op)
 		}
-		m := s.timerMsg(resource, shadowID, at)
-		m.Header.Set(headerTimerCommit, strconv.FormatUint(commit, 10))
-		var expected uint64
-		if cur != nil {
-			expected = cur.seq
-		}
-		_, err = s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expected))
-		if err == nil {
-			return true, nil
-		}
-		if !isWrongLastSeq(err) || attempt >= 16 {
-			return false, fmt.Errorf("eventstore: arm timer %s: %w", shadowID, unavailable(err))
-		}
-		fresh = true // someone else wrote the schedule: read it from the leader
-	}
-}
-
-// CancelTimerFor removes the shadow's pending schedule on behalf of the commit with stream
-// sequence commit, unless it was armed by a newer commit (then it returns false). Removing a
-// schedule that is not there counts as done.
-func (s *Store) CancelTimerFor(ctx context.Context, resource, shadowID string, commit uint64) (bool, error) {
-	subject := s.TimerSubject(resource, shadowID)
-	fresh := false
-	for attempt := 0; ; attempt++ {
-		cur, err := s.currentSchedule(ctx, subject, fresh)
+		done, err := write(cur)
 		if err != nil {
-			return false, err
+			return false, fmt.Errorf("eventstore: %s timer %s: %w", op, shadowID, err)
 		}
-		if cur == nil {
+		if done {
 			return true, nil
 		}
-		if cur.commit > commit {
-			return false, nil
-		}
-		if s.timerRace != nil {
-			s.timerRace("cancel")
-		}
-		// Deleting by sequence removes exactly the schedule read: one written meanwhile (newer
-		// or not) has another sequence and is looked at again.
-		found, err := s.deleteSeq(ctx, cur.seq)
-		if err != nil {
-			return false, fmt.Errorf("eventstore: cancel timer %s: %w", shadowID, err)
-		}
-		if found {
-			return true, nil
-		}
-		if attempt >= 16 {
-			return false, fmt.Errorf("eventstore: cancel timer %s: %w: the schedule kept changing", shadowID, ErrUnavailable)
-		}
-		fresh = true
 	}
+	return false, fmt.Errorf("eventstore: %s timer %s: %w: the schedule kept changing", op, shadowID, ErrUnavailable)
 }
 
 // deleteSeq removes the message with stream sequence seq, reporting false when there is none

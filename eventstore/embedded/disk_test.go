@@ -38,32 +38,39 @@ func smallDisk(t *testing.T, size string) (string, func(string)) {
 	return dir, func(size string) { mount("-o", "remount,size="+size, dir) }
 }
 
-// A full disk needs no restart (issue 23): writes refused while the store's filesystem is full
-// are accepted again once it has room, by themselves.
-func TestWritesResumeWhenTheDiskHasRoomAgain(t *testing.T) {
-	disk, resize := smallDisk(t, "20m")
+// storeOnSmallDisk starts a server whose store is on a fresh tmpfs of size, with a stream S, and
+// returns a function writing 64 KiB to it, the JetStream context, the disk's directory and a
+// function resizing it.
+func storeOnSmallDisk(t *testing.T, size string) (put func() error, js jetstream.JetStream, disk string, resize func(string)) {
+	t.Helper()
+	disk, resize = smallDisk(t, size)
 	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(disk, "jetstream"), DiskCheck: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown()
+	t.Cleanup(srv.Shutdown)
 	nc, err := nats.Connect(srv.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx := t.Context()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
+	t.Cleanup(nc.Close)
+	js, _ = jetstream.New(nc)
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
 		t.Fatal(err)
 	}
 	payload := bytes.Repeat([]byte("x"), 64<<10)
-	put := func() error {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	return func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		defer cancel()
-		_, err := js.Publish(pctx, "s.a", payload)
+		_, err := js.Publish(ctx, "s.a", payload)
 		return err
-	}
+	}, js, disk, resize
+}
+
+// A full disk needs no restart (issue 23): writes refused while the store's filesystem is full
+// are accepted again once it has room, by themselves.
+func TestWritesResumeWhenTheDiskHasRoomAgain(t *testing.T) {
+	put, _, _, resize := storeOnSmallDisk(t, "20m")
 	stored := 0
 	var refused error
 	for range 1000 {
@@ -94,32 +101,11 @@ func TestWritesResumeWhenTheDiskHasRoomAgain(t *testing.T) {
 // The same when something else fills the disk under the store: JetStream runs out of real space
 // (nats-server then stops JetStream), and once the room is back writes are accepted again.
 func TestWritesResumeAfterTheDiskRanOut(t *testing.T) {
-	disk, _ := smallDisk(t, "20m")
-	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(disk, "jetstream"), DiskCheck: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	put, js, disk, _ := storeOnSmallDisk(t, "20m")
 	ctx := t.Context()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
-		t.Fatal(err)
-	}
 	filler := filepath.Join(disk, "filler")
 	if out, err := exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=1M", "count=12").CombinedOutput(); err != nil {
 		t.Fatalf("dd: %v %s", err, out)
-	}
-	payload := bytes.Repeat([]byte("x"), 64<<10)
-	put := func() error {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		_, err := js.Publish(pctx, "s.a", payload)
-		return err
 	}
 	var refused error
 	stored := uint64(0)

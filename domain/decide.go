@@ -210,6 +210,8 @@ func Decide(s Shadow, cmd Command, now time.Time) ([]Event, error) {
 		events, err = decideFailure(s, c, now)
 	case RecordPostponement:
 		events, err = decidePostponement(s, c, now)
+	case Observe:
+		events, err = decideObserve(s, c, now)
 	default:
 		return nil, fmt.Errorf("%w: %T", ErrInvalidCommand, cmd)
 	}

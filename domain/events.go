@@ -145,17 +145,34 @@ type ShadowDiscovered struct {
 	Time                time.Time  `json:"time"`
 }
 
-// RecreateRequested queues an add that re-creates an assigned account the target lost.
+// RecreateRequested queues an add that re-creates an assigned account the target lost. Source
+// says how the loss was seen: a not-found answer (empty), a reconciliation or a notification.
 type RecreateRequested struct {
 	OperationID string     `json:"operationId"`
 	Attributes  Attributes `json:"attributes"`
+	Source      string     `json:"source,omitempty"`
 	Time        time.Time  `json:"time"`
 }
 
 // AccountGone records that the target no longer has the account (not found, not assigned): the
-// shadow dies.
+// shadow dies. Source as RecreateRequested's.
 type AccountGone struct {
-	Time time.Time `json:"time"`
+	Source string    `json:"source,omitempty"`
+	Time   time.Time `json:"time"`
+}
+
+// AccountChanged records that the target holds other attribute values than the cache (changed
+// outside shadowbridge, seen by a reconciliation or the target's notification): the cache follows
+// the target. Before has the cached values of the attributes that differed, After the target's;
+// an attribute in Before and not in After is gone on the target. PrimaryIdentifiers, when set,
+// are the target's for a shadow that had none.
+type AccountChanged struct {
+	Source             string     `json:"source"`
+	Reconciliation     string     `json:"reconciliation,omitempty"`
+	Before             Attributes `json:"before,omitempty"`
+	After              Attributes `json:"after,omitempty"`
+	PrimaryIdentifiers Attributes `json:"primaryIdentifiers,omitempty"`
+	Time               time.Time  `json:"time"`
 }
 
 // OperationPostponed records that a released attempt was held back before reaching the target
@@ -175,6 +192,8 @@ func (AccountDiscovered) EventType() string      { return "AccountDiscovered" }
 func (ShadowDiscovered) EventType() string       { return "ShadowDiscovered" }
 func (RecreateRequested) EventType() string      { return "RecreateRequested" }
 func (AccountGone) EventType() string            { return "AccountGone" }
+func (AccountChanged) EventType() string         { return "AccountChanged" }
+func (e AccountChanged) EventTime() time.Time    { return e.Time }
 func (e AccountDiscovered) EventTime() time.Time { return e.Time }
 func (e ShadowDiscovered) EventTime() time.Time  { return e.Time }
 func (e RecreateRequested) EventTime() time.Time { return e.Time }
@@ -202,7 +221,7 @@ func (e OperationCompleted) EventTime() time.Time { return e.Time }
 var EventTypes = []string{"AddRequested", "ModifyRequested", "DeleteRequested", "DispatchRequested", "OperationSent",
 	"AttemptFailed", "OperationCompleted", "AvailabilityChanged", "AdministrativeAvailabilityChanged",
 	"OperationPostponed", "TimerSet", "TimerCleared", "GracePeriodEnded", "OperationRemoved", "ShadowExpired",
-	"AccountDiscovered", "ShadowDiscovered", "RecreateRequested", "AccountGone"}
+	"AccountDiscovered", "ShadowDiscovered", "RecreateRequested", "AccountGone", "AccountChanged"}
 
 // NewEvent returns a pointer to a zero event of the named type, for decoders. ok is false for an
 // unknown name.
@@ -246,6 +265,8 @@ func NewEvent(eventType string) (ptr any, ok bool) {
 		return &RecreateRequested{}, true
 	case "AccountGone":
 		return &AccountGone{}, true
+	case "AccountChanged":
+		return &AccountChanged{}, true
 	}
 	return nil, false
 }
@@ -381,6 +402,22 @@ func evolve(d *ShadowData, e Event) {
 		kill(d, at) // the account belongs to the discovered shadow now
 	case AccountGone:
 		kill(d, at)
+	case AccountChanged:
+		for name := range x.Before {
+			delete(d.Attributes, name)
+		}
+		for name, vals := range x.After {
+			if d.Attributes == nil {
+				d.Attributes = Attributes{}
+			}
+			d.Attributes[name] = slices.Clone(vals)
+		}
+		for attr := range d.SecondaryIdentifiers {
+			d.SecondaryIdentifiers[attr] = d.Attributes.Clone()[attr]
+		}
+		if len(x.PrimaryIdentifiers) > 0 {
+			d.PrimaryIdentifiers = x.PrimaryIdentifiers.Clone()
+		}
 	case ShadowDiscovered:
 		*d = ShadowData{
 			ShadowID: x.ShadowID, Resource: x.Resource, ObjectClass: x.ObjectClass, Exists: true,

@@ -159,14 +159,16 @@ var eventFields = map[string][]jsonField{
 		{"time", kTime}},
 	"ShadowDiscovered": {{"shadowId", kStr}, {"resource", kStr}, {"objectClass", kStr}, {"secondaryIdentifier", kStr},
 		{"attributes", kAttrs}, {"primaryIdentifiers", kAttrsOmit}, {"cause", kStrOmit}, {"time", kTime}},
-	"RecreateRequested":  {{"operationId", kStr}, {"attributes", kAttrs}, {"time", kTime}},
+	"RecreateRequested":  {{"operationId", kStr}, {"attributes", kAttrs}, {"source", kStrOmit}, {"time", kTime}},
 	"OperationPostponed": {{"operationId", kStr}, {"attempt", kInt}, {"reason", kStrOmit}, {"time", kTime}},
 	"TimerSet":           {{"at", kTime}, {"time", kTime}},
 	"TimerCleared":       {{"time", kTime}},
 	"GracePeriodEnded":   {{"operationId", kStr}, {"time", kTime}},
 	"OperationRemoved":   {{"operationId", kStr}, {"time", kTime}},
 	"ShadowExpired":      {{"time", kTime}},
-	"AccountGone":        {{"time", kTime}},
+	"AccountGone":        {{"source", kStrOmit}, {"time", kTime}},
+	"AccountChanged": {{"source", kStr}, {"reconciliation", kStrOmit}, {"before", kAttrsOmit}, {"after", kAttrsOmit},
+		{"primaryIdentifiers", kAttrsOmit}, {"time", kTime}},
 }
 
 var (

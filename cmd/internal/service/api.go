@@ -72,6 +72,19 @@ type ConfirmBody struct {
 	Attributes         map[string][]any `json:"attributes,omitempty"`
 }
 
+// NotifyBody is the JSON body of prov.cmd.<resource>.notify (and of the resource's AMQP
+// notification address): a change the target made, or saw, to one of its accounts. change is
+// add (attributes are all the account's), modify (attributes are what changed; [] removes one)
+// or delete; the account is named by primaryIdentifiers, or by its secondary identifier in
+// attributes.
+type NotifyBody struct {
+	RequestID          string           `json:"requestId,omitempty"`
+	Change             string           `json:"change"`
+	ObjectClass        string           `json:"objectClass"`
+	PrimaryIdentifiers map[string][]any `json:"primaryIdentifiers,omitempty"`
+	Attributes         map[string][]any `json:"attributes,omitempty"`
+}
+
 // CancelBody is the JSON body of prov.cmd.<resource>.cancel.
 type CancelBody struct {
 	OperationID string `json:"operationId"`
@@ -290,6 +303,8 @@ func fieldNames(v any) []string {
 		return []string{"shadowId", "asOf"}
 	case CancelBody:
 		return []string{"operationId"}
+	case NotifyBody:
+		return []string{"requestId", "change", "objectClass", "primaryIdentifiers", "attributes"}
 	case MaintenanceBody:
 		return []string{"maintenance", "reason"}
 	case PendingQuery:

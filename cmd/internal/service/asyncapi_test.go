@@ -117,6 +117,8 @@ func TestAsyncAPIMatchesTheCode(t *testing.T) {
 		"RefreshBody":             jsonFields(reflect.TypeFor[service.RefreshBody]()),
 		"ConfirmBody":             jsonFields(reflect.TypeFor[service.ConfirmBody]()),
 		"CancelBody":              jsonFields(reflect.TypeFor[service.CancelBody]()),
+		"NotifyBody":              jsonFields(reflect.TypeFor[service.NotifyBody]()),
+		"NotifyReply":             jsonFields(reflect.TypeFor[service.NotifyReply]()),
 		"MaintenanceBody":         jsonFields(reflect.TypeFor[service.MaintenanceBody]()),
 		"ShadowQuery":             jsonFields(reflect.TypeFor[service.ShadowQuery]()),
 		"PendingQuery":            jsonFields(reflect.TypeFor[service.PendingQuery]()),

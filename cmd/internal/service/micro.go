@@ -201,7 +201,7 @@ func (s *Service) reply(r micro.Request, data []byte, h nats.Header) {
 // CommandVerbs are the verbs of <prefix>.cmd.<resource>.<verb>, and QueryNames the names of
 // <prefix>.query.<name> (docs/asyncapi.yaml is checked against them).
 var (
-	CommandVerbs = []string{"add", "modify", "delete", "refresh", "confirm", "cancel", "maintenance"}
+	CommandVerbs = []string{"add", "modify", "delete", "refresh", "confirm", "cancel", "maintenance", "notify"}
 	QueryNames   = []string{"shadow", "pending", "history", "explain", "resource"}
 )
 
@@ -243,6 +243,8 @@ func (s *Service) handleCommand(ctx context.Context, prefix string, r micro.Requ
 				reply, err = s.Cancel(ctx, resource, b.OperationID)
 			}
 		}
+	case "notify":
+		reply, err = s.cmdNotify(ctx, resource, r.Data())
 	case "maintenance":
 		var b MaintenanceBody
 		if b, err = Decode[MaintenanceBody](r.Data()); err == nil {
@@ -378,6 +380,29 @@ func (s *Service) cmdRefresh(ctx context.Context, resource string, data []byte) 
 		return nil, err
 	}
 	return map[string]int{"refreshed": n}, nil
+}
+
+func (s *Service) cmdNotify(ctx context.Context, resource string, data []byte) (any, error) {
+	b, err := Decode[NotifyBody](data)
+	if err != nil {
+		return nil, err
+	}
+	return s.NotifyBody(ctx, resource, b)
+}
+
+// NotifyBody runs a decoded notification (the NATS notify command and the AMQP notification
+// address).
+func (s *Service) NotifyBody(ctx context.Context, resource string, b NotifyBody) (NotifyReply, error) {
+	ids, err := AttributesFrom(b.PrimaryIdentifiers)
+	if err != nil {
+		return NotifyReply{}, fmt.Errorf("notify: primaryIdentifiers: %w", err)
+	}
+	attrs, err := AttributesFrom(b.Attributes)
+	if err != nil {
+		return NotifyReply{}, fmt.Errorf("notify: attributes: %w", err)
+	}
+	return s.Notify(ctx, Notification{Resource: resource, RequestID: b.RequestID, Fingerprint: Fingerprint(b),
+		Change: domain.ChangeType(b.Change), ObjectClass: b.ObjectClass, PrimaryIdentifiers: ids, Attributes: attrs})
 }
 
 func (s *Service) cmdConfirm(ctx context.Context, resource string, data []byte) (any, error) {

@@ -37,6 +37,8 @@ type Store interface {
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
 	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
 	RefuseRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) (*eventstore.RequestRecord, bool, error)
+	ReserveRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) (*eventstore.RequestRecord, bool, error)
+	DropRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
 }
 
 var _ Store = (*eventstore.Store)(nil)

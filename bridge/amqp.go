@@ -35,6 +35,9 @@ type AMQPOptions struct {
 	TLS      *tls.Config // for amqps:// (nil: system roots)
 	// ConfirmationAddress is set as reply-to, when confirmations are on.
 	ConfirmationAddress string
+	// NotificationAddress, when set, is where the target sends change notifications of its
+	// accounts (NotificationReceiver).
+	NotificationAddress string
 	Transformation      string
 	// Backoff bounds the wait between reconnection attempts (defaults 100ms .. 30s).
 	MinBackoff, MaxBackoff time.Duration

@@ -68,22 +68,28 @@ func NewConfirmationReceiver(o AMQPOptions, resource string, c Confirmer) (*Conf
 
 // Run receives until ctx ends.
 func (r *ConfirmationReceiver) Run(ctx context.Context) error {
-	logger := watermill.NewSlogLogger(r.log)
+	return consume(ctx, r.o, r.scrub, r.log, "confirmations-"+r.resource, r.o.ConfirmationAddress, r.handle)
+}
+
+// consume runs handler on every message of address (a watermill router over an amqp10
+// Subscriber, with the router's correlation-id and recoverer middleware) until ctx ends.
+func consume(ctx context.Context, o AMQPOptions, scrub scrubber, log *slog.Logger, name, address string, handler message.NoPublishHandlerFunc) error {
+	logger := watermill.NewSlogLogger(log)
 	// Credit 1000: RabbitMQ 3.10 can stall a go-amqp receiver for good with credit 10..500.
-	sub, err := amqp10.NewSubscriber(amqp10.Config{URLs: r.o.URLs, Username: r.o.Username, Password: r.o.Password, TLS: r.o.TLS,
-		MinBackoff: r.o.MinBackoff, MaxBackoff: r.o.MaxBackoff, CloseTimeout: r.o.CloseTimeout, Credit: 1000, Logger: logger})
+	sub, err := amqp10.NewSubscriber(amqp10.Config{URLs: o.URLs, Username: o.Username, Password: o.Password, TLS: o.TLS,
+		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff, CloseTimeout: o.CloseTimeout, Credit: 1000, Logger: logger})
 	if err != nil {
-		return fmt.Errorf("%w: confirmations: %w", domain.CategoryConfiguration, err)
+		return fmt.Errorf("%w: %s: %w", domain.CategoryConfiguration, name, err)
 	}
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: r.o.CloseTimeout}, logger)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: o.CloseTimeout}, logger)
 	if err != nil {
 		return err
 	}
 	router.AddMiddleware(middleware.CorrelationID, middleware.Recoverer)
-	router.AddConsumerHandler("confirmations-"+r.resource, r.o.ConfirmationAddress, sub, r.handle)
-	r.log.Info("receiving confirmations")
+	router.AddConsumerHandler(name, address, sub, handler)
+	log.Info("receiving", "address", address)
 	if err := router.Run(ctx); err != nil && ctx.Err() == nil {
-		return r.scrub.err(err)
+		return scrub.err(err)
 	}
 	return nil
 }

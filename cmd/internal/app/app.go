@@ -196,6 +196,12 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 					a.goRun("confirmations-"+r.Name, rcv.Run)
 				}
 			}
+			if err == nil && o.NotificationAddress != "" {
+				var rcv *bridge.NotificationReceiver
+				if rcv, err = bridge.NewNotificationReceiver(o, r.Name, notifier{a.Service}); err == nil {
+					a.goRun("notifications-"+r.Name, rcv.Run)
+				}
+			}
 		}
 		if err != nil {
 			return fail(fmt.Errorf("resource %s: target: %w", r.Name, err))
@@ -267,10 +273,26 @@ func (c confirmer) Confirm(ctx context.Context, resource string, b bridge.Confir
 	return err
 }
 
+// notifier adapts the command service to the bridge's Notifier: the body is decoded as the
+// notify command's, and a message's id is its request id unless the body names one.
+type notifier struct{ s *service.Service }
+
+func (n notifier) Notify(ctx context.Context, resource, requestID string, body []byte) error {
+	b, err := service.Decode[service.NotifyBody](body)
+	if err != nil {
+		return err
+	}
+	if b.RequestID == "" {
+		b.RequestID = requestID
+	}
+	_, err = n.s.NotifyBody(ctx, resource, b)
+	return err
+}
+
 func amqpOptions(r ResourceConfig, log *slog.Logger) (bridge.AMQPOptions, error) {
 	a := r.Target.AMQP
 	o := bridge.AMQPOptions{URL: a.URL, URLs: a.URLs, Address: a.Address, Username: a.Username, Password: a.Password,
-		ConfirmationAddress: a.ConfirmationAddress, Transformation: r.Transformation, Logger: log.WithGroup("amqp"),
+		ConfirmationAddress: a.ConfirmationAddress, NotificationAddress: a.NotificationAddress, Transformation: r.Transformation, Logger: log.WithGroup("amqp"),
 		MaxBackoff: time.Duration(a.MaxBackoff)}
 	if a.TLS.CA != "" || a.TLS.Cert != "" {
 		tc, err := tlsConfig(a.TLS)

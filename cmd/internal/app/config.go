@@ -111,6 +111,9 @@ type AMQPConfig struct {
 	Password            string    `yaml:"password"`
 	TLS                 TLSConfig `yaml:"tls"`
 	ConfirmationAddress string    `yaml:"confirmationAddress"`
+	// NotificationAddress, when set, is where the target sends change notifications of its
+	// accounts (the body of prov.cmd.<resource>.notify).
+	NotificationAddress string `yaml:"notificationAddress"`
 	// MaxBackoff caps the wait between reconnection attempts (default 30s).
 	MaxBackoff Duration `yaml:"maxBackoff"`
 }

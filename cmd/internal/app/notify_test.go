@@ -2,9 +2,14 @@ package app_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/Azure/go-amqp"
+
+	"shadowbridge/bridge/amqptest"
 	"shadowbridge/cmd/internal/app"
 	"shadowbridge/domain"
 )
@@ -94,4 +99,67 @@ func toJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// The same notifications through Artemis, on the resource's notification address (a
+// Python/JMS target would send them there): applied once per message id, a malformed one
+// dead-lettered without stopping the others.
+func TestChangeNotificationsThroughArtemis(t *testing.T) {
+	b := amqptest.Artemis(t)
+	requests, confirmations, notifications := b.Queue(t, "n-requests"), b.Queue(t, "n-confirmations"), b.Queue(t, "n-notifications")
+	cfg, err := app.Parse(fmt.Appendf(nil, `
+resources:
+  - name: fs
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login, primaryIdentifier: uid}]
+    target: {amqp: {url: %q, address: %q, confirmationAddress: %q, notificationAddress: %q}}
+    operationExecutionConfirmation: true
+`, b.URL, requests, confirmations, notifications))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, cfg, app.Options{})
+	targetSystem(t.Context(), t, b, requests, confirmations)
+	r := add(t, e.app, "amqp-nina")
+	waitFor(t, "the add confirmed", 20*time.Second, func() bool { return shadow(t, e.app, r.ShadowID).LifecycleState == domain.LifecycleLive })
+	uid := shadow(t, e.app, r.ShadowID).PrimaryIdentifiers["uid"][0]
+
+	snd := b.Sender(t, notifications)
+	send := func(id, body string) {
+		m := &amqp.Message{Properties: &amqp.MessageProperties{MessageID: id}, Value: body}
+		if err := snd.Send(t.Context(), m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("bad-1", `{"change":"rename"}`)
+	body := fmt.Sprintf(`{"change":"modify","objectClass":"AccountObjectClass","primaryIdentifiers":{"uid":[%q]},"attributes":{"fullName":["Over AMQP"]}}`, uid)
+	send("n-1", body)
+	waitFor(t, "the notification applied", 20*time.Second, func() bool {
+		a := shadow(t, e.app, r.ShadowID).Attributes["fullName"]
+		return len(a) == 1 && a[0] == "Over AMQP"
+	})
+	send("n-1", body) // redelivered: answered from its record, nothing new
+	send("n-2", fmt.Sprintf(`{"change":"delete","objectClass":"AccountObjectClass","primaryIdentifiers":{"uid":[%q]}}`, uid))
+	waitFor(t, "the delete on the target", 20*time.Second, func() bool { return shadow(t, e.app, r.ShadowID).Dead })
+	changes := 0
+	for _, rec := range history(t, e.app, r.ShadowID) {
+		if rec == "AccountChanged" {
+			changes++
+		}
+	}
+	if changes != 1 {
+		t.Fatalf("%d AccountChanged events for one notification sent twice", changes)
+	}
+}
+
+func history(t *testing.T, a *app.App, id string) []string {
+	t.Helper()
+	recs, err := a.Store.History(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, r := range recs {
+		types = append(types, r.Types...)
+	}
+	return types
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +67,8 @@ type SampleSystem struct {
 	order    jetstream.KeyValue
 	primary  func(resource, objectClass string) string
 	log      *slog.Logger
+	ownMu    sync.Mutex
+	own      map[uint64]struct{} // revisions of the accounts bucket this system wrote itself
 }
 
 // NewSampleSystem prepares the system; primary names the primary identifier attribute of an
@@ -269,9 +272,11 @@ func (s *SampleSystem) apply(ctx context.Context, resource, opID string, data []
 	case domain.ChangeAdd:
 		uid := SampleUID(opID)
 		b, _ := json.Marshal(req.Attributes)
-		if _, err := s.accounts.Create(ctx, resource+"."+uid, b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		rev, err := s.accounts.Create(ctx, resource+"."+uid, b)
+		if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			return sampleAnswer{}, err
 		}
+		s.wrote(rev)
 		return sampleAnswer{Result: domain.ResultSuccess, Message: "created", IDs: map[string][]any{pid: {uid}}}, nil
 	case domain.ChangeModify, domain.ChangeDelete:
 		uid := firstString(req.PrimaryIdentifiers[pid])
@@ -316,12 +321,99 @@ func (s *SampleSystem) apply(ctx context.Context, resource, opID string, data []
 			}
 		}
 		b, _ := json.Marshal(attrs)
-		if _, err := s.accounts.Update(ctx, resource+"."+uid, b, e.Revision()); err != nil {
+		rev, err := s.accounts.Update(ctx, resource+"."+uid, b, e.Revision())
+		if err != nil {
 			return sampleAnswer{}, err
 		}
+		s.wrote(rev)
 		return sampleAnswer{Result: domain.ResultSuccess, Message: "modified"}, nil
 	}
 	return sampleAnswer{Result: domain.ResultFatalError, Message: fmt.Sprintf("sample system: unknown operation %q", req.Operation)}, nil
+}
+
+// wrote remembers a revision of the accounts bucket this system wrote, so that WatchEdits tells
+// its own writes from an edit made outside.
+func (s *SampleSystem) wrote(rev uint64) {
+	if rev == 0 {
+		return
+	}
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	if s.own == nil || len(s.own) > 100000 {
+		s.own = map[uint64]struct{}{}
+	}
+	s.own[rev] = struct{}{}
+}
+
+func (s *SampleSystem) isOwn(rev uint64) bool {
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	_, ok := s.own[rev]
+	delete(s.own, rev)
+	return ok
+}
+
+// WatchEdits turns every edit made directly in the accounts bucket (keys <resource>.<uid>, JSON
+// attributes: a change made outside shadowbridge) into a change notification of the account, as
+// a real target system would send: a put is the account with all its attributes, a delete its
+// disappearance. Writes of this system's own are not notified; deletes are (harmless: the
+// shadow's delete is on its way, or done). class names the object class and primary identifier
+// of a resource's accounts (ok false: not a resource of this system). It runs until ctx ends and
+// sees the edits made while it runs (what happened before is reconciliation's to find).
+func (s *SampleSystem) WatchEdits(ctx context.Context, class func(resource string) (objectClass, primaryIdentifier string, ok bool)) error {
+	w, err := s.accounts.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return fmt.Errorf("sample system: watch: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil
+			}
+			if e == nil || s.isOwn(e.Revision()) {
+				continue
+			}
+			s.notifyEdit(ctx, e, class)
+		}
+	}
+}
+
+// notifyEdit sends the notification of one edit of the accounts bucket.
+func (s *SampleSystem) notifyEdit(ctx context.Context, e jetstream.KeyValueEntry, class func(string) (string, string, bool)) {
+	resource, uid, _ := strings.Cut(e.Key(), ".")
+	oc, pid, ok := class(resource)
+	if !ok {
+		return
+	}
+	body := map[string]any{"requestId": fmt.Sprintf("sample-edit-%d", e.Revision()), "objectClass": oc,
+		"primaryIdentifiers": map[string][]any{pid: {uid}}, "observedAt": e.Created().UTC().Format(time.RFC3339Nano)}
+	if e.Operation() == jetstream.KeyValuePut {
+		var attrs map[string][]any
+		if err := json.Unmarshal(e.Value(), &attrs); err != nil {
+			s.log.Warn("edited account is not a JSON object of attribute lists; not notified", "key", e.Key(), "err", err)
+			return
+		}
+		body["change"], body["attributes"] = "add", attrs
+	} else {
+		body["change"] = "delete"
+	}
+	b, _ := json.Marshal(body)
+	for attempt := 0; attempt < 10 && ctx.Err() == nil; attempt++ {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		reply, err := s.nc.RequestWithContext(rctx, s.prefix+".cmd."+resource+".notify", b)
+		cancel()
+		if err == nil && reply.Header.Get("Nats-Service-Error-Code") != "503" {
+			if code := reply.Header.Get("Nats-Service-Error-Code"); code != "" {
+				s.log.Warn("edit refused", "key", e.Key(), "code", code, "err", reply.Header.Get("Nats-Service-Error"))
+			}
+			return
+		}
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
 }
 
 // SampleUID is the uid the sample system gives the account an add creates: derived from the

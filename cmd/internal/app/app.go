@@ -258,6 +258,20 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 			return fail(err)
 		}
 		a.goRun("sample", sys.Run)
+		a.goRun("sample-edits", func(ctx context.Context) error {
+			return sys.WatchEdits(ctx, func(resource string) (string, string, bool) {
+				r, ok := catalog[resource]
+				if !ok || len(r.ObjectClasses()) == 0 {
+					return "", "", false
+				}
+				oc := r.ObjectClasses()[0]
+				pid := oc.PrimaryIdentifier
+				if pid == "" {
+					pid = "uid"
+				}
+				return oc.Name, pid, true
+			})
+		})
 	}
 	return a, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/Azure/go-amqp"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"shadowbridge/bridge/amqptest"
 	"shadowbridge/cmd/internal/app"
@@ -162,4 +163,38 @@ func history(t *testing.T, a *app.App, id string) []string {
 		types = append(types, r.Types...)
 	}
 	return types
+}
+
+// The walkthrough's question, "what if someone edits the account on the target?", asked of the
+// sample target: an edit made directly in its bucket (PROV_SAMPLE_ACCOUNTS, <resource>.<uid>)
+// reaches the shadow, an account put there by hand gets a shadow, one deleted there makes its
+// shadow die.
+func TestEditsInTheSampleBucketReachTheShadows(t *testing.T) {
+	e := start(t, app.DefaultConfig(), app.Options{})
+	ctx := t.Context()
+	id := e.ok(t, "prov.cmd.demo.add", map[string]any{"objectClass": "AccountObjectClass",
+		"attributes": map[string]any{"login": []any{"edith"}, "fullName": []any{"Edith"}}})["shadowId"].(string)
+	uid := e.waitShadow(t, "demo", id, func(d domain.ShadowData) bool { return d.LifecycleState == domain.LifecycleLive }).PrimaryIdentifiers["uid"][0].(string)
+	js, _ := jetstream.New(e.nc)
+	accounts, err := js.KeyValue(ctx, "PROV_SAMPLE_ACCOUNTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := accounts.Put(ctx, "demo."+uid, []byte(`{"login":["edith"],"fullName":["Edith Edited"],"mail":["e@x"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitShadow(t, "demo", id, func(d domain.ShadowData) bool {
+		return len(d.Attributes["fullName"]) == 1 && d.Attributes["fullName"][0] == "Edith Edited" && len(d.Attributes["mail"]) == 1
+	})
+	if _, err := accounts.Put(ctx, "demo.u-by-hand", []byte(`{"login":["byhand"],"fullName":["By Hand"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a shadow for the account made by hand", 20*time.Second, func() bool {
+		owner, err := e.app.Service.Resolve(ctx, "demo", "AccountObjectClass", domain.Attributes{"uid": {"u-by-hand"}})
+		return err == nil && owner != ""
+	})
+	if err := accounts.Delete(ctx, "demo."+uid); err != nil {
+		t.Fatal(err)
+	}
+	e.waitShadow(t, "demo", id, func(d domain.ShadowData) bool { return d.Dead })
 }

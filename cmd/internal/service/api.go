@@ -76,13 +76,15 @@ type ConfirmBody struct {
 // notification address): a change the target made, or saw, to one of its accounts. change is
 // add (attributes are all the account's), modify (attributes are what changed; [] removes one)
 // or delete; the account is named by primaryIdentifiers, or by its secondary identifier in
-// attributes.
+// attributes. observedAt (RFC 3339, optional) is when the target read the account: a shadow that
+// changed after it is not compared with a picture older than that change.
 type NotifyBody struct {
 	RequestID          string           `json:"requestId,omitempty"`
 	Change             string           `json:"change"`
 	ObjectClass        string           `json:"objectClass"`
 	PrimaryIdentifiers map[string][]any `json:"primaryIdentifiers,omitempty"`
 	Attributes         map[string][]any `json:"attributes,omitempty"`
+	ObservedAt         string           `json:"observedAt,omitempty"`
 }
 
 // CancelBody is the JSON body of prov.cmd.<resource>.cancel.
@@ -304,7 +306,7 @@ func fieldNames(v any) []string {
 	case CancelBody:
 		return []string{"operationId"}
 	case NotifyBody:
-		return []string{"requestId", "change", "objectClass", "primaryIdentifiers", "attributes"}
+		return []string{"requestId", "change", "objectClass", "primaryIdentifiers", "attributes", "observedAt"}
 	case MaintenanceBody:
 		return []string{"maintenance", "reason"}
 	case PendingQuery:

@@ -401,8 +401,14 @@ func (s *Service) NotifyBody(ctx context.Context, resource string, b NotifyBody)
 	if err != nil {
 		return NotifyReply{}, fmt.Errorf("notify: attributes: %w", err)
 	}
+	var at time.Time
+	if b.ObservedAt != "" {
+		if at, err = time.Parse(time.RFC3339Nano, b.ObservedAt); err != nil {
+			return NotifyReply{}, fmt.Errorf("notify: %w: observedAt %q is not an RFC 3339 time", ErrBadRequest, b.ObservedAt)
+		}
+	}
 	return s.Notify(ctx, Notification{Resource: resource, RequestID: b.RequestID, Fingerprint: Fingerprint(b),
-		Change: domain.ChangeType(b.Change), ObjectClass: b.ObjectClass, PrimaryIdentifiers: ids, Attributes: attrs})
+		Change: domain.ChangeType(b.Change), ObjectClass: b.ObjectClass, PrimaryIdentifiers: ids, Attributes: attrs, ObservedAt: at})
 }
 
 func (s *Service) cmdConfirm(ctx context.Context, resource string, data []byte) (any, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
@@ -22,6 +23,8 @@ type Notification struct {
 	ObjectClass        string
 	PrimaryIdentifiers domain.Attributes
 	Attributes         domain.Attributes
+	// ObservedAt is when the target read the account (zero: unknown).
+	ObservedAt time.Time
 }
 
 // What a notification did to the shadows (NotifyReply.Outcome).
@@ -88,7 +91,7 @@ func (s *Service) notify(ctx context.Context, res domain.Resource, n Notificatio
 	if shadowID != "" {
 		obs := domain.Observe{Resource: res, Present: n.Change != domain.ChangeDelete, Complete: n.Change == domain.ChangeAdd,
 			Attributes: n.Attributes, PrimaryIdentifiers: n.PrimaryIdentifiers, Source: domain.SourceNotification,
-			RecreateOperationID: NewID()}
+			ObservedAt: n.ObservedAt, RecreateOperationID: NewID()}
 		out, err := s.Update(ctx, n.Resource, shadowID, "", func(st domain.Shadow) ([]domain.Event, error) {
 			return domain.Decide(st, obs, now)
 		})

@@ -176,11 +176,19 @@ func (t *AMQPTarget) send(ctx context.Context, r Request) (string, error) {
 		return "", err
 	}
 	m.SetContext(ctx)
+	// A fresh id per send: a target (or a test) tells the broker repeating one delivery (the same
+	// sendId) from a second message of the operation (another sendId, a re-send that got past the
+	// broker's duplicate detection).
+	m.Metadata.Set(PropertySendID, watermill.NewUUID())
 	if err := t.pub.Publish(t.o.Address, m); err != nil {
 		return "", publishError(err)
 	}
 	return r.OperationID, nil
 }
+
+// PropertySendID is the application property that names one send of a request (a fresh UUID each
+// time the bridge sends it).
+const PropertySendID = "sendId"
 
 // publishError maps the publisher's errors to domain categories: no connection or link means
 // nothing was sent; a rejection is the broker's refusal; the rest (released, modified, a broken

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"shadowbridge/bridge"
 	"shadowbridge/bridge/amqptest"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
@@ -112,11 +113,13 @@ func (p *proc) stop() {
 // delivery by operation id, and confirms each operation. It keeps its own record, so that every
 // count can fire: a second message of an operation that reached it (a re-send the broker's
 // duplicate detection let through) is a duplicate, a delivery the broker repeats (flagged by its
-// delivery count: the target's accept was lost) is a redelivery, two operations applied at one
+// delivery count or its unchanged sendId: the target's accept was lost) is a redelivery, two
+// operations applied at one
 // place of a shadow's order are a duplicate, and what is still held at the end was lost.
 type soakTarget struct {
 	mu          sync.Mutex
 	deliveries  map[string]int               // operation id -> deliveries
+	sends       map[string][]string          // operation id -> the sendId of each delivery
 	redelivered int                          // deliveries the broker repeated
 	applied     map[string]string            // operation id -> shadow
 	slot        map[string]string            // "<shadow>/<sequence>" -> operation applied there
@@ -124,11 +127,12 @@ type soakTarget struct {
 	held        map[string][]*amqp.Message   // shadow -> requests waiting for an earlier one
 	accounts    map[string]map[string]string // shadow -> attributes (string values) of the account
 	dups        int
+	dupOps      []string // the operations counted as duplicates, for the report
 	confirm     chan *amqp.Message
 }
 
 func newSoakTarget() *soakTarget {
-	return &soakTarget{deliveries: map[string]int{}, applied: map[string]string{}, slot: map[string]string{}, last: map[string]int64{},
+	return &soakTarget{deliveries: map[string]int{}, sends: map[string][]string{}, applied: map[string]string{}, slot: map[string]string{}, last: map[string]int64{},
 		held: map[string][]*amqp.Message{}, accounts: map[string]map[string]string{}, confirm: make(chan *amqp.Message, 100000)}
 }
 
@@ -221,11 +225,19 @@ func (s *soakTarget) take(m *amqp.Message) {
 	defer s.mu.Unlock()
 	id, _ := m.Properties.MessageID.(amqp.UUID)
 	op := id.String()
+	send, _ := m.ApplicationProperties[bridge.PropertySendID].(string)
+	seen := s.sends[op]
+	s.sends[op] = append(seen, send)
 	if s.deliveries[op]++; s.deliveries[op] > 1 {
-		if m.Header != nil && m.Header.DeliveryCount > 0 {
-			s.redelivered++ // the broker's at-least-once: applied (or held) already
+		repeated := slices.Contains(seen, send)
+		if send == "" { // a sender that names no send: the broker's delivery count says it
+			repeated = m.Header != nil && m.Header.DeliveryCount > 0
+		}
+		if repeated {
+			s.redelivered++ // the broker repeating one delivery (its at-least-once): applied or held already
 		} else {
-			s.dups++ // a second message of one operation
+			s.dups++ // a second message of one operation: a re-send past duplicate detection
+			s.dupOps = append(s.dupOps, op)
 		}
 		return
 	}
@@ -612,6 +624,20 @@ func (s *scenario) finish(ctx context.Context, rep *soakReport) {
 		}
 	}
 	rep.Resends, rep.Duplicates, rep.Held = target.redelivered, target.dups, target.stillHeld()
+	for _, op := range target.dupOps { // what shadowbridge did with it: how often it sent it
+		shadow := target.applied[op]
+		recs, _ := store.History(ctx, shadow)
+		var sent []string
+		for _, r := range recs {
+			evs, _ := r.Events()
+			for _, e := range evs {
+				if domain.EventOperationID(e) == op {
+					sent = append(sent, fmt.Sprintf("%s@%d", e.EventType(), r.Seq))
+				}
+			}
+		}
+		t.Logf("duplicate at the target: operation %s of shadow %s delivered %d times; its events: %v", op, shadow, target.deliveries[op], sent)
+	}
 	target.mu.Unlock()
 	s.resendAll()
 	s.mu.Lock()
@@ -768,25 +794,25 @@ func TestChaosSoak(t *testing.T) {
 func TestSoakTargetCountsWhatItSees(t *testing.T) {
 	s := newSoakTarget()
 	shadow := "11111111-1111-4111-8111-111111111111"
-	msg := func(op string, seq, prev int64, redelivery uint32) *amqp.Message {
-		return &amqp.Message{Header: &amqp.MessageHeader{DeliveryCount: redelivery}, Properties: &amqp.MessageProperties{MessageID: amqptest.UUID(t, op)},
-			ApplicationProperties: map[string]any{"shadowId": shadow, "sequence": seq, "previousSequence": prev},
+	msg := func(op string, seq, prev int64, send string) *amqp.Message {
+		return &amqp.Message{Header: &amqp.MessageHeader{}, Properties: &amqp.MessageProperties{MessageID: amqptest.UUID(t, op)},
+			ApplicationProperties: map[string]any{"shadowId": shadow, "sequence": seq, "previousSequence": prev, bridge.PropertySendID: send},
 			Value:                 `{"operation":"add","attributes":{"v":["0"]}}`}
 	}
 	a, b, c := "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333", "44444444-4444-4444-8444-444444444444"
-	s.take(msg(a, 1, 0, 0))
-	s.take(msg(a, 1, 0, 1)) // the broker repeats a delivery
-	s.take(msg(a, 1, 0, 0)) // a second message of one operation
-	s.take(msg(c, 3, 2, 0)) // waits for sequence 2, which never comes
-	s.take(msg(b, 1, 0, 0)) // names a predecessor the shadow is past: held for good
+	s.take(msg(a, 1, 0, "s1"))
+	s.take(msg(a, 1, 0, "s1")) // the broker repeats a delivery
+	s.take(msg(a, 1, 0, "s2")) // a second message of one operation
+	s.take(msg(c, 3, 2, "s3")) // waits for sequence 2, which never comes
+	s.take(msg(b, 1, 0, "s4")) // names a predecessor the shadow is past: held for good
 	if s.redelivered != 1 || s.dups != 1 || s.stillHeld() != 2 || len(s.applied) != 1 {
 		t.Fatalf("redelivered %d duplicates %d held %d applied %d, want 1 1 2 1", s.redelivered, s.dups, s.stillHeld(), len(s.applied))
 	}
 	// Two operations at one place of the order.
 	s2 := newSoakTarget()
-	s2.take(msg(a, 1, 0, 0))
+	s2.take(msg(a, 1, 0, "s1"))
 	s2.last[shadow] = 0
-	s2.take(msg(b, 1, 0, 0))
+	s2.take(msg(b, 1, 0, "s2"))
 	if s2.dups != 1 {
 		t.Fatalf("two operations at sequence 1 counted %d duplicates", s2.dups)
 	}

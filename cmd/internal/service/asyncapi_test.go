@@ -103,7 +103,7 @@ func TestAsyncAPIMatchesTheCode(t *testing.T) {
 	if strings.Contains(string(add), `"attributes"`) && !slices.Contains(reqKeys, "attributes") {
 		reqKeys = append(reqKeys, "attributes")
 	}
-	props := []string{"_AMQ_DUPL_ID"}
+	props := []string{"_AMQ_DUPL_ID", bridge.PropertySendID}
 	for k := range (bridge.Request{Sequence: 1}).Properties() {
 		props = append(props, k)
 	}

@@ -53,7 +53,9 @@ type ResourceData struct {
 	// in maintenance; AdministrativeChanges are its last AvailabilityHistory changes.
 	AdministrativeAvailabilityStatus AdministrativeStatus   `json:"administrativeAvailabilityStatus"`
 	AdministrativeChanges            []AdministrativeChange `json:"administrativeChanges,omitempty"`
-	Version                          int64                  `json:"version"`
+	// Reconciliation is the last reconciliation run (nil: never reconciled).
+	Reconciliation *ReconciliationRun `json:"reconciliation,omitempty"`
+	Version        int64              `json:"version"`
 }
 
 // ResourceState is the resource aggregate: its availability and the recent changes. The zero value
@@ -64,7 +66,16 @@ type ResourceState struct{ d ResourceData }
 func RestoreResource(d ResourceData) ResourceState {
 	d.Changes = append([]AvailabilityChange(nil), d.Changes...)
 	d.AdministrativeChanges = append([]AdministrativeChange(nil), d.AdministrativeChanges...)
+	d.Reconciliation = cloneRun(d.Reconciliation)
 	return ResourceState{d: d}
+}
+
+func cloneRun(r *ReconciliationRun) *ReconciliationRun {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	return &c
 }
 
 // Data returns a copy of the plain form.
@@ -72,6 +83,7 @@ func (r ResourceState) Data() ResourceData {
 	d := r.d
 	d.Changes = append([]AvailabilityChange(nil), r.d.Changes...)
 	d.AdministrativeChanges = append([]AdministrativeChange(nil), r.d.AdministrativeChanges...)
+	d.Reconciliation = cloneRun(r.d.Reconciliation)
 	if d.Availability == "" {
 		d.Availability = AvailabilityUp
 	}
@@ -176,7 +188,9 @@ func EvolveResource(r ResourceState, e Event) ResourceState {
 			d.AdministrativeChanges = d.AdministrativeChanges[n-AvailabilityHistory:]
 		}
 	default:
-		return r
+		if !evolveReconciliation(&d, e) {
+			return r
+		}
 	}
 	d.Version++
 	return ResourceState{d: d}

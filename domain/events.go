@@ -221,7 +221,8 @@ func (e OperationCompleted) EventTime() time.Time { return e.Time }
 var EventTypes = []string{"AddRequested", "ModifyRequested", "DeleteRequested", "DispatchRequested", "OperationSent",
 	"AttemptFailed", "OperationCompleted", "AvailabilityChanged", "AdministrativeAvailabilityChanged",
 	"OperationPostponed", "TimerSet", "TimerCleared", "GracePeriodEnded", "OperationRemoved", "ShadowExpired",
-	"AccountDiscovered", "ShadowDiscovered", "RecreateRequested", "AccountGone", "AccountChanged"}
+	"AccountDiscovered", "ShadowDiscovered", "RecreateRequested", "AccountGone", "AccountChanged",
+	"ReconciliationStarted", "ReconciliationPageApplied", "ReconciliationFinished", "ReconciliationFailed"}
 
 // NewEvent returns a pointer to a zero event of the named type, for decoders. ok is false for an
 // unknown name.
@@ -267,6 +268,14 @@ func NewEvent(eventType string) (ptr any, ok bool) {
 		return &AccountGone{}, true
 	case "AccountChanged":
 		return &AccountChanged{}, true
+	case "ReconciliationStarted":
+		return &ReconciliationStarted{}, true
+	case "ReconciliationPageApplied":
+		return &ReconciliationPageApplied{}, true
+	case "ReconciliationFinished":
+		return &ReconciliationFinished{}, true
+	case "ReconciliationFailed":
+		return &ReconciliationFailed{}, true
 	}
 	return nil, false
 }

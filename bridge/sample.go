@@ -196,6 +196,13 @@ const sampleAnswersKept = 16
 func (s *SampleSystem) handle(ctx context.Context, m jetstream.Msg) error {
 	h := m.Headers()
 	resource, opID, shadowID := h.Get("resource"), h.Get("operationId"), h.Get("shadowId")
+	var peek struct {
+		Operation   domain.ChangeType `json:"operation"`
+		ObjectClass string            `json:"objectClass"`
+	}
+	if json.Unmarshal(m.Data(), &peek) == nil && peek.Operation == domain.OperationList {
+		return s.list(ctx, resource, peek.ObjectClass, opID)
+	}
 	seq, _ := strconv.ParseInt(h.Get("sequence"), 10, 64)
 	prev, _ := strconv.ParseInt(h.Get("previousSequence"), 10, 64)
 	orderKey := resource + "." + shadowID
@@ -329,6 +336,76 @@ func (s *SampleSystem) apply(ctx context.Context, resource, opID string, data []
 		return sampleAnswer{Result: domain.ResultSuccess, Message: "modified"}, nil
 	}
 	return sampleAnswer{Result: domain.ResultFatalError, Message: fmt.Sprintf("sample system: unknown operation %q", req.Operation)}, nil
+}
+
+// samplePageSize is how many accounts a page of the sample system's listing holds.
+const samplePageSize = 500
+
+// list answers a reconciliation run's list request: the resource's accounts, in pages sent with
+// the public page command, one at a time (a page is answered before the next is read).
+func (s *SampleSystem) list(ctx context.Context, resource, objectClass, runID string) error {
+	pid := s.primary(resource, objectClass)
+	if pid == "" {
+		pid = "uid"
+	}
+	keys, err := s.accounts.ListKeysFiltered(ctx, resource+".*")
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return err
+	}
+	page := []map[string]any{}
+	n := 0
+	send := func(last bool) error {
+		n++
+		body, _ := json.Marshal(map[string]any{"reconciliationId": runID, "page": n, "last": last, "accounts": page})
+		page = page[:0]
+		return s.command(ctx, resource, "page", body)
+	}
+	if keys != nil {
+		defer func() { _ = keys.Stop() }()
+		for k := range keys.Keys() {
+			e, err := s.accounts.Get(ctx, k)
+			if errors.Is(err, jetstream.ErrKeyNotFound) {
+				continue // deleted meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			var attrs map[string][]any
+			if json.Unmarshal(e.Value(), &attrs) != nil {
+				continue // not an account (an edit by hand that is not JSON): not listed
+			}
+			_, uid, _ := strings.Cut(k, ".")
+			page = append(page, map[string]any{"primaryIdentifiers": map[string][]any{pid: {uid}}, "attributes": attrs})
+			if len(page) == samplePageSize {
+				if err := send(false); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return send(true)
+}
+
+// command sends a public command of the service, retrying while it is unavailable (503).
+func (s *SampleSystem) command(ctx context.Context, resource, verb string, body []byte) error {
+	for attempt := 0; ; attempt++ {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		reply, err := s.nc.RequestWithContext(rctx, s.prefix+".cmd."+resource+"."+verb, body)
+		cancel()
+		code := ""
+		if err == nil {
+			code = reply.Header.Get("Nats-Service-Error-Code")
+		}
+		switch {
+		case err == nil && code == "":
+			return nil
+		case err == nil && code != "503":
+			return fmt.Errorf("sample system: %s refused: %s %s", verb, code, reply.Header.Get("Nats-Service-Error"))
+		case attempt >= 20 || ctx.Err() != nil:
+			return fmt.Errorf("sample system: %s: %v %s", verb, err, code)
+		}
+		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+	}
 }
 
 // wrote remembers a revision of the accounts bucket this system wrote, so that WatchEdits tells

@@ -6,6 +6,10 @@ import (
 	"time"
 )
 
+// OperationList is the request a reconciliation run sends the target: list your accounts
+// (TargetRequest.Operation; the run's id is the request's operation id).
+const OperationList ChangeType = "list"
+
 // Where an observation of the target comes from (AccountChanged.Source, AccountGone.Source,
 // RecreateRequested.Source).
 const (

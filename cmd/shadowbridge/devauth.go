@@ -19,7 +19,7 @@ const devServiceUser = "shadowbridge"
 // service's consumers: a local client cannot corrupt what the service decided.
 func devUsers(prefix string) (users []*server.User, servicePassword string) {
 	servicePassword = randomSecret()
-	deny := []string{prefix + ".evt.>", prefix + ".res.>", prefix + ".timer.>", prefix + ".due.>", "$KV.PROV_INDEX.>"}
+	deny := []string{prefix + ".evt.>", prefix + ".res.>", prefix + ".timer.>", prefix + ".due.>", "$KV.PROV_INDEX.>", "$KV.PROV_RECON.>"}
 	for _, stream := range []string{"PROV_EVENTS", "KV_PROV_INDEX"} {
 		for _, api := range []string{"CREATE", "UPDATE", "DELETE", "PURGE", "MSG.DELETE", "RESTORE"} {
 			deny = append(deny, "$JS.API.STREAM."+api+"."+stream)

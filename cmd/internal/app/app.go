@@ -34,6 +34,9 @@ type Options struct {
 	// NoDispatcher and NoSample leave those parts out (for tests that drive them by hand).
 	NoDispatcher bool
 	NoSample     bool
+	// NoSampleEdits leaves out the sample target's notifications of edits made in its bucket
+	// (tests of reconciliation, which must find those edits by listing).
+	NoSampleEdits bool
 	// NoProjector runs without the projector (a service killed between append and projection).
 	NoProjector bool
 	// SweepInterval is how often every resource's due work is refreshed, in case a timer was lost
@@ -123,7 +126,12 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		o.TracerProvider = noop.NewTracerProvider()
 	}
 	tracer := o.TracerProvider.Tracer("shadowbridge")
-	a.Service = service.New(store, a.Pending, catalog, log, service.WithMetrics(a.metrics), service.WithTracer(tracer))
+	recon, err := openSeenMarks(ctx, store.JetStream(), scfg.Replicas, o.Memory)
+	if err != nil {
+		return fail(err)
+	}
+	a.Service = service.New(store, a.Pending, catalog, log, service.WithMetrics(a.metrics), service.WithTracer(tracer),
+		service.WithReconciliation(lister{a}, projectionKeys{kv}, recon))
 	a.registerGauges()
 	if a.Micro, err = a.Service.Serve(runCtx, nc, service.ServeOptions{Prefix: cfg.Prefix}); err != nil {
 		return fail(err)
@@ -259,6 +267,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		}
 		a.goRun("sample", sys.Run)
 		a.goRun("sample-edits", func(ctx context.Context) error {
+			if o.NoSampleEdits {
+				return nil
+			}
 			return sys.WatchEdits(ctx, func(resource string) (string, string, bool) {
 				r, ok := catalog[resource]
 				if !ok || len(r.ObjectClasses()) == 0 {

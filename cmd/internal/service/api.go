@@ -87,6 +87,30 @@ type NotifyBody struct {
 	ObservedAt         string           `json:"observedAt,omitempty"`
 }
 
+// ReconcileBody is the JSON body of prov.cmd.<resource>.reconcile: start a reconciliation run (or
+// join the one going).
+type ReconcileBody struct {
+	RequestID string `json:"requestId,omitempty"`
+}
+
+// PageBody is the JSON body of prov.cmd.<resource>.page (and, with the same fields, of a page on
+// the confirmation address): one page of the target's answer to a list request. page counts
+// from 1; last marks the final page.
+type PageBody struct {
+	ReconciliationID string            `json:"reconciliationId"`
+	Page             int               `json:"page"`
+	Last             bool              `json:"last,omitempty"`
+	Accounts         []ListedAccountJS `json:"accounts"`
+}
+
+// ListedAccountJS is one account of a page: its identifiers and all its attributes, and, when
+// the target says, the sequence of the last request of its shadow it processed.
+type ListedAccountJS struct {
+	PrimaryIdentifiers map[string][]any `json:"primaryIdentifiers,omitempty"`
+	Attributes         map[string][]any `json:"attributes"`
+	AppliedSequence    int64            `json:"appliedSequence,omitempty"`
+}
+
 // CancelBody is the JSON body of prov.cmd.<resource>.cancel.
 type CancelBody struct {
 	OperationID string `json:"operationId"`
@@ -305,6 +329,10 @@ func fieldNames(v any) []string {
 		return []string{"shadowId", "asOf"}
 	case CancelBody:
 		return []string{"operationId"}
+	case ReconcileBody:
+		return []string{"requestId"}
+	case PageBody:
+		return []string{"reconciliationId", "page", "last", "accounts", "primaryIdentifiers", "attributes", "appliedSequence"}
 	case NotifyBody:
 		return []string{"requestId", "change", "objectClass", "primaryIdentifiers", "attributes", "observedAt"}
 	case MaintenanceBody:

@@ -201,7 +201,7 @@ func (s *Service) reply(r micro.Request, data []byte, h nats.Header) {
 // CommandVerbs are the verbs of <prefix>.cmd.<resource>.<verb>, and QueryNames the names of
 // <prefix>.query.<name> (docs/asyncapi.yaml is checked against them).
 var (
-	CommandVerbs = []string{"add", "modify", "delete", "refresh", "confirm", "cancel", "maintenance", "notify"}
+	CommandVerbs = []string{"add", "modify", "delete", "refresh", "confirm", "cancel", "maintenance", "notify", "reconcile", "page"}
 	QueryNames   = []string{"shadow", "pending", "history", "explain", "resource"}
 )
 
@@ -245,6 +245,16 @@ func (s *Service) handleCommand(ctx context.Context, prefix string, r micro.Requ
 		}
 	case "notify":
 		reply, err = s.cmdNotify(ctx, resource, r.Data())
+	case "reconcile":
+		var b ReconcileBody
+		if b, err = Decode[ReconcileBody](r.Data()); err == nil {
+			reply, err = s.Reconcile(ctx, resource, b.RequestID)
+		}
+	case "page":
+		var b PageBody
+		if b, err = Decode[PageBody](r.Data()); err == nil {
+			reply, err = s.PageBody(ctx, resource, b)
+		}
 	case "maintenance":
 		var b MaintenanceBody
 		if b, err = Decode[MaintenanceBody](r.Data()); err == nil {
@@ -409,6 +419,26 @@ func (s *Service) NotifyBody(ctx context.Context, resource string, b NotifyBody)
 	}
 	return s.Notify(ctx, Notification{Resource: resource, RequestID: b.RequestID, Fingerprint: Fingerprint(b),
 		Change: domain.ChangeType(b.Change), ObjectClass: b.ObjectClass, PrimaryIdentifiers: ids, Attributes: attrs, ObservedAt: at})
+}
+
+// PageBody applies a decoded page (the NATS page command and pages on the confirmation address).
+func (s *Service) PageBody(ctx context.Context, resource string, b PageBody) (PageReply, error) {
+	if !domain.ValidID(b.ReconciliationID) || b.Page < 1 {
+		return PageReply{}, fmt.Errorf("page: %w: reconciliationId (a UUID) and page (from 1) are required", ErrBadRequest)
+	}
+	p := Page{Resource: resource, ReconciliationID: b.ReconciliationID, Number: b.Page, Last: b.Last}
+	for i, a := range b.Accounts {
+		ids, err := AttributesFrom(a.PrimaryIdentifiers)
+		if err != nil {
+			return PageReply{}, fmt.Errorf("page: account %d: primaryIdentifiers: %w", i, err)
+		}
+		attrs, err := AttributesFrom(a.Attributes)
+		if err != nil {
+			return PageReply{}, fmt.Errorf("page: account %d: attributes: %w", i, err)
+		}
+		p.Accounts = append(p.Accounts, ListedAccount{PrimaryIdentifiers: ids, Attributes: attrs, AppliedSequence: a.AppliedSequence})
+	}
+	return s.ApplyPage(ctx, p)
 }
 
 func (s *Service) cmdConfirm(ctx context.Context, resource string, data []byte) (any, error) {

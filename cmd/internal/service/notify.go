@@ -83,6 +83,12 @@ func checkNotification(res domain.Resource, n Notification) error {
 }
 
 func (s *Service) notify(ctx context.Context, res domain.Resource, n Notification) (NotifyReply, error) {
+	return s.notifyAs(ctx, res, n, domain.SourceNotification, "", 0)
+}
+
+// notifyAs applies the target's picture of one account, from a notification or a reconciliation
+// run's page (source, run; appliedSequence as the target reported it).
+func (s *Service) notifyAs(ctx context.Context, res domain.Resource, n Notification, source, run string, appliedSequence int64) (NotifyReply, error) {
 	now := s.now()
 	shadowID, err := s.holder(ctx, res, n)
 	if err != nil {
@@ -90,8 +96,8 @@ func (s *Service) notify(ctx context.Context, res domain.Resource, n Notificatio
 	}
 	if shadowID != "" {
 		obs := domain.Observe{Resource: res, Present: n.Change != domain.ChangeDelete, Complete: n.Change == domain.ChangeAdd,
-			Attributes: n.Attributes, PrimaryIdentifiers: n.PrimaryIdentifiers, Source: domain.SourceNotification,
-			ObservedAt: n.ObservedAt, RecreateOperationID: NewID()}
+			Attributes: n.Attributes, PrimaryIdentifiers: n.PrimaryIdentifiers, Source: source, Reconciliation: run,
+			AppliedSequence: appliedSequence, ObservedAt: n.ObservedAt, RecreateOperationID: NewID()}
 		out, err := s.Update(ctx, n.Resource, shadowID, "", func(st domain.Shadow) ([]domain.Event, error) {
 			return domain.Decide(st, obs, now)
 		})
@@ -110,7 +116,7 @@ func (s *Service) notify(ctx context.Context, res domain.Resource, n Notificatio
 	id := NewID()
 	if _, err := s.Update(ctx, n.Resource, id, "", func(st domain.Shadow) ([]domain.Event, error) {
 		return domain.Decide(st, domain.Discover{Resource: res, ShadowID: id, ObjectClass: n.ObjectClass,
-			Attributes: n.Attributes, PrimaryIdentifiers: n.PrimaryIdentifiers, Cause: domain.SourceNotification}, now)
+			Attributes: n.Attributes, PrimaryIdentifiers: n.PrimaryIdentifiers, Cause: source}, now)
 	}); err != nil {
 		return NotifyReply{}, fmt.Errorf("notify: discover: %w", err)
 	}

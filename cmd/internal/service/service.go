@@ -60,6 +60,11 @@ type Service struct {
 	now     func() time.Time
 	tracer  trace.Tracer
 	nc      *nats.Conn // set by Serve
+	// Reconciliation (WithReconciliation): the transport's list request, the projection's shadow
+	// ids, the runs' seen marks.
+	lister  Lister
+	shadows ShadowLister
+	seen    SeenMarks
 
 	availMu sync.Mutex
 	avail   map[string]availSeen // resource -> last availability seen, to skip no-op reports

@@ -77,3 +77,33 @@ func TestDevClientsCannotWriteTheLog(t *testing.T) {
 		t.Fatalf("the shadow after the attempts: %v", err)
 	}
 }
+
+// `shadowbridge reconcile RESOURCE --wait` on dev: the run lists the sample target's accounts,
+// finishes, and prints its counts; exit 0.
+func TestReconcileVerb(t *testing.T) {
+	natsURL, _, stop := startDev(t, t.TempDir())
+	defer stop()
+	for _, login := range []string{"r1", "r2"} {
+		if _, err := client(t, natsURL, "add", "demo", "login="+login); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := client(t, natsURL, "pending", "--json")
+		if err == nil && strings.Contains(out, `"shadows": []`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the adds did not complete: %v %s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, err := client(t, natsURL, "reconcile", "demo", "--wait")
+	if err != nil || !strings.Contains(out, `"state": "finished"`) || !strings.Contains(out, `"accounts": 2`) {
+		t.Fatalf("reconcile --wait: %v\n%s", err, out)
+	}
+	if _, err := client(t, natsURL, "reconcile"); err == nil {
+		t.Fatal("reconcile without a resource: no error")
+	}
+}

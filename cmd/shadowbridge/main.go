@@ -62,6 +62,7 @@ func verbTable() []verb {
 		{name: "cancel", args: "RESOURCE OPERATION", summary: "end an operation postponed for retry", client: true, run: clientVerb("cancel")},
 		{name: "maintenance", args: "RESOURCE on|off", summary: "hold every operation (no attempts counted), or release them", client: true, run: clientVerb("maintenance")},
 		{name: "resource", args: "RESOURCE", summary: "availability, maintenance and their recent changes", client: true, run: clientVerb("resource")},
+		{name: "reconcile", args: "RESOURCE [--wait]", summary: "compare every account on the target with its shadow (the target lists them)", client: true, run: runReconcile},
 		{name: "get", args: "SHADOW", summary: "a shadow, now or as it was at a time", client: true, run: clientVerb("get")},
 		{name: "pending", summary: "shadows with unfinished operations (a table; --json for the shadows)", client: true, run: clientVerb("pending")},
 		{name: "history", args: "SHADOW", summary: "a shadow's events, oldest first", client: true, run: clientVerb("history")},

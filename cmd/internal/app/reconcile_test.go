@@ -1,6 +1,9 @@
 package app_test
 
 import (
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,4 +93,56 @@ func shadowOf(t *testing.T, e *env, id string) domain.ShadowData {
 		t.Fatal(err)
 	}
 	return st.Data()
+}
+
+// A reconciliation racing a burst of modifies of the same accounts undoes none of them: every
+// shadow ends with its last acknowledged change, equal to the target's account.
+func TestReconciliationRacingModifies(t *testing.T) {
+	e := start(t, app.DefaultConfig(), app.Options{NoSampleEdits: true})
+	ctx := t.Context()
+	const n = 20
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = e.ok(t, "prov.cmd.demo.add", map[string]any{"objectClass": "AccountObjectClass",
+			"attributes": map[string]any{"login": []any{fmt.Sprint("race", i)}, "v": []any{"0"}}})["shadowId"].(string)
+	}
+	for _, id := range ids {
+		e.waitShadow(t, "demo", id, func(d domain.ShadowData) bool { return d.LifecycleState == domain.LifecycleLive })
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Go(func() {
+			for k := 1; k <= 5; k++ {
+				e.ok(t, "prov.cmd.demo.modify", map[string]any{"shadowId": id, "changes": map[string]any{"v": map[string]any{"replace": []any{fmt.Sprint(k)}}}})
+			}
+		})
+	}
+	runs := 0
+	for range 3 { // runs while the modifies go on
+		out := e.ok(t, "prov.cmd.demo.reconcile", map[string]any{})
+		waitFor(t, "the run finished", 30*time.Second, func() bool {
+			r, err := e.app.Service.ResourceState(ctx, "demo")
+			return err == nil && r.Reconciliation.ID == out["reconciliationId"] && r.Reconciliation.State == domain.RunFinished
+		})
+		runs++
+	}
+	wg.Wait()
+	js, _ := jetstream.New(e.nc)
+	accounts, err := js.KeyValue(ctx, "PROV_SAMPLE_ACCOUNTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		d := e.waitShadow(t, "demo", id, func(d domain.ShadowData) bool { return len(d.Attributes["v"]) == 1 && d.Attributes["v"][0] == "5" })
+		for _, typ := range history(t, e.app, id) {
+			if typ == "AccountChanged" || typ == "AccountGone" {
+				t.Fatalf("shadow %s: a reconciliation took a change on its way for drift (%s)", id, typ)
+			}
+		}
+		en, err := accounts.Get(ctx, "demo."+d.PrimaryIdentifiers["uid"][0].(string))
+		if err != nil || !strings.Contains(string(en.Value()), `"v":["5"]`) {
+			t.Fatalf("account of %s at the target: %s %v", id, en.Value(), err)
+		}
+	}
+	t.Logf("%d runs during %d x 5 modifies", runs, n)
 }

@@ -13,7 +13,8 @@ import (
 
 // faultEnv names the crash-test knob: SHADOWBRIDGE_FAULT=POINT:N makes the process SIGKILL
 // itself the Nth time the command path reaches POINT (service.FaultAfterReserve,
-// service.FaultAfterIndex, service.FaultAfterAppend or service.FaultBeforeOutcome), so that tests can crash the real binary exactly between two writes.
+// service.FaultAfterIndex, service.FaultAfterAppend, service.FaultBeforeOutcome or
+// service.FaultMidPage), so that tests can crash the real binary exactly between two writes.
 // Not for production use.
 const faultEnv = "SHADOWBRIDGE_FAULT"
 
@@ -24,8 +25,8 @@ func installFault(getenv func(string) string) error {
 	}
 	point, nth, ok := strings.Cut(v, ":")
 	n, err := strconv.ParseInt(nth, 10, 64)
-	if !ok || err != nil || n < 1 || (point != service.FaultAfterReserve && point != service.FaultAfterIndex && point != service.FaultAfterAppend && point != service.FaultBeforeOutcome) {
-		return fmt.Errorf("%s=%q: want %s:N, %s:N, %s:N or %s:N", faultEnv, v, service.FaultAfterReserve, service.FaultAfterIndex, service.FaultAfterAppend, service.FaultBeforeOutcome)
+	if !ok || err != nil || n < 1 || (point != service.FaultAfterReserve && point != service.FaultAfterIndex && point != service.FaultAfterAppend && point != service.FaultBeforeOutcome && point != service.FaultMidPage) {
+		return fmt.Errorf("%s=%q: want %s:N, %s:N, %s:N, %s:N or %s:N", faultEnv, v, service.FaultAfterReserve, service.FaultAfterIndex, service.FaultAfterAppend, service.FaultBeforeOutcome, service.FaultMidPage)
 	}
 	var hits atomic.Int64
 	service.SetFaultHook(func(p string) error {

@@ -19,6 +19,9 @@ const (
 	// FaultBeforeOutcome: the target has accepted a request, its outcome is not recorded yet
 	// (so the request is sure to be sent again).
 	FaultBeforeOutcome = "before-outcome"
+	// FaultMidPage: half of a reconciliation page's accounts are applied, the page is not
+	// recorded yet (so the page is sure to be applied again).
+	FaultMidPage = "mid-page"
 )
 
 type faultHook struct {

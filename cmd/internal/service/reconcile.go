@@ -129,7 +129,12 @@ func (s *Service) ApplyPage(ctx context.Context, p Page) (PageReply, error) {
 		return PageReply{Applied: false}, nil
 	}
 	var counts domain.ReconciliationCounts
-	for _, a := range p.Accounts {
+	for i, a := range p.Accounts {
+		if i == len(p.Accounts)/2 {
+			if err := faults.hit(FaultMidPage); err != nil {
+				return PageReply{}, err
+			}
+		}
 		outcome, err := s.observeListed(ctx, res, run, a)
 		if err != nil {
 			return PageReply{}, fmt.Errorf("page %d: %w", p.Number, err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/Azure/go-amqp"
 	"github.com/ThreeDotsLabs/watermill"
@@ -50,6 +51,16 @@ type ConfirmationReceiver struct {
 	log       *slog.Logger
 	scrub     scrubber
 	quiet     *logLimiter
+	// Pages, when set, takes the pages of a reconciliation run's listing that the target sends
+	// on the same address (a JSON body with "reconciliationId").
+	Pages Pager
+}
+
+// Pager applies one page of a target's answer to a list request (the command service implements
+// it). Errors carry domain categories: a page ahead of the next (ErrAttemptOutOfSequence) or a
+// communication error means later; a schema error refuses the page for good.
+type Pager interface {
+	Page(ctx context.Context, resource string, body []byte) error
 }
 
 // NewConfirmationReceiver returns a receiver for o.ConfirmationAddress.
@@ -97,6 +108,9 @@ func consume(ctx context.Context, o AMQPOptions, scrub scrubber, log *slog.Logge
 // handle stores one confirmation (confirmationHandler); what can never be stored is rejected
 // (Artemis dead-letters it).
 func (r *ConfirmationReceiver) handle(msg *message.Message) error {
+	if r.Pages != nil && isPage(msg.Payload) {
+		return r.handlePage(msg)
+	}
 	h := confirmationHandler{resource: r.resource, confirmer: r.confirmer, log: r.log, tracer: tracerOr(r.o.Tracer), refused: r.o.Refused, quiet: r.quiet}
 	err := h.handle(msg, func(cond, desc string) { amqp10.Reject(msg, amqp.ErrCond(cond), desc) })
 	if errors.Is(err, errUnprocessable) {
@@ -106,6 +120,38 @@ func (r *ConfirmationReceiver) handle(msg *message.Message) error {
 		return nil
 	}
 	return err
+}
+
+// isPage tells a page of a listing from a confirmation: its JSON body names the run.
+func isPage(body []byte) bool {
+	if !bytes.Contains(body, []byte(`"reconciliationId"`)) {
+		return false
+	}
+	var p struct {
+		ReconciliationID string `json:"reconciliationId"`
+	}
+	return json.Unmarshal(body, &p) == nil && p.ReconciliationID != ""
+}
+
+// handlePage applies one page: acknowledged once applied (or applied before), sent back to the
+// broker for later when it is ahead of the next page or the store is away (a page must not hold
+// the address while the one before it waits behind it), rejected when it can never be applied.
+func (r *ConfirmationReceiver) handlePage(msg *message.Message) error {
+	err := r.Pages.Page(msg.Context(), r.resource, msg.Payload)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, domain.ErrAttemptOutOfSequence), !domain.IsRefusal(err) && !errors.Is(err, domain.CategorySchema):
+		time.Sleep(200 * time.Millisecond)
+		msg.Nack()
+		return nil
+	}
+	if ok, suppressed := r.quiet.allow(time.Now()); ok {
+		r.log.Warn("page refused", "err", err, "refusedSinceLastLine", suppressed)
+	}
+	amqp10.Reject(msg, amqp.ErrCondInvalidField, err.Error())
+	msg.Nack()
+	return nil
 }
 
 // ParseConfirmationMessage reads a confirmation from a watermill message: the correlation id

@@ -201,6 +201,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 			if err == nil && o.ConfirmationAddress != "" {
 				var rcv *bridge.ConfirmationReceiver
 				if rcv, err = bridge.NewConfirmationReceiver(o, r.Name, confirmer{a.Service}); err == nil {
+					rcv.Pages = pager{a.Service}
 					a.goRun("confirmations-"+r.Name, rcv.Run)
 				}
 			}
@@ -295,6 +296,18 @@ type confirmer struct{ s *service.Service }
 func (c confirmer) Confirm(ctx context.Context, resource string, b bridge.Confirmation) error {
 	_, err := c.s.ConfirmBody(ctx, resource, service.ConfirmBody{OperationID: b.OperationID, ResultStatus: b.ResultStatus,
 		Message: b.Message, PrimaryIdentifiers: b.PrimaryIdentifiers, ErrorCategory: b.ErrorCategory, Attributes: b.Attributes})
+	return err
+}
+
+// pager adapts the command service to the bridge's Pager.
+type pager struct{ s *service.Service }
+
+func (p pager) Page(ctx context.Context, resource string, body []byte) error {
+	b, err := service.Decode[service.PageBody](body)
+	if err != nil {
+		return err
+	}
+	_, err = p.s.PageBody(ctx, resource, b)
 	return err
 }
 

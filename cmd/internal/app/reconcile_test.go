@@ -1,14 +1,19 @@
 package app_test
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/Azure/go-amqp"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"shadowbridge/bridge/amqptest"
 	"shadowbridge/cmd/internal/app"
 	"shadowbridge/domain"
 	"shadowbridge/projections"
@@ -145,4 +150,100 @@ func TestReconciliationRacingModifies(t *testing.T) {
 		}
 	}
 	t.Logf("%d runs during %d x 5 modifies", runs, n)
+}
+
+// listingTarget is a target system on AMQP that keeps its accounts (uid -> attributes), applies
+// adds, and answers a list request with pages of two accounts on the confirmation address.
+func listingTarget(ctx context.Context, t *testing.T, b amqptest.Broker, requests, confirmations string, accounts map[string]map[string][]any, mu *sync.Mutex) {
+	r := b.Receiver(t, requests)
+	s := b.Sender(t, confirmations)
+	send := func(corr any, body any) error {
+		data, _ := json.Marshal(body)
+		return s.Send(ctx, &amqp.Message{Properties: &amqp.MessageProperties{CorrelationID: corr}, Value: string(data)}, nil)
+	}
+	go func() {
+		for {
+			m, err := r.Receive(ctx, nil)
+			if err != nil {
+				return
+			}
+			var req struct {
+				Operation  string           `json:"operation"`
+				Attributes map[string][]any `json:"attributes"`
+			}
+			_ = json.Unmarshal([]byte(m.Value.(string)), &req)
+			switch req.Operation {
+			case "add":
+				uid := "u-" + m.ApplicationProperties["shadowId"].(string)[:8]
+				mu.Lock()
+				accounts[uid] = req.Attributes
+				mu.Unlock()
+				err = send(m.Properties.MessageID, map[string]any{"resultStatus": "success", "primaryIdentifiers": map[string][]any{"uid": {uid}}})
+			case "list":
+				run := m.ApplicationProperties["operationId"].(string)
+				mu.Lock()
+				var page []map[string]any
+				n := 0
+				for uid, attrs := range accounts {
+					page = append(page, map[string]any{"primaryIdentifiers": map[string][]any{"uid": {uid}}, "attributes": attrs})
+					if len(page) == 2 {
+						n++
+						err = errors.Join(err, send(run, map[string]any{"reconciliationId": run, "page": n, "accounts": page}))
+						page = nil
+					}
+				}
+				mu.Unlock()
+				n++
+				err = errors.Join(err, send(run, map[string]any{"reconciliationId": run, "page": n, "last": true, "accounts": page}))
+			}
+			if err != nil {
+				return
+			}
+			_ = r.AcceptMessage(ctx, m)
+		}
+	}()
+}
+
+// Reconciliation through Artemis: the list request goes out on the request queue, the target's
+// pages come back on the confirmation address, several of them, applied in order.
+func TestReconciliationThroughArtemis(t *testing.T) {
+	b := amqptest.Artemis(t)
+	requests, confirmations := b.Queue(t, "r-requests"), b.Queue(t, "r-confirmations")
+	e := start(t, amqpConfig(t, b.URL, requests, confirmations, true), app.Options{})
+	accounts := map[string]map[string][]any{}
+	var mu sync.Mutex
+	listingTarget(t.Context(), t, b, requests, confirmations, accounts, &mu)
+	var ids []string
+	for i := range 5 {
+		r := add(t, e.app, fmt.Sprint("artemis-r", i))
+		ids = append(ids, r.ShadowID)
+		waitFor(t, "the add confirmed", 20*time.Second, func() bool { return shadow(t, e.app, r.ShadowID).LifecycleState == domain.LifecycleLive })
+	}
+	mu.Lock()
+	uid := shadow(t, e.app, ids[0]).PrimaryIdentifiers["uid"][0].(string)
+	accounts[uid] = map[string][]any{"login": {"artemis-r0"}, "mail": {"changed@target"}} // changed on the target
+	delete(accounts, shadow(t, e.app, ids[1]).PrimaryIdentifiers["uid"][0].(string))      // deleted there
+	accounts["u-outside"] = map[string][]any{"login": {"artemis-outside"}}                 // created there
+	mu.Unlock()
+
+	out, err := e.app.Service.Reconcile(t.Context(), "fs", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res domain.ResourceData
+	waitFor(t, "the run finished", 30*time.Second, func() bool {
+		r, err := e.app.Service.ResourceState(t.Context(), "fs")
+		res = r
+		return err == nil && r.Reconciliation != nil && r.Reconciliation.ID == out.ReconciliationID && r.Reconciliation.State != domain.RunRunning
+	})
+	want := domain.ReconciliationCounts{Accounts: 5, Unchanged: 3, Changed: 1, Discovered: 1, Gone: 1}
+	if r := res.Reconciliation; r.State != domain.RunFinished || r.Pages != 3 || r.Counts != want {
+		t.Fatalf("run %+v, want finished after 3 pages with %+v", r, want)
+	}
+	if a := shadow(t, e.app, ids[0]).Attributes; len(a["mail"]) != 1 {
+		t.Errorf("the change on the target did not reach the cache: %v", a)
+	}
+	if !shadow(t, e.app, ids[1]).Dead {
+		t.Error("the account deleted on the target left its shadow alive")
+	}
 }

@@ -223,7 +223,7 @@ func TestReconciliationThroughArtemis(t *testing.T) {
 	uid := shadow(t, e.app, ids[0]).PrimaryIdentifiers["uid"][0].(string)
 	accounts[uid] = map[string][]any{"login": {"artemis-r0"}, "mail": {"changed@target"}} // changed on the target
 	delete(accounts, shadow(t, e.app, ids[1]).PrimaryIdentifiers["uid"][0].(string))      // deleted there
-	accounts["u-outside"] = map[string][]any{"login": {"artemis-outside"}}                 // created there
+	accounts["u-outside"] = map[string][]any{"login": {"artemis-outside"}}                // created there
 	mu.Unlock()
 
 	out, err := e.app.Service.Reconcile(t.Context(), "fs", "")

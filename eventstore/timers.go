@@ -191,3 +191,33 @@ func (s *Store) currentSchedule(ctx context.Context, subject string, fresh bool)
 	commit, _ := strconv.ParseUint(h.Get(headerTimerCommit), 10, 64)
 	return &schedule{seq: seq, commit: commit}, nil
 }
+
+// EnsureRepeatingTimer arms a repeating schedule named name for a resource
+// (<prefix>.timer.<resource>.<name>, firing on <prefix>.due.<resource>.<name> every interval),
+// unless the same one is armed already: every instance may call it at start-up, and a restart
+// does not push the next firing back. interval 0 cancels it.
+func (s *Store) EnsureRepeatingTimer(ctx context.Context, resource, name string, every time.Duration) error {
+	subject := s.TimerSubject(resource, name)
+	pattern := "@every " + every.String()
+	m, err := s.stream.GetLastMsgForSubject(ctx, subject)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	case err != nil:
+		return fmt.Errorf("eventstore: timer %s: %w", subject, unavailable(err))
+	case every > 0 && m.Header.Get(headerSchedule) == pattern:
+		return nil
+	}
+	if every <= 0 {
+		if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+			return fmt.Errorf("eventstore: cancel timer %s: %w", subject, unavailable(err))
+		}
+		return nil
+	}
+	msg := nats.NewMsg(subject)
+	msg.Header.Set(headerSchedule, pattern)
+	msg.Header.Set(headerScheduleTarget, s.DueSubject(resource, name))
+	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("eventstore: arm timer %s: %w", subject, unavailable(err))
+	}
+	return nil
+}

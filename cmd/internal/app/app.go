@@ -157,6 +157,11 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 				if _, err := catalog.Lookup(r.Resource); err != nil || r.ShadowID == "" {
 					return nil // a timer of a resource no longer configured
 				}
+				if r.ShadowID == reconcileTimer {
+					a.metrics.Timers.Inc("reconcile")
+					_, err := a.Service.Reconcile(ctx, r.Resource, "") // a run going is joined
+					return err
+				}
 				a.metrics.Timers.Inc("fired")
 				_, err := a.Service.TimerFired(ctx, r.Resource, r.ShadowID)
 				if errors.Is(err, domain.CategoryNotFound) {
@@ -165,6 +170,15 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 				return err
 			})
 	})
+	for _, r := range cfg.Resources {
+		every := time.Duration(0)
+		if r.Reconcile != nil {
+			every = time.Duration(r.Reconcile.Every)
+		}
+		if err := store.EnsureRepeatingTimer(ctx, r.Name, reconcileTimer, every); err != nil {
+			return fail(fmt.Errorf("resource %s: reconcile schedule: %w", r.Name, err))
+		}
+	}
 	if o.SweepInterval == 0 {
 		o.SweepInterval = time.Minute
 	}
@@ -298,6 +312,9 @@ func (c confirmer) Confirm(ctx context.Context, resource string, b bridge.Confir
 		Message: b.Message, PrimaryIdentifiers: b.PrimaryIdentifiers, ErrorCategory: b.ErrorCategory, Attributes: b.Attributes})
 	return err
 }
+
+// reconcileTimer names a resource's reconciliation schedule (prov.timer.<resource>.reconciliation).
+const reconcileTimer = "reconciliation"
 
 // pager adapts the command service to the bridge's Pager.
 type pager struct{ s *service.Service }

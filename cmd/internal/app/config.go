@@ -153,6 +153,14 @@ type ResourceConfig struct {
 	Transformation                 string              `yaml:"transformation"`
 	OperationExecutionConfirmation *bool               `yaml:"operationExecutionConfirmation"`
 	Consistency                    ConsistencyConfig   `yaml:"consistency"`
+	// Reconcile, when set, reconciles the resource on a schedule (a repeating JetStream message
+	// schedule in the log: every instance arms the same one).
+	Reconcile *ReconcileConfig `yaml:"reconcile"`
+}
+
+// ReconcileConfig is a resource's reconciliation schedule.
+type ReconcileConfig struct {
+	Every Duration `yaml:"every"` // at least a minute
 }
 
 // Duration parses Go durations ("30m", "168h", "0s").
@@ -167,6 +175,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	*d = Duration(v)
 	return nil
 }
+
+// MinReconcileEvery is the shortest reconciliation schedule (a variable for tests).
+var MinReconcileEvery = time.Minute
 
 // DefaultConfig is the dev configuration: the demo resource served by the sample target system.
 func DefaultConfig() Config {
@@ -237,6 +248,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: defined twice", at))
 		}
 		seen[r.Name] = true
+		if r.Reconcile != nil && time.Duration(r.Reconcile.Every) < MinReconcileEvery {
+			errs = append(errs, fmt.Errorf("%s: reconcile.every is %s, at least %s", at, time.Duration(r.Reconcile.Every), MinReconcileEvery))
+		}
 		if _, err := r.domain(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", at, err))
 		}

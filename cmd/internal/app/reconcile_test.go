@@ -247,3 +247,46 @@ func TestReconciliationThroughArtemis(t *testing.T) {
 		t.Error("the account deleted on the target left its shadow alive")
 	}
 }
+
+// A resource's reconciliation schedule (reconcile: {every: ...}) runs by itself, from a repeating
+// schedule in the log; an instance started again finds it armed and does not push it back.
+func TestScheduledReconciliation(t *testing.T) {
+	old := app.MinReconcileEvery
+	app.MinReconcileEvery = time.Second
+	t.Cleanup(func() { app.MinReconcileEvery = old })
+	cfg := app.DefaultConfig()
+	cfg.Resources[0].Reconcile = &app.ReconcileConfig{Every: app.Duration(2 * time.Second)}
+	e := start(t, cfg, app.Options{NoSampleEdits: true})
+	ctx := t.Context()
+	id := e.ok(t, "prov.cmd.demo.add", map[string]any{"objectClass": "AccountObjectClass",
+		"attributes": map[string]any{"login": []any{"scheduled"}}})["shadowId"].(string)
+	uid := e.waitShadow(t, "demo", id, func(d domain.ShadowData) bool { return d.LifecycleState == domain.LifecycleLive }).PrimaryIdentifiers["uid"][0].(string)
+	js, _ := jetstream.New(e.nc)
+	accounts, err := js.KeyValue(ctx, "PROV_SAMPLE_ACCOUNTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := accounts.Put(ctx, "demo."+uid, []byte(`{"login":["scheduled"],"fullName":["Found By The Schedule"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitShadow(t, "demo", id, func(d domain.ShadowData) bool {
+		return len(d.Attributes["fullName"]) == 1 && d.Attributes["fullName"][0] == "Found By The Schedule"
+	})
+	stream, err := js.Stream(ctx, "PROV_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := stream.GetLastMsgForSubject(ctx, "prov.timer.demo.reconciliation")
+	if err != nil {
+		t.Fatalf("no schedule in the log: %v", err)
+	}
+	if err := e.app.Store.EnsureRepeatingTimer(ctx, "demo", "reconciliation", 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := stream.GetLastMsgForSubject(ctx, "prov.timer.demo.reconciliation"); err != nil || after.Sequence != before.Sequence {
+		t.Fatalf("a second start armed the schedule again (%v): the next run would move", err)
+	}
+	if r, err := e.app.Service.ResourceState(ctx, "demo"); err != nil || r.Reconciliation == nil || r.Reconciliation.Counts.Changed+r.Reconciliation.Counts.Unchanged == 0 {
+		t.Fatalf("no scheduled run recorded: %+v %v", r.Reconciliation, err)
+	}
+}

@@ -144,6 +144,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	b.waitEval("stylesheet applied", `getComputedStyle(document.querySelector(".resource")).borderTopStyle`, "solid")
 	b.waitEval("availability shown", `document.querySelector('[data-resource="demo"] .avail').textContent`, "up")
+	e.ok(t, "prov.cmd.demo.reconcile", map[string]any{})
+	b.waitEval("the last reconciliation shown", `(document.querySelector('[data-resource="demo"] [data-reconciliation]') || {}).dataset?.reconciliation`, "finished")
+	b.waitEval("its accounts counted", counterExpr("demo.reconciliation.accounts"), "2")
 	opsTotal := `document.querySelector('[data-chart="demo.operations"]').dataset.total`
 	b.waitEval("operations chart counts both adds", opsTotal, "2")
 	add("mary")

@@ -32,6 +32,19 @@ function history(a) {
   for (const c of all) hist.append(el("li", {}, ts(c.time), " " + c.status + (c.reason ? " — " + c.reason : "")));
   return hist;
 }
+// The resource's last reconciliation: its state and what it found (the drift: accounts changed,
+// created or deleted on the target outside shadowbridge).
+function reconciliation(resource, run) {
+  if (!run) return el("p", {class: "muted"}, "never reconciled (shadowbridge reconcile " + resource + " --wait)");
+  const c = run.counts || {};
+  const row = el("div", {class: "row"});
+  for (const [k, label] of [["accounts", "accounts listed"], ["changed", "changed on the target"], ["discovered", "discovered"],
+    ["gone", "gone"], ["recreated", "re-created"], ["skipped", "skipped (in flight)"], ["unchanged", "unchanged"]])
+    row.append(counter(label, c[k] || 0, resource + ".reconciliation." + k));
+  const when = el("p", {"data-reconciliation": run.state}, run.state + (run.reason ? " (" + run.reason + ")" : "") + " · started ", ts(run.startedAt),
+    run.finishedAt ? el("span", {}, " · ended ", ts(run.finishedAt)) : "", " · " + run.pages + " page(s)");
+  return el("div", {}, when, row);
+}
 function render(d) {
   last = d;
   const cw = d.charts[win];
@@ -51,6 +64,7 @@ function render(d) {
     box.append(el("h3", {}, "pending operations"), ps);
     box.append(el("h3", {}, win === "hour" ? "the last hour" : "the last day"), charts(r, cw));
     box.append(el("h3", {}, "availability history"), history(r.availability));
+    box.append(el("h3", {}, "last reconciliation"), reconciliation(r.resource, r.availability.reconciliation));
     main.append(box);
   }
   const svc = document.getElementById("service");

@@ -88,22 +88,28 @@ func TestReconcileVerb(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, err := client(t, natsURL, "pending", "--json")
-		if err == nil && strings.Contains(out, `"shadows": []`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the adds did not complete: %v %s", err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitNothingPending(t, natsURL)
 	out, err := client(t, natsURL, "reconcile", "demo", "--wait")
 	if err != nil || !strings.Contains(out, `"state": "finished"`) || !strings.Contains(out, `"accounts": 2`) {
 		t.Fatalf("reconcile --wait: %v\n%s", err, out)
 	}
 	if _, err := client(t, natsURL, "reconcile"); err == nil {
 		t.Fatal("reconcile without a resource: no error")
+	}
+}
+
+// waitNothingPending waits until no shadow of the dev at natsURL has unfinished operations.
+func waitNothingPending(t *testing.T, natsURL string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, err := client(t, natsURL, "pending", "--json")
+		if err == nil && strings.Contains(out, `"shadows": []`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("operations still unfinished: %v %s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -56,17 +55,7 @@ func TestReconciliationKilledMidPage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, err := client(t, natsURL, "pending", "--json")
-		if err == nil && strings.Contains(out, `"shadows": []`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the adds did not complete: %v %s", err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitNothingPending(t, natsURL)
 	started, err := client(t, natsURL, "reconcile", "demo")
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +78,7 @@ func TestReconciliationKilledMidPage(t *testing.T) {
 	// The list request comes back to the restarted sample target, the page is applied again, and
 	// the run that was killed finishes, counting every account once.
 	var res domain.ResourceData
-	deadline = time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		out, err := client(t, natsURL, "resource", "demo")
 		if err == nil && json.Unmarshal([]byte(out), &res) == nil && res.Reconciliation != nil &&

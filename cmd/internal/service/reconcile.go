@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"shadowbridge/domain"
 )
@@ -128,20 +129,10 @@ func (s *Service) ApplyPage(ctx context.Context, p Page) (PageReply, error) {
 	if run.Pages >= p.Number {
 		return PageReply{Applied: false}, nil
 	}
-	var counts domain.ReconciliationCounts
-	for i, a := range p.Accounts {
-		if i == len(p.Accounts)/2 {
-			if err := faults.hit(FaultMidPage); err != nil {
-				return PageReply{}, err
-			}
-		}
-		outcome, err := s.observeListed(ctx, res, run, a)
-		if err != nil {
-			return PageReply{}, fmt.Errorf("page %d: %w", p.Number, err)
-		}
-		counts = counts.Add(tally(outcome))
+	counts, err := s.observePage(ctx, res, run, p)
+	if err != nil {
+		return PageReply{}, fmt.Errorf("page %d: %w", p.Number, err)
 	}
-	counts.Accounts = len(p.Accounts)
 	if _, _, err := s.store.UpdateResource(ctx, p.Resource, func(r domain.ResourceState) ([]domain.Event, error) {
 		return domain.DecidePage(r, p.Resource, p.ReconciliationID, p.Number, p.Last, counts, s.now())
 	}); err != nil {
@@ -153,6 +144,49 @@ func (s *Service) ApplyPage(ctx context.Context, p Page) (PageReply, error) {
 		}
 	}
 	return PageReply{Applied: true, Counts: counts}, nil
+}
+
+// pageParallel bounds the accounts of a page observed at once: each is a shadow of its own (a
+// few round trips to the store), and one at a time left the store waiting on the network.
+const pageParallel = 16
+
+// observePage observes every account of a page, pageParallel at a time, and counts the outcomes.
+// The first error stops it (the page is applied again: the same decisions twice).
+func (s *Service) observePage(ctx context.Context, res domain.Resource, run *domain.ReconciliationRun, p Page) (domain.ReconciliationCounts, error) {
+	var (
+		mu     sync.Mutex
+		counts = domain.ReconciliationCounts{Accounts: len(p.Accounts)}
+		first  error
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, pageParallel)
+	)
+	for i, a := range p.Accounts {
+		if i == len(p.Accounts)/2 {
+			wg.Wait() // the first half applied, for the fault point's promise
+			if err := faults.hit(FaultMidPage); err != nil {
+				return counts, err
+			}
+		}
+		mu.Lock()
+		failed := first != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			outcome, err := s.observeListed(ctx, res, run, a)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && first == nil {
+				first = err
+			}
+			counts = counts.Add(tally(outcome))
+		})
+	}
+	wg.Wait()
+	return counts, first
 }
 
 // observeListed compares one listed account with its shadow, or discovers it, and marks the

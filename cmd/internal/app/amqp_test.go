@@ -68,7 +68,7 @@ func add(t *testing.T, a *app.App, login string) service.Reply {
 	return r
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

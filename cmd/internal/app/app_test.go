@@ -21,13 +21,13 @@ type env struct {
 	kv  jetstream.KeyValue
 }
 
-func start(t *testing.T, cfg app.Config, o app.Options) *env {
+func start(t testing.TB, cfg app.Config, o app.Options) *env {
 	t.Helper()
 	srv := natstest.Start(t)
 	return startOn(t, srv, cfg, o)
 }
 
-func startOn(t *testing.T, srv *natstest.Server, cfg app.Config, o app.Options) *env {
+func startOn(t testing.TB, srv *natstest.Server, cfg app.Config, o app.Options) *env {
 	t.Helper()
 	nc := srv.Connect(t)
 	a, err := app.Start(t.Context(), nc, cfg, o, nil)

@@ -88,7 +88,9 @@ func BenchmarkReconciliation(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		var p struct{ Accounts []struct{ PrimaryIdentifiers map[string][]any } }
+		var p struct {
+			Accounts []struct{ PrimaryIdentifiers map[string][]any }
+		}
 		_ = json.Unmarshal([]byte(m.Value.(string)), &p)
 		var pw sync.WaitGroup
 		psem := make(chan struct{}, 16)

@@ -101,6 +101,9 @@ func (s *Service) Reachable(ctx context.Context, resource string) {
 // for 10,000 postponed operations under the race detector on two busy cores.
 const resourceRefreshTimeout = 10 * time.Minute
 
+// recoveryRelook is when the retry on recovery looks at the waiting shadows a second time.
+const recoveryRelook = 5 * time.Second
+
 // availTTL bounds how long this instance trusts its memory of a resource's availability (another
 // instance may have recorded a change meanwhile).
 const availTTL = 2 * time.Second
@@ -131,10 +134,21 @@ func (s *Service) noteAvailability(ctx context.Context, resource string, status 
 			// Beyond midPoint: the resource is back, retry what waits for it now. In the
 			// background: the outcome being recorded must not wait for a sweep of the resource.
 			s.background(resourceRefreshTimeout, func(rctx context.Context) {
-				if n, err := s.Refresh(rctx, resource, "", true); err != nil {
-					s.log.Warn("retry on recovery failed; timers and the sweep will retry", "resource", resource, "err", err)
-				} else if n > 0 {
-					s.log.Info("resource up again: postponed operations retried", "resource", resource, "shadows", n)
+				// Twice: the waiting shadows are listed from the projection, which can trail the
+				// log after an outage (an attempt that failed a moment before the recovery would
+				// wait for its retry period, 30 minutes by default); the second look is after it
+				// has caught up.
+				for _, wait := range []time.Duration{0, recoveryRelook} {
+					select {
+					case <-time.After(wait):
+					case <-rctx.Done():
+						return
+					}
+					if n, err := s.Refresh(rctx, resource, "", true); err != nil {
+						s.log.Warn("retry on recovery failed; timers and the sweep will retry", "resource", resource, "err", err)
+					} else if n > 0 {
+						s.log.Info("resource up again: postponed operations retried", "resource", resource, "shadows", n)
+					}
 				}
 			})
 		}

@@ -51,11 +51,8 @@ func TestReconciliationKilledMidPage(t *testing.T) {
 	first := start(service.FaultMidPage + ":1")
 	waitUp()
 	for i := range 6 {
-		if _, err := client(t, natsURL, "add", "demo", fmt.Sprint("login=k", i)); err != nil {
-			t.Fatal(err)
-		}
+		addLive(t, natsURL, fmt.Sprint("k", i))
 	}
-	waitNothingPending(t, natsURL)
 	started, err := client(t, natsURL, "reconcile", "demo")
 	if err != nil {
 		t.Fatal(err)

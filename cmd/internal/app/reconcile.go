@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -54,8 +55,15 @@ func (p projectionKeys) ShadowIDs(ctx context.Context, resource string, fn func(
 
 var _ service.ShadowLister = projectionKeys{}
 
-// seenMarks are the runs' seen marks in ReconBucket.
-type seenMarks struct{ kv jetstream.KeyValue }
+// seenMarks are the runs' seen marks in ReconBucket. Marks are published without waiting for
+// each answer (Flush waits for them all): a page's accounts cost one round trip less each.
+type seenMarks struct {
+	kv jetstream.KeyValue
+	js jetstream.JetStream
+	mu *sync.Mutex
+	// pending are the marks published and not yet confirmed.
+	pending *[]jetstream.PubAckFuture
+}
 
 func openSeenMarks(ctx context.Context, js jetstream.JetStream, replicas int, memory bool) (seenMarks, error) {
 	storage := jetstream.FileStorage
@@ -67,12 +75,34 @@ func openSeenMarks(ctx context.Context, js jetstream.JetStream, replicas int, me
 	if err != nil {
 		return seenMarks{}, fmt.Errorf("bucket %s: %w", ReconBucket, err)
 	}
-	return seenMarks{kv}, nil
+	return seenMarks{kv: kv, js: js, mu: &sync.Mutex{}, pending: new([]jetstream.PubAckFuture)}, nil
 }
 
 func (s seenMarks) MarkSeen(ctx context.Context, runID, shadowID string) error {
-	if _, err := s.kv.Put(ctx, runID+"."+shadowID, nil); err != nil {
+	f, err := s.js.PublishAsync("$KV."+ReconBucket+"."+runID+"."+shadowID, nil)
+	if err != nil {
 		return fmt.Errorf("%w: seen mark: %w", domain.CategoryCommunication, err)
+	}
+	s.mu.Lock()
+	*s.pending = append(*s.pending, f)
+	s.mu.Unlock()
+	return nil
+}
+
+// Flush waits until every mark published so far is stored.
+func (s seenMarks) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	pending := *s.pending
+	*s.pending = nil
+	s.mu.Unlock()
+	for _, f := range pending {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("%w: seen mark: %w", domain.CategoryCommunication, err)
+		case <-ctx.Done():
+			return fmt.Errorf("%w: seen marks: %w", domain.CategoryCommunication, ctx.Err())
+		}
 	}
 	return nil
 }

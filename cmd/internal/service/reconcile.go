@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"shadowbridge/domain"
 )
@@ -23,7 +24,9 @@ type ShadowLister interface {
 // SeenMarks remembers which shadows a reconciliation run's pages named, outside memory (a run of
 // 100,000 accounts holds one page at a time).
 type SeenMarks interface {
+	// MarkSeen may return before the mark is stored; Flush waits for every mark made so far.
 	MarkSeen(ctx context.Context, runID, shadowID string) error
+	Flush(ctx context.Context) error
 	Seen(ctx context.Context, runID, shadowID string) (bool, error)
 }
 
@@ -130,6 +133,9 @@ func (s *Service) ApplyPage(ctx context.Context, p Page) (PageReply, error) {
 		return PageReply{Applied: false}, nil
 	}
 	counts, err := s.observePage(ctx, res, run, p)
+	if err == nil {
+		err = s.seen.Flush(ctx) // the page counts as applied only with its marks stored
+	}
 	if err != nil {
 		return PageReply{}, fmt.Errorf("page %d: %w", p.Number, err)
 	}
@@ -215,33 +221,31 @@ func (s *Service) observeListed(ctx context.Context, res domain.Resource, run *d
 // discovery rule; a shadow with work due is refreshed (the direction from the repository to the
 // resource). Then the run finishes.
 func (s *Service) finishRun(ctx context.Context, res domain.Resource, run *domain.ReconciliationRun) error {
-	var counts domain.ReconciliationCounts
+	var (
+		mu     sync.Mutex
+		counts domain.ReconciliationCounts
+		batch  []string
+	)
 	now := s.now()
+	one := func(id string) error {
+		c, err := s.missing(ctx, res, run, id, now)
+		mu.Lock()
+		counts = counts.Add(c)
+		mu.Unlock()
+		return err
+	}
+	// The ids come in batches, each looked at pageParallel at a time: memory holds one batch.
 	err := s.shadows.ShadowIDs(ctx, res.Name(), func(id string) error {
-		seen, err := s.seen.Seen(ctx, run.ID, id)
-		if err != nil || seen {
-			return err
+		if batch = append(batch, id); len(batch) < missingBatch {
+			return nil
 		}
-		obs := domain.Observe{Resource: res, Source: domain.SourceReconciliation, Reconciliation: run.ID, ObservedAt: run.StartedAt,
-			RecreateOperationID: domain.OperationID(run.ID, id)}
-		out, err := s.Update(ctx, res.Name(), id, "", func(st domain.Shadow) ([]domain.Event, error) {
-			if !st.Created() || st.Dead() {
-				return nil, nil
-			}
-			return domain.Decide(st, obs, now)
-		})
-		if err != nil {
-			return err
-		}
-		if !out.Shadow.Created() || out.Shadow.Dead() && len(out.Events) == 0 {
-			return nil // dead before the pass: nothing was missing
-		}
-		counts = counts.Add(tally(observed(out, obs)))
-		if len(out.Events) == 0 && out.Shadow.HasUnfinished() {
-			_, err = s.refreshOne(ctx, id, domain.Refresh{Resource: res}, now)
-		}
+		err := inParallel(batch, pageParallel, one)
+		batch = batch[:0]
 		return err
 	})
+	if err == nil {
+		err = inParallel(batch, pageParallel, one)
+	}
 	if err != nil {
 		return fmt.Errorf("reconciliation %s: missing accounts: %w", run.ID, err)
 	}
@@ -249,6 +253,58 @@ func (s *Service) finishRun(ctx context.Context, res domain.Resource, run *domai
 		return domain.DecideFinish(r, res.Name(), run.ID, counts, s.now())
 	})
 	return err
+}
+
+// missingBatch is how many shadow ids the missing-account pass holds at once.
+const missingBatch = 512
+
+// missing applies the discovery rule to one shadow no page named (if it is live and its account
+// was at the target when the run started), or refreshes it when it has work due.
+func (s *Service) missing(ctx context.Context, res domain.Resource, run *domain.ReconciliationRun, id string, now time.Time) (domain.ReconciliationCounts, error) {
+	seen, err := s.seen.Seen(ctx, run.ID, id)
+	if err != nil || seen {
+		return domain.ReconciliationCounts{}, err
+	}
+	obs := domain.Observe{Resource: res, Source: domain.SourceReconciliation, Reconciliation: run.ID, ObservedAt: run.StartedAt,
+		RecreateOperationID: domain.OperationID(run.ID, id)}
+	out, err := s.Update(ctx, res.Name(), id, "", func(st domain.Shadow) ([]domain.Event, error) {
+		if !st.Created() || st.Dead() {
+			return nil, nil
+		}
+		return domain.Decide(st, obs, now)
+	})
+	if err != nil || !out.Shadow.Created() || out.Shadow.Dead() && len(out.Events) == 0 {
+		return domain.ReconciliationCounts{}, err // dead before the pass: nothing was missing
+	}
+	if len(out.Events) == 0 && out.Shadow.HasUnfinished() {
+		_, err = s.refreshOne(ctx, id, domain.Refresh{Resource: res}, now)
+	}
+	return tally(observed(out, obs)), err
+}
+
+// inParallel runs fn on every id, at most n at a time, and returns the first error.
+func inParallel(ids []string, n int, fn func(string) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		sem   = make(chan struct{}, n)
+	)
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(id); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
 }
 
 // tally counts one observation's outcome.

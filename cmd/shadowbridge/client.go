@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -320,20 +319,9 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 	}
 	defer nc.Close()
 	ask := func(body map[string]any) ([]byte, error) {
-		data, _ := json.Marshal(body)
-		rctx, cancel := context.WithTimeout(ctx, *cf.timeout)
-		defer cancel()
-		reply, err := nc.RequestWithContext(rctx, subject, data)
-		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, fmt.Errorf("no shadowbridge service answers on %s (is it running?)", subject)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", subject, err)
-		}
-		if code := reply.Header.Get("Nats-Service-Error-Code"); code != "" {
-			return nil, fmt.Errorf("%s (status %s)", reply.Header.Get("Nats-Service-Error"), code)
-		}
-		return reply.Data, nil
+		var raw json.RawMessage
+		err := request(ctx, nc, *cf.timeout, subject, body, &raw)
+		return raw, err
 	}
 	if verb == "pending" {
 		// The service answers a page at a time; the CLI lists them all.

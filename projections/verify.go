@@ -280,10 +280,6 @@ func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue
 	}
 
 	// Per shadow, what a running service could still be fixing is checked twice.
-	type suspect struct {
-		vs   *verifiedShadow
-		find []Finding
-	}
 	check := func(vs *verifiedShadow, st domain.Shadow, kvValue []byte, kvFound bool) ([]Finding, error) {
 		var out []Finding
 		f := func(check, detail string) {
@@ -367,48 +363,60 @@ func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue
 			suspects = append(suspects, suspect{vs, find})
 		}
 	}
-	// Suspects are looked at again after Recheck, with a fresh load. One that moved on meanwhile
-	// is judged by its new state (and looked at again if that one has findings too); one that
-	// keeps moving for maxRechecks rounds is reported as such, never dropped.
+	more, err := recheck(ctx, src, o.Recheck, suspects, kvGet, check)
+	rep.Findings = append(rep.Findings, more...)
+	return rep, err
+}
+
+// suspect is a shadow with findings a running service could be about to fix.
+type suspect struct {
+	vs   *verifiedShadow
+	find []Finding
+}
+
+// recheck looks at the suspects again after wait, with a fresh load, and returns what stays. One
+// that moved on meanwhile is judged by its new state (and looked at again if that one has findings
+// too); one that keeps moving for maxRechecks rounds is reported as such, never dropped.
+func recheck(ctx context.Context, src VerifySource, wait time.Duration, suspects []suspect,
+	kvGet func(string) ([]byte, bool, error), check func(*verifiedShadow, domain.Shadow, []byte, bool) ([]Finding, error)) ([]Finding, error) {
+	var out []Finding
 	for round := 1; len(suspects) > 0; round++ {
 		select {
-		case <-time.After(o.Recheck):
+		case <-time.After(wait):
 		case <-ctx.Done():
-			return rep, ctx.Err()
+			return out, ctx.Err()
 		}
 		var next []suspect
 		for _, s := range suspects {
 			st, seq, err := src.Load(ctx, s.vs.resource, s.vs.id)
 			if err != nil {
-				return rep, err
+				return out, err
 			}
 			moved := seq != s.vs.lastSeq
 			if moved && round == maxRechecks {
-				add(Finding{Check: "changing", Resource: s.vs.resource, ShadowID: s.vs.id, Notice: true,
+				out = append(out, Finding{Check: "changing", Resource: s.vs.resource, ShadowID: s.vs.id, Notice: true,
 					Detail: fmt.Sprintf("kept changing through %d rechecks (record %d now), with findings each time (%s): not judged; run verify again", maxRechecks, seq, s.find[0].Detail)})
 				continue
 			}
 			s.vs.last, s.vs.lastSeq = st, seq
 			v, found, err := kvGet(s.vs.resource + "." + s.vs.id)
 			if err != nil {
-				return rep, err
+				return out, err
 			}
 			again, err := check(s.vs, st, v, found)
 			if err != nil {
-				return rep, err
+				return out, err
 			}
 			switch {
 			case moved && len(again) > 0:
 				next = append(next, suspect{s.vs, again})
 			case !moved:
-				for _, f := range again {
-					add(f)
-				}
+				out = append(out, again...)
 			}
 		}
 		suspects = next
 	}
-	return rep, nil
+	return out, nil
 }
 
 // maxRechecks bounds the looks at a shadow that keeps changing under verify.

@@ -207,24 +207,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 				}
 			}
 		case r.Target.AMQP != nil:
-			var o bridge.AMQPOptions
-			if o, err = amqpOptions(r, log); err == nil {
-				o.Tracer, o.Refused = tracer, a.metrics.ConfirmationsRefused
-				t, err = bridge.NewAMQPTarget(o)
-			}
-			if err == nil && o.ConfirmationAddress != "" {
-				var rcv *bridge.ConfirmationReceiver
-				if rcv, err = bridge.NewConfirmationReceiver(o, r.Name, confirmer{a.Service}); err == nil {
-					rcv.Pages = pager{a.Service}
-					a.goRun("confirmations-"+r.Name, rcv.Run)
-				}
-			}
-			if err == nil && o.NotificationAddress != "" {
-				var rcv *bridge.NotificationReceiver
-				if rcv, err = bridge.NewNotificationReceiver(o, r.Name, notifier{a.Service}); err == nil {
-					a.goRun("notifications-"+r.Name, rcv.Run)
-				}
-			}
+			t, err = a.amqpTarget(r, log, tracer)
 		}
 		if err != nil {
 			return fail(fmt.Errorf("resource %s: target: %w", r.Name, err))
@@ -268,36 +251,9 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		})
 	}
 	if needSample && !o.NoSample {
-		primary := func(resource, class string) string {
-			if r, ok := catalog[resource]; ok {
-				if oc, ok := r.ObjectClass(class); ok {
-					return oc.PrimaryIdentifier
-				}
-			}
-			return ""
-		}
-		sys, err := bridge.NewSampleSystem(ctx, nc, cfg.Prefix, primary, log)
-		if err != nil {
+		if err := a.startSample(ctx, nc, cfg.Prefix, catalog, o.NoSampleEdits, log); err != nil {
 			return fail(err)
 		}
-		a.goRun("sample", sys.Run)
-		a.goRun("sample-edits", func(ctx context.Context) error {
-			if o.NoSampleEdits {
-				return nil
-			}
-			return sys.WatchEdits(ctx, func(resource string) (string, string, bool) {
-				r, ok := catalog[resource]
-				if !ok || len(r.ObjectClasses()) == 0 {
-					return "", "", false
-				}
-				oc := r.ObjectClasses()[0]
-				pid := oc.PrimaryIdentifier
-				if pid == "" {
-					pid = "uid"
-				}
-				return oc.Name, pid, true
-			})
-		})
 	}
 	return a, nil
 }
@@ -311,6 +267,72 @@ func (c confirmer) Confirm(ctx context.Context, resource string, b bridge.Confir
 	_, err := c.s.ConfirmBody(ctx, resource, service.ConfirmBody{OperationID: b.OperationID, ResultStatus: b.ResultStatus,
 		Message: b.Message, PrimaryIdentifiers: b.PrimaryIdentifiers, ErrorCategory: b.ErrorCategory, Attributes: b.Attributes})
 	return err
+}
+
+// amqpTarget is an AMQP 1.0 resource's target, with the receivers of its confirmation (and
+// reconciliation page) address and its notification address running.
+func (a *App) amqpTarget(r ResourceConfig, log *slog.Logger, tracer trace.Tracer) (bridge.Target, error) {
+	o, err := amqpOptions(r, log)
+	if err != nil {
+		return nil, err
+	}
+	o.Tracer, o.Refused = tracer, a.metrics.ConfirmationsRefused
+	t, err := bridge.NewAMQPTarget(o)
+	if err != nil {
+		return nil, err
+	}
+	if o.ConfirmationAddress != "" {
+		rcv, err := bridge.NewConfirmationReceiver(o, r.Name, confirmer{a.Service})
+		if err != nil {
+			return nil, err
+		}
+		rcv.Pages = pager{a.Service}
+		a.goRun("confirmations-"+r.Name, rcv.Run)
+	}
+	if o.NotificationAddress != "" {
+		rcv, err := bridge.NewNotificationReceiver(o, r.Name, notifier{a.Service})
+		if err != nil {
+			return nil, err
+		}
+		a.goRun("notifications-"+r.Name, rcv.Run)
+	}
+	return t, nil
+}
+
+// startSample runs the built-in sample target system for the resources that use it, and (unless
+// noEdits) its notifications of edits made by hand in its bucket.
+func (a *App) startSample(ctx context.Context, nc *nats.Conn, prefix string, catalog domain.Catalog, noEdits bool, log *slog.Logger) error {
+	primary := func(resource, class string) string {
+		if r, ok := catalog[resource]; ok {
+			if oc, ok := r.ObjectClass(class); ok {
+				return oc.PrimaryIdentifier
+			}
+		}
+		return ""
+	}
+	sys, err := bridge.NewSampleSystem(ctx, nc, prefix, primary, log)
+	if err != nil {
+		return err
+	}
+	a.goRun("sample", sys.Run)
+	if noEdits {
+		return nil
+	}
+	a.goRun("sample-edits", func(ctx context.Context) error {
+		return sys.WatchEdits(ctx, func(resource string) (string, string, bool) {
+			r, ok := catalog[resource]
+			if !ok || len(r.ObjectClasses()) == 0 {
+				return "", "", false
+			}
+			oc := r.ObjectClasses()[0]
+			pid := oc.PrimaryIdentifier
+			if pid == "" {
+				pid = "uid"
+			}
+			return oc.Name, pid, true
+		})
+	})
+	return nil
 }
 
 // reconcileTimer names a resource's reconciliation schedule (prov.timer.<resource>.reconciliation).

@@ -86,9 +86,11 @@ func (r *ConfirmationReceiver) Run(ctx context.Context) error {
 // Subscriber, with the router's correlation-id and recoverer middleware) until ctx ends.
 func consume(ctx context.Context, o AMQPOptions, scrub scrubber, log *slog.Logger, name, address string, handler message.NoPublishHandlerFunc) error {
 	logger := watermill.NewSlogLogger(log)
-	// Credit 1000: RabbitMQ 3.10 can stall a go-amqp receiver for good with credit 10..500.
+	// Credit 1000: RabbitMQ 3.10 can stall a go-amqp receiver for good with credit 10..500. The
+	// byte budget keeps a reconciliation's pages (tens of KiB each) from piling up in memory
+	// ahead of the one being applied.
 	sub, err := amqp10.NewSubscriber(amqp10.Config{URLs: o.URLs, Username: o.Username, Password: o.Password, TLS: o.TLS,
-		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff, CloseTimeout: o.CloseTimeout, Credit: 1000, Logger: logger})
+		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff, CloseTimeout: o.CloseTimeout, Credit: 1000, PrefetchBytes: prefetchBytes, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", domain.CategoryConfiguration, name, err)
 	}
@@ -104,6 +106,9 @@ func consume(ctx context.Context, o AMQPOptions, scrub scrubber, log *slog.Logge
 	}
 	return nil
 }
+
+// prefetchBytes is how much the broker may send ahead of the confirmation handler.
+const prefetchBytes = 1 << 20
 
 // handle stores one confirmation (confirmationHandler); what can never be stored is rejected
 // (Artemis dead-letters it).

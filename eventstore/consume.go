@@ -106,15 +106,40 @@ func (s *Store) replay(ctx context.Context, filters []string, from, until uint64
 	}, until, fn)
 }
 
+// LastPerSubject calls fn with the last message of every subject of stream that filter matches,
+// in stream order, headers only (no payload), skipping a KV bucket's delete markers: the keys of
+// a bucket without their values. It holds at most lastPerSubjectWindow messages at a time, however
+// many subjects match.
+func (s *Store) LastPerSubject(ctx context.Context, stream, filter string, fn func(*Record) error) error {
+	return s.consumeStream(ctx, stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		HeadersOnly:    true,
+	}, lastPerSubjectWindow, 0, func(r *Record) error {
+		if r.kvDeleted {
+			return nil
+		}
+		return fn(r)
+	})
+}
+
+// lastPerSubjectWindow is how many messages LastPerSubject asks for at once.
+const lastPerSubjectWindow = 1000
+
 // consume runs an ordered consumer until it has delivered everything pending when it started
 // (or the record with sequence until, if not 0).
 func (s *Store) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig, until uint64, fn func(*Record) error) error {
+	return s.consumeStream(ctx, s.cfg.Stream, cfg, 5000, until, fn)
+}
+
+// consumeStream is consume on any stream, asking for window messages at a time.
+func (s *Store) consumeStream(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig, window int, until uint64, fn func(*Record) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if cfg.InactiveThreshold == 0 {
 		cfg.InactiveThreshold = orderedInactive
 	}
-	cons, err := s.js.OrderedConsumer(ctx, s.cfg.Stream, cfg)
+	cons, err := s.js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("eventstore: replay: %w", unavailable(err))
 	}
@@ -125,11 +150,11 @@ func (s *Store) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig
 	defer func() {
 		if info := cons.CachedInfo(); info != nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			_ = s.js.DeleteConsumer(dctx, s.cfg.Stream, info.Name)
+			_ = s.js.DeleteConsumer(dctx, stream, info.Name)
 			cancel()
 		}
 	}()
-	it, err := cons.Messages(jetstream.PullMaxMessages(5000), jetstream.PullHeartbeat(orderedHeartbeat))
+	it, err := cons.Messages(jetstream.PullMaxMessages(window), jetstream.PullHeartbeat(orderedHeartbeat))
 	if err != nil {
 		return fmt.Errorf("eventstore: replay: %w", unavailable(err))
 	}
@@ -162,6 +187,10 @@ func (s *Store) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig
 			return fmt.Errorf("eventstore: replay: %w", err)
 		}
 		r := s.newRecord(m.Subject(), md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data())
+		if cfg.HeadersOnly {
+			op := m.Headers().Get("KV-Operation")
+			r.kvDeleted = op == "DEL" || op == "PURGE"
+		}
 		if err := fn(r); err != nil {
 			return err
 		}

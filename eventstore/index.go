@@ -35,6 +35,8 @@ type indexKV interface {
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
 	// DeleteIf removes the key if its revision is still revision (ErrKeyRevisionMismatch if not).
 	DeleteIf(ctx context.Context, key string, revision uint64) error
+	// GetMany reads many keys at once, in the order of keys (nil where absent).
+	GetMany(ctx context.Context, keys []string) ([]*indexEntry, error)
 }
 
 type indexEntry struct {
@@ -54,6 +56,9 @@ func (e indexEntry) Created() time.Time { return e.created }
 type kvIndex struct {
 	kv     jetstream.KeyValue
 	leader func(ctx context.Context, key string) (*Record, error)
+	// bucket and store serve GetMany's batched direct gets on the bucket's stream.
+	bucket string
+	store  *Store
 }
 
 func (k kvIndex) Get(ctx context.Context, key string) (indexEntry, error) {

@@ -104,7 +104,7 @@ type Store struct {
 // newStore wires a store's index and unit of work.
 func newStore(cfg Config, nc *nats.Conn, js jetstream.JetStream, stream jetstream.Stream, kv jetstream.KeyValue) *Store {
 	s := &Store{cfg: cfg, nc: nc, js: js, stream: stream}
-	ix := kvIndex{kv: kv}
+	ix := kvIndex{kv: kv, bucket: cfg.Index, store: s}
 	if cfg.Replicas > 1 {
 		ix.leader = func(ctx context.Context, key string) (*Record, error) {
 			return s.leaderLast(ctx, "KV_"+cfg.Index, "$KV."+cfg.Index+"."+key)

@@ -48,7 +48,12 @@ type Config struct {
 	DialTimeout, CloseTimeout time.Duration
 	// Credit is a subscription's link credit (default 1: messages one at a time, in order).
 	Credit int32
-	Logger watermill.LoggerAdapter
+	// PrefetchBytes, when set, bounds what a subscription lets the broker send ahead of the
+	// handler: the link's credit is managed by hand, at most Credit messages and about
+	// PrefetchBytes bytes by the sizes of the recent messages (see creditWindow). 0: the broker
+	// may send Credit messages ahead, whatever their size.
+	PrefetchBytes int
+	Logger        watermill.LoggerAdapter
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -100,7 +100,11 @@ func (s *Subscriber) receiver(ctx context.Context, topic string) (*amqp.Receiver
 	}
 	lctx, cancel := context.WithTimeout(ctx, s.c.cfg.DialTimeout)
 	defer cancel()
-	rcv, err := sess.NewReceiver(lctx, topic, &amqp.ReceiverOptions{Credit: s.c.cfg.Credit, SourceCapabilities: []string{s.c.cfg.Capability}})
+	credit := s.c.cfg.Credit
+	if s.c.cfg.PrefetchBytes > 0 {
+		credit = -1 // by hand: creditWindow
+	}
+	rcv, err := sess.NewReceiver(lctx, topic, &amqp.ReceiverOptions{Credit: credit, SourceCapabilities: []string{s.c.cfg.Capability}})
 	if err != nil {
 		if broken(err) && !isRemote(err) {
 			s.c.drop(gen, err)
@@ -121,13 +125,27 @@ func (s *Subscriber) receive(ctx context.Context, rcv *amqp.Receiver, out chan<-
 		case <-rctx.Done():
 		}
 	}()
+	var w *creditWindow
+	if s.c.cfg.PrefetchBytes > 0 {
+		w = newCreditWindow(s.c.cfg.PrefetchBytes, int(s.c.cfg.Credit))
+	}
 	for {
+		if w != nil {
+			if n := w.topUp(); n > 0 {
+				if err := rcv.IssueCredit(uint32(n)); err != nil {
+					return err
+				}
+			}
+		}
 		m, err := rcv.Receive(rctx, nil)
 		if err != nil {
 			if rctx.Err() != nil {
 				return nil
 			}
 			return err
+		}
+		if w != nil {
+			w.received(bodySize(m))
 		}
 		msg, err := s.c.cfg.Marshaler.Unmarshal(m)
 		if err != nil {
@@ -167,6 +185,57 @@ func (s *Subscriber) receive(ctx context.Context, rcv *amqp.Receiver, out chan<-
 			return nil
 		}
 	}
+}
+
+// creditWindow manages a link's credit by hand so that what the broker sends ahead of the
+// handler stays near a byte budget: the credit outstanding is at most budget divided by a
+// decaying maximum of the recent messages' sizes (between 1 and most messages), topped up when
+// half of it is used. A run of large messages after many small ones can still exceed the budget
+// by the credit outstanding when the first large one came (at most most messages); from then on
+// the window holds about budget bytes.
+type creditWindow struct {
+	budget, most int
+	est          int // decaying maximum of recent message sizes
+	outstanding  int // credit issued and not yet used by a transfer
+}
+
+func newCreditWindow(budget, most int) *creditWindow {
+	return &creditWindow{budget: budget, most: max(most, 1), est: max(budget/16, 1)}
+}
+
+// want is the credit the estimate allows.
+func (w *creditWindow) want() int { return min(max(w.budget/max(w.est, 1), 1), w.most) }
+
+// received accounts for one transfer of size bytes.
+func (w *creditWindow) received(size int) {
+	w.outstanding = max(w.outstanding-1, 0)
+	w.est = max(size, w.est-w.est/64)
+}
+
+// topUp returns the credit to issue now (0: enough is outstanding).
+func (w *creditWindow) topUp() int {
+	want := w.want()
+	if w.outstanding*2 > want || w.outstanding >= want {
+		return 0
+	}
+	n := want - w.outstanding
+	w.outstanding = want
+	return n
+}
+
+// bodySize is the size of a message's body, the bulk of what it holds in memory.
+func bodySize(m *amqp.Message) int {
+	n := 0
+	for _, d := range m.Data {
+		n += len(d)
+	}
+	switch v := m.Value.(type) {
+	case string:
+		n += len(v)
+	case []byte:
+		n += len(v)
+	}
+	return n
 }
 
 type settleFunc func(ctx context.Context, m *amqp.Message, e *amqp.Error) error

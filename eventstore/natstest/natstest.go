@@ -4,10 +4,15 @@ package natstest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,6 +85,78 @@ func StartAt(t testing.TB, dir, addr string) *Server {
 	}
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	return &Server{Server: s, Dir: dir}
+}
+
+// processEnv carries a child server's options (embedded.Options as JSON) to ServeIfAsked.
+const processEnv = "SHADOWBRIDGE_NATSTEST_PROCESS"
+
+// Process is a NATS server running in a child process of the test binary: a benchmark that
+// measures its own process's memory or CPU does not count the server's.
+type Process struct {
+	URL, Dir string
+}
+
+// StartProcess starts a NATS server with JetStream (random port, fresh temp dir) in a child
+// process of this test binary, stopped when the test ends. The package's TestMain must call
+// ServeIfAsked first.
+func StartProcess(t testing.TB) *Process {
+	t.Helper()
+	o := embedded.Options{Listen: FreeAddr(t), StoreDir: t.TempDir()}
+	spec, _ := json.Marshal(o)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), processEnv+"="+string(spec))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	p := &Process{URL: "nats://" + o.Listen, Dir: o.StoreDir}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		nc, err := nats.Connect(p.URL)
+		if err == nil {
+			nc.Close()
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the NATS server process did not come up: %v", err)
+		}
+	}
+}
+
+// Connect returns a client connection closed at the end of the test.
+func (p *Process) Connect(t testing.TB) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(p.URL, nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// ServeIfAsked, called first in a TestMain, makes this test binary the NATS server StartProcess
+// asked for (it serves until SIGTERM or SIGINT, then exits); otherwise it returns at once.
+func ServeIfAsked() {
+	spec := os.Getenv(processEnv)
+	if spec == "" {
+		return
+	}
+	var o embedded.Options
+	if err := json.Unmarshal([]byte(spec), &o); err != nil {
+		fmt.Fprintln(os.Stderr, "natstest:", err)
+		os.Exit(2)
+	}
+	srv, err := embedded.Start(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "natstest:", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	<-ctx.Done()
+	stop()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	os.Exit(0)
 }
 
 // FreeAddr returns a loopback address with a port that was free a moment ago.

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +30,8 @@ type Store interface {
 	Claim(ctx context.Context, c domain.Claim, h eventstore.Holder, stale func(context.Context, eventstore.Holder, time.Time) (bool, error)) error
 	Release(ctx context.Context, c domain.Claim, shadowID string) error
 	Owner(ctx context.Context, c domain.Claim) (string, error)
+	Owners(ctx context.Context, claims []domain.Claim) ([]string, error)
+	LoadMany(ctx context.Context, resource string, shadowIDs []string) ([]eventstore.Loaded, error)
 	PutOperation(ctx context.Context, operationID, resource, shadowID string) error
 	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
@@ -106,6 +109,60 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("ResourceAvailability", func(t *testing.T) { testResource(t, open(t)) })
 	t.Run("UnitOfWork", func(t *testing.T) { testUnitOfWork(t, open(t)) })
 	t.Run("CommitAsOf", func(t *testing.T) { testCommitAsOf(t, open(t)) })
+	t.Run("ManyAtOnce", func(t *testing.T) { testManyAtOnce(t, open(t)) })
+}
+
+// testManyAtOnce: LoadMany and Owners answer, in the order asked, what Load and Owner answer one
+// by one: across more ids than one batch holds, with ids named twice, ids without a shadow,
+// released claims and a chunk with nothing in it.
+func testManyAtOnce(t *testing.T, s Store) {
+	ctx := t.Context()
+	res := Resource(t)
+	a, b := NewID(), NewID()
+	for _, x := range []struct{ id, login string }{{a, "many-a"}, {b, "many-b"}} {
+		if _, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: x.id, Known: &eventstore.Known{},
+			Decide: func(st domain.Shadow) ([]domain.Event, error) {
+				return domain.Decide(st, addCmd(res, x.id, x.login), time.Now())
+			}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: a, Decide: func(st domain.Shadow) ([]domain.Event, error) {
+		return domain.Decide(st, domain.Modify{Resource: res, OperationID: NewID(), Changes: domain.Changes{"tag": {Add: []any{"x"}}}}, time.Now())
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, 2500) // the first thousand hold nothing
+	for i := range ids {
+		ids[i] = NewID()
+	}
+	ids[1005], ids[1500], ids[2499] = a, b, a
+	got, err := s.LoadMany(ctx, "demo", ids)
+	if err != nil || len(got) != len(ids) {
+		t.Fatalf("LoadMany: %d states, %v", len(got), err)
+	}
+	for _, i := range []int{0, 999, 1005, 1006, 1500, 2499} {
+		st, seq, err := s.Load(ctx, "demo", ids[i])
+		if err != nil || got[i].Seq != seq || !reflect.DeepEqual(got[i].State, st) {
+			t.Fatalf("LoadMany[%d] = seq %d, want %d as Load answers (%v)", i, got[i].Seq, seq, err)
+		}
+	}
+	if got[1005].Seq == 0 || got[1005].Seq != got[2499].Seq || got[1500].Seq == 0 {
+		t.Fatalf("LoadMany missed a shadow: %d %d %d", got[1005].Seq, got[2499].Seq, got[1500].Seq)
+	}
+	claim := func(login string) domain.Claim {
+		return domain.Claim{Kind: domain.SecondaryIdentifier, Resource: "demo", ObjectClass: "AccountObjectClass", Attribute: "login", Value: login}
+	}
+	if err := s.Release(ctx, claim("many-b"), b); err != nil {
+		t.Fatal(err)
+	}
+	owners, err := s.Owners(ctx, []domain.Claim{claim("many-a"), claim("nobody"), claim("many-b"), claim("many-a")})
+	if err != nil || !reflect.DeepEqual(owners, []string{a, "", "", a}) {
+		t.Fatalf("Owners = %q, %v; want [a, none, none (released), a]", owners, err)
+	}
+	if owners, err := s.Owners(ctx, []domain.Claim{claim("nobody")}); err != nil || !reflect.DeepEqual(owners, []string{""}) {
+		t.Fatalf("Owners of nothing held = %q, %v", owners, err)
+	}
 }
 
 // testUnitOfWork: concurrent updates of one shadow all land (they queue or retry, none is lost

@@ -126,12 +126,12 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		o.TracerProvider = noop.NewTracerProvider()
 	}
 	tracer := o.TracerProvider.Tracer("shadowbridge")
-	recon, err := openSeenMarks(ctx, store.JetStream(), scfg.Replicas, o.Memory)
+	recon, err := openSeenMarks(ctx, store, scfg.Replicas, o.Memory)
 	if err != nil {
 		return fail(err)
 	}
 	a.Service = service.New(store, a.Pending, catalog, log, service.WithMetrics(a.metrics), service.WithTracer(tracer),
-		service.WithReconciliation(lister{a}, projectionKeys{kv}, recon))
+		service.WithReconciliation(lister{a}, projectionKeys{store, kv.Bucket()}, recon))
 	a.registerGauges()
 	if a.Micro, err = a.Service.Serve(runCtx, nc, service.ServeOptions{Prefix: cfg.Prefix}); err != nil {
 		return fail(err)

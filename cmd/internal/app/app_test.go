@@ -29,7 +29,14 @@ func start(t testing.TB, cfg app.Config, o app.Options) *env {
 
 func startOn(t testing.TB, srv *natstest.Server, cfg app.Config, o app.Options) *env {
 	t.Helper()
-	nc := srv.Connect(t)
+	e := startConn(t, srv.Connect(t), cfg, o)
+	e.srv = srv
+	return e
+}
+
+// startConn starts the app on a connection to a server the test started.
+func startConn(t testing.TB, nc *nats.Conn, cfg app.Config, o app.Options) *env {
+	t.Helper()
 	a, err := app.Start(t.Context(), nc, cfg, o, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +47,7 @@ func startOn(t testing.TB, srv *natstest.Server, cfg app.Config, o app.Options) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{srv: srv, nc: nc, app: a, kv: kv}
+	return &env{nc: nc, app: a, kv: kv}
 }
 
 // call sends a request and returns the decoded reply body and the error code header ("" on success).

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"shadowbridge/bridge"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
+	"shadowbridge/eventstore"
 )
 
 // ReconBucket holds the reconciliation runs' seen marks (<run>.<shadow>), kept a day.
@@ -33,24 +33,22 @@ func (l lister) List(ctx context.Context, resource, objectClass, runID string) e
 
 var _ service.Lister = lister{}
 
-// projectionKeys walks a resource's shadow ids from the projection's keys.
-type projectionKeys struct{ kv jetstream.KeyValue }
+// projectionKeys walks a resource's shadow ids from the projection's keys (headers only, a
+// bounded window at a time: memory does not grow with the number of shadows).
+type projectionKeys struct {
+	store  *eventstore.Store
+	bucket string
+}
 
 func (p projectionKeys) ShadowIDs(ctx context.Context, resource string, fn func(string) error) error {
-	keys, err := p.kv.ListKeysFiltered(ctx, resource+".*")
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil
-	}
-	if err != nil {
+	prefix := "$KV." + p.bucket + "." + resource + "."
+	err := p.store.LastPerSubject(ctx, "KV_"+p.bucket, prefix+"*", func(r *eventstore.Record) error {
+		return fn(strings.TrimPrefix(r.Subject, prefix))
+	})
+	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("%w: projection keys: %w", domain.CategoryCommunication, err)
 	}
-	defer func() { _ = keys.Stop() }()
-	for k := range keys.Keys() {
-		if err := fn(strings.TrimPrefix(k, resource+".")); err != nil {
-			return err
-		}
-	}
-	return nil
+	return err
 }
 
 var _ service.ShadowLister = projectionKeys{}
@@ -58,24 +56,26 @@ var _ service.ShadowLister = projectionKeys{}
 // seenMarks are the runs' seen marks in ReconBucket. Marks are published without waiting for
 // each answer (Flush waits for them all): a page's accounts cost one round trip less each.
 type seenMarks struct {
-	kv jetstream.KeyValue
-	js jetstream.JetStream
-	mu *sync.Mutex
+	store      *eventstore.Store
+	replicated bool
+	js         jetstream.JetStream
+	mu         *sync.Mutex
 	// pending are the marks published and not yet confirmed.
 	pending *[]jetstream.PubAckFuture
 }
 
-func openSeenMarks(ctx context.Context, js jetstream.JetStream, replicas int, memory bool) (seenMarks, error) {
+func openSeenMarks(ctx context.Context, store *eventstore.Store, replicas int, memory bool) (seenMarks, error) {
+	js := store.JetStream()
 	storage := jetstream.FileStorage
 	if memory {
 		storage = jetstream.MemoryStorage
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ReconBucket, History: 1, TTL: 24 * time.Hour,
+	_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ReconBucket, History: 1, TTL: 24 * time.Hour,
 		Replicas: max(replicas, 1), Storage: storage, Description: "shadowbridge: the shadows each reconciliation run's pages named"})
 	if err != nil {
 		return seenMarks{}, fmt.Errorf("bucket %s: %w", ReconBucket, err)
 	}
-	return seenMarks{kv: kv, js: js, mu: &sync.Mutex{}, pending: new([]jetstream.PubAckFuture)}, nil
+	return seenMarks{store: store, replicated: replicas > 1, js: js, mu: &sync.Mutex{}, pending: new([]jetstream.PubAckFuture)}, nil
 }
 
 func (s seenMarks) MarkSeen(ctx context.Context, runID, shadowID string) error {
@@ -107,15 +107,28 @@ func (s seenMarks) Flush(ctx context.Context) error {
 	return nil
 }
 
-func (s seenMarks) Seen(ctx context.Context, runID, shadowID string) (bool, error) {
-	_, err := s.kv.Get(ctx, runID+"."+shadowID)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("%w: seen mark: %w", domain.CategoryCommunication, err)
+// Seen reads the marks with batched direct gets; on a replicated bucket a mark not found is
+// confirmed with the leader (a replica a moment behind must not make a seen shadow missing).
+func (s seenMarks) Seen(ctx context.Context, runID string, shadowIDs []string) ([]bool, error) {
+	subjects := make([]string, len(shadowIDs))
+	for i, id := range shadowIDs {
+		subjects[i] = "$KV." + ReconBucket + "." + runID + "." + id
 	}
-	return true, nil
+	recs, err := s.store.LastMany(ctx, "KV_"+ReconBucket, subjects)
+	if err != nil {
+		return nil, fmt.Errorf("%w: seen marks: %w", domain.CategoryCommunication, err)
+	}
+	seen := make([]bool, len(shadowIDs))
+	for i, r := range recs {
+		if seen[i] = r != nil; !seen[i] && s.replicated {
+			r, err := s.store.LeaderLast(ctx, "KV_"+ReconBucket, subjects[i])
+			if err != nil {
+				return nil, fmt.Errorf("%w: seen mark: %w", domain.CategoryCommunication, err)
+			}
+			seen[i] = r != nil
+		}
+	}
+	return seen, nil
 }
 
 var _ service.SeenMarks = seenMarks{}

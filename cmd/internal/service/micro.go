@@ -113,12 +113,16 @@ func (s *Service) Serve(ctx context.Context, nc *nats.Conn, o ServeOptions) (mic
 			case <-ctx.Done():
 				return
 			}
-			s.work.Go(func() {
+			started := s.goWork(func() {
 				defer func() { <-sem }()
 				rctx, cancel := context.WithTimeout(ctx, o.Timeout)
 				defer cancel()
 				h(rctx, r)
 			})
+			if !started { // closing: another instance takes the retry
+				<-sem
+				s.respondErr(r, fmt.Errorf("%w: shadowbridge is stopping; try again", domain.CategoryCommunication))
+			}
 		}
 	}
 	if err := svc.AddEndpoint("commands", async(func(ctx context.Context, r micro.Request) {

@@ -95,9 +95,7 @@ func (s *Service) notifyAs(ctx context.Context, res domain.Resource, n Notificat
 		return NotifyReply{}, err
 	}
 	if shadowID != "" {
-		obs := domain.Observe{Resource: res, Present: n.Change != domain.ChangeDelete, Complete: n.Change == domain.ChangeAdd,
-			Attributes: n.Attributes, PrimaryIdentifiers: n.PrimaryIdentifiers, Source: source, Reconciliation: run,
-			AppliedSequence: appliedSequence, ObservedAt: n.ObservedAt, RecreateOperationID: NewID()}
+		obs := observation(res, n, source, run, appliedSequence)
 		out, err := s.Update(ctx, n.Resource, shadowID, "", func(st domain.Shadow) ([]domain.Event, error) {
 			return domain.Decide(st, obs, now)
 		})
@@ -121,6 +119,13 @@ func (s *Service) notifyAs(ctx context.Context, res domain.Resource, n Notificat
 		return NotifyReply{}, fmt.Errorf("notify: discover: %w", err)
 	}
 	return NotifyReply{ShadowID: id, Outcome: OutcomeDiscovered}, nil
+}
+
+// observation is the command that makes a shadow follow the target's picture n of its account.
+func observation(res domain.Resource, n Notification, source, run string, appliedSequence int64) domain.Observe {
+	return domain.Observe{Resource: res, Present: n.Change != domain.ChangeDelete, Complete: n.Change == domain.ChangeAdd,
+		Attributes: n.Attributes, PrimaryIdentifiers: n.PrimaryIdentifiers, Source: source, Reconciliation: run,
+		AppliedSequence: appliedSequence, ObservedAt: n.ObservedAt, RecreateOperationID: NewID()}
 }
 
 // holder finds the live shadow holding the notified account: by its primary identifier, else by

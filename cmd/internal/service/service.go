@@ -33,6 +33,9 @@ type Store interface {
 	History(ctx context.Context, shadowID string) ([]*eventstore.Record, error)
 	CommitAsOf(ctx context.Context, shadowID string, t time.Time) (*eventstore.Record, error)
 	Owner(ctx context.Context, c domain.Claim) (string, error)
+	// Owners and LoadMany are Owner and Load for many at once (a reconciliation page).
+	Owners(ctx context.Context, claims []domain.Claim) ([]string, error)
+	LoadMany(ctx context.Context, resource string, shadowIDs []string) ([]eventstore.Loaded, error)
 	LookupOperation(ctx context.Context, operationID string) (string, string, bool, error)
 	GetRequest(ctx context.Context, resource, requestID string) (*eventstore.RequestRecord, error)
 	PutRequest(ctx context.Context, resource, requestID string, r eventstore.RequestRecord) error
@@ -74,15 +77,32 @@ type Service struct {
 
 	// Work that outlives a request (releases after maintenance, retries on recovery) and the
 	// requests being handled; Close cancels the first and waits for both.
+	// workMu orders starting work against Close: a WaitGroup must not grow from zero while
+	// Close waits on it.
+	workMu    sync.Mutex
+	closing   bool
 	work      sync.WaitGroup
 	workCtx   context.Context
 	stopWork  context.CancelFunc
 	closeOnce sync.Once
 }
 
-// background runs fn on its own goroutine with a context that Close cancels, bounded by timeout.
+// goWork runs fn on its own goroutine as work Close waits for, unless Close has begun (false:
+// fn does not run).
+func (s *Service) goWork(fn func()) bool {
+	s.workMu.Lock()
+	defer s.workMu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.work.Go(fn)
+	return true
+}
+
+// background runs fn on its own goroutine with a context that Close cancels, bounded by timeout
+// (not at all once Close has begun: its context would be over already).
 func (s *Service) background(timeout time.Duration, fn func(ctx context.Context)) {
-	s.work.Go(func() {
+	s.goWork(func() {
 		ctx, cancel := context.WithTimeout(s.workCtx, timeout)
 		defer cancel()
 		fn(ctx)
@@ -90,8 +110,12 @@ func (s *Service) background(timeout time.Duration, fn func(ctx context.Context)
 }
 
 // Close stops the service's background work and waits for it and for the requests being handled
-// (stop taking requests first: see Serve). Safe to call more than once.
+// (stop taking requests first: see Serve); work offered after it began is refused. Safe to call
+// more than once.
 func (s *Service) Close() {
+	s.workMu.Lock()
+	s.closing = true
+	s.workMu.Unlock()
 	s.closeOnce.Do(s.stopWork)
 	s.work.Wait()
 }

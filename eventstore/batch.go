@@ -92,6 +92,9 @@ const batchTimeout = 10 * time.Second
 // never a shorter result. The reply channel holds the whole answer, so the client never drops a
 // message as a slow consumer, and it is a few KiB rather than a subscription's default 64k slots.
 func (s *Store) directLastMany(ctx context.Context, stream string, subjects []string, fn func(*Record) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("eventstore: batch load: %w", unavailable(err))
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, batchTimeout)

@@ -1,6 +1,7 @@
 package eventstore_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -200,5 +201,20 @@ func TestHistoryAcrossBatches(t *testing.T) {
 				t.Fatalf("record %d: %+v", i, r)
 			}
 		}
+	}
+}
+
+// A batched read that does not get its whole answer (here: no time for it) is an error, never a
+// shorter result that would read as shadows without commits.
+func TestLoadManyCutShortIsAnError(t *testing.T) {
+	s := openStore(t, false)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Nanosecond)
+	defer cancel()
+	<-ctx.Done()
+	if got, err := s.LoadMany(ctx, "demo", []string{storetest.NewID(), storetest.NewID()}); err == nil {
+		t.Fatalf("LoadMany with no time to answer: %d states and no error", len(got))
+	}
+	if got, err := s.Owners(ctx, []domain.Claim{{Kind: domain.SecondaryIdentifier, Resource: "demo", ObjectClass: "AccountObjectClass", Attribute: "login", Value: "x"}}); err == nil {
+		t.Fatalf("Owners with no time to answer: %q and no error", got)
 	}
 }

@@ -33,22 +33,9 @@ type jmsLine struct {
 // operation id: each operation completes, adds with the uid the JMS side assigned.
 func TestArtemisJMSTargetSystem(t *testing.T) {
 	b := amqptest.Artemis(t)
-	dir, _ := filepath.Abs(filepath.Join("..", "..", "..", "deployments", "artemis", "jms-target", "target"))
-	if _, err := os.Stat(filepath.Join(dir, "classes", "shadowbridge", "JmsTarget.class")); err != nil {
-		t.Fatalf("the JMS fixture is not built (deployments/artemis/test-broker.sh start builds it): %v", err)
-	}
 	req, conf := amqptest.Unique("jms-requests"), amqptest.Unique("jms-confirmations")
 	e := start(t, amqpConfig(t, b.URL, req, conf, true), app.Options{})
-	const n = 4 // three adds and a modify
-	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
-	defer cancel()
-	java := exec.CommandContext(ctx, "java", "-cp", filepath.Join(dir, "classes")+string(os.PathListSeparator)+filepath.Join(dir, "lib", "*"),
-		"shadowbridge.JmsTarget", "tcp://"+b.HostPort(), "shadow", "shadow", req, conf, fmt.Sprint(n))
-	var stdout, stderr bytes.Buffer
-	java.Stdout, java.Stderr = &stdout, &stderr
-	if err := java.Start(); err != nil {
-		t.Fatal(err)
-	}
+	java, stdout, stderr := jmsTarget(t, b, req, conf, 4) // three adds and a modify
 	var ids, ops []string
 	for i := range 3 {
 		r := add(t, e.app, fmt.Sprint("j", i))
@@ -66,7 +53,7 @@ func TestArtemisJMSTargetSystem(t *testing.T) {
 		t.Fatalf("JMS target: %v\n%s", err, stderr.String())
 	}
 	got := map[string]jmsLine{}
-	sc := bufio.NewScanner(&stdout)
+	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		var l jmsLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
@@ -114,6 +101,79 @@ func TestArtemisJMSTargetSystem(t *testing.T) {
 		Changes: domain.Changes{"fullName": {Replace: []any{"Jack JMS"}}}})
 	if got[mod.OperationID].Text != string(want) {
 		t.Fatalf("modify as JMS sees it: %s, want %s", got[mod.OperationID].Text, want)
+	}
+}
+
+// jmsTarget starts the JMS fixture for n requests (args: "drift" or nothing); it prints a line
+// per request on stdout.
+func jmsTarget(t *testing.T, b amqptest.Broker, req, conf string, n int, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	t.Helper()
+	dir, _ := filepath.Abs(filepath.Join("..", "..", "..", "deployments", "artemis", "jms-target", "target"))
+	if _, err := os.Stat(filepath.Join(dir, "classes", "shadowbridge", "JmsTarget.class")); err != nil {
+		t.Fatalf("the JMS fixture is not built (deployments/artemis/test-broker.sh start builds it): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	t.Cleanup(cancel)
+	java := exec.CommandContext(ctx, "java", append([]string{"-cp", filepath.Join(dir, "classes") + string(os.PathListSeparator) + filepath.Join(dir, "lib", "*"),
+		"shadowbridge.JmsTarget", "tcp://" + b.HostPort(), "shadow", "shadow", req, conf, fmt.Sprint(n)}, args...)...)
+	var stdout, stderr bytes.Buffer
+	java.Stdout, java.Stderr = &stdout, &stderr
+	if err := java.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return java, &stdout, &stderr
+}
+
+// Reconciliation against a target written with Artemis' JMS client: the list request reaches it
+// as a TextMessage, its pages (TextMessages correlated by the run's id) come back on the
+// confirmation queue, and the shadows follow what an administrator did on the target meanwhile:
+// an attribute added, an account deleted, an account created.
+func TestArtemisJMSTargetListsForReconciliation(t *testing.T) {
+	b := amqptest.Artemis(t)
+	req, conf := amqptest.Unique("jms-requests"), amqptest.Unique("jms-confirmations")
+	e := start(t, amqpConfig(t, b.URL, req, conf, true), app.Options{})
+	java, stdout, stderr := jmsTarget(t, b, req, conf, 4, "drift") // three adds and a list
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, add(t, e.app, fmt.Sprint("jr", i)).ShadowID)
+	}
+	waitFor(t, "the adds confirmed over JMS", 60*time.Second, func() bool {
+		for _, id := range ids {
+			if shadow(t, e.app, id).LifecycleState != domain.LifecycleLive {
+				return false
+			}
+		}
+		return true
+	})
+	out, err := e.app.Service.Reconcile(t.Context(), "fs", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := java.Wait(); err != nil {
+		t.Fatalf("JMS target: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), `\"operation\":\"list\"`) || !strings.Contains(stdout.String(), out.ReconciliationID) {
+		t.Fatalf("the list request as JMS saw it:\n%s", stdout.String())
+	}
+	var run *domain.ReconciliationRun
+	waitFor(t, "the run finished", 30*time.Second, func() bool {
+		r, err := e.app.Service.ResourceState(t.Context(), "fs")
+		run = r.Reconciliation
+		return err == nil && run != nil && run.ID == out.ReconciliationID && run.State != domain.RunRunning
+	})
+	want := domain.ReconciliationCounts{Accounts: 3, Unchanged: 1, Changed: 1, Discovered: 1, Gone: 1}
+	if run.State != domain.RunFinished || run.Pages != 2 || run.Counts != want {
+		t.Fatalf("run %+v, want finished after 2 pages with %+v", run, want)
+	}
+	if a := shadow(t, e.app, ids[1]).Attributes; fmt.Sprint(a["fullName"]) != "[Edited In JMS]" || fmt.Sprint(a["login"]) != "[jr1]" {
+		t.Errorf("the edit on the target did not reach the cache: %v", a)
+	}
+	if !shadow(t, e.app, ids[2]).Dead {
+		t.Error("the account deleted on the target left its shadow alive")
+	}
+	outside, err := e.app.Service.Resolve(t.Context(), "fs", "AccountObjectClass", domain.Attributes{"uid": {"jms-outside"}})
+	if err != nil || shadow(t, e.app, outside).LifecycleState != domain.LifecycleLive {
+		t.Errorf("the account created on the target has no live shadow (%v)", err)
 	}
 }
 

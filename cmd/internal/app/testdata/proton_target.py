@@ -1,7 +1,12 @@
 """A target system written with Qpid Proton (not with shadowbridge's code): receives n add
 requests, checks the message layout of CONTRACT.md, and confirms each one with a uid.
 
-usage: proton_target.py URL REQUESTS CONFIRMATIONS N
+With "list", it then receives a list request (a reconciliation run), checks its layout, and
+answers with pages of two accounts on the confirmation address, after an administrator's work on
+the target: the second account has a mail it was not given, the last one is gone, and one nobody
+asked for (uid py-outside, login py-outside) is there.
+
+usage: proton_target.py URL REQUESTS CONFIRMATIONS N [list]
 """
 import json
 import sys
@@ -11,6 +16,8 @@ from proton import Message
 from proton.utils import BlockingConnection
 
 url, requests, confirmations, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+listing = sys.argv[5:] == ["list"]
+accounts = []  # [uid, attributes], in the order of the adds
 conn = BlockingConnection(url, allowed_mechs="PLAIN ANONYMOUS", allow_insecure_mechs=True, timeout=30)
 receiver = conn.create_receiver(requests)
 sender = conn.create_sender(confirmations)
@@ -39,8 +46,24 @@ for i in range(n):
     check(m.reply_to == confirmations, "reply-to %r" % m.reply_to)
     receiver.accept()
     uid = "py-" + body["attributes"]["login"][0]
+    accounts.append([uid, body["attributes"]])
     sender.send(Message(correlation_id=m.id, body=json.dumps(
         {"resultStatus": "success", "message": "created by proton", "primaryIdentifiers": {"uid": [uid]}})))
+
+if listing:
+    m = receiver.receive(timeout=30)
+    body = json.loads(m.body)
+    check(body == {"operation": "list", "objectClass": "AccountObjectClass"}, "list request %r" % body)
+    check(isinstance(m.id, uuid.UUID) and m.properties["operationId"] == str(m.id), "the run's id %r" % (m.id,))
+    receiver.accept()
+    run = str(m.id)
+    accounts[1][1] = dict(accounts[1][1], mail=["changed@proton"])
+    accounts = accounts[:-1] + [["py-outside", {"login": ["py-outside"]}]]
+    pages = [accounts[i:i + 2] for i in range(0, len(accounts), 2)]
+    for k, page in enumerate(pages):
+        sender.send(Message(correlation_id=m.id, body=json.dumps({
+            "reconciliationId": run, "page": k + 1, "last": k == len(pages) - 1,
+            "accounts": [{"primaryIdentifiers": {"uid": [uid]}, "attributes": attrs} for uid, attrs in page]})))
 
 conn.close()
 print("ok", n)

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 )
@@ -411,7 +412,12 @@ func evolve(d *ShadowData, e Event) {
 		kill(d, at) // the account belongs to the discovered shadow now
 	case AccountGone:
 		kill(d, at)
+		if x.Source != "" {
+			d.TargetChange = &TargetChange{Kind: TargetGone, Source: x.Source, Time: at}
+		}
 	case AccountChanged:
+		d.TargetChange = &TargetChange{Kind: TargetChanged, Source: x.Source, Reconciliation: x.Reconciliation,
+			Attributes: slices.Sorted(maps.Keys(mergeNames(x.Before, x.After))), Time: at}
 		for name := range x.Before {
 			delete(d.Attributes, name)
 		}
@@ -437,7 +443,13 @@ func evolve(d *ShadowData, e Event) {
 		if d.PrimaryIdentifiers == nil {
 			d.PrimaryIdentifiers = Attributes{}
 		}
+		if x.Cause == SourceReconciliation || x.Cause == SourceNotification {
+			d.TargetChange = &TargetChange{Kind: TargetDiscovered, Source: x.Cause, Time: at}
+		}
 	case RecreateRequested:
+		if x.Source != "" {
+			d.TargetChange = &TargetChange{Kind: TargetLost, Source: x.Source, Time: at}
+		}
 		d.Exists = false
 		d.Attributes = x.Attributes.Clone()
 		d.PendingOperations = append(d.PendingOperations, PendingOperation{
@@ -457,6 +469,18 @@ func evolve(d *ShadowData, e Event) {
 	}
 	d.Version++
 	d.LifecycleState = deriveLifecycle(*d, at)
+}
+
+// mergeNames is the set of attribute names in a or b.
+func mergeNames(a, b Attributes) map[string]struct{} {
+	m := make(map[string]struct{}, len(a)+len(b))
+	for n := range a {
+		m[n] = struct{}{}
+	}
+	for n := range b {
+		m[n] = struct{}{}
+	}
+	return m
 }
 
 func findOp(d *ShadowData, id string) *PendingOperation {

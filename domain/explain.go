@@ -3,6 +3,7 @@ package domain
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -66,6 +67,9 @@ func Explain(s Shadow, c Consistency, now time.Time) Explanation {
 	case LifecycleTombstone:
 		why("the shadow is dead since %s: %s", ts(d.DeathTimestamp), causeOfDeath(d))
 	}
+	if tc := d.TargetChange; tc != nil && !(tc.Kind == TargetGone && d.LifecycleState == LifecycleTombstone) {
+		why("%s", targetChangeWhy(tc, ts))
+	}
 	if d.Expired {
 		why("it has left the projection (dead-shadow retention over); its events stay in the log")
 	}
@@ -127,7 +131,30 @@ func opState(p PendingOperation) string {
 	return s
 }
 
+// targetChangeWhy says what the target did outside shadowbridge.
+func targetChangeWhy(tc *TargetChange, ts func(time.Time) string) string {
+	seen := "seen by " + tc.Source
+	if tc.Reconciliation != "" {
+		seen += " " + tc.Reconciliation
+	}
+	seen += " at " + ts(tc.Time)
+	switch tc.Kind {
+	case TargetChanged:
+		return fmt.Sprintf("the target changed %s outside shadowbridge (%s): the cache follows the target", strings.Join(tc.Attributes, ", "), seen)
+	case TargetDiscovered:
+		return fmt.Sprintf("the account was made on the target outside shadowbridge and had no shadow (%s)", seen)
+	case TargetLost:
+		return fmt.Sprintf("the target lost the account (%s): it is assigned, so it is created again", seen)
+	case TargetGone:
+		return fmt.Sprintf("the account is gone from the target, deleted outside shadowbridge (%s)", seen)
+	}
+	return fmt.Sprintf("the target changed the account outside shadowbridge (%s)", seen)
+}
+
 func causeOfDeath(d ShadowData) string {
+	if tc := d.TargetChange; tc != nil && tc.Kind == TargetGone {
+		return targetChangeWhy(tc, func(t time.Time) string { return t.UTC().Format(time.RFC3339) })
+	}
 	for i := len(d.PendingOperations) - 1; i >= 0; i-- {
 		p := d.PendingOperations[i]
 		if !p.Completed() {

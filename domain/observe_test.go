@@ -2,6 +2,8 @@ package domain
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -51,6 +53,10 @@ func TestObserve(t *testing.T) {
 				eq(t, "after has no shoeSize", len(c.After["shoeSize"]), 0)
 				eq(t, "reconciliation", c.Reconciliation, rec)
 				eq(t, "still live", s.Lifecycle(), LifecycleLive)
+				tc := s.Data().TargetChange
+				eq(t, "the state remembers the target's change", fmt.Sprint(tc.Kind, tc.Source, tc.Reconciliation, tc.Attributes), fmt.Sprint(TargetChanged, SourceReconciliation, rec, []string{"fullName", "mail", "shoeSize"}))
+				x := Explain(s, DefaultConsistency(), later)
+				eq(t, "explain says the target changed it", strings.Contains(strings.Join(x.Why, "|"), "the target changed fullName, mail, shoeSize outside shadowbridge (seen by reconciliation "+rec), true)
 			}},
 		{name: "renamed on the target: the secondary identifier follows", s: settled,
 			c: full(Attributes{"login": {"jack2"}, "fullName": {"Jack Sparrow"}, "shoeSize": {int64(42)}}), events: []string{"AccountChanged"},
@@ -77,6 +83,8 @@ func TestObserve(t *testing.T) {
 			events: []string{"AccountGone"}, check: func(t *testing.T, s Shadow, ev []Event) {
 				eq(t, "dead", s.Dead(), true)
 				eq(t, "source", ev[0].(AccountGone).Source, SourceReconciliation)
+				x := Explain(s, DefaultConsistency(), later)
+				eq(t, "explain says the target deleted it", strings.Contains(x.Why[0], "dead since") && strings.Contains(x.Why[0], "the account is gone from the target, deleted outside shadowbridge (seen by reconciliation"), true)
 			}},
 		{name: "gone on the target and assigned: created again", s: assigned,
 			c:      Observe{Resource: r, Source: SourceNotification, RecreateOperationID: op3},

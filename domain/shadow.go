@@ -188,14 +188,45 @@ type ShadowData struct {
 	// of the last operation the transport accepted (the next request's PreviousSequence).
 	LastSequence      int64 `json:"lastSequence,omitempty"`
 	DeliveredSequence int64 `json:"deliveredSequence,omitempty"`
-	Version           int64 `json:"version"`
+	// TargetChange is the last change made on the target outside shadowbridge that the shadow
+	// followed (nil: none), for explain: the history has them all.
+	TargetChange *TargetChange `json:"targetChange,omitempty"`
+	Version      int64         `json:"version"`
 }
+
+// TargetChange is a change made on the target outside shadowbridge, as a reconciliation or the
+// target's notification showed it (ShadowData.TargetChange).
+type TargetChange struct {
+	// Kind is what the target did: changed (attributes), gone (the account, the shadow died),
+	// lost (the account, re-created because it is assigned) or discovered (an account with no
+	// shadow).
+	Kind   string `json:"kind"`
+	Source string `json:"source"` // reconciliation or notification
+	// Reconciliation is the run that saw it, when a run did.
+	Reconciliation string `json:"reconciliation,omitempty"`
+	// Attributes names the attributes a change touched.
+	Attributes []string  `json:"attributes,omitempty"`
+	Time       time.Time `json:"time"`
+}
+
+// What TargetChange.Kind says the target did.
+const (
+	TargetChanged    = "changed"
+	TargetGone       = "gone"
+	TargetLost       = "lost"
+	TargetDiscovered = "discovered"
+)
 
 func (d ShadowData) clone() ShadowData {
 	c := d
 	c.PrimaryIdentifiers = d.PrimaryIdentifiers.Clone()
 	c.SecondaryIdentifiers = d.SecondaryIdentifiers.Clone()
 	c.Attributes = d.Attributes.Clone()
+	if d.TargetChange != nil {
+		tc := *d.TargetChange
+		tc.Attributes = slices.Clone(tc.Attributes)
+		c.TargetChange = &tc
+	}
 	c.PendingOperations = make([]PendingOperation, len(d.PendingOperations))
 	for i, p := range d.PendingOperations {
 		c.PendingOperations[i] = p.clone()

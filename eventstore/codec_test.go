@@ -42,6 +42,7 @@ func fullState() domain.ShadowData {
 			GracePeriodEnd: at.Add(5), Sequence: 3,
 		}},
 		CreateTimestamp: at, ModifyTimestamp: at.Add(3), DeathTimestamp: at.Add(4), Expired: true, LastSequence: 3, DeliveredSequence: 2, Version: 9,
+		TargetChange: &domain.TargetChange{Kind: domain.TargetChanged, Source: "reconciliation", Reconciliation: "run", Attributes: []string{"mail", "n"}, Time: at.Add(6)},
 	}
 }
 

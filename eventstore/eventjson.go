@@ -32,6 +32,10 @@ type EventSummary struct {
 	Attempt       int                 // DispatchRequested, OperationSent, AttemptFailed, OperationPostponed
 	Result        domain.ResultStatus // OperationCompleted
 	ErrorCategory domain.Category     // AttemptFailed
+	// Source is how a change made on the target was seen (AccountChanged, AccountGone,
+	// RecreateRequested), what a confirmation came by (OperationCompleted), or why a shadow was
+	// discovered (ShadowDiscovered's cause).
+	Source string
 }
 
 // Summarize returns a decoded event's summary.
@@ -47,7 +51,15 @@ func Summarize(e domain.Event) EventSummary {
 	case domain.OperationPostponed:
 		s.Attempt = x.Attempt
 	case domain.OperationCompleted:
-		s.Result = x.Result
+		s.Result, s.Source = x.Result, x.Source
+	case domain.AccountChanged:
+		s.Source = x.Source
+	case domain.AccountGone:
+		s.Source = x.Source
+	case domain.RecreateRequested:
+		s.Source = x.Source
+	case domain.ShadowDiscovered:
+		s.Source = x.Cause
 	}
 	return s
 }
@@ -535,15 +547,18 @@ func summaryFromBytes(typ string, data []byte) (EventSummary, bool) {
 			if s.Time, ok = timeAt(v); !ok {
 				return s, false
 			}
-		case "operationId", "result":
+		case "operationId", "result", "source", "cause":
 			str, _, ok := strAt(v, 0)
 			if !ok {
 				return s, false
 			}
-			if f.name == "result" {
+			switch f.name {
+			case "result":
 				s.Result = domain.ResultStatus(str)
-			} else {
+			case "operationId":
 				s.OperationID = string(str)
+			default:
+				s.Source = string(str)
 			}
 		case "attempt":
 			n, ok := intAt(v)

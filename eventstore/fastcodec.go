@@ -171,7 +171,7 @@ func (w *writer) pendingOp(p *domain.PendingOperation) {
 }
 
 func (w *writer) shadow(d *domain.ShadowData) {
-	w.mapLen(13 + count(!d.ModifyTimestamp.IsZero(), !d.DeathTimestamp.IsZero(), d.Expired, d.LastSequence != 0, d.DeliveredSequence != 0))
+	w.mapLen(13 + count(!d.ModifyTimestamp.IsZero(), !d.DeathTimestamp.IsZero(), d.Expired, d.LastSequence != 0, d.DeliveredSequence != 0, d.TargetChange != nil))
 	w.str("shadowId", d.ShadowID)
 	w.str("resource", d.Resource)
 	w.str("objectClass", d.ObjectClass)
@@ -205,6 +205,19 @@ func (w *writer) shadow(d *domain.ShadowData) {
 	}
 	if d.DeliveredSequence != 0 {
 		w.num("deliveredSequence", d.DeliveredSequence)
+	}
+	if tc := d.TargetChange; tc != nil {
+		w.key("targetChange")
+		w.mapLen(3 + count(tc.Reconciliation != "", tc.Attributes != nil))
+		w.str("kind", tc.Kind)
+		w.str("source", tc.Source)
+		if tc.Reconciliation != "" {
+			w.str("reconciliation", tc.Reconciliation)
+		}
+		if tc.Attributes != nil {
+			w.strs("attributes", tc.Attributes)
+		}
+		w.tm("time", tc.Time)
 	}
 	w.num("version", d.Version)
 }

@@ -461,6 +461,8 @@ func (r *reader) shadow() domain.ShadowData {
 			d.LastSequence = r.int()
 		case "deliveredSequence":
 			d.DeliveredSequence = r.int()
+		case "targetChange":
+			d.TargetChange = r.targetChange()
 		case "version":
 			d.Version = r.int()
 		default:
@@ -468,6 +470,27 @@ func (r *reader) shadow() domain.ShadowData {
 		}
 	})
 	return d
+}
+
+func (r *reader) targetChange() *domain.TargetChange {
+	var tc domain.TargetChange
+	r.each(func(k []byte) {
+		switch string(k) {
+		case "kind":
+			tc.Kind = r.str()
+		case "source":
+			tc.Source = r.str()
+		case "reconciliation":
+			tc.Reconciliation = r.str()
+		case "attributes":
+			tc.Attributes = r.strs()
+		case "time":
+			tc.Time = r.tm()
+		default:
+			r.skip()
+		}
+	})
+	return &tc
 }
 
 // readState decodes a shadow state without reflection.

@@ -127,6 +127,35 @@ func HistoryOf(rec *eventstore.Record) ([]HistoryEvent, error) {
 	return s.historyOf(rec, true)
 }
 
+// targetOutcome says, for the events that follow a change made on the target outside
+// shadowbridge, what the target did and how it was seen ("" for the others).
+func targetOutcome(e eventstore.EventSummary) string {
+	by := ""
+	if e.Source != "" {
+		by = " (seen by " + e.Source + ")"
+	}
+	switch e.Type {
+	case "AccountChanged":
+		return "changed on the target" + by
+	case "AccountGone":
+		if e.Source == "" {
+			return "" // a not-found answer to an operation: the operation's own events say so
+		}
+		return "gone from the target" + by
+	case "RecreateRequested":
+		if e.Source == "" {
+			return ""
+		}
+		return "lost by the target" + by + ": created again"
+	case "ShadowDiscovered":
+		if e.Source != domain.SourceReconciliation && e.Source != domain.SourceNotification {
+			return ""
+		}
+		return "found on the target" + by
+	}
+	return ""
+}
+
 // historyScratch holds the slices historyOf fills: an audit reuses them from record to record
 // (it is done with a record's events before it reads the next).
 type historyScratch struct {
@@ -194,6 +223,8 @@ func (sc *historyScratch) historyOf(rec *eventstore.Record, decode bool) ([]Hist
 			h.Attempt, h.Outcome = e.Attempt, "postponed"
 		case "OperationCompleted":
 			h.Outcome = string(e.Result)
+		default:
+			h.Outcome = targetOutcome(e)
 		}
 	}
 	return out, nil

@@ -246,6 +246,41 @@ func TestReconciliationThroughArtemis(t *testing.T) {
 	if !shadow(t, e.app, ids[1]).Dead {
 		t.Error("the account deleted on the target left its shadow alive")
 	}
+	// explain and history say the change came from the target.
+	saysTarget(t, e.app, ids[0], "AccountChanged", "changed on the target (seen by reconciliation)", "the target changed mail outside shadowbridge (seen by reconciliation "+out.ReconciliationID)
+	saysTarget(t, e.app, ids[1], "AccountGone", "gone from the target (seen by reconciliation)", "the account is gone from the target, deleted outside shadowbridge (seen by reconciliation")
+	outside, err := e.app.Service.Resolve(t.Context(), "fs", "AccountObjectClass", domain.Attributes{"uid": {"u-outside"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saysTarget(t, e.app, outside, "ShadowDiscovered", "found on the target (seen by reconciliation)", "the account was made on the target outside shadowbridge and had no shadow (seen by reconciliation")
+}
+
+// saysTarget checks that the shadow's history has an event of type typ with the outcome, and that
+// its explanation says why.
+func saysTarget(t *testing.T, a *app.App, shadowID, typ, outcome, why string) {
+	t.Helper()
+	h, err := a.Service.History(t.Context(), shadowID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, ev := range h {
+		found = found || ev.Type == typ && ev.Outcome == outcome
+	}
+	if !found {
+		t.Errorf("history of %s has no %s with outcome %q: %+v", shadowID, typ, outcome, h)
+	}
+	x, err := a.Service.Explain(t.Context(), shadowID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range x.Why {
+		if strings.Contains(w, why) {
+			return
+		}
+	}
+	t.Errorf("explain of %s does not say %q: %q", shadowID, why, x.Why)
 }
 
 // A resource's reconciliation schedule (reconcile: {every: ...}) runs by itself, from a repeating

@@ -13,6 +13,7 @@
 package amqptest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -354,8 +355,8 @@ func Unique(name string) string {
 	return name + "-" + hex.EncodeToString(r[:])
 }
 
-// script runs deployments/artemis/test-broker.sh ACTION NAME.
-func script(t testing.TB, action, name string) {
+// moduleRoot is the directory of go.mod above the test's directory.
+func moduleRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -363,7 +364,7 @@ func script(t testing.TB, action, name string) {
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
+			return dir
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
@@ -371,7 +372,35 @@ func script(t testing.TB, action, name string) {
 		}
 		dir = parent
 	}
-	out, err := exec.Command("bash", filepath.Join(dir, "deployments", "artemis", "test-broker.sh"), action, name).CombinedOutput()
+}
+
+// JMSTarget starts the JMS target system of the tests (deployments/artemis/jms-target, Artemis'
+// own JMS client, built by test-broker.sh start) on b's requests and confirmations queues, for n
+// requests (0: until none came for 5 s), with its extra args ("drift"). It prints a JSON line
+// per request, then one with the accounts it holds, on stdout; it is killed at the end of the
+// test if it still runs.
+func JMSTarget(t testing.TB, b Broker, requests, confirmations string, n int, args ...string) (cmd *exec.Cmd, stdout, stderr *bytes.Buffer) {
+	t.Helper()
+	dir := filepath.Join(moduleRoot(t), "deployments", "artemis", "jms-target", "target")
+	if _, err := os.Stat(filepath.Join(dir, "classes", "shadowbridge", "JmsTarget.class")); err != nil {
+		t.Fatalf("the JMS fixture is not built (deployments/artemis/test-broker.sh start builds it): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	cmd = exec.CommandContext(ctx, "java", append([]string{"-cp", filepath.Join(dir, "classes") + string(os.PathListSeparator) + filepath.Join(dir, "lib", "*"),
+		"shadowbridge.JmsTarget", "tcp://" + b.HostPort(), "shadow", "shadow", requests, confirmations, fmt.Sprint(n)}, args...)...)
+	stdout, stderr = &bytes.Buffer{}, &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdout, stderr
+}
+
+// script runs deployments/artemis/test-broker.sh ACTION NAME.
+func script(t testing.TB, action, name string) {
+	t.Helper()
+	out, err := exec.Command("bash", filepath.Join(moduleRoot(t), "deployments", "artemis", "test-broker.sh"), action, name).CombinedOutput()
 	if err != nil {
 		t.Fatalf("test-broker.sh %s %s: %v\n%s", action, name, err, out)
 	}

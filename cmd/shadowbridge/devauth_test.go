@@ -100,7 +100,13 @@ func TestReconcileVerb(t *testing.T) {
 // log, not the projection, which may not have it yet).
 func addLive(t *testing.T, natsURL, login string) {
 	t.Helper()
-	out, err := client(t, natsURL, "add", "demo", "login="+login)
+	addLiveIn(t, natsURL, "demo", login)
+}
+
+// addLiveIn adds an account to resource and waits until its shadow is live; it returns its id.
+func addLiveIn(t *testing.T, natsURL, resource, login string) string {
+	t.Helper()
+	out, err := client(t, natsURL, "add", resource, "login="+login)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +118,7 @@ func addLive(t *testing.T, natsURL, login string) {
 	for {
 		out, err := client(t, natsURL, "get", r.ShadowID)
 		if err == nil && strings.Contains(out, `"lifecycleState": "live"`) && !strings.Contains(out, `"executionStatus": "executing"`) {
-			return
+			return r.ShadowID
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s never became live: %v %s", login, err, out)

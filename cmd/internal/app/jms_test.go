@@ -2,13 +2,8 @@ package app_test
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +30,7 @@ func TestArtemisJMSTargetSystem(t *testing.T) {
 	b := amqptest.Artemis(t)
 	req, conf := amqptest.Unique("jms-requests"), amqptest.Unique("jms-confirmations")
 	e := start(t, amqpConfig(t, b.URL, req, conf, true), app.Options{})
-	java, stdout, stderr := jmsTarget(t, b, req, conf, 4) // three adds and a modify
+	java, stdout, stderr := amqptest.JMSTarget(t, b, req, conf, 4) // three adds and a modify
 	var ids, ops []string
 	for i := range 3 {
 		r := add(t, e.app, fmt.Sprint("j", i))
@@ -104,26 +99,6 @@ func TestArtemisJMSTargetSystem(t *testing.T) {
 	}
 }
 
-// jmsTarget starts the JMS fixture for n requests (args: "drift" or nothing); it prints a line
-// per request on stdout.
-func jmsTarget(t *testing.T, b amqptest.Broker, req, conf string, n int, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
-	t.Helper()
-	dir, _ := filepath.Abs(filepath.Join("..", "..", "..", "deployments", "artemis", "jms-target", "target"))
-	if _, err := os.Stat(filepath.Join(dir, "classes", "shadowbridge", "JmsTarget.class")); err != nil {
-		t.Fatalf("the JMS fixture is not built (deployments/artemis/test-broker.sh start builds it): %v", err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
-	t.Cleanup(cancel)
-	java := exec.CommandContext(ctx, "java", append([]string{"-cp", filepath.Join(dir, "classes") + string(os.PathListSeparator) + filepath.Join(dir, "lib", "*"),
-		"shadowbridge.JmsTarget", "tcp://" + b.HostPort(), "shadow", "shadow", req, conf, fmt.Sprint(n)}, args...)...)
-	var stdout, stderr bytes.Buffer
-	java.Stdout, java.Stderr = &stdout, &stderr
-	if err := java.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return java, &stdout, &stderr
-}
-
 // Reconciliation against a target written with Artemis' JMS client: the list request reaches it
 // as a TextMessage, its pages (TextMessages correlated by the run's id) come back on the
 // confirmation queue, and the shadows follow what an administrator did on the target meanwhile:
@@ -132,7 +107,7 @@ func TestArtemisJMSTargetListsForReconciliation(t *testing.T) {
 	b := amqptest.Artemis(t)
 	req, conf := amqptest.Unique("jms-requests"), amqptest.Unique("jms-confirmations")
 	e := start(t, amqpConfig(t, b.URL, req, conf, true), app.Options{})
-	java, stdout, stderr := jmsTarget(t, b, req, conf, 4, "drift") // three adds and a list
+	java, stdout, stderr := amqptest.JMSTarget(t, b, req, conf, 4, "drift") // three adds and a list
 	var ids []string
 	for i := range 3 {
 		ids = append(ids, add(t, e.app, fmt.Sprint("jr", i)).ShadowID)

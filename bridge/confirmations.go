@@ -79,18 +79,34 @@ func NewConfirmationReceiver(o AMQPOptions, resource string, c Confirmer) (*Conf
 
 // Run receives until ctx ends.
 func (r *ConfirmationReceiver) Run(ctx context.Context) error {
-	return consume(ctx, r.o, r.scrub, r.log, "confirmations-"+r.resource, r.o.ConfirmationAddress, r.handle)
+	// Confirmations complete operations of their own and need no order among them: up to
+	// confirmationParallel are stored at once. The pages of a listing are applied in order: one
+	// lane.
+	return consume(ctx, r.o, r.scrub, r.log, "confirmations-"+r.resource, r.o.ConfirmationAddress, r.handle,
+		confirmationParallel, func(m *message.Message) string {
+			if r.Pages != nil && isPage(m.Payload) {
+				return "pages"
+			}
+			return ""
+		})
 }
 
+// confirmationParallel is how many confirmations are stored at once: each is a few store round
+// trips, and one at a time left the broker's confirmations waiting on them.
+const confirmationParallel = 32
+
 // consume runs handler on every message of address (a watermill router over an amqp10
-// Subscriber, with the router's correlation-id and recoverer middleware) until ctx ends.
-func consume(ctx context.Context, o AMQPOptions, scrub scrubber, log *slog.Logger, name, address string, handler message.NoPublishHandlerFunc) error {
+// Subscriber, with the router's correlation-id and recoverer middleware) until ctx ends, up to
+// parallel messages at once (one at a time per lane; 1: one at a time, in order).
+func consume(ctx context.Context, o AMQPOptions, scrub scrubber, log *slog.Logger, name, address string, handler message.NoPublishHandlerFunc,
+	parallel int, lane func(*message.Message) string) error {
 	logger := watermill.NewSlogLogger(log)
 	// Credit 1000: RabbitMQ 3.10 can stall a go-amqp receiver for good with credit 10..500. The
 	// byte budget keeps a reconciliation's pages (tens of KiB each) from piling up in memory
 	// ahead of the one being applied.
 	sub, err := amqp10.NewSubscriber(amqp10.Config{URLs: o.URLs, Username: o.Username, Password: o.Password, TLS: o.TLS,
-		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff, CloseTimeout: o.CloseTimeout, Credit: 1000, PrefetchBytes: prefetchBytes, Logger: logger})
+		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff, CloseTimeout: o.CloseTimeout, Credit: 1000, PrefetchBytes: prefetchBytes,
+		Concurrency: parallel, Lane: lane, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", domain.CategoryConfiguration, name, err)
 	}

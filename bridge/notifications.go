@@ -52,7 +52,8 @@ func NewNotificationReceiver(o AMQPOptions, resource string, n Notifier) (*Notif
 
 // Run receives until ctx ends.
 func (r *NotificationReceiver) Run(ctx context.Context) error {
-	return consume(ctx, r.o, r.scrub, r.log, "notifications-"+r.resource, r.o.NotificationAddress, r.handle)
+	// One at a time, in order: two changes of one account must not overtake each other.
+	return consume(ctx, r.o, r.scrub, r.log, "notifications-"+r.resource, r.o.NotificationAddress, r.handle, 1, nil)
 }
 
 func (r *NotificationReceiver) handle(msg *message.Message) error {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/Azure/go-amqp"
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 )
 
 // Config configures a Publisher or Subscriber.
@@ -53,7 +54,14 @@ type Config struct {
 	// PrefetchBytes bytes by the sizes of the recent messages (see creditWindow). 0: the broker
 	// may send Credit messages ahead, whatever their size.
 	PrefetchBytes int
-	Logger        watermill.LoggerAdapter
+	// Concurrency, above 1, hands a subscription's messages out without waiting for the last
+	// one's settlement, up to Concurrency unsettled at once, each settled as its handler acks or
+	// nacks it: they are then handled in no particular order, except the messages Lane puts in
+	// one lane, handed out one at a time in the order they came. 0 or 1: one at a time, in order.
+	Concurrency int
+	// Lane names a message's lane under Concurrency ("": none).
+	Lane   func(*message.Message) string
+	Logger watermill.LoggerAdapter
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -93,3 +93,109 @@ func TestArtemisConventions(t *testing.T) {
 		t.Fatalf("duplicate routed: %v", extra.Value)
 	}
 }
+
+// With Concurrency, messages are handed out before the last one is settled (several handlers at
+// once), except those of one lane: one at a time, in the order they came. A nacked message comes
+// back; every message is acked once in the end.
+func TestConcurrencyAndLanes(t *testing.T) {
+	b := amqptest.Start(t)
+	q := b.Queue(t, "lanes")
+	pub, err := amqp10.NewPublisher(amqp10.Config{URLs: []string{b.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	const n = 60
+	for i := range n {
+		body := fmt.Sprint("free-", i)
+		if i%3 == 0 {
+			body = fmt.Sprint("lane-", i)
+		}
+		if err := pub.Publish(q, message.NewMessage(watermill.NewUUID(), []byte(body))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub, err := amqp10.NewSubscriber(amqp10.Config{URLs: []string{b.URL}, Credit: 100, Concurrency: 8,
+		Lane: func(m *message.Message) string {
+			if string(m.Payload[:5]) == "lane-" {
+				return "L"
+			}
+			return ""
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	msgs, err := sub.Subscribe(t.Context(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu                     sync.Mutex
+		inFlight, most, inLane int
+		laneOrder              []string
+		acked                  = map[string]int{}
+		nacked                 bool
+	)
+	done := make(chan struct{})
+	go func() {
+		for m := range msgs {
+			go func() {
+				body := string(m.Payload)
+				lane := body[:5] == "lane-"
+				mu.Lock()
+				inFlight++
+				most = max(most, inFlight)
+				if lane {
+					inLane++
+					if inLane > 1 {
+						t.Errorf("two messages of one lane at once (%s)", body)
+					}
+					laneOrder = append(laneOrder, body)
+				}
+				nack := body == "free-5" && !nacked
+				nacked = nacked || nack
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+				mu.Lock()
+				inFlight--
+				if lane {
+					inLane--
+				}
+				if !nack {
+					acked[body]++
+				}
+				total := len(acked)
+				mu.Unlock()
+				if nack {
+					m.Nack()
+					return
+				}
+				m.Ack()
+				if total == n {
+					close(done)
+				}
+			}()
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("acked %d of %d", len(acked), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most < 2 {
+		t.Errorf("at most %d handled at once, want several", most)
+	}
+	for i, body := range laneOrder {
+		if want := fmt.Sprint("lane-", 3*i); body != want {
+			t.Fatalf("lane order %v", laneOrder)
+		}
+	}
+	for body, k := range acked {
+		if k != 1 {
+			t.Errorf("%s acked %d times", body, k)
+		}
+	}
+}

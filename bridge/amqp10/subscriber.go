@@ -115,9 +115,12 @@ func (s *Subscriber) receiver(ctx context.Context, topic string) (*amqp.Receiver
 }
 
 // receive hands out messages until ctx ends or the Subscriber closes (nil), or the link fails.
+// With Concurrency above 1 it hands out the next message without waiting for the last one's
+// settlement, up to Concurrency in flight, one at a time per Lane.
 func (s *Subscriber) receive(ctx context.Context, rcv *amqp.Receiver, out chan<- *message.Message, log watermill.LoggerAdapter) error {
 	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	f := newFlight(max(s.c.cfg.Concurrency, 1))
+	defer func() { cancel(); f.wait() }() // every delivery settled (released at worst) before the link closes
 	go func() {
 		select {
 		case <-s.closing:
@@ -130,6 +133,9 @@ func (s *Subscriber) receive(ctx context.Context, rcv *amqp.Receiver, out chan<-
 		w = newCreditWindow(s.c.cfg.PrefetchBytes, int(s.c.cfg.Credit))
 	}
 	for {
+		if err := f.err(); err != nil {
+			return err
+		}
 		if w != nil {
 			if n := w.topUp(); n > 0 {
 				if err := rcv.IssueCredit(uint32(n)); err != nil {
@@ -155,36 +161,118 @@ func (s *Subscriber) receive(ctx context.Context, rcv *amqp.Receiver, out chan<-
 			}
 			continue
 		}
+		lane := ""
+		if s.c.cfg.Lane != nil {
+			lane = s.c.cfg.Lane(msg)
+		}
+		if !f.take(rctx, lane) {
+			_ = settle(releaseFn(rcv), m, nil)
+			return nil
+		}
 		mctx, done := context.WithCancel(ctx)
 		msg.SetContext(mctx)
 		select {
 		case out <- msg:
 		case <-rctx.Done():
 			done()
+			f.release(lane, nil)
 			_ = settle(releaseFn(rcv), m, nil)
 			return nil
 		}
+		f.run(func() {
+			defer done()
+			f.release(lane, settleAsHandled(rctx, rcv, m, msg))
+		})
+	}
+}
+
+// settleAsHandled waits for the handler's ack or nack of msg and settles its delivery m: accepted,
+// rejected (with the condition the handler named) or modified (delivery failed: the broker sends
+// it again); released when the subscription ends first.
+func settleAsHandled(ctx context.Context, rcv *amqp.Receiver, m *amqp.Message, msg *message.Message) error {
+	select {
+	case <-msg.Acked():
+		return settle(acceptFn(rcv), m, nil)
+	case <-msg.Nacked():
+		if why := msg.Metadata.Get(metadataReject); why != "" {
+			cond, desc, _ := strings.Cut(why, "\x00")
+			return settle(rcv.RejectMessage, m, &amqp.Error{Condition: amqp.ErrCond(cond), Description: desc})
+		}
+		return settle(modifyFn(rcv), m, nil)
+	case <-ctx.Done():
+		return settle(releaseFn(rcv), m, nil)
+	}
+}
+
+// flight bounds the deliveries handed out and not yet settled, and keeps one per lane: a lane's
+// next delivery waits for its last one's settlement. take and release run on the receive loop
+// and the settling goroutines.
+type flight struct {
+	slots chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	lanes map[string]chan struct{} // lane -> closed when its delivery in flight is settled
+	first error
+}
+
+func newFlight(n int) *flight {
+	return &flight{slots: make(chan struct{}, n), lanes: map[string]chan struct{}{}}
+}
+
+// take waits for a free slot and, for a lane, for the lane's delivery in flight to be settled;
+// false if ctx ended first.
+func (f *flight) take(ctx context.Context, lane string) bool {
+	select {
+	case f.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	if lane == "" {
+		return true
+	}
+	for {
+		f.mu.Lock()
+		busy, ok := f.lanes[lane]
+		if !ok {
+			f.lanes[lane] = make(chan struct{})
+			f.mu.Unlock()
+			return true
+		}
+		f.mu.Unlock()
 		select {
-		case <-msg.Acked():
-			err = settle(acceptFn(rcv), m, nil)
-		case <-msg.Nacked():
-			if why := msg.Metadata.Get(metadataReject); why != "" {
-				cond, desc, _ := strings.Cut(why, "\x00")
-				err = settle(rcv.RejectMessage, m, &amqp.Error{Condition: amqp.ErrCond(cond), Description: desc})
-			} else {
-				err = settle(modifyFn(rcv), m, nil)
-			}
-		case <-rctx.Done():
-			err = settle(releaseFn(rcv), m, nil)
-		}
-		done()
-		if err != nil {
-			return err
-		}
-		if rctx.Err() != nil {
-			return nil
+		case <-busy:
+		case <-ctx.Done():
+			<-f.slots
+			return false
 		}
 	}
+}
+
+// release frees a delivery's slot and lane and keeps the first settlement error.
+func (f *flight) release(lane string, err error) {
+	f.mu.Lock()
+	if lane != "" {
+		if ch, ok := f.lanes[lane]; ok {
+			close(ch)
+			delete(f.lanes, lane)
+		}
+	}
+	if err != nil && f.first == nil {
+		f.first = err
+	}
+	f.mu.Unlock()
+	<-f.slots
+}
+
+// run runs fn on a goroutine that wait waits for.
+func (f *flight) run(fn func()) { f.wg.Go(fn) }
+
+func (f *flight) wait() { f.wg.Wait() }
+
+func (f *flight) err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.first
 }
 
 // creditWindow manages a link's credit by hand so that what the broker sends ahead of the

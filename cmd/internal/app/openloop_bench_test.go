@@ -66,6 +66,36 @@ func openLoop(b *testing.B, rate int, d time.Duration) {
 // with {"shadowId"} and writes demo.<shadowId> into KV PROV_SHADOWS, "lifecycleState":"live"
 // once the add is done) and reports what it sustains, its latencies and its cost per add.
 func openLoopOn(b *testing.B, rate int, d time.Duration, start func(*testing.B, *nats.Conn) (stop func())) {
+	r := runOpenLoop(b, rate, d, start)
+	r.report(b, "")
+	b.ReportMetric(r.ceiling, "ceiling:ops/s")
+	b.ReportMetric(r.achieved/r.ceiling, "ratio")
+}
+
+// loopResult is what an open-loop run measured.
+type loopResult struct {
+	offered, achieved, ceiling                 float64
+	replyP50, replyP99, liveP50, liveP99, cpuMs float64
+	natsIn, natsOut                            float64
+}
+
+// report reports r's figures, each unit prefixed with prefix ("amqp_", say).
+func (r loopResult) report(b *testing.B, prefix string) {
+	b.ReportMetric(r.offered, prefix+"offered:ops/s")
+	b.ReportMetric(r.achieved, prefix+"ops/s")
+	b.ReportMetric(r.replyP50, prefix+"reply_p50:ms")
+	b.ReportMetric(r.replyP99, prefix+"reply_p99:ms")
+	b.ReportMetric(r.liveP50, prefix+"live_p50:ms")
+	b.ReportMetric(r.liveP99, prefix+"live_p99:ms")
+	b.ReportMetric(r.cpuMs, prefix+"cpu_ms/add")
+	// Messages through the NATS server per add (requests, replies, publishes, deliveries, acks):
+	// what the CPU per add is mostly made of.
+	b.ReportMetric(r.natsIn, prefix+"nats_in/add")
+	b.ReportMetric(r.natsOut, prefix+"nats_out/add")
+}
+
+// runOpenLoop is openLoopOn's run, its figures returned.
+func runOpenLoop(b *testing.B, rate int, d time.Duration, start func(*testing.B, *nats.Conn) (stop func())) loopResult {
 	srv := natstest.Start(b)
 	nc := srv.Connect(b)
 	ctx := context.Background()
@@ -162,20 +192,10 @@ func openLoopOn(b *testing.B, rate int, d time.Duration, start func(*testing.B, 
 	// CPU per add: the service, the NATS server and the sample target share this process (and
 	// the client's requests); steadier than latency as a guide to what a change saves.
 	cpuPerAdd := (processCPU() - cpu0).Seconds() * 1000 / float64(n)
-	b.ReportMetric(float64(rate), "offered:ops/s")
-	b.ReportMetric(achieved, "ops/s")
-	b.ReportMetric(pct(reply, 50), "reply_p50:ms")
-	b.ReportMetric(pct(reply, 99), "reply_p99:ms")
-	b.ReportMetric(pct(toLive, 50), "live_p50:ms")
-	b.ReportMetric(pct(toLive, 99), "live_p99:ms")
-	b.ReportMetric(cpuPerAdd, "cpu_ms/add")
-	// Messages through the NATS server per add (requests, replies, publishes, deliveries, acks):
-	// what the CPU per add is mostly made of.
 	v1, _ := srv.Varz(nil)
-	b.ReportMetric(float64(v1.InMsgs-v0.InMsgs)/float64(n), "nats_in/add")
-	b.ReportMetric(float64(v1.OutMsgs-v0.OutMsgs)/float64(n), "nats_out/add")
-	b.ReportMetric(ceiling, "ceiling:ops/s")
-	b.ReportMetric(achieved/ceiling, "ratio")
+	return loopResult{offered: float64(rate), achieved: achieved, ceiling: ceiling,
+		replyP50: pct(reply, 50), replyP99: pct(reply, 99), liveP50: pct(toLive, 50), liveP99: pct(toLive, 99), cpuMs: cpuPerAdd,
+		natsIn: float64(v1.InMsgs-v0.InMsgs) / float64(n), natsOut: float64(v1.OutMsgs-v0.OutMsgs) / float64(n)}
 }
 
 // rawPipelined measures raw JetStream: 20,000 publishes of 1 KB with the expected subject

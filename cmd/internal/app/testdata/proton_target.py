@@ -3,8 +3,9 @@ requests, checks the message layout of CONTRACT.md, and confirms each one with a
 
 With "list", it then receives a list request (a reconciliation run), checks its layout, and
 answers with pages of two accounts on the confirmation address, after an administrator's work on
-the target: the second account has a mail it was not given, the last one is gone, and one nobody
-asked for (uid py-outside, login py-outside) is there.
+the target: the second account by login has a mail it was not given, the last one by login is
+gone, and one nobody asked for (uid py-outside, login py-outside) is there (by login: the adds
+arrive in the dispatcher's order, not in the order they were made).
 
 usage: proton_target.py URL REQUESTS CONFIRMATIONS N [list]
 """
@@ -57,6 +58,7 @@ if listing:
     check(isinstance(m.id, uuid.UUID) and m.properties["operationId"] == str(m.id), "the run's id %r" % (m.id,))
     receiver.accept()
     run = str(m.id)
+    accounts.sort(key=lambda a: a[1]["login"][0])
     accounts[1][1] = dict(accounts[1][1], mail=["changed@proton"])
     accounts = accounts[:-1] + [["py-outside", {"login": ["py-outside"]}]]
     pages = [accounts[i:i + 2] for i in range(0, len(accounts), 2)]

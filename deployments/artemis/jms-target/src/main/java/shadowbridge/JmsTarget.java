@@ -24,8 +24,9 @@ import org.apache.activemq.artemis.jms.client.ActiveMQConnectionFactory;
  * A list request (a reconciliation) is answered from the accounts it holds, two to a page, each
  * page a TextMessage naming the run (reconciliationId, page, last) whose JMSCorrelationID is the
  * run's id. With the optional argument "drift", an administrator has been at work on the target
- * before the first list: the second account has a fullName it was not given, the third is gone,
- * and an account nobody asked for (uid jms-outside, login jms-outside) is there.
+ * before the first list: the second account by login has a fullName it was not given, the third
+ * by login is gone, and an account nobody asked for (uid jms-outside, login jms-outside) is there
+ * (by login: the order the adds arrive in is the dispatcher's, not the order they were made).
  *
  * It stops after N requests, or with N = 0 once no request came for 5 seconds, and prints the
  * accounts it holds as a last line: {"type":"accounts","accounts":{uid:{attributes}}}.
@@ -170,6 +171,7 @@ public final class JmsTarget {
     /** drift is an administrator's work on the target (see the class comment). */
     private void drift() {
         List<String> uids = new ArrayList<>(accounts.keySet());
+        uids.sort(java.util.Comparator.comparing(u -> String.valueOf(accounts.get(u).get("login"))));
         if (uids.size() > 1) {
             Map<String, Object> edited = new LinkedHashMap<>();
             edited.put("fullName", List.of("Edited In JMS"));

@@ -74,9 +74,9 @@ func openLoopOn(b *testing.B, rate int, d time.Duration, start func(*testing.B, 
 
 // loopResult is what an open-loop run measured.
 type loopResult struct {
-	offered, achieved, ceiling                 float64
+	offered, achieved, ceiling                  float64
 	replyP50, replyP99, liveP50, liveP99, cpuMs float64
-	natsIn, natsOut                            float64
+	natsIn, natsOut                             float64
 }
 
 // report reports r's figures, each unit prefixed with prefix ("amqp_", say).

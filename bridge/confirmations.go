@@ -93,7 +93,7 @@ func (r *ConfirmationReceiver) Run(ctx context.Context) error {
 
 // confirmationParallel is how many confirmations are stored at once: each is a few store round
 // trips, and one at a time left the broker's confirmations waiting on them.
-const confirmationParallel = 32
+const confirmationParallel = 64
 
 // consume runs handler on every message of address (a watermill router over an amqp10
 // Subscriber, with the router's correlation-id and recoverer middleware) until ctx ends, up to

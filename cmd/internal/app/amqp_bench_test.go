@@ -342,19 +342,7 @@ resources:
 // of 1,000 and confirms them from 16 workers (each send waits for the broker's settlement), adds
 // with a uid.
 func pipelinedTarget(ctx context.Context, b testing.TB, br amqptest.Broker, requests, confirmations string) {
-	conn := br.Dial(b)
-	sess, err := conn.NewSession(ctx, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	r, err := sess.NewReceiver(ctx, requests, &amqp.ReceiverOptions{Credit: 1000})
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := sess.NewSender(ctx, confirmations, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	r, s := br.Receiver(b, requests), br.Sender(b, confirmations) // credit 1,000; anycast queues
 	work := make(chan *amqp.Message, 1000)
 	go func() {
 		defer close(work)

@@ -153,7 +153,7 @@ func runOpenLoop(b *testing.B, rate int, d time.Duration, start func(*testing.B,
 	wg.Wait()
 	// Wait until every add is live, checking each once (the check must not compete with the
 	// service for the CPU).
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(liveDeadline)
 	for k := 0; k < len(results); {
 		mu.Lock()
 		for k < len(results) {
@@ -164,7 +164,7 @@ func runOpenLoop(b *testing.B, rate int, d time.Duration, start func(*testing.B,
 		}
 		mu.Unlock()
 		if time.Now().After(deadline) {
-			b.Fatal("not every add became live")
+			b.Fatalf("not every add became live: %d of %d (the first not: %s)", k, len(results), results[k].id)
 		}
 		if k < len(results) {
 			time.Sleep(20 * time.Millisecond)
@@ -197,6 +197,9 @@ func runOpenLoop(b *testing.B, rate int, d time.Duration, start func(*testing.B,
 		replyP50: pct(reply, 50), replyP99: pct(reply, 99), liveP50: pct(toLive, 50), liveP99: pct(toLive, 99), cpuMs: cpuPerAdd,
 		natsIn: float64(v1.InMsgs-v0.InMsgs) / float64(n), natsOut: float64(v1.OutMsgs-v0.OutMsgs) / float64(n)}
 }
+
+// liveDeadline bounds the wait for the last add of an open-loop run to be live.
+var liveDeadline = 5 * time.Minute
 
 // rawPipelined measures raw JetStream: 20,000 publishes of 1 KB with the expected subject
 // sequence, 1,024 in flight, on a stream of their own.

@@ -22,31 +22,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"shadowbridge/bridge/amqptest"
-	"shadowbridge/eventstore/embedded"
 	"shadowbridge/eventstore/natstest"
 )
 
 // TestMain lets a test re-execute this binary as the real shadowbridge process (to kill it).
 func TestMain(m *testing.M) {
-	if spec := os.Getenv("SHADOWBRIDGE_TEST_NATS"); spec != "" {
-		// A NATS server of its own (embedded.Options as JSON), to be killed and restarted.
-		var o embedded.Options
-		if err := json.Unmarshal([]byte(spec), &o); err != nil {
-			fmt.Fprintln(os.Stderr, "nats:", err)
-			os.Exit(2)
-		}
-		srv, err := embedded.Start(o)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "nats:", err)
-			os.Exit(1)
-		}
-		ctx, stop := signalContext()
-		<-ctx.Done()
-		stop()
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		os.Exit(0)
-	}
+	natstest.ServeIfAsked() // a NATS server of its own, to be killed and restarted (natsNode)
 	if os.Getenv("SHADOWBRIDGE_TEST_MAIN") == "1" {
 		ctx, stop := signalContext()
 		err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)

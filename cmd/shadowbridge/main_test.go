@@ -11,9 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 type syncBuf struct {
@@ -207,16 +204,7 @@ func TestVerifyCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(t.Context(), "PROV_SHADOWS")
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := projectionKV(t, natsURL)
 	// The add is done (sent, confirmed, projected) before the entry is deleted: a commit still
 	// to come would write the entry again.
 	deadline := time.Now().Add(20 * time.Second)

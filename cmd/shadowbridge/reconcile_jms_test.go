@@ -188,17 +188,7 @@ func waitShadowSettled(t *testing.T, natsURL, id string) {
 // projection's keys).
 func liveShadows(t *testing.T, natsURL, resource string) map[string]domain.ShadowData {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(t.Context(), "PROV_SHADOWS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := kv.ListKeysFiltered(t.Context(), resource+".*")
+	keys, err := projectionKV(t, natsURL).ListKeysFiltered(t.Context(), resource+".*")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +204,23 @@ func liveShadows(t *testing.T, natsURL, resource string) map[string]domain.Shado
 		}
 	}
 	return out
+}
+
+// projectionKV opens the projection's bucket PROV_SHADOWS on a connection of its own, closed at the
+// end of the test.
+func projectionKV(t *testing.T, natsURL string) jetstream.KeyValue {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(t.Context(), "PROV_SHADOWS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
 }
 
 // jmsAccounts reads the accounts the JMS fixture printed as its last line.

@@ -672,11 +672,8 @@ func (s *scenario) finish(ctx context.Context, rep *soakReport) {
 // natsNode returns a NATS server process with the given options (a node of its own, to be
 // killed and restarted on the same directory and ports).
 func natsNode(t *testing.T, o embedded.Options) *proc {
-	spec, _ := json.Marshal(o)
 	p := &proc{start: func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_NATS="+string(spec))
-		cmd.Stderr = os.Stderr
+		cmd := natstest.Command(o)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -102,10 +102,7 @@ type Process struct {
 func StartProcess(t testing.TB) *Process {
 	t.Helper()
 	o := embedded.Options{Listen: FreeAddr(t), StoreDir: t.TempDir()}
-	spec, _ := json.Marshal(o)
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), processEnv+"="+string(spec))
-	cmd.Stderr = os.Stderr
+	cmd := Command(o)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +118,17 @@ func StartProcess(t testing.TB) *Process {
 			t.Fatalf("the NATS server process did not come up: %v", err)
 		}
 	}
+}
+
+// Command is the command that runs a NATS server with o in a child process of this test binary
+// (ServeIfAsked serves it; SIGTERM stops it, SIGKILL kills it): for a test that kills and
+// restarts its server on the same directory and ports.
+func Command(o embedded.Options) *exec.Cmd {
+	spec, _ := json.Marshal(o)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), processEnv+"="+string(spec))
+	cmd.Stderr = os.Stderr
+	return cmd
 }
 
 // Connect returns a client connection closed at the end of the test.

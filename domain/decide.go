@@ -229,8 +229,12 @@ func Decide(s Shadow, cmd Command, now time.Time) ([]Event, error) {
 		return nil, nil
 	}
 	events = withGrace(events, res.consistency)
-	events = append(events, withGrace(followUps(Fold(s, events), res, now), res.consistency)...)
-	events = append(events, timerEvents(s, Fold(s, events), res.consistency, now)...)
+	// Fold(Fold(s, a), b) is Fold(s, a+b): the state after the decision is folded once, and
+	// again only over the follow-ups (a state clone and every event's evolve fewer per command).
+	after := Fold(s, events)
+	follow := withGrace(followUps(after, res, now), res.consistency)
+	events = append(events, follow...)
+	events = append(events, timerEvents(s, Fold(after, follow), res.consistency, now)...)
 	if fired && !setsTimer(events) {
 		events = append(events, rearm(Fold(s, events), res.consistency, now)...)
 	}

@@ -18,22 +18,45 @@ import (
 func (s *Store) History(ctx context.Context, shadowID string) ([]*Record, error) {
 	subject := s.cfg.Prefix + ".evt.*." + shadowID
 	last, err := s.LastRecord(ctx, subject)
+	if err == nil && s.cfg.Replicas > 1 {
+		// Read-after-write: a replica a moment behind the leader would end the history early.
+		last, err = s.leaderLast(ctx, s.cfg.Stream, subject)
+	}
 	if err != nil || last == nil {
 		return nil, err
 	}
 	// The last record names the exact subject: a consumer filtered on it reads only the shadow's
-	// messages, where the wildcard filter would make the server scan the stream.
-	var out []*Record
-	err = s.replay(ctx, []string{last.Subject}, 1, last.Seq, func(r *Record) error {
-		if _, err := r.decode(); err != nil {
-			s.skipped("history", r, err) // not ours: a shadow's history is its decisions
+	// messages, where the wildcard filter would make the server scan the stream. A consumer
+	// served by a replica behind the leader can end before the last record: read again, briefly.
+	for attempt := 0; ; attempt++ {
+		var out []*Record
+		var seen uint64
+		err = s.replay(ctx, []string{last.Subject}, 1, last.Seq, func(r *Record) error {
+			seen = max(seen, r.Seq)
+			if _, err := r.decode(); err != nil {
+				s.skipped("history", r, err) // not ours: a shadow's history is its decisions
+				return nil
+			}
+			out = append(out, r)
 			return nil
+		})
+		if err != nil || seen >= last.Seq || attempt == historyRereads {
+			return out, err
 		}
-		out = append(out, r)
-		return nil
-	})
-	return out, err
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(historyReread):
+		}
+	}
 }
+
+// historyRereads bounds History's reads again when a replica answered behind the leader, every
+// historyReread.
+const (
+	historyRereads = 40
+	historyReread  = 25 * time.Millisecond
+)
 
 // Replay calls fn for every event record with sequence >= from, in order, up to the stream's
 // last sequence at the time of the call, and returns that sequence. fn's error stops the replay.

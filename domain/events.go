@@ -412,12 +412,7 @@ func evolve(d *ShadowData, e Event) {
 		kill(d, at) // the account belongs to the discovered shadow now
 	case AccountGone:
 		kill(d, at)
-		if x.Source != "" {
-			d.TargetChange = &TargetChange{Kind: TargetGone, Source: x.Source, Time: at}
-		}
 	case AccountChanged:
-		d.TargetChange = &TargetChange{Kind: TargetChanged, Source: x.Source, Reconciliation: x.Reconciliation,
-			Attributes: slices.Sorted(maps.Keys(mergeNames(x.Before, x.After))), Time: at}
 		for name := range x.Before {
 			delete(d.Attributes, name)
 		}
@@ -443,13 +438,7 @@ func evolve(d *ShadowData, e Event) {
 		if d.PrimaryIdentifiers == nil {
 			d.PrimaryIdentifiers = Attributes{}
 		}
-		if x.Cause == SourceReconciliation || x.Cause == SourceNotification {
-			d.TargetChange = &TargetChange{Kind: TargetDiscovered, Source: x.Cause, Time: at}
-		}
 	case RecreateRequested:
-		if x.Source != "" {
-			d.TargetChange = &TargetChange{Kind: TargetLost, Source: x.Source, Time: at}
-		}
 		d.Exists = false
 		d.Attributes = x.Attributes.Clone()
 		d.PendingOperations = append(d.PendingOperations, PendingOperation{
@@ -460,6 +449,9 @@ func evolve(d *ShadowData, e Event) {
 	default:
 		panic(fmt.Sprintf("domain: Evolve: unknown event %T", e))
 	}
+	if tc := targetChange(e, at); tc != nil {
+		d.TargetChange = tc
+	}
 	switch e.(type) {
 	case AddRequested, ShadowDiscovered, TimerSet, TimerCleared, GracePeriodEnded, OperationRemoved, ShadowExpired:
 		// Creation has its own timestamp; housekeeping is not activity on the account (the
@@ -469,6 +461,29 @@ func evolve(d *ShadowData, e Event) {
 	}
 	d.Version++
 	d.LifecycleState = deriveLifecycle(*d, at)
+}
+
+// targetChange is the change made on the target outside shadowbridge that e records (nil: e
+// records none): what ShadowData.TargetChange keeps for explain.
+func targetChange(e Event, at time.Time) *TargetChange {
+	switch x := e.(type) {
+	case AccountGone:
+		if x.Source != "" {
+			return &TargetChange{Kind: TargetGone, Source: x.Source, Time: at}
+		}
+	case AccountChanged:
+		return &TargetChange{Kind: TargetChanged, Source: x.Source, Reconciliation: x.Reconciliation,
+			Attributes: slices.Sorted(maps.Keys(mergeNames(x.Before, x.After))), Time: at}
+	case ShadowDiscovered:
+		if x.Cause == SourceReconciliation || x.Cause == SourceNotification {
+			return &TargetChange{Kind: TargetDiscovered, Source: x.Cause, Time: at}
+		}
+	case RecreateRequested:
+		if x.Source != "" {
+			return &TargetChange{Kind: TargetLost, Source: x.Source, Time: at}
+		}
+	}
+	return nil
 }
 
 // mergeNames is the set of attribute names in a or b.

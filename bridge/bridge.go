@@ -284,11 +284,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, req Request, known *Known) er
 		return nil // replay of a request already handled
 	}
 	caughtUp := false
-	for _, p := range st.Data().PendingOperations {
-		if p.ID == req.OperationID {
+	for id, status := range st.OperationStatuses() {
+		if id == req.OperationID {
 			break
 		}
-		if p.ExecutionStatus == domain.StatusExecutionPending {
+		if status == domain.StatusExecutionPending {
+			p, _ := st.Operation(id)
 			earlier, err := d.requestFromHistory(ctx, req.Resource, req.ShadowID, p.ID, p.AttemptNumber+1)
 			if err != nil {
 				return err
@@ -314,11 +315,11 @@ func (d *Dispatcher) dispatch(ctx context.Context, req Request, known *Known) er
 
 // earlierPending reports whether an operation before opID is released but not yet attempted.
 func earlierPending(st domain.Shadow, opID string) bool {
-	for _, p := range st.Data().PendingOperations {
-		if p.ID == opID {
+	for id, status := range st.OperationStatuses() {
+		if id == opID {
 			return false
 		}
-		if p.ExecutionStatus == domain.StatusExecutionPending {
+		if status == domain.StatusExecutionPending {
 			return true
 		}
 	}

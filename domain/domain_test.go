@@ -216,6 +216,25 @@ func TestQueuedBehindAdd(t *testing.T) {
 	eq(t, "delete sequence", del.Sequence, int64(3))
 	eq(t, "delete follows the modify", del.PreviousSequence, int64(2))
 	eq(t, "reaping", s.Lifecycle(), LifecycleReaping)
+
+	// The copy-free readers agree with Data.
+	var ids []string
+	var statuses []ExecutionStatus
+	for id, st := range s.OperationStatuses() {
+		ids, statuses = append(ids, id), append(statuses, st)
+		if !s.HasOperation(id) {
+			t.Fatalf("HasOperation(%s) false for an operation the shadow holds", id)
+		}
+	}
+	for i, p := range s.Data().PendingOperations {
+		eq(t, "operation id", ids[i], p.ID)
+		eq(t, "operation status", statuses[i], p.ExecutionStatus)
+	}
+	eq(t, "operations yielded", len(ids), 3)
+	eq(t, "an unknown operation", s.HasOperation(op4), false)
+	for range s.OperationStatuses() {
+		break // an early stop must not panic
+	}
 }
 
 // One operation of a shadow is in flight until the transport accepts it: a re-send after a crash

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"encoding/json"
+	"iter"
 	"slices"
 	"time"
 )
@@ -240,8 +241,24 @@ type Shadow struct {
 	d ShadowData
 }
 
-// RestoreShadow rebuilds a shadow from its plain form (a snapshot).
+// RestoreShadow rebuilds a shadow from its plain form (a snapshot); d stays the caller's.
 func RestoreShadow(d ShadowData) Shadow { return Shadow{d: d.clone()} }
+
+// AdoptShadow is RestoreShadow without the copy, for decoders that build d afresh: the shadow
+// takes d over, and the caller must neither change nor keep d or anything it references.
+func AdoptShadow(d ShadowData) Shadow { return Shadow{d: d} }
+
+// OperationStatuses yields each pending operation's id and execution status, oldest first,
+// without copying the shadow (a reader that needs no more than these skips Data's deep copy).
+func (s Shadow) OperationStatuses() iter.Seq2[string, ExecutionStatus] {
+	return func(yield func(string, ExecutionStatus) bool) {
+		for _, p := range s.d.PendingOperations {
+			if !yield(p.ID, p.ExecutionStatus) {
+				return
+			}
+		}
+	}
+}
 
 // Data returns a deep copy of the shadow's plain form.
 func (s Shadow) Data() ShadowData { return s.d.clone() }
@@ -287,6 +304,9 @@ func (s Shadow) Operation(id string) (PendingOperation, bool) {
 func (s Shadow) HasUnfinished() bool {
 	return slices.ContainsFunc(s.d.PendingOperations, func(p PendingOperation) bool { return !p.Completed() })
 }
+
+// HasOperation reports whether the shadow holds a pending operation with the given id.
+func (s Shadow) HasOperation(id string) bool { return s.opIndex(id) >= 0 }
 
 func (s Shadow) opIndex(id string) int {
 	return slices.IndexFunc(s.d.PendingOperations, func(p PendingOperation) bool { return p.ID == id })

@@ -144,7 +144,7 @@ func decodeState(raw []byte) (domain.Shadow, error) {
 	if err != nil {
 		return domain.Shadow{}, fmt.Errorf("%w: state: %w", ErrCorrupt, err)
 	}
-	return domain.RestoreShadow(d), nil
+	return domain.AdoptShadow(d), nil // d was decoded for this shadow alone
 }
 
 // EncodeCommit encodes a commit body exactly as Append stores it (for tools and benchmarks that

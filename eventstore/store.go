@@ -99,6 +99,7 @@ type Store struct {
 	// timerRace, when set (tests only), runs between reading a shadow's schedule and writing it,
 	// so a test can put another instance's write in exactly that moment.
 	timerRace func(op string)
+	schedules scheduleCache
 }
 
 // newStore wires a store's index and unit of work.

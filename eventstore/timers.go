@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -75,18 +76,21 @@ type schedule struct{ seq, commit uint64 }
 // changes nothing). Safe to call from several instances at once, in any order: the schedule left
 // is the newest commit's.
 func (s *Store) ArmTimerFor(ctx context.Context, resource, shadowID string, at time.Time, commit uint64) (bool, error) {
-	return s.replaceSchedule(ctx, resource, shadowID, commit, "arm", func(cur *schedule) (bool, error) {
+	return s.replaceSchedule(ctx, resource, shadowID, commit, "arm", func(cur *schedule) (*schedule, error) {
 		m := s.timerMsg(resource, shadowID, at)
 		m.Header.Set(headerTimerCommit, strconv.FormatUint(commit, 10))
 		var expected uint64
 		if cur != nil {
 			expected = cur.seq
 		}
-		_, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expected))
+		ack, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(expected))
 		if isWrongLastSeq(err) {
-			return false, nil
+			return nil, nil
 		}
-		return err == nil, unavailable(err)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		return &schedule{seq: ack.Sequence, commit: commit}, nil
 	})
 }
 
@@ -94,25 +98,41 @@ func (s *Store) ArmTimerFor(ctx context.Context, resource, shadowID string, at t
 // sequence commit, unless it was armed by a newer commit (then it returns false). Removing a
 // schedule that is not there counts as done.
 func (s *Store) CancelTimerFor(ctx context.Context, resource, shadowID string, commit uint64) (bool, error) {
-	return s.replaceSchedule(ctx, resource, shadowID, commit, "cancel", func(cur *schedule) (bool, error) {
+	return s.replaceSchedule(ctx, resource, shadowID, commit, "cancel", func(cur *schedule) (*schedule, error) {
 		if cur == nil {
-			return true, nil
+			return &schedule{}, nil
 		}
 		// Deleting by sequence removes exactly the schedule read: one written meanwhile (newer
 		// or not) has another sequence and is looked at again.
-		return s.deleteSeq(ctx, cur.seq)
+		done, err := s.deleteSeq(ctx, cur.seq)
+		if !done || err != nil {
+			return nil, err
+		}
+		return &schedule{}, nil
 	})
 }
 
-// replaceSchedule is the compare-and-write loop of ArmTimerFor and CancelTimerFor: read the
-// shadow's schedule; leave it to a newer commit's (false); otherwise write, where write reports
-// false when the schedule changed since it was read (then read again, from the leader).
-func (s *Store) replaceSchedule(ctx context.Context, resource, shadowID string, commit uint64, op string, write func(cur *schedule) (bool, error)) (bool, error) {
+// replaceSchedule is the compare-and-write loop of ArmTimerFor and CancelTimerFor: take the
+// shadow's schedule; leave it to a newer commit's (false); otherwise write, where write returns
+// the schedule it left (none: seq 0), or nil when the schedule changed since it was taken (then
+// read again, from the leader).
+//
+// The first attempt takes the schedule this process last wrote or read for the shadow (see
+// scheduleCache), or none, instead of reading it: the usual arming (a new shadow's first timer,
+// or one armed by the instance that armed the previous one) then costs one write. A wrong guess is safe, as every write is checked
+// by the server against the schedule it assumed (an arming expects it to be the subject's last
+// message, a cancel deletes it by sequence), and costs a failed write and a read. Only a cancel
+// that would do nothing on the guess (no schedule known) reads first, since nothing checks it.
+func (s *Store) replaceSchedule(ctx context.Context, resource, shadowID string, commit uint64, op string, write func(cur *schedule) (*schedule, error)) (bool, error) {
 	subject := s.TimerSubject(resource, shadowID)
 	for attempt := 0; attempt < 16; attempt++ {
-		cur, err := s.currentSchedule(ctx, subject, attempt > 0)
-		if err != nil {
-			return false, err
+		cur, _ := s.schedules.get(subject) // nothing known: guess none
+		if attempt > 0 || (op == "cancel" && cur == nil) {
+			var err error
+			if cur, err = s.currentSchedule(ctx, subject, attempt > 0); err != nil {
+				return false, err
+			}
+			s.schedules.put(subject, cur)
 		}
 		if cur != nil && cur.commit > commit {
 			return false, nil
@@ -120,15 +140,58 @@ func (s *Store) replaceSchedule(ctx context.Context, resource, shadowID string, 
 		if s.timerRace != nil {
 			s.timerRace(op)
 		}
-		done, err := write(cur)
+		left, err := write(cur)
 		if err != nil {
+			s.schedules.forget(subject)
 			return false, fmt.Errorf("eventstore: %s timer %s: %w", op, shadowID, err)
 		}
-		if done {
+		if left != nil {
+			if left.seq == 0 {
+				left = nil
+			}
+			s.schedules.put(subject, left)
 			return true, nil
 		}
 	}
+	s.schedules.forget(subject)
 	return false, fmt.Errorf("eventstore: %s timer %s: %w: the schedule kept changing", op, shadowID, ErrUnavailable)
+}
+
+// scheduleCache remembers, for recently armed shadows, the schedule this process last wrote or
+// read (nil: none), in two generations of at most scheduleCacheSize entries each. Safe for
+// concurrent use; its entries are guesses (another instance or a firing may have changed the
+// schedule since), which replaceSchedule only uses where the server checks them.
+type scheduleCache struct {
+	mu        sync.Mutex
+	cur, prev map[string]*schedule
+}
+
+const scheduleCacheSize = 1 << 16
+
+func (c *scheduleCache) get(subject string) (*schedule, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.cur[subject]; ok {
+		return v, true
+	}
+	v, ok := c.prev[subject]
+	return v, ok
+}
+
+func (c *scheduleCache) put(subject string, v *schedule) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil || len(c.cur) >= scheduleCacheSize {
+		c.prev, c.cur = c.cur, make(map[string]*schedule, 1024)
+	}
+	c.cur[subject] = v
+}
+
+func (c *scheduleCache) forget(subject string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.cur, subject)
+	delete(c.prev, subject)
 }
 
 // deleteSeq removes the message with stream sequence seq, reporting false when there is none

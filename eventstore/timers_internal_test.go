@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -147,4 +148,67 @@ func TestNewerCancelWinsOverAnOlderSchedule(t *testing.T) {
 	if _, ok, _ := s.ArmedTimer(ctx, "demo", id); ok {
 		t.Fatal("a cancel left an older build's schedule armed")
 	}
+}
+
+// Each instance guesses a shadow's schedule from what it last wrote or read (no read before an
+// arming); a guess made stale by another instance or by a firing must cost a retry, never a
+// schedule replaced by an older decision or left behind by a newer one.
+func TestStaleScheduleGuessesAreCaught(t *testing.T) {
+	ctx := t.Context()
+	id := "44444444-4444-4444-8444-444444444444"
+	a, publish := timerRaceStore(t, id)
+	b, err := Open(ctx, a.nc, a.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counted []string
+	count := func(w string) { counted = append(counted, w) }
+	apply := func(s *Store, r *Record) {
+		t.Helper()
+		if err := s.ApplyTimers(ctx, r, count); err != nil {
+			t.Fatal(err)
+		}
+	}
+	armed := func(want time.Time) {
+		t.Helper()
+		got, ok, err := a.ArmedTimer(ctx, "demo", id)
+		if err != nil || ok != !want.IsZero() || (ok && !got.Equal(want)) {
+			t.Fatalf("armed %v %v %v, want %v", got, ok, err, want)
+		}
+	}
+	at := func(h int) time.Time { return time.Now().Add(time.Duration(h) * time.Hour).UTC() }
+	t1, t2, t3, t5 := at(1), at(2), at(3), at(5)
+	r1 := publish(domain.TimerSet{At: t1, Time: time.Now()})
+	r2 := publish(domain.TimerSet{At: t2, Time: time.Now()})
+	r3 := publish(domain.TimerSet{At: t3, Time: time.Now()})
+	r4 := publish(domain.TimerCleared{Time: time.Now()})
+	r5 := publish(domain.TimerSet{At: t5, Time: time.Now()})
+
+	apply(a, r1) // A remembers r1's schedule
+	armed(t1)
+	apply(b, r3) // B replaces it: A's guess is now stale
+	armed(t3)
+	apply(a, r2) // A's write expects r1's schedule and fails; A reads: r3's is newer
+	armed(t3)
+	apply(b, r4) // B deletes the schedule it wrote
+	armed(time.Time{})
+	apply(a, r5) // A's guess (r3's schedule) is gone: its write fails, it reads, arms
+	armed(t5)
+	apply(b, r4) // redelivered late to B, which believes there is none: it reads
+	armed(t5)
+	if want := []string{"armed", "armed", "stale", "cancelled", "armed", "stale"}; !slices.Equal(counted, want) {
+		t.Fatalf("counted %v, want %v", counted, want)
+	}
+
+	// A firing removes the schedule behind A's back: the next arming finds its guess wrong.
+	cur, err := a.currentSchedule(ctx, a.TimerSubject("demo", id), false)
+	if err != nil || cur == nil {
+		t.Fatalf("schedule %v %v", cur, err)
+	}
+	if ok, err := a.deleteSeq(ctx, cur.seq); !ok || err != nil {
+		t.Fatalf("delete %v %v", ok, err)
+	}
+	t4 := time.Now().Add(4 * time.Hour).UTC()
+	apply(a, publish(domain.TimerSet{At: t4, Time: time.Now()}))
+	armed(t4)
 }

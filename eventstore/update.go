@@ -280,9 +280,9 @@ func (u *unit) index(ctx context.Context, resource, requestID string, st, next d
 		return nil, first
 	}
 	var ops []string
-	for _, p := range next.Data().PendingOperations {
-		if _, old := st.Operation(p.ID); !old {
-			ops = append(ops, p.ID)
+	for id := range next.OperationStatuses() {
+		if !st.HasOperation(id) {
+			ops = append(ops, id)
 		}
 	}
 	for _, err := range together(len(ops), func(i int) error { return u.ix.PutOperation(ctx, ops[i], resource, next.ID()) }) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -53,7 +54,8 @@ func BenchmarkAMQPBridge(b *testing.B) {
 
 		srv := natstest.Start(b)
 		nc := srv.Connect(b)
-		floor := bridgeFloor(b, nc, br, msgs, window)
+		floor := bridgeFloor(b, nc, br, msgs, window, floorWrites{prefix: "bare"})
+		floorSame := bridgeFloor(b, nc, br, msgs, window, floorWrites{prefix: "same", same: true})
 
 		// Ours: the operations are in the log; start the dispatcher and wait until every outcome is stored.
 		q := br.Queue(b, "bench-bridge")
@@ -105,6 +107,8 @@ func BenchmarkAMQPBridge(b *testing.B) {
 		b.ReportMetric(floor, "floor:ops/s")
 		b.ReportMetric(floor/raw, "floor_vs_raw:ratio")
 		b.ReportMetric(ours/floor, "ours_vs_floor:ratio")
+		b.ReportMetric(floorSame, "floor_same_writes:ops/s")
+		b.ReportMetric(ours/floorSame, "ours_vs_floor_same_writes:ratio")
 	}
 }
 
@@ -134,33 +138,49 @@ func rawSend(b *testing.B, snd *amqp.Sender, msgs []*amqp.Message, window int) f
 	return float64(len(msgs)) / time.Since(start).Seconds()
 }
 
+// floorWrites names the stream writes a floor makes per operation, and where.
+type floorWrites struct {
+	prefix string // a fresh prefix per run: floor.<prefix>.in/out/timer/due and KV bucket <prefix>
+	// same: besides the outcome, the writes shadowbridge makes for a completed operation: the
+	// retention timer's schedule and the projection's entry.
+	same bool
+}
+
 // bridgeFloor measures the least any bridge must do per operation, with no shadowbridge code: a
 // bare forwarder. The operations are records in a JetStream stream (as ours are in the log); a
 // durable pull consumer (window unacknowledged) hands each to a raw pipelined durable send to the
 // broker; once the broker accepted it, a raw pipelined JetStream publish of a 1 KB outcome record
-// with an optimistic-concurrency header, and once that is stored, the record's acknowledgement. A
-// bridge that records outcomes durably (so that a crash neither loses nor repeats an operation)
-// cannot beat this on the same machine; floor/raw bounds the bridge ratio.
-func bridgeFloor(b *testing.B, nc *nats.Conn, br amqptest.Broker, msgs []*amqp.Message, window int) float64 {
+// with an optimistic-concurrency header (with w.same also the retention timer's schedule and a
+// projection entry, as shadowbridge writes for a completed operation), and once that is stored,
+// the record's acknowledgement. A bridge that records outcomes durably (so that a crash neither
+// loses nor repeats an operation) cannot beat this on the same machine; floor/raw bounds the
+// bridge ratio.
+func bridgeFloor(b *testing.B, nc *nats.Conn, br amqptest.Broker, msgs []*amqp.Message, window int, w floorWrites) float64 {
 	b.Helper()
 	ctx := context.Background()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window))
 	if err != nil {
 		b.Fatal(err)
 	}
-	for name, subj := range map[string]string{"FLOOR_IN": "floor.in.>", "FLOOR_OUT": "floor.out.>"} {
-		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subj}}); err != nil {
-			b.Fatal(err)
-		}
+	p := "floor." + w.prefix
+	in, out := strings.ToUpper(w.prefix)+"_IN", strings.ToUpper(w.prefix)+"_OUT"
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: in, Subjects: []string{p + ".in.>"}}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: out, Subjects: []string{p + ".out.>", p + ".timer.>", p + ".due.>"}, AllowMsgSchedules: true}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: w.prefix}); err != nil {
+		b.Fatal(err)
 	}
 	record := make([]byte, 1024)
 	for i := range msgs {
-		if _, err := js.PublishAsync(fmt.Sprint("floor.in.", i), record); err != nil {
+		if _, err := js.PublishAsync(fmt.Sprint(p, ".in.", i), record); err != nil {
 			b.Fatal(err)
 		}
 	}
 	<-js.PublishAsyncComplete()
-	cons, err := js.CreateConsumer(ctx, "FLOOR_IN", jetstream.ConsumerConfig{Durable: "FLOOR", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: window})
+	cons, err := js.CreateConsumer(ctx, in, jetstream.ConsumerConfig{Durable: "FLOOR", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: window})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -169,7 +189,7 @@ func bridgeFloor(b *testing.B, nc *nats.Conn, br amqptest.Broker, msgs []*amqp.M
 		m       jetstream.Msg
 		i       int
 		receipt amqp.SendReceipt
-		stored  jetstream.PubAckFuture
+		stored  []jetstream.PubAckFuture
 	}
 	sent, published := make(chan step, window), make(chan step, window)
 	acked := make(chan struct{})
@@ -180,10 +200,20 @@ func bridgeFloor(b *testing.B, nc *nats.Conn, br amqptest.Broker, msgs []*amqp.M
 				b.Error(err)
 				return
 			}
-			var err error
-			if s.stored, err = js.PublishAsync(fmt.Sprint("floor.out.", s.i), record, jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
-				b.Error(err)
-				return
+			writes := []*nats.Msg{{Subject: fmt.Sprint(p, ".out.", s.i), Data: record}}
+			if w.same {
+				timer := nats.NewMsg(fmt.Sprint(p, ".timer.", s.i))
+				timer.Header.Set("Nats-Schedule", "@at "+time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano))
+				timer.Header.Set("Nats-Schedule-Target", fmt.Sprint(p, ".due.", s.i))
+				writes = append(writes, timer, &nats.Msg{Subject: fmt.Sprint("$KV.", w.prefix, ".", s.i), Data: record})
+			}
+			for _, m := range writes {
+				f, err := js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(0))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				s.stored = append(s.stored, f)
 			}
 			published <- s
 		}
@@ -191,11 +221,13 @@ func bridgeFloor(b *testing.B, nc *nats.Conn, br amqptest.Broker, msgs []*amqp.M
 	go func() { // outcome stored -> record acknowledged
 		defer close(acked)
 		for s := range published {
-			select {
-			case <-s.stored.Ok():
-			case err := <-s.stored.Err():
-				b.Error(err)
-				return
+			for _, f := range s.stored {
+				select {
+				case <-f.Ok():
+				case err := <-f.Err():
+					b.Error(err)
+					return
+				}
 			}
 			_ = s.m.Ack()
 		}
@@ -211,7 +243,7 @@ func bridgeFloor(b *testing.B, nc *nats.Conn, br amqptest.Broker, msgs []*amqp.M
 			b.Fatal(err)
 		}
 		var i int
-		_, _ = fmt.Sscanf(m.Subject(), "floor.in.%d", &i)
+		_, _ = fmt.Sscanf(strings.TrimPrefix(m.Subject(), p+".in."), "%d", &i)
 		r, err := snd.SendWithReceipt(ctx, msgs[i], nil)
 		if err != nil {
 			b.Fatal(err)

@@ -187,40 +187,6 @@ func ParseConfirmationMessage(msg *message.Message) (Confirmation, error) {
 	return c, err
 }
 
-// ParseConfirmation reads a confirmation message: correlation-id (UUID, string or binary) and a
-// JSON body (AMQP value string, or data sections).
-func ParseConfirmation(m *amqp.Message) (Confirmation, error) {
-	var c Confirmation
-	if m.Properties == nil || m.Properties.CorrelationID == nil {
-		return c, errors.New("no correlation-id (it must be the operation id)")
-	}
-	switch id := m.Properties.CorrelationID.(type) {
-	case amqp.UUID:
-		c.OperationID = id.String()
-	case string:
-		c.OperationID = id
-	case []byte:
-		c.OperationID = string(id)
-	default:
-		return c, fmt.Errorf("correlation-id of type %T (want the operation id as UUID or string)", id)
-	}
-	var body []byte
-	switch v := m.Value.(type) {
-	case string:
-		body = []byte(v)
-	case []byte:
-		body = v
-	case nil:
-		body = bytes.Join(m.Data, nil)
-	default:
-		return c, fmt.Errorf("body is an AMQP value of type %T (want a JSON string)", v)
-	}
-	tp, _ := m.ApplicationProperties["traceparent"].(string)
-	c, err := parseConfirmationBody(c.OperationID, body)
-	c.TraceParent = tp
-	return c, err
-}
-
 // parseConfirmationBody reads the JSON body of the confirmation of operation id.
 func parseConfirmationBody(id string, body []byte) (Confirmation, error) {
 	c := Confirmation{OperationID: id}

@@ -6,11 +6,14 @@ import (
 	"github.com/Azure/go-amqp"
 
 	"shadowbridge/bridge"
+	"shadowbridge/bridge/amqp10"
 	"shadowbridge/domain"
 )
 
 // FuzzParseConfirmation feeds arbitrary bodies and correlation ids to the AMQP confirmation
-// decoder: it never panics, and what it accepts names a valid operation id and a result status.
+// decoder, as the receiver gets them (the amqp10 marshaler's message, then
+// ParseConfirmationMessage): it never panics, and what it accepts names a valid operation id and
+// a result status.
 func FuzzParseConfirmation(f *testing.F) {
 	for _, s := range []struct{ id, body string }{
 		{"6f1c9a3e-2b4d-4e8f-9a1b-3c5d7e9f1a2b", `{"resultStatus":"success","primaryIdentifiers":{"uid":["u-1"]}}`},
@@ -29,7 +32,11 @@ func FuzzParseConfirmation(f *testing.F) {
 		} else {
 			m.Value = string(body)
 		}
-		c, err := bridge.ParseConfirmation(m)
+		wm, err := amqp10.DefaultMarshaler{}.Unmarshal(m)
+		if err != nil {
+			return
+		}
+		c, err := bridge.ParseConfirmationMessage(wm)
 		if err != nil {
 			return
 		}

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -266,7 +267,7 @@ func (s *SampleSystem) handle(ctx context.Context, m jetstream.Msg) error {
 // record was written), it leaves the account as applied once.
 func (s *SampleSystem) apply(ctx context.Context, resource, opID string, data []byte) (sampleAnswer, error) {
 	var req sampleRequest
-	dec := json.NewDecoder(bytesReader(data))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(&req); err != nil {
 		return sampleAnswer{Result: domain.ResultFatalError, Message: "sample system: malformed request: " + err.Error()}, nil

@@ -68,11 +68,6 @@ func StatusOf(err error) (int, domain.Category) {
 	return CodeUnavailable, domain.CategoryGeneric
 }
 
-// Queries is what the query endpoints read.
-type Queries interface {
-	Pending
-}
-
 // ServeOptions configure the micro service.
 type ServeOptions struct {
 	Prefix string // "prov"

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"shadowbridge/cmd/internal/app"
+	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 )
@@ -111,270 +112,299 @@ var clientVerbFlags = map[string][]string{
 	"explain":     {"json"},
 }
 
-func runClient(ctx context.Context, verb string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet(ctx, verb, stdout, stderr)
-	var (
-		ids, primary multiFlag
-		objectClass  = "AccountObjectClass"
-		assigned     bool
-		requestID    string
-		force        bool
-		result       = "success"
-		message      string
-		asOf         string
-		resource     string
-		asJSON       bool
-		reason       string
-	)
-	for _, name := range clientVerbFlags[verb] {
+// clientArgs is what a client verb's flags and positional arguments hold once parsed.
+type clientArgs struct {
+	verb                  string
+	pos                   []string
+	ids, primary          multiFlag
+	objectClass, result   string
+	requestID, message    string
+	asOf, resource        string
+	reason                string
+	assigned, force, json bool
+}
+
+// need checks that at least n positional arguments were given.
+func (a *clientArgs) need(n int, what string) error {
+	if len(a.pos) < n {
+		return fmt.Errorf("%s: missing %s", a.verb, what)
+	}
+	return nil
+}
+
+// bind declares the flags of a's verb on fs.
+func (a *clientArgs) bind(fs *flag.FlagSet) {
+	for _, name := range clientVerbFlags[a.verb] {
 		switch name {
 		case "object-class":
-			fs.StringVar(&objectClass, name, objectClass, "object class of the account")
+			fs.StringVar(&a.objectClass, name, a.objectClass, "object class of the account")
 		case "assigned":
-			fs.BoolVar(&assigned, name, false, "the account comes from an assignment")
+			fs.BoolVar(&a.assigned, name, false, "the account comes from an assignment")
 		case "request-id":
-			fs.StringVar(&requestID, name, "", "idempotency key: a re-send with the same key gets the first reply")
+			fs.StringVar(&a.requestID, name, "", "idempotency key: a re-send with the same key gets the first reply")
 		case "force":
-			fs.BoolVar(&force, name, false, "retry even if the retry period has not passed")
+			fs.BoolVar(&a.force, name, false, "retry even if the retry period has not passed")
 		case "result":
-			fs.StringVar(&result, name, result, "result status: success, partial_error, fatal_error, ...")
+			fs.StringVar(&a.result, name, a.result, "result status: success, partial_error, fatal_error, ...")
 		case "message":
-			fs.StringVar(&message, name, "", "message recorded with the result")
+			fs.StringVar(&a.message, name, "", "message recorded with the result")
 		case "as-of":
-			fs.StringVar(&asOf, name, "", "show the shadow as it was at this RFC 3339 time")
+			fs.StringVar(&a.asOf, name, "", "show the shadow as it was at this RFC 3339 time")
 		case "resource":
-			fs.StringVar(&resource, name, "", "only this resource")
+			fs.StringVar(&a.resource, name, "", "only this resource")
 		case "json":
-			fs.BoolVar(&asJSON, name, false, "print JSON instead of a table")
+			fs.BoolVar(&a.json, name, false, "print JSON instead of a table")
 		case "reason":
-			fs.StringVar(&reason, name, "", "why (recorded with the change)")
+			fs.StringVar(&a.reason, name, "", "why (recorded with the change)")
 		case "id":
-			fs.Var(&ids, name, "address the shadow by identifier attr=value instead of its id")
+			fs.Var(&a.ids, name, "address the shadow by identifier attr=value instead of its id")
 		case "primary":
-			fs.Var(&primary, name, "primary identifier attr=value set by the target system")
+			fs.Var(&a.primary, name, "primary identifier attr=value set by the target system")
 		}
 	}
+}
+
+// clientRequest builds one verb's request: its subject below the prefix and its typed body.
+type clientRequest func(a *clientArgs) (subject string, body any, err error)
+
+// clientRequests has one builder per client verb (clientVerbFlags lists their flags).
+var clientRequests = map[string]clientRequest{
+	"add": addRequest, "modify": modifyRequest, "delete": deleteRequest, "refresh": refreshRequest,
+	"confirm": confirmRequest, "cancel": cancelRequest, "maintenance": maintenanceRequest,
+	"resource": resourceQuery, "get": shadowQuery, "pending": pendingQuery, "explain": explainQuery, "history": historyQuery,
+}
+
+func runClient(ctx context.Context, verb string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(ctx, verb, stdout, stderr)
+	a := &clientArgs{verb: verb, objectClass: "AccountObjectClass", result: "success"}
+	a.bind(fs)
 	cf := clientFlags(fs, getenv)
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
+	var err error
+	if a.pos, err = parseInterleaved(fs, args); err != nil {
 		return err
 	}
-	need := func(n int, what string) error {
-		if len(pos) < n {
-			return fmt.Errorf("%s: missing %s", verb, what)
-		}
-		return nil
-	}
-	var subject string
-	body := map[string]any{}
-	if requestID != "" {
-		body["requestId"] = requestID
-	}
-	target := func() error {
-		if len(ids) > 0 {
-			m, err := assignments(ids)
-			if err != nil {
-				return err
-			}
-			body["identifiers"] = m
-			return nil
-		}
-		if err := need(2, "SHADOW (or --id attr=value)"); err != nil {
-			return err
-		}
-		body["shadowId"] = pos[1]
-		pos = append(pos[:1], pos[2:]...)
-		return nil
-	}
-	switch verb {
-	case "add":
-		if err := need(1, "RESOURCE"); err != nil {
-			return err
-		}
-		attrs, err := assignments(pos[1:])
-		if err != nil {
-			return err
-		}
-		subject = *cf.prefix + ".cmd." + pos[0] + ".add"
-		body["objectClass"], body["attributes"] = objectClass, attrs
-		if assigned {
-			body["assigned"] = true
-		}
-	case "modify":
-		if err := need(1, "RESOURCE"); err != nil {
-			return err
-		}
-		if err := target(); err != nil {
-			return err
-		}
-		changes := map[string]map[string][]any{}
-		for _, a := range pos[1:] {
-			name, op, v, err := parseAssign(a)
-			if err != nil {
-				return err
-			}
-			c := changes[name]
-			if c == nil {
-				c = map[string][]any{}
-				changes[name] = c
-			}
-			key := map[string]string{"=": "replace", "+=": "add", "-=": "delete"}[op]
-			c[key] = append(c[key], v)
-		}
-		subject = *cf.prefix + ".cmd." + pos[0] + ".modify"
-		body["changes"] = changes
-	case "delete":
-		if err := need(1, "RESOURCE"); err != nil {
-			return err
-		}
-		if err := target(); err != nil {
-			return err
-		}
-		subject = *cf.prefix + ".cmd." + pos[0] + ".delete"
-	case "refresh":
-		if err := need(1, "RESOURCE"); err != nil {
-			return err
-		}
-		if len(pos) > 1 {
-			body["shadowId"] = pos[1]
-		}
-		if force {
-			body["forceRetry"] = true
-		}
-		subject = *cf.prefix + ".cmd." + pos[0] + ".refresh"
-	case "confirm":
-		if err := need(2, "RESOURCE OPERATION"); err != nil {
-			return err
-		}
-		body["operationId"], body["resultStatus"] = pos[1], result
-		if message != "" {
-			body["message"] = message
-		}
-		if len(primary) > 0 {
-			m, err := assignments(primary)
-			if err != nil {
-				return err
-			}
-			body["primaryIdentifiers"] = m
-		}
-		subject = *cf.prefix + ".cmd." + pos[0] + ".confirm"
-	case "cancel":
-		if err := need(2, "RESOURCE OPERATION"); err != nil {
-			return err
-		}
-		body["operationId"] = pos[1]
-		subject = *cf.prefix + ".cmd." + pos[0] + ".cancel"
-	case "maintenance":
-		if err := need(2, "RESOURCE on|off"); err != nil {
-			return err
-		}
-		switch pos[1] {
-		case "on":
-			body["maintenance"] = true
-		case "off":
-			body["maintenance"] = false
-		default:
-			return fmt.Errorf("maintenance: %q: want on or off", pos[1])
-		}
-		if reason != "" {
-			body["reason"] = reason
-		}
-		subject = *cf.prefix + ".cmd." + pos[0] + ".maintenance"
-	case "resource":
-		if err := need(1, "RESOURCE"); err != nil {
-			return err
-		}
-		body["resource"] = pos[0]
-		subject = *cf.prefix + ".query.resource"
-	case "get":
-		if err := need(1, "SHADOW"); err != nil {
-			return err
-		}
-		body["shadowId"] = pos[0]
-		if asOf != "" {
-			body["asOf"] = asOf
-		}
-		subject = *cf.prefix + ".query.shadow"
-	case "pending":
-		if resource != "" {
-			body["resource"] = resource
-		}
-		subject = *cf.prefix + ".query.pending"
-	case "explain":
-		if err := need(1, "SHADOW"); err != nil {
-			return err
-		}
-		body["shadowId"] = pos[0]
-		subject = *cf.prefix + ".query.explain"
-	case "history":
-		if err := need(1, "SHADOW"); err != nil {
-			return err
-		}
-		body["shadowId"] = pos[0]
-		subject = *cf.prefix + ".query.history"
+	subject, body, err := clientRequests[verb](a)
+	if err != nil {
+		return err
 	}
 	nc, err := cf.connect()
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	ask := func(body map[string]any) ([]byte, error) {
+	ask := func(body any) ([]byte, error) {
 		var raw json.RawMessage
-		err := request(ctx, nc, *cf.timeout, subject, body, &raw)
+		err := request(ctx, nc, *cf.timeout, *cf.prefix+"."+subject, body, &raw)
 		return raw, err
 	}
 	if verb == "pending" {
-		// The service answers a page at a time; the CLI lists them all.
-		var all []json.RawMessage
-		next := map[string]time.Time{}
-		for {
-			data, err := ask(body)
-			if err != nil {
-				return err
-			}
-			var page struct {
-				Shadows      []json.RawMessage    `json:"shadows"`
-				Next         string               `json:"next"`
-				NextAttempts map[string]time.Time `json:"nextAttempts"`
-			}
-			if err := json.Unmarshal(data, &page); err != nil {
-				return fmt.Errorf("reply is not JSON: %w", err)
-			}
-			all = append(all, page.Shadows...)
-			maps.Copy(next, page.NextAttempts)
-			if page.Next == "" {
-				break
-			}
-			body["after"], body["limit"] = page.Next, 1000
-		}
-		if all == nil {
-			all = []json.RawMessage{}
-		}
-		if asJSON {
-			out, _ := json.MarshalIndent(map[string]any{"shadows": all, "nextAttempts": next}, "", "  ")
-			fmt.Fprintln(stdout, string(out))
-			return nil
-		}
-		return printPending(all, next, time.Now(), stdout)
+		return listPending(ask, body.(service.PendingQuery), a.json, stdout)
 	}
 	data, err := ask(body)
 	if err != nil {
 		return err
 	}
-	reply := struct{ Data []byte }{data}
-	if verb == "history" {
-		return printHistory(reply.Data, asJSON, stdout)
-	}
-	if verb == "explain" && !asJSON {
-		return printExplanation(reply.Data, stdout)
+	switch {
+	case verb == "history":
+		return printHistory(data, a.json, stdout)
+	case verb == "explain" && !a.json:
+		return printExplanation(data, stdout)
 	}
 	var pretty any
-	if err := json.Unmarshal(reply.Data, &pretty); err != nil {
+	if err := json.Unmarshal(data, &pretty); err != nil {
 		return fmt.Errorf("reply is not JSON: %w", err)
 	}
 	out, _ := json.MarshalIndent(pretty, "", "  ")
 	fmt.Fprintln(stdout, string(out))
 	return nil
+}
+
+func addRequest(a *clientArgs) (string, any, error) {
+	if err := a.need(1, "RESOURCE"); err != nil {
+		return "", nil, err
+	}
+	attrs, err := assignments(a.pos[1:])
+	if err != nil {
+		return "", nil, err
+	}
+	return "cmd." + a.pos[0] + ".add", service.AddBody{RequestID: a.requestID, ObjectClass: a.objectClass,
+		Attributes: service.AttributeMap{Values: attrs}, Assigned: a.assigned}, nil
+}
+
+// target names the shadow a modify or delete addresses: by --id identifiers, or by the
+// positional SHADOW (taken out of a.pos, so that what follows it starts at a.pos[1]).
+func (a *clientArgs) target() (shadowID string, ids map[string][]any, err error) {
+	if len(a.ids) > 0 {
+		ids, err = assignments(a.ids)
+		return "", ids, err
+	}
+	if err := a.need(2, "SHADOW (or --id attr=value)"); err != nil {
+		return "", nil, err
+	}
+	shadowID = a.pos[1]
+	a.pos = append(a.pos[:1], a.pos[2:]...)
+	return shadowID, nil, nil
+}
+
+func modifyRequest(a *clientArgs) (string, any, error) {
+	if err := a.need(1, "RESOURCE"); err != nil {
+		return "", nil, err
+	}
+	shadowID, ids, err := a.target()
+	if err != nil {
+		return "", nil, err
+	}
+	changes := map[string]service.ChangeBody{}
+	for _, arg := range a.pos[1:] {
+		name, op, v, err := parseAssign(arg)
+		if err != nil {
+			return "", nil, err
+		}
+		c := changes[name]
+		switch op {
+		case "=":
+			c.Replace = ptr(append(deref(c.Replace), v))
+		case "+=":
+			c.Add = append(c.Add, v)
+		case "-=":
+			c.Delete = append(c.Delete, v)
+		}
+		changes[name] = c
+	}
+	return "cmd." + a.pos[0] + ".modify", service.ModifyBody{RequestID: a.requestID, ShadowID: shadowID, Identifiers: ids,
+		Changes: service.ChangeMap{Values: changes}}, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func deref(p *[]any) []any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func deleteRequest(a *clientArgs) (string, any, error) {
+	if err := a.need(1, "RESOURCE"); err != nil {
+		return "", nil, err
+	}
+	shadowID, ids, err := a.target()
+	if err != nil {
+		return "", nil, err
+	}
+	return "cmd." + a.pos[0] + ".delete", service.DeleteBody{RequestID: a.requestID, ShadowID: shadowID, Identifiers: ids}, nil
+}
+
+func refreshRequest(a *clientArgs) (string, any, error) {
+	if err := a.need(1, "RESOURCE"); err != nil {
+		return "", nil, err
+	}
+	b := service.RefreshBody{ForceRetry: a.force}
+	if len(a.pos) > 1 {
+		b.ShadowID = a.pos[1]
+	}
+	return "cmd." + a.pos[0] + ".refresh", b, nil
+}
+
+func confirmRequest(a *clientArgs) (string, any, error) {
+	if err := a.need(2, "RESOURCE OPERATION"); err != nil {
+		return "", nil, err
+	}
+	b := service.ConfirmBody{OperationID: a.pos[1], ResultStatus: a.result, Message: a.message}
+	if len(a.primary) > 0 {
+		m, err := assignments(a.primary)
+		if err != nil {
+			return "", nil, err
+		}
+		b.PrimaryIdentifiers = m
+	}
+	return "cmd." + a.pos[0] + ".confirm", b, nil
+}
+
+func cancelRequest(a *clientArgs) (string, any, error) {
+	if err := a.need(2, "RESOURCE OPERATION"); err != nil {
+		return "", nil, err
+	}
+	return "cmd." + a.pos[0] + ".cancel", service.CancelBody{OperationID: a.pos[1]}, nil
+}
+
+func maintenanceRequest(a *clientArgs) (string, any, error) {
+	if err := a.need(2, "RESOURCE on|off"); err != nil {
+		return "", nil, err
+	}
+	on, ok := map[string]bool{"on": true, "off": false}[a.pos[1]]
+	if !ok {
+		return "", nil, fmt.Errorf("maintenance: %q: want on or off", a.pos[1])
+	}
+	return "cmd." + a.pos[0] + ".maintenance", service.MaintenanceBody{Maintenance: &on, Reason: a.reason}, nil
+}
+
+func resourceQuery(a *clientArgs) (string, any, error) {
+	if err := a.need(1, "RESOURCE"); err != nil {
+		return "", nil, err
+	}
+	return "query.resource", service.ResourceQuery{Resource: a.pos[0]}, nil
+}
+
+func shadowQuery(a *clientArgs) (string, any, error) {
+	if err := a.need(1, "SHADOW"); err != nil {
+		return "", nil, err
+	}
+	return "query.shadow", service.ShadowQuery{ShadowID: a.pos[0], AsOf: a.asOf}, nil
+}
+
+func pendingQuery(a *clientArgs) (string, any, error) {
+	return "query.pending", service.PendingQuery{Resource: a.resource}, nil
+}
+
+func explainQuery(a *clientArgs) (string, any, error) {
+	if err := a.need(1, "SHADOW"); err != nil {
+		return "", nil, err
+	}
+	return "query.explain", service.HistoryQuery{ShadowID: a.pos[0]}, nil
+}
+
+func historyQuery(a *clientArgs) (string, any, error) {
+	if err := a.need(1, "SHADOW"); err != nil {
+		return "", nil, err
+	}
+	return "query.history", service.HistoryQuery{ShadowID: a.pos[0]}, nil
+}
+
+// listPending asks for every page of the pending shadows (the service answers a page at a
+// time) and prints them all.
+func listPending(ask func(any) ([]byte, error), q service.PendingQuery, asJSON bool, stdout io.Writer) error {
+	var all []json.RawMessage
+	next := map[string]time.Time{}
+	for {
+		data, err := ask(q)
+		if err != nil {
+			return err
+		}
+		var page struct {
+			Shadows      []json.RawMessage    `json:"shadows"`
+			Next         string               `json:"next"`
+			NextAttempts map[string]time.Time `json:"nextAttempts"`
+		}
+		if err := json.Unmarshal(data, &page); err != nil {
+			return fmt.Errorf("reply is not JSON: %w", err)
+		}
+		all = append(all, page.Shadows...)
+		maps.Copy(next, page.NextAttempts)
+		if page.Next == "" {
+			break
+		}
+		q.After, q.Limit = page.Next, 1000
+	}
+	if all == nil {
+		all = []json.RawMessage{}
+	}
+	if asJSON {
+		out, _ := json.MarshalIndent(map[string]any{"shadows": all, "nextAttempts": next}, "", "  ")
+		fmt.Fprintln(stdout, string(out))
+		return nil
+	}
+	return printPending(all, next, time.Now(), stdout)
 }
 
 // printPending prints one line per shadow with unfinished operations: what a person scans

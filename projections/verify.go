@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -115,6 +116,30 @@ type verifiedShadow struct {
 // Findings a running service may be about to fix are checked again after Recheck; a shadow that
 // keeps changing through maxRechecks looks is reported as a notice ("changing"), not dropped.
 func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue, o VerifyOptions) (VerifyReport, error) {
+	v := &verifier{src: src, projection: projection, o: o.withDefaults(), shadows: map[string]*verifiedShadow{},
+		requests: map[string]decided{}, indexed: map[string]string{}, claimed: map[string]string{}, refused: map[string]*eventstore.Refusal{}}
+	last, err := src.Replay(ctx, 1, v.record)
+	if err != nil {
+		return v.rep, err
+	}
+	v.rep.LastSeq, v.rep.Shadows = last, len(v.shadows)
+	v.checkIdentifiers()
+	if err := src.IndexEntries(ctx, v.indexEntry); err != nil {
+		return v.rep, err
+	}
+	v.checkRefusals()
+	if v.dispatched, err = src.AckFloor(ctx, v.o.Dispatcher); err != nil {
+		return v.rep, err
+	}
+	// Timers follow the log through the armer's consumer: a shadow whose last commit it has not
+	// acknowledged yet is still to be armed, not missing a timer.
+	if v.armed, err = src.AckFloor(ctx, v.o.TimerArmer); err != nil {
+		return v.rep, err
+	}
+	return v.rep, v.checkShadows(ctx)
+}
+
+func (o VerifyOptions) withDefaults() VerifyOptions {
 	if o.SampleEvery <= 0 {
 		o.SampleEvery = 16
 	}
@@ -133,208 +158,174 @@ func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	var rep VerifyReport
-	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
-	shadows := map[string]*verifiedShadow{} // "<resource>.<id>"
-	type decided struct {
-		seq    uint64
-		shadow string
-	}
-	requests := map[string]decided{} // "<resource>\x00<request id>" -> its decision
-	var lastSeen uint64
-	last, err := src.Replay(ctx, 1, func(r *eventstore.Record) error {
-		rep.Records++
-		lastSeen = r.Seq
-		if o.Progress != nil && rep.Records%10000 == 0 {
-			o.Progress(r.Seq, lastSeen)
-		}
-		key := r.Resource + "." + r.ShadowID
-		vs := shadows[key]
-		if vs == nil {
-			vs = &verifiedShadow{resource: r.Resource, id: r.ShadowID, ops: map[string]bool{}, dispatched: map[string]uint64{}, postponed: map[string]uint64{}}
-			if o.Full || sampled(r.ShadowID, o.SampleEvery) {
-				vs.folded = &domain.Shadow{}
-			}
-			shadows[key] = vs
-		}
-		var st domain.Shadow
-		events, err := r.Events()
-		if err == nil {
-			st, err = r.State()
-		}
-		if err != nil { // not ours (or this build's): skipped, as every reader skips it
-			add(Finding{Check: "decode", Resource: r.Resource, ShadowID: r.ShadowID, Detail: fmt.Sprintf("%v (skipped: the shadow's state is its last good commit's)", err)})
-			return nil
-		}
-		decision := false
-		for _, e := range events {
-			if id := domain.EventOperationID(e); id != "" {
-				vs.ops[id] = true
-			}
-			switch x := e.(type) {
-			case domain.AddRequested:
-				vs.adds++
-				decision = true
-				if vs.adds == 2 {
-					add(Finding{Check: "one-add", Resource: r.Resource, ShadowID: r.ShadowID, Detail: fmt.Sprintf("a second add at record %d", r.Seq)})
-				}
-			case domain.ModifyRequested, domain.DeleteRequested:
-				decision = true
-			case domain.DispatchRequested:
-				vs.dispatched[x.OperationID] = r.Seq
-			case domain.OperationPostponed:
-				vs.postponed[x.OperationID] = r.Seq
-			}
-		}
-		if rid, _ := r.RequestID(); rid != "" && decision {
-			k := r.Resource + "\x00" + rid
-			if first, dup := requests[k]; dup {
-				add(Finding{Check: "request-once", Resource: r.Resource, ShadowID: r.ShadowID,
-					Detail: fmt.Sprintf("request id %q decided twice (records %d and %d)", rid, first.seq, r.Seq)})
-			} else {
-				requests[k] = decided{r.Seq, r.ShadowID}
-			}
-		}
-		if vs.folded != nil {
-			next := domain.Fold(*vs.folded, events)
-			vs.folded = &next
-			rep.Folded++
-			if !sameState(next, st) {
-				add(Finding{Check: "fold", Resource: r.Resource, ShadowID: r.ShadowID,
-					Detail: fmt.Sprintf("record %d: folding the events gives version %d, the stored state is version %d or differs", r.Seq, next.Version(), st.Version())})
-				vs.folded = &st // report each divergence once
-			}
-		}
-		vs.last, vs.lastSeq = st, r.Seq
-		return nil
-	})
-	if err != nil {
-		return rep, err
-	}
-	rep.LastSeq, rep.Shadows = last, len(shadows)
+	return o
+}
 
-	// Identifiers held by live shadows: each claimed by its holder, none held twice.
-	holders := map[string]string{} // claim key -> shadow id
-	for _, vs := range shadows {
-		rep.Operations += len(vs.ops)
+// verifier is one run of Verify: what the replay of the log and the read of the index found.
+type verifier struct {
+	src        VerifySource
+	projection jetstream.KeyValue
+	o          VerifyOptions
+	rep        VerifyReport
+	shadows    map[string]*verifiedShadow     // "<resource>.<id>"
+	requests   map[string]decided             // "<resource>\x00<request id>" -> its decision
+	holders    map[string]string              // claim key -> the live shadow holding it (log)
+	indexed    map[string]string              // operation -> "<resource>.<shadow>" (index)
+	claimed    map[string]string              // claim key -> holder (index)
+	refused    map[string]*eventstore.Refusal // request key -> its recorded refusal (index)
+	dispatched uint64                         // the dispatcher's acknowledgement floor
+	armed      uint64                         // the timer armer's acknowledgement floor
+}
+
+// decided is where a request id was decided.
+type decided struct {
+	seq    uint64
+	shadow string
+}
+
+func (v *verifier) add(f Finding) { v.rep.Findings = append(v.rep.Findings, f) }
+
+// shadow returns the shadow a record belongs to, starting it at its first record.
+func (v *verifier) shadow(r *eventstore.Record) *verifiedShadow {
+	key := r.Resource + "." + r.ShadowID
+	vs := v.shadows[key]
+	if vs == nil {
+		vs = &verifiedShadow{resource: r.Resource, id: r.ShadowID, ops: map[string]bool{}, dispatched: map[string]uint64{}, postponed: map[string]uint64{}}
+		if v.o.Full || sampled(r.ShadowID, v.o.SampleEvery) {
+			vs.folded = &domain.Shadow{}
+		}
+		v.shadows[key] = vs
+	}
+	return vs
+}
+
+// record takes one record of the replay: what its events say, its request id, and (for a folded
+// shadow) whether folding its events gives the state stored with it.
+func (v *verifier) record(r *eventstore.Record) error {
+	v.rep.Records++
+	if v.o.Progress != nil && v.rep.Records%10000 == 0 {
+		v.o.Progress(r.Seq, r.Seq)
+	}
+	vs := v.shadow(r)
+	var st domain.Shadow
+	events, err := r.Events()
+	if err == nil {
+		st, err = r.State()
+	}
+	if err != nil { // not ours (or this build's): skipped, as every reader skips it
+		v.add(Finding{Check: "decode", Resource: r.Resource, ShadowID: r.ShadowID, Detail: fmt.Sprintf("%v (skipped: the shadow's state is its last good commit's)", err)})
+		return nil
+	}
+	decision := v.events(r, vs, events)
+	if rid, _ := r.RequestID(); rid != "" && decision {
+		k := r.Resource + "\x00" + rid
+		if first, dup := v.requests[k]; dup {
+			v.add(Finding{Check: "request-once", Resource: r.Resource, ShadowID: r.ShadowID,
+				Detail: fmt.Sprintf("request id %q decided twice (records %d and %d)", rid, first.seq, r.Seq)})
+		} else {
+			v.requests[k] = decided{r.Seq, r.ShadowID}
+		}
+	}
+	if vs.folded != nil {
+		next := domain.Fold(*vs.folded, events)
+		vs.folded = &next
+		v.rep.Folded++
+		if !sameState(next, st) {
+			v.add(Finding{Check: "fold", Resource: r.Resource, ShadowID: r.ShadowID,
+				Detail: fmt.Sprintf("record %d: folding the events gives version %d, the stored state is version %d or differs", r.Seq, next.Version(), st.Version())})
+			vs.folded = &st // report each divergence once
+		}
+	}
+	vs.last, vs.lastSeq = st, r.Seq
+	return nil
+}
+
+// events notes what a record's events say of its shadow and reports whether they decide a
+// request (an add, a modify or a delete).
+func (v *verifier) events(r *eventstore.Record, vs *verifiedShadow, events []domain.Event) (decision bool) {
+	for _, e := range events {
+		if id := domain.EventOperationID(e); id != "" {
+			vs.ops[id] = true
+		}
+		switch x := e.(type) {
+		case domain.AddRequested:
+			vs.adds++
+			decision = true
+			if vs.adds == 2 {
+				v.add(Finding{Check: "one-add", Resource: r.Resource, ShadowID: r.ShadowID, Detail: fmt.Sprintf("a second add at record %d", r.Seq)})
+			}
+		case domain.ModifyRequested, domain.DeleteRequested:
+			decision = true
+		case domain.DispatchRequested:
+			vs.dispatched[x.OperationID] = r.Seq
+		case domain.OperationPostponed:
+			vs.postponed[x.OperationID] = r.Seq
+		}
+	}
+	return decision
+}
+
+// checkIdentifiers: identifiers held by live shadows, each claimed by its holder, none held twice.
+func (v *verifier) checkIdentifiers() {
+	v.holders = map[string]string{}
+	for _, vs := range v.shadows {
+		v.rep.Operations += len(vs.ops)
 		if !vs.last.Created() || vs.last.Dead() {
 			continue
 		}
 		for _, c := range vs.last.Claims() {
 			k := eventstore.ClaimKey(c)
-			if other, dup := holders[k]; dup && c.Kind == domain.SecondaryIdentifier {
-				add(Finding{Check: "unique-identifier", Resource: vs.resource, ShadowID: vs.id,
+			if other, dup := v.holders[k]; dup && c.Kind == domain.SecondaryIdentifier {
+				v.add(Finding{Check: "unique-identifier", Resource: vs.resource, ShadowID: vs.id,
 					Detail: fmt.Sprintf("%s=%v is also held by live shadow %s", c.Attribute, c.Value, other)})
 			}
-			holders[k] = vs.id
+			v.holders[k] = vs.id
 		}
 	}
+}
 
-	// The index, against the log.
-	indexed := map[string]string{}              // operation -> "<resource>.<shadow>"
-	claimed := map[string]string{}              // claim key -> holder
-	refused := map[string]*eventstore.Refusal{} // request key -> its recorded refusal
-	if err := src.IndexEntries(ctx, func(e eventstore.IndexEntry) error {
-		rep.IndexEntries++
-		switch e.Kind {
-		case "operation":
-			indexed[e.OperationID] = e.Resource + "." + e.ShadowID
-			vs := shadows[e.Resource+"."+e.ShadowID]
-			if vs == nil || !vs.ops[e.OperationID] {
-				add(Finding{Check: "operation-index", Resource: e.Resource, ShadowID: e.ShadowID, Notice: true,
-					Detail: fmt.Sprintf("index entry of operation %s, which the shadow never had (a decision that was not stored)", e.OperationID)})
-			}
-		case "request":
-			if e.Refusal != nil {
-				refused[e.Key] = e.Refusal
-			}
-		case "claim":
-			rep.Claims++
-			claimed[e.Key] = e.Holder.ShadowID
-			if holders[e.Key] != e.Holder.ShadowID {
-				add(Finding{Check: "claim", Resource: e.Resource, ShadowID: e.Holder.ShadowID, Notice: true,
-					Detail: fmt.Sprintf("claim %s is held by a shadow that does not hold the identifier (stale: taken over when needed)", e.Key)})
-			}
+// indexEntry checks one entry of the index against the log.
+func (v *verifier) indexEntry(e eventstore.IndexEntry) error {
+	v.rep.IndexEntries++
+	switch e.Kind {
+	case "operation":
+		v.indexed[e.OperationID] = e.Resource + "." + e.ShadowID
+		vs := v.shadows[e.Resource+"."+e.ShadowID]
+		if vs == nil || !vs.ops[e.OperationID] {
+			v.add(Finding{Check: "operation-index", Resource: e.Resource, ShadowID: e.ShadowID, Notice: true,
+				Detail: fmt.Sprintf("index entry of operation %s, which the shadow never had (a decision that was not stored)", e.OperationID)})
 		}
-		return nil
-	}); err != nil {
-		return rep, err
+	case "request":
+		if e.Refusal != nil {
+			v.refused[e.Key] = e.Refusal
+		}
+	case "claim":
+		v.rep.Claims++
+		v.claimed[e.Key] = e.Holder.ShadowID
+		if v.holders[e.Key] != e.Holder.ShadowID {
+			v.add(Finding{Check: "claim", Resource: e.Resource, ShadowID: e.Holder.ShadowID, Notice: true,
+				Detail: fmt.Sprintf("claim %s is held by a shadow that does not hold the identifier (stale: taken over when needed)", e.Key)})
+		}
 	}
-	// A request id answered with a refusal must never have been decided as well.
-	for k, d := range requests {
+	return nil
+}
+
+// checkRefusals: a request id answered with a refusal must never have been decided as well.
+func (v *verifier) checkRefusals() {
+	for k, d := range v.requests {
 		resource, rid, _ := strings.Cut(k, "\x00")
-		if r := refused[eventstore.RequestKey(resource, rid)]; r != nil {
-			add(Finding{Check: "request-once", Resource: resource, ShadowID: d.shadow,
+		if r := v.refused[eventstore.RequestKey(resource, rid)]; r != nil {
+			v.add(Finding{Check: "request-once", Resource: resource, ShadowID: d.shadow,
 				Detail: fmt.Sprintf("request id %q was answered with a refusal (%s: %s) and was also decided (record %d)", rid, r.Category, r.Message, d.seq)})
 		}
 	}
-	floor, err := src.AckFloor(ctx, o.Dispatcher)
-	if err != nil {
-		return rep, err
-	}
-	// Timers follow the log through the armer's consumer: a shadow whose last commit it has not
-	// acknowledged yet is still to be armed, not missing a timer.
-	armed, err := src.AckFloor(ctx, o.TimerArmer)
-	if err != nil {
-		return rep, err
-	}
+}
 
-	// Per shadow, what a running service could still be fixing is checked twice.
-	check := func(vs *verifiedShadow, st domain.Shadow, kvValue []byte, kvFound bool) ([]Finding, error) {
-		var out []Finding
-		f := func(check, detail string) {
-			out = append(out, Finding{Check: check, Resource: vs.resource, ShadowID: vs.id, Detail: detail})
-		}
-		d := st.Data()
-		switch {
-		case d.Expired && kvFound:
-			f("projection", "an expired shadow is still in the projection")
-		case !d.Expired && st.Created() && !kvFound:
-			f("projection", fmt.Sprintf("missing from the projection (version %d)", st.Version()))
-		case !d.Expired && kvFound:
-			var p domain.ShadowData
-			if err := json.Unmarshal(kvValue, &p); err != nil {
-				f("projection", fmt.Sprintf("undecodable: %v", err))
-			} else if a, b := mustJSON(p), mustJSON(d); !bytes.Equal(a, b) {
-				f("projection", fmt.Sprintf("differs from the last commit (projection version %d, log version %d)", p.Version, d.Version))
-			}
-		}
-		for _, p := range d.PendingOperations {
-			// An operation made after the replay is not judged against the index read after it.
-			if got, ok := indexed[p.ID]; vs.ops[p.ID] && (!ok || got != vs.resource+"."+vs.id) {
-				f("operation-index", fmt.Sprintf("operation %s is not in the index (a confirmation of it would not be found)", p.ID))
-			}
-			if p.ExecutionStatus == domain.StatusExecutionPending && p.AttemptNumber == 0 {
-				seq := vs.dispatched[p.ID]
-				if seq != 0 && seq <= floor && vs.postponed[p.ID] < seq {
-					f("stuck", fmt.Sprintf("operation %s was released at record %d, the dispatcher is past it (%d), and no attempt is recorded", p.ID, seq, floor))
-				}
-			}
-		}
-		if st.Created() && !st.Dead() {
-			for _, c := range st.Claims() {
-				if c.Kind == domain.SecondaryIdentifier && claimed[eventstore.ClaimKey(c)] != vs.id {
-					f("claim", fmt.Sprintf("%s=%v is not claimed by the shadow (another add of it would not be refused)", c.Attribute, c.Value))
-				}
-			}
-		}
-		if due, ok := domain.NextDue(st, o.Consistency(vs.resource)); ok && vs.lastSeq <= armed {
-			at, armed, err := src.ArmedTimer(ctx, vs.resource, vs.id)
-			if err != nil {
-				return nil, err
-			}
-			if !armed || at.After(due.Add(time.Second)) {
-				detail := fmt.Sprintf("work is due at %s and no timer is armed", due.UTC().Format(time.RFC3339))
-				if armed {
-					detail = fmt.Sprintf("work is due at %s but the timer is armed for %s", due.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
-				}
-				f("timer", detail)
-			}
-		}
-		return out, nil
-	}
+// checkShadows checks every shadow's last state against the projection, the index and its
+// timer; what a running service could still be fixing is checked again before it is reported.
+func (v *verifier) checkShadows(ctx context.Context) error {
 	kvGet := func(key string) ([]byte, bool, error) {
-		e, err := projection.Get(ctx, key)
+		e, err := v.projection.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return nil, false, nil
 		}
@@ -343,29 +334,83 @@ func Verify(ctx context.Context, src VerifySource, projection jetstream.KeyValue
 		}
 		return e.Value(), true, nil
 	}
-	var suspects []suspect
-	keys := make([]string, 0, len(shadows))
-	for k := range shadows {
-		keys = append(keys, k)
+	check := func(vs *verifiedShadow, st domain.Shadow, kvValue []byte, kvFound bool) ([]Finding, error) {
+		return v.checkShadow(ctx, vs, st, kvValue, kvFound)
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		vs := shadows[k]
-		v, found, err := kvGet(k)
+	var suspects []suspect
+	for _, k := range slices.Sorted(maps.Keys(v.shadows)) {
+		vs := v.shadows[k]
+		value, found, err := kvGet(k)
 		if err != nil {
-			return rep, err
+			return err
 		}
-		find, err := check(vs, vs.last, v, found)
+		find, err := check(vs, vs.last, value, found)
 		if err != nil {
-			return rep, err
+			return err
 		}
 		if len(find) > 0 {
 			suspects = append(suspects, suspect{vs, find})
 		}
 	}
-	more, err := recheck(ctx, src, o.Recheck, suspects, kvGet, check)
-	rep.Findings = append(rep.Findings, more...)
-	return rep, err
+	more, err := recheck(ctx, v.src, v.o.Recheck, suspects, kvGet, check)
+	v.rep.Findings = append(v.rep.Findings, more...)
+	return err
+}
+
+// checkShadow returns what is wrong with one shadow in state st: its projection entry, its
+// operations in the index, its identifiers' claims, its timer.
+func (v *verifier) checkShadow(ctx context.Context, vs *verifiedShadow, st domain.Shadow, kvValue []byte, kvFound bool) ([]Finding, error) {
+	var out []Finding
+	f := func(check, detail string) {
+		out = append(out, Finding{Check: check, Resource: vs.resource, ShadowID: vs.id, Detail: detail})
+	}
+	d := st.Data()
+	switch {
+	case d.Expired && kvFound:
+		f("projection", "an expired shadow is still in the projection")
+	case !d.Expired && st.Created() && !kvFound:
+		f("projection", fmt.Sprintf("missing from the projection (version %d)", st.Version()))
+	case !d.Expired && kvFound:
+		var p domain.ShadowData
+		if err := json.Unmarshal(kvValue, &p); err != nil {
+			f("projection", fmt.Sprintf("undecodable: %v", err))
+		} else if a, b := mustJSON(p), mustJSON(d); !bytes.Equal(a, b) {
+			f("projection", fmt.Sprintf("differs from the last commit (projection version %d, log version %d)", p.Version, d.Version))
+		}
+	}
+	for _, p := range d.PendingOperations {
+		// An operation made after the replay is not judged against the index read after it.
+		if got, ok := v.indexed[p.ID]; vs.ops[p.ID] && (!ok || got != vs.resource+"."+vs.id) {
+			f("operation-index", fmt.Sprintf("operation %s is not in the index (a confirmation of it would not be found)", p.ID))
+		}
+		if p.ExecutionStatus == domain.StatusExecutionPending && p.AttemptNumber == 0 {
+			seq := vs.dispatched[p.ID]
+			if seq != 0 && seq <= v.dispatched && vs.postponed[p.ID] < seq {
+				f("stuck", fmt.Sprintf("operation %s was released at record %d, the dispatcher is past it (%d), and no attempt is recorded", p.ID, seq, v.dispatched))
+			}
+		}
+	}
+	if st.Created() && !st.Dead() {
+		for _, c := range st.Claims() {
+			if c.Kind == domain.SecondaryIdentifier && v.claimed[eventstore.ClaimKey(c)] != vs.id {
+				f("claim", fmt.Sprintf("%s=%v is not claimed by the shadow (another add of it would not be refused)", c.Attribute, c.Value))
+			}
+		}
+	}
+	if due, ok := domain.NextDue(st, v.o.Consistency(vs.resource)); ok && vs.lastSeq <= v.armed {
+		at, armed, err := v.src.ArmedTimer(ctx, vs.resource, vs.id)
+		if err != nil {
+			return nil, err
+		}
+		if !armed || at.After(due.Add(time.Second)) {
+			detail := fmt.Sprintf("work is due at %s and no timer is armed", due.UTC().Format(time.RFC3339))
+			if armed {
+				detail = fmt.Sprintf("work is due at %s but the timer is armed for %s", due.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
+			}
+			f("timer", detail)
+		}
+	}
+	return out, nil
 }
 
 // suspect is a shadow with findings a running service could be about to fix.

@@ -91,22 +91,14 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	if err != nil {
 		return nil, err
 	}
-	scfg := eventstore.DefaultConfig()
-	scfg.Prefix, scfg.Memory = cfg.Prefix, o.Memory
-	if cfg.NATS.Replicas > 0 {
-		scfg.Replicas = cfg.NATS.Replicas
-	}
-	if cfg.NATS.DuplicateWindow > 0 {
-		scfg.DuplicateWindow = time.Duration(cfg.NATS.DuplicateWindow)
-	}
 	m := metrics.New()
-	scfg.Skipped = (&skipReporter{log: log, count: m.RecordsSkipped}).report
-	store, err := eventstore.Open(ctx, nc, scfg)
+	store, err := openStore(ctx, nc, cfg, o, m, log)
 	if err != nil {
 		return nil, err
 	}
+	replicas := store.Config().Replicas
 	pcfg := projections.DefaultConfig()
-	pcfg.Memory, pcfg.Replicas = o.Memory, scfg.Replicas
+	pcfg.Memory, pcfg.Replicas = o.Memory, replicas
 	proj, err := projections.NewProjector(ctx, store.JetStream(), store, pcfg, log)
 	if err != nil {
 		return nil, err
@@ -126,7 +118,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 		o.TracerProvider = noop.NewTracerProvider()
 	}
 	tracer := o.TracerProvider.Tracer("shadowbridge")
-	recon, err := openSeenMarks(ctx, store, scfg.Replicas, o.Memory)
+	recon, err := openSeenMarks(ctx, store, replicas, o.Memory)
 	if err != nil {
 		return fail(err)
 	}
@@ -139,6 +131,47 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	if !o.NoProjector {
 		a.goRun("projector", proj.Run)
 	}
+	if err := a.startTimers(ctx, cfg, catalog); err != nil {
+		return fail(err)
+	}
+	needSample, err := a.startTargets(ctx, cfg, tracer)
+	if err != nil {
+		return fail(err)
+	}
+	if !o.NoDispatcher {
+		d := bridge.NewDispatcher(store, a.Service, a.targets, log)
+		d.Gate = a.Service
+		d.Tracer = tracer
+		a.goRun("dispatcher", d.Run)
+	}
+	a.startBackground(o, catalog)
+	if needSample && !o.NoSample {
+		if err := a.startSample(ctx, nc, cfg.Prefix, catalog, o.NoSampleEdits, log); err != nil {
+			return fail(err)
+		}
+	}
+	return a, nil
+}
+
+// openStore opens (or creates) the event store cfg describes; records it cannot read are logged
+// and counted in m.
+func openStore(ctx context.Context, nc *nats.Conn, cfg Config, o Options, m *metrics.Set, log *slog.Logger) (*eventstore.Store, error) {
+	scfg := eventstore.DefaultConfig()
+	scfg.Prefix, scfg.Memory = cfg.Prefix, o.Memory
+	if cfg.NATS.Replicas > 0 {
+		scfg.Replicas = cfg.NATS.Replicas
+	}
+	if cfg.NATS.DuplicateWindow > 0 {
+		scfg.DuplicateWindow = time.Duration(cfg.NATS.DuplicateWindow)
+	}
+	scfg.Skipped = (&skipReporter{log: log, count: m.RecordsSkipped}).report
+	return eventstore.Open(ctx, nc, scfg)
+}
+
+// startTimers starts the timer armer and the handler of fired timers, and arms each resource's
+// repeating reconciliation (or cancels it).
+func (a *App) startTimers(ctx context.Context, cfg Config, catalog domain.Catalog) error {
+	store, log := a.Store, a.log
 	a.goRun("timer-armer", func(ctx context.Context) error {
 		// Timers follow the log: each shadow's TimerSet/TimerCleared are applied in log order
 		// (one shadow, one worker), so concurrent decisions cannot leave an older schedule in
@@ -149,26 +182,8 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 			})
 	})
 	a.goRun("timers", func(ctx context.Context) error {
-		// A fired timer refreshes its shadow: the domain retries what is due (or ends what has no
-		// attempts left) and re-arms for the next due work, also when the firing was a stale
-		// schedule that found nothing due (domain.Refresh.TimerFired).
 		return store.SubscribeSharded(ctx, "PROV_TIMERS", eventstore.SubscribeOptions{Filter: cfg.Prefix + ".due.>", Workers: eventstore.FiringWorkers, Logger: log},
-			func(ctx context.Context, r *eventstore.Record) error {
-				if _, err := catalog.Lookup(r.Resource); err != nil || r.ShadowID == "" {
-					return nil // a timer of a resource no longer configured
-				}
-				if r.ShadowID == reconcileTimer {
-					a.metrics.Timers.Inc("reconcile")
-					_, err := a.Service.Reconcile(ctx, r.Resource, "") // a run going is joined
-					return err
-				}
-				a.metrics.Timers.Inc("fired")
-				_, err := a.Service.TimerFired(ctx, r.Resource, r.ShadowID)
-				if errors.Is(err, domain.CategoryNotFound) {
-					return nil
-				}
-				return err
-			})
+			func(ctx context.Context, r *eventstore.Record) error { return a.timerFired(ctx, catalog, r) })
 	})
 	for _, r := range cfg.Resources {
 		every := time.Duration(0)
@@ -176,49 +191,83 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 			every = time.Duration(r.Reconcile.Every)
 		}
 		if err := store.EnsureRepeatingTimer(ctx, r.Name, reconcileTimer, every); err != nil {
-			return fail(fmt.Errorf("resource %s: reconcile schedule: %w", r.Name, err))
+			return fmt.Errorf("resource %s: reconcile schedule: %w", r.Name, err)
 		}
 	}
-	if o.SweepInterval == 0 {
-		o.SweepInterval = time.Minute
-	}
-	if o.SweepInterval > 0 {
-		a.goRun("sweep", func(ctx context.Context) error { return a.sweep(ctx, o.SweepInterval, catalog) })
-	}
+	return nil
+}
 
-	needSample := false
+// timerFired handles a fired timer: a shadow's refreshes it (the domain retries what is due, or
+// ends what has no attempts left, and re-arms for the next due work, also when the firing was a
+// stale schedule that found nothing due: domain.Refresh.TimerFired); a resource's starts (or
+// joins) a reconciliation run.
+func (a *App) timerFired(ctx context.Context, catalog domain.Catalog, r *eventstore.Record) error {
+	if _, err := catalog.Lookup(r.Resource); err != nil || r.ShadowID == "" {
+		return nil // a timer of a resource no longer configured
+	}
+	if r.ShadowID == reconcileTimer {
+		a.metrics.Timers.Inc("reconcile")
+		_, err := a.Service.Reconcile(ctx, r.Resource, "") // a run going is joined
+		return err
+	}
+	a.metrics.Timers.Inc("fired")
+	_, err := a.Service.TimerFired(ctx, r.Resource, r.ShadowID)
+	if errors.Is(err, domain.CategoryNotFound) {
+		return nil
+	}
+	return err
+}
+
+// startTargets makes each resource's target (and starts the receivers of its confirmations);
+// needSample reports a resource served by the sample target system.
+func (a *App) startTargets(ctx context.Context, cfg Config, tracer trace.Tracer) (needSample bool, err error) {
 	for _, r := range cfg.Resources {
 		var t bridge.Target
 		switch {
 		case r.Target.Sample != nil:
 			needSample = true
-			t, err = bridge.NewSampleTarget(ctx, store.JetStream(), cfg.Prefix, r.Name)
+			t, err = bridge.NewSampleTarget(ctx, a.Store.JetStream(), cfg.Prefix, r.Name)
 		case r.Target.NATS != nil:
-			t, err = bridge.NewNATSTarget(ctx, store.JetStream(), r.Target.NATS.Subject, "PROV_TARGET_"+r.Name, r.Transformation)
+			t, err = bridge.NewNATSTarget(ctx, a.Store.JetStream(), r.Target.NATS.Subject, "PROV_TARGET_"+r.Name, r.Transformation)
 		case r.Target.AMQP091 != nil:
-			c := r.Target.AMQP091
-			o := bridge.AMQP091Options{URL: c.URL, Queue: c.Queue, ConfirmationQueue: c.ConfirmationQueue,
-				Transformation: r.Transformation, MaxBackoff: time.Duration(c.MaxBackoff), Logger: log.WithGroup("amqp091"), Tracer: tracer, Refused: a.metrics.ConfirmationsRefused}
-			t, err = bridge.NewAMQP091Target(o)
-			if err == nil && o.ConfirmationQueue != "" {
-				var rcv *bridge.AMQP091ConfirmationReceiver
-				if rcv, err = bridge.NewAMQP091ConfirmationReceiver(o, r.Name, confirmer{a.Service}); err == nil {
-					a.goRun("confirmations-"+r.Name, rcv.Run)
-				}
-			}
+			t, err = a.amqp091Target(r, tracer)
 		case r.Target.AMQP != nil:
-			t, err = a.amqpTarget(r, log, tracer)
+			t, err = a.amqpTarget(r, a.log, tracer)
 		}
 		if err != nil {
-			return fail(fmt.Errorf("resource %s: target: %w", r.Name, err))
+			return false, fmt.Errorf("resource %s: target: %w", r.Name, err)
 		}
 		a.targets[r.Name] = t
 	}
-	if !o.NoDispatcher {
-		d := bridge.NewDispatcher(store, a.Service, a.targets, log)
-		d.Gate = a.Service
-		d.Tracer = tracer
-		a.goRun("dispatcher", d.Run)
+	return needSample, nil
+}
+
+// amqp091Target makes an AMQP 0-9-1 target and, when the resource names a confirmation queue,
+// starts its receiver.
+func (a *App) amqp091Target(r ResourceConfig, tracer trace.Tracer) (bridge.Target, error) {
+	c := r.Target.AMQP091
+	o := bridge.AMQP091Options{URL: c.URL, Queue: c.Queue, ConfirmationQueue: c.ConfirmationQueue,
+		Transformation: r.Transformation, MaxBackoff: time.Duration(c.MaxBackoff), Logger: a.log.WithGroup("amqp091"), Tracer: tracer, Refused: a.metrics.ConfirmationsRefused}
+	t, err := bridge.NewAMQP091Target(o)
+	if err != nil || o.ConfirmationQueue == "" {
+		return t, err
+	}
+	rcv, err := bridge.NewAMQP091ConfirmationReceiver(o, r.Name, confirmer{a.Service})
+	if err != nil {
+		return nil, err
+	}
+	a.goRun("confirmations-"+r.Name, rcv.Run)
+	return t, nil
+}
+
+// startBackground starts the periodic work o asks for: the sweep, the probe of resources that
+// are down, the summary line and the dashboard's trend.
+func (a *App) startBackground(o Options, catalog domain.Catalog) {
+	if o.SweepInterval == 0 {
+		o.SweepInterval = time.Minute
+	}
+	if o.SweepInterval > 0 {
+		a.goRun("sweep", func(ctx context.Context) error { return a.sweep(ctx, o.SweepInterval, catalog) })
 	}
 	if o.ProbeInterval == 0 {
 		o.ProbeInterval = time.Second
@@ -250,12 +299,6 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 			return ticking(ctx, o.TrendInterval, sample)
 		})
 	}
-	if needSample && !o.NoSample {
-		if err := a.startSample(ctx, nc, cfg.Prefix, catalog, o.NoSampleEdits, log); err != nil {
-			return fail(err)
-		}
-	}
-	return a, nil
 }
 
 var _ bridge.Outcomes = (*service.Service)(nil)

@@ -325,6 +325,31 @@ func Evolve(s Shadow, e Event) Shadow {
 // all its events, which halves the copying of a decision's usual two events.
 func evolve(d *ShadowData, e Event) {
 	at := e.EventTime()
+	switch e.(type) {
+	case TimerSet, TimerCleared:
+		// Timers change nothing in the shadow; they are in the log so that arming is audited.
+	default:
+		if !evolveRequest(d, e, at) && !evolveAttempt(d, e, at) && !evolveTarget(d, e, at) {
+			panic(fmt.Sprintf("domain: Evolve: unknown event %T", e))
+		}
+	}
+	if tc := targetChange(e, at); tc != nil {
+		d.TargetChange = tc
+	}
+	switch e.(type) {
+	case AddRequested, ShadowDiscovered, TimerSet, TimerCleared, GracePeriodEnded, OperationRemoved, ShadowExpired:
+		// Creation has its own timestamp; housekeeping is not activity on the account (the
+		// dead-shadow retention counts from the last activity).
+	default:
+		d.ModifyTimestamp = at
+	}
+	d.Version++
+	d.LifecycleState = deriveLifecycle(*d, at)
+}
+
+// evolveRequest applies a request for an operation (an add, a modify, a delete, a re-creation);
+// false: e is not one.
+func evolveRequest(d *ShadowData, e Event, at time.Time) bool {
 	switch x := e.(type) {
 	case AddRequested:
 		*d = ShadowData{
@@ -355,6 +380,25 @@ func evolve(d *ShadowData, e Event) {
 			Delta:           Delta{ChangeType: ChangeDelete},
 			ExecutionStatus: StatusRequested, ResultStatus: ResultInProgress, RequestTimestamp: at,
 		})
+	case RecreateRequested:
+		d.Exists = false
+		d.Attributes = x.Attributes.Clone()
+		d.PendingOperations = append(d.PendingOperations, PendingOperation{
+			ID: x.OperationID, Type: TypeAsynchronous,
+			Delta:           Delta{ChangeType: ChangeAdd, Attributes: x.Attributes.Clone(), Order: x.Attributes.Names()},
+			ExecutionStatus: StatusRequested, ResultStatus: ResultInProgress, RequestTimestamp: at,
+		})
+	default:
+		return false
+	}
+	return true
+}
+
+// evolveAttempt applies what happened to an operation on its way to the target and after it
+// (released, sent, failed, postponed, completed, its grace period and retention over); false: e
+// is not one of these.
+func evolveAttempt(d *ShadowData, e Event, at time.Time) bool {
+	switch x := e.(type) {
 	case DispatchRequested:
 		if op := findOp(d, x.OperationID); op != nil {
 			op.ExecutionStatus = StatusExecutionPending
@@ -398,14 +442,22 @@ func evolve(d *ShadowData, e Event) {
 			d.DeliveredSequence = max(d.DeliveredSequence, op.Sequence)
 		}
 		completeOp(d, x)
-	case TimerSet, TimerCleared:
-		// Timers change nothing in the shadow; they are in the log so that arming is audited.
 	case GracePeriodEnded:
 		if op := findOp(d, x.OperationID); op != nil {
 			op.GracePeriodEnd = time.Time{}
 		}
 	case OperationRemoved:
 		d.PendingOperations = slices.DeleteFunc(d.PendingOperations, func(p PendingOperation) bool { return p.ID == x.OperationID })
+	default:
+		return false
+	}
+	return true
+}
+
+// evolveTarget applies what the target (or time) did to the shadow's account: discovered, gone,
+// changed outside shadowbridge, expired; false: e is not one of these.
+func evolveTarget(d *ShadowData, e Event, at time.Time) bool {
+	switch x := e.(type) {
 	case ShadowExpired:
 		d.Expired = true
 	case AccountDiscovered:
@@ -438,29 +490,10 @@ func evolve(d *ShadowData, e Event) {
 		if d.PrimaryIdentifiers == nil {
 			d.PrimaryIdentifiers = Attributes{}
 		}
-	case RecreateRequested:
-		d.Exists = false
-		d.Attributes = x.Attributes.Clone()
-		d.PendingOperations = append(d.PendingOperations, PendingOperation{
-			ID: x.OperationID, Type: TypeAsynchronous,
-			Delta:           Delta{ChangeType: ChangeAdd, Attributes: x.Attributes.Clone(), Order: x.Attributes.Names()},
-			ExecutionStatus: StatusRequested, ResultStatus: ResultInProgress, RequestTimestamp: at,
-		})
 	default:
-		panic(fmt.Sprintf("domain: Evolve: unknown event %T", e))
+		return false
 	}
-	if tc := targetChange(e, at); tc != nil {
-		d.TargetChange = tc
-	}
-	switch e.(type) {
-	case AddRequested, ShadowDiscovered, TimerSet, TimerCleared, GracePeriodEnded, OperationRemoved, ShadowExpired:
-		// Creation has its own timestamp; housekeeping is not activity on the account (the
-		// dead-shadow retention counts from the last activity).
-	default:
-		d.ModifyTimestamp = at
-	}
-	d.Version++
-	d.LifecycleState = deriveLifecycle(*d, at)
+	return true
 }
 
 // targetChange is the change made on the target outside shadowbridge that e records (nil: e

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -167,15 +168,39 @@ func ServeIfAsked() {
 	os.Exit(0)
 }
 
-// FreeAddr returns a loopback address with a port that was free a moment ago.
+// FreeAddr returns a loopback address with a port that was free a moment ago, chosen below the
+// kernel's ephemeral range: a port the kernel handed out for ":0" can be handed out again, as
+// the local port of any outgoing connection, before the server that was to listen on it binds
+// (a cluster node then never became ready, once under a benchmark's connection churn).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := ephemeralLow()
+	for range 1000 {
+		port := 10000 + rand.IntN(low-10000)
+		ln, err := net.Listen("tcp", fmt.Sprint("127.0.0.1:", port))
+		if err != nil {
+			continue // taken
+		}
+		addr := ln.Addr().String()
+		_ = ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("natstest: no free port below the ephemeral range")
+	return ""
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768 where it cannot be read:
+// the Linux default, and IANA's range starts above it).
+func ephemeralLow() int {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	var low int
+	if err != nil || len(strings.Fields(string(data))) != 2 {
+		return 32768
+	}
+	if _, err := fmt.Sscan(strings.Fields(string(data))[0], &low); err != nil || low <= 11000 {
+		return 32768
+	}
+	return low
 }
 
 // Node is the address plan of one node of a test cluster: restart it with StartNode on the

@@ -14,8 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"shadowbridge/cmd/internal/api"
 	"shadowbridge/cmd/internal/app"
-	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 )
@@ -198,7 +198,7 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 		return raw, err
 	}
 	if verb == "pending" {
-		return listPending(ask, body.(service.PendingQuery), a.json, stdout)
+		return listPending(ask, body.(api.PendingQuery), a.json, stdout)
 	}
 	data, err := ask(body)
 	if err != nil {
@@ -227,8 +227,8 @@ func addRequest(a *clientArgs) (string, any, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	return "cmd." + a.pos[0] + ".add", service.AddBody{RequestID: a.requestID, ObjectClass: a.objectClass,
-		Attributes: service.AttributeMap{Values: attrs}, Assigned: a.assigned}, nil
+	return "cmd." + a.pos[0] + ".add", api.AddBody{RequestID: a.requestID, ObjectClass: a.objectClass,
+		Attributes: api.AttributeMap{Values: attrs}, Assigned: a.assigned}, nil
 }
 
 // target names the shadow a modify or delete addresses: by --id identifiers, or by the
@@ -254,7 +254,7 @@ func modifyRequest(a *clientArgs) (string, any, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	changes := map[string]service.ChangeBody{}
+	changes := map[string]api.ChangeBody{}
 	for _, arg := range a.pos[1:] {
 		name, op, v, err := parseAssign(arg)
 		if err != nil {
@@ -271,8 +271,8 @@ func modifyRequest(a *clientArgs) (string, any, error) {
 		}
 		changes[name] = c
 	}
-	return "cmd." + a.pos[0] + ".modify", service.ModifyBody{RequestID: a.requestID, ShadowID: shadowID, Identifiers: ids,
-		Changes: service.ChangeMap{Values: changes}}, nil
+	return "cmd." + a.pos[0] + ".modify", api.ModifyBody{RequestID: a.requestID, ShadowID: shadowID, Identifiers: ids,
+		Changes: api.ChangeMap{Values: changes}}, nil
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -292,14 +292,14 @@ func deleteRequest(a *clientArgs) (string, any, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	return "cmd." + a.pos[0] + ".delete", service.DeleteBody{RequestID: a.requestID, ShadowID: shadowID, Identifiers: ids}, nil
+	return "cmd." + a.pos[0] + ".delete", api.DeleteBody{RequestID: a.requestID, ShadowID: shadowID, Identifiers: ids}, nil
 }
 
 func refreshRequest(a *clientArgs) (string, any, error) {
 	if err := a.need(1, "RESOURCE"); err != nil {
 		return "", nil, err
 	}
-	b := service.RefreshBody{ForceRetry: a.force}
+	b := api.RefreshBody{ForceRetry: a.force}
 	if len(a.pos) > 1 {
 		b.ShadowID = a.pos[1]
 	}
@@ -310,7 +310,7 @@ func confirmRequest(a *clientArgs) (string, any, error) {
 	if err := a.need(2, "RESOURCE OPERATION"); err != nil {
 		return "", nil, err
 	}
-	b := service.ConfirmBody{OperationID: a.pos[1], ResultStatus: a.result, Message: a.message}
+	b := api.ConfirmBody{OperationID: a.pos[1], ResultStatus: a.result, Message: a.message}
 	if len(a.primary) > 0 {
 		m, err := assignments(a.primary)
 		if err != nil {
@@ -325,7 +325,7 @@ func cancelRequest(a *clientArgs) (string, any, error) {
 	if err := a.need(2, "RESOURCE OPERATION"); err != nil {
 		return "", nil, err
 	}
-	return "cmd." + a.pos[0] + ".cancel", service.CancelBody{OperationID: a.pos[1]}, nil
+	return "cmd." + a.pos[0] + ".cancel", api.CancelBody{OperationID: a.pos[1]}, nil
 }
 
 func maintenanceRequest(a *clientArgs) (string, any, error) {
@@ -336,44 +336,44 @@ func maintenanceRequest(a *clientArgs) (string, any, error) {
 	if !ok {
 		return "", nil, fmt.Errorf("maintenance: %q: want on or off", a.pos[1])
 	}
-	return "cmd." + a.pos[0] + ".maintenance", service.MaintenanceBody{Maintenance: &on, Reason: a.reason}, nil
+	return "cmd." + a.pos[0] + ".maintenance", api.MaintenanceBody{Maintenance: &on, Reason: a.reason}, nil
 }
 
 func resourceQuery(a *clientArgs) (string, any, error) {
 	if err := a.need(1, "RESOURCE"); err != nil {
 		return "", nil, err
 	}
-	return "query.resource", service.ResourceQuery{Resource: a.pos[0]}, nil
+	return "query.resource", api.ResourceQuery{Resource: a.pos[0]}, nil
 }
 
 func shadowQuery(a *clientArgs) (string, any, error) {
 	if err := a.need(1, "SHADOW"); err != nil {
 		return "", nil, err
 	}
-	return "query.shadow", service.ShadowQuery{ShadowID: a.pos[0], AsOf: a.asOf}, nil
+	return "query.shadow", api.ShadowQuery{ShadowID: a.pos[0], AsOf: a.asOf}, nil
 }
 
 func pendingQuery(a *clientArgs) (string, any, error) {
-	return "query.pending", service.PendingQuery{Resource: a.resource}, nil
+	return "query.pending", api.PendingQuery{Resource: a.resource}, nil
 }
 
 func explainQuery(a *clientArgs) (string, any, error) {
 	if err := a.need(1, "SHADOW"); err != nil {
 		return "", nil, err
 	}
-	return "query.explain", service.HistoryQuery{ShadowID: a.pos[0]}, nil
+	return "query.explain", api.HistoryQuery{ShadowID: a.pos[0]}, nil
 }
 
 func historyQuery(a *clientArgs) (string, any, error) {
 	if err := a.need(1, "SHADOW"); err != nil {
 		return "", nil, err
 	}
-	return "query.history", service.HistoryQuery{ShadowID: a.pos[0]}, nil
+	return "query.history", api.HistoryQuery{ShadowID: a.pos[0]}, nil
 }
 
 // listPending asks for every page of the pending shadows (the service answers a page at a
 // time) and prints them all.
-func listPending(ask func(any) ([]byte, error), q service.PendingQuery, asJSON bool, stdout io.Writer) error {
+func listPending(ask func(any) ([]byte, error), q api.PendingQuery, asJSON bool, stdout io.Writer) error {
 	var all []json.RawMessage
 	next := map[string]time.Time{}
 	for {

@@ -18,7 +18,7 @@ import (
 	"strings"
 	"syscall"
 
-	"shadowbridge/cmd/internal/service"
+	"shadowbridge/cmd/internal/api"
 )
 
 func main() {
@@ -213,7 +213,7 @@ func suggest(name string) string {
 		if strings.HasPrefix(v.name, name) && len(name) >= 2 {
 			return v.name
 		}
-		if d := service.EditDistance(name, v.name); d < bestD {
+		if d := api.EditDistance(name, v.name); d < bestD {
 			best, bestD = v.name, d
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"shadowbridge/cmd/internal/api"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 )
@@ -36,7 +37,7 @@ func runReconcile(ctx context.Context, args []string, getenv func(string) string
 	}
 	defer nc.Close()
 	var started service.ReconcileReply
-	if err := request(ctx, nc, *cf.timeout, *cf.prefix+".cmd."+resource+".reconcile", service.ReconcileBody{RequestID: *requestID}, &started); err != nil {
+	if err := request(ctx, nc, *cf.timeout, *cf.prefix+".cmd."+resource+".reconcile", api.ReconcileBody{RequestID: *requestID}, &started); err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
 	if !*wait {
@@ -45,7 +46,7 @@ func runReconcile(ctx context.Context, args []string, getenv func(string) string
 	fmt.Fprintf(stderr, "reconciliation %s of %s\n", started.ReconciliationID, resource)
 	for pages := -1; ; {
 		var res domain.ResourceData
-		if err := request(ctx, nc, *cf.timeout, *cf.prefix+".query.resource", service.ResourceQuery{Resource: resource}, &res); err != nil {
+		if err := request(ctx, nc, *cf.timeout, *cf.prefix+".query.resource", api.ResourceQuery{Resource: resource}, &res); err != nil {
 			return fmt.Errorf("reconcile: %w", err)
 		}
 		run := res.Reconciliation

@@ -20,7 +20,9 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"shadowbridge/bridge"
+	"shadowbridge/cmd/internal/api"
 	"shadowbridge/cmd/internal/metrics"
+	"shadowbridge/cmd/internal/natsapi"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
@@ -125,7 +127,7 @@ func Start(ctx context.Context, nc *nats.Conn, cfg Config, o Options, log *slog.
 	a.Service = service.New(store, a.Pending, catalog, log, service.WithMetrics(a.metrics), service.WithTracer(tracer),
 		service.WithReconciliation(lister{a}, projectionKeys{store, kv.Bucket()}, recon))
 	a.registerGauges()
-	if a.Micro, err = a.Service.Serve(runCtx, nc, service.ServeOptions{Prefix: cfg.Prefix}); err != nil {
+	if a.Micro, err = natsapi.Serve(runCtx, nc, a.Service, natsapi.ServeOptions{Prefix: cfg.Prefix, Metrics: a.metrics, Tracer: tracer, Logger: log}); err != nil {
 		return fail(err)
 	}
 	if !o.NoProjector {
@@ -306,9 +308,15 @@ var _ bridge.Outcomes = (*service.Service)(nil)
 // confirmer adapts the command service to the bridge's Confirmer.
 type confirmer struct{ s *service.Service }
 
+// Confirm turns the AMQP confirmation into the one typed confirmation the NATS confirm command
+// also becomes (api.ConfirmBody.Request), checked the same way.
 func (c confirmer) Confirm(ctx context.Context, resource string, b bridge.Confirmation) error {
-	_, err := c.s.ConfirmBody(ctx, resource, service.ConfirmBody{OperationID: b.OperationID, ResultStatus: b.ResultStatus,
-		Message: b.Message, PrimaryIdentifiers: b.PrimaryIdentifiers, ErrorCategory: b.ErrorCategory, Attributes: b.Attributes})
+	req, err := api.ConfirmBody{OperationID: b.OperationID, ResultStatus: b.ResultStatus, Message: b.Message,
+		PrimaryIdentifiers: b.PrimaryIdentifiers, ErrorCategory: b.ErrorCategory, Attributes: b.Attributes}.Request(resource)
+	if err != nil {
+		return err
+	}
+	_, err = c.s.Confirm(ctx, req)
 	return err
 }
 
@@ -385,11 +393,15 @@ const reconcileTimer = "reconciliation"
 type pager struct{ s *service.Service }
 
 func (p pager) Page(ctx context.Context, resource string, body []byte) error {
-	b, err := service.Decode[service.PageBody](body)
+	b, err := api.Decode[api.PageBody](body)
 	if err != nil {
 		return err
 	}
-	_, err = p.s.PageBody(ctx, resource, b)
+	page, err := b.ListingPage(resource)
+	if err != nil {
+		return err
+	}
+	_, err = p.s.ApplyPage(ctx, page)
 	return err
 }
 
@@ -398,14 +410,18 @@ func (p pager) Page(ctx context.Context, resource string, body []byte) error {
 type notifier struct{ s *service.Service }
 
 func (n notifier) Notify(ctx context.Context, resource, requestID string, body []byte) error {
-	b, err := service.Decode[service.NotifyBody](body)
+	b, err := api.Decode[api.NotifyBody](body)
 	if err != nil {
 		return err
 	}
 	if b.RequestID == "" {
 		b.RequestID = requestID
 	}
-	_, err = n.s.NotifyBody(ctx, resource, b)
+	note, err := b.Notification(resource)
+	if err != nil {
+		return err
+	}
+	_, err = n.s.Notify(ctx, note)
 	return err
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"shadowbridge/cmd/internal/api"
 	"shadowbridge/cmd/internal/metrics"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
@@ -65,7 +66,7 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("GET /shadow/{id}", func(w http.ResponseWriter, r *http.Request) {
 		// An unknown shadow is a 404 page, not an empty page waiting for a stream that never comes.
 		if _, err := a.Service.Shadow(r.Context(), r.PathValue("id"), time.Time{}); err != nil {
-			code, _ := service.StatusOf(err)
+			code, _ := api.StatusOf(err)
 			errorPage(w, code, err)
 			return
 		}
@@ -94,7 +95,7 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("GET /api/shadow/{id}", func(w http.ResponseWriter, r *http.Request) {
 		d, _, err := a.shadowData(r.Context(), r.PathValue("id"))
 		if err != nil {
-			code, _ := service.StatusOf(err)
+			code, _ := api.StatusOf(err)
 			http.Error(w, err.Error(), code)
 			return
 		}
@@ -454,7 +455,7 @@ func (a *App) streamShadow(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	d, key, err := a.shadowData(r.Context(), r.PathValue("id"))
 	if err != nil {
-		code, _ := service.StatusOf(err)
+		code, _ := api.StatusOf(err)
 		http.Error(w, err.Error(), code)
 		return
 	}

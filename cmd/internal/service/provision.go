@@ -2,8 +2,6 @@ package service
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -225,7 +223,7 @@ func (s *Service) await(ctx context.Context, req Request, rec *eventstore.Reques
 // reservation. A refusal that cannot be recorded is not given: the client is told to try again
 // (503), and the retry decides afresh.
 func (s *Service) refuse(ctx context.Context, req Request, shadowID, opID string, rev uint64, cause error) (Reply, error) {
-	_, cat := StatusOf(cause)
+	cat := CategoryOf(cause)
 	rec := eventstore.RequestRecord{Fingerprint: req.Fingerprint, ShadowID: shadowID, OperationID: opID, Revision: rev,
 		Refused: &eventstore.Refusal{Category: cat, Message: cause.Error()}}
 	cur, written, err := s.store.RefuseRequest(ctx, req.Resource, req.RequestID, rec)
@@ -306,13 +304,6 @@ func replyFromRecord(rec *eventstore.Record) (Reply, error) {
 		}
 	}
 	return Reply{ShadowID: st.ID()}, nil
-}
-
-// Fingerprint returns a stable digest of a decoded request body.
-func Fingerprint(v any) string {
-	b, _ := json.Marshal(v)
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:16])
 }
 
 // Resolve finds the live shadow holding an identifier: {attribute: [value]} naming the secondary or

@@ -1,18 +1,20 @@
-// Package service is shadowbridge's command and query service: the use cases (provision.go,
-// confirm.go, refresh.go, resources.go, outcomes.go), each a decision handed to the event store's
-// unit of work, served as the NATS micro service `shadowbridge` (micro.go). Instances against one
-// NATS coordinate through JetStream alone (expected sequences, KV revisions).
+// Package service holds shadowbridge's use cases (provision.go, confirm.go, notify.go,
+// reconcile.go, refresh.go, resources.go, outcomes.go, queries.go): each takes typed input built
+// from domain types, decides with package domain and hands the decision to the event store's unit
+// of work. It knows no transport: package natsapi serves it over NATS, package app wires the
+// dispatcher and the AMQP receivers to it. Instances against one NATS coordinate through
+// JetStream alone (expected sequences, KV revisions).
 package service
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -62,7 +64,6 @@ type Service struct {
 	log     *slog.Logger
 	now     func() time.Time
 	tracer  trace.Tracer
-	nc      *nats.Conn // set by Serve
 	// Reconciliation (WithReconciliation): the transport's list request, the projection's shadow
 	// ids, the runs' seen marks.
 	lister  Lister
@@ -98,6 +99,11 @@ func (s *Service) goWork(fn func()) bool {
 	s.work.Go(fn)
 	return true
 }
+
+// Go runs fn (a request's handling, say) on its own goroutine as work Close waits for, unless
+// Close has begun: then fn does not run and Go returns false (the caller refuses the request, so
+// that another instance takes it).
+func (s *Service) Go(fn func()) bool { return s.goWork(fn) }
 
 // background runs fn on its own goroutine with a context that Close cancels, bounded by timeout
 // (not at all once Close has begun: its context would be over already).
@@ -232,4 +238,27 @@ func (s *Service) lookup(ctx context.Context, resource string) (domain.Resource,
 		return res, err
 	}
 	return res.WithMaintenance(s.InMaintenance(ctx, resource)), nil
+}
+
+// ErrBadRequest is a request that cannot be decoded, or that names nothing a use case can act on.
+var ErrBadRequest = &domain.Error{Category: domain.CategorySchema, Message: "bad request"}
+
+// CategoryOf returns the category of a use case's error, the one its answer reports: the first
+// of not-found, already-exists, conflict, communication, schema, configuration, security it
+// matches (errors.Is); a conflict of concurrent updates (eventstore.ErrConflict) is a conflict,
+// a deadline or a cancellation is communication; anything else is generic.
+func CategoryOf(err error) domain.Category {
+	for _, c := range []domain.Category{domain.CategoryNotFound, domain.CategoryAlreadyExists, domain.CategoryConflict,
+		domain.CategoryCommunication, domain.CategorySchema, domain.CategoryConfiguration, domain.CategorySecurity} {
+		if errors.Is(err, c) {
+			return c
+		}
+	}
+	switch {
+	case errors.Is(err, eventstore.ErrConflict):
+		return domain.CategoryConflict
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return domain.CategoryCommunication
+	}
+	return domain.CategoryGeneric
 }

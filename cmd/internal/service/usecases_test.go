@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"shadowbridge/cmd/internal/api"
 	"shadowbridge/cmd/internal/app"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
@@ -212,7 +213,7 @@ func TestAnUnrecordedRefusalIsNotGiven(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := add("second")
-	if code, _ := service.StatusOf(err); code != service.CodeUnavailable || !errors.Is(err, domain.CategoryCommunication) {
+	if code, _ := api.StatusOf(err); code != api.CodeUnavailable || !errors.Is(err, domain.CategoryCommunication) {
 		t.Fatalf("an unrecorded refusal answered %v (status %d), want 503", err, code)
 	}
 }

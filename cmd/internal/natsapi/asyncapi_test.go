@@ -1,4 +1,4 @@
-package service_test
+package natsapi_test
 
 import (
 	"encoding/json"
@@ -11,6 +11,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"shadowbridge/bridge"
+	"shadowbridge/cmd/internal/api"
+	"shadowbridge/cmd/internal/natsapi"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 )
@@ -66,10 +68,10 @@ func TestAsyncAPIMatchesTheCode(t *testing.T) {
 	}
 	want := []string{"prov.evt.{resource}.{shadowId}", "prov.res.{resource}", "prov.timer.{resource}.{shadowId}",
 		"prov.due.{resource}.{shadowId}", "$KV.PROV_SHADOWS.{resource}.{shadowId}", "{requestAddress}", "{confirmationAddress}"}
-	for _, v := range service.CommandVerbs {
+	for _, v := range natsapi.CommandVerbs {
 		want = append(want, "prov.cmd.{resource}."+v)
 	}
-	for _, q := range service.QueryNames {
+	for _, q := range natsapi.QueryNames {
 		want = append(want, "prov.query."+q)
 	}
 	slices.Sort(addresses)
@@ -111,25 +113,25 @@ func TestAsyncAPIMatchesTheCode(t *testing.T) {
 	slices.Sort(props)
 
 	schemas := map[string][]string{
-		"AddBody":                 jsonFields(reflect.TypeFor[service.AddBody]()),
-		"ModifyBody":              jsonFields(reflect.TypeFor[service.ModifyBody]()),
-		"DeleteBody":              jsonFields(reflect.TypeFor[service.DeleteBody]()),
-		"RefreshBody":             jsonFields(reflect.TypeFor[service.RefreshBody]()),
-		"ConfirmBody":             jsonFields(reflect.TypeFor[service.ConfirmBody]()),
-		"CancelBody":              jsonFields(reflect.TypeFor[service.CancelBody]()),
-		"NotifyBody":              jsonFields(reflect.TypeFor[service.NotifyBody]()),
+		"AddBody":                 jsonFields(reflect.TypeFor[api.AddBody]()),
+		"ModifyBody":              jsonFields(reflect.TypeFor[api.ModifyBody]()),
+		"DeleteBody":              jsonFields(reflect.TypeFor[api.DeleteBody]()),
+		"RefreshBody":             jsonFields(reflect.TypeFor[api.RefreshBody]()),
+		"ConfirmBody":             jsonFields(reflect.TypeFor[api.ConfirmBody]()),
+		"CancelBody":              jsonFields(reflect.TypeFor[api.CancelBody]()),
+		"NotifyBody":              jsonFields(reflect.TypeFor[api.NotifyBody]()),
 		"NotifyReply":             jsonFields(reflect.TypeFor[service.NotifyReply]()),
-		"ReconcileBody":           jsonFields(reflect.TypeFor[service.ReconcileBody]()),
+		"ReconcileBody":           jsonFields(reflect.TypeFor[api.ReconcileBody]()),
 		"ReconcileReply":          jsonFields(reflect.TypeFor[service.ReconcileReply]()),
-		"PageBody":                jsonFields(reflect.TypeFor[service.PageBody]()),
-		"ListedAccount":           jsonFields(reflect.TypeFor[service.ListedAccountJS]()),
+		"PageBody":                jsonFields(reflect.TypeFor[api.PageBody]()),
+		"ListedAccount":           jsonFields(reflect.TypeFor[api.ListedAccountJS]()),
 		"PageReply":               jsonFields(reflect.TypeFor[service.PageReply]()),
-		"MaintenanceBody":         jsonFields(reflect.TypeFor[service.MaintenanceBody]()),
-		"ShadowQuery":             jsonFields(reflect.TypeFor[service.ShadowQuery]()),
-		"PendingQuery":            jsonFields(reflect.TypeFor[service.PendingQuery]()),
-		"HistoryQuery":            jsonFields(reflect.TypeFor[service.HistoryQuery]()),
-		"ResourceQuery":           jsonFields(reflect.TypeFor[service.ResourceQuery]()),
-		"ChangeBody":              jsonFields(reflect.TypeFor[service.ChangeBody]()),
+		"MaintenanceBody":         jsonFields(reflect.TypeFor[api.MaintenanceBody]()),
+		"ShadowQuery":             jsonFields(reflect.TypeFor[api.ShadowQuery]()),
+		"PendingQuery":            jsonFields(reflect.TypeFor[api.PendingQuery]()),
+		"HistoryQuery":            jsonFields(reflect.TypeFor[api.HistoryQuery]()),
+		"ResourceQuery":           jsonFields(reflect.TypeFor[api.ResourceQuery]()),
+		"ChangeBody":              jsonFields(reflect.TypeFor[api.ChangeBody]()),
 		"Reply":                   jsonFields(reflect.TypeFor[service.Reply]()),
 		"HistoryEvent":            jsonFields(reflect.TypeFor[service.HistoryEvent]()),
 		"ShadowData":              jsonFields(reflect.TypeFor[domain.ShadowData]()),
@@ -139,7 +141,7 @@ func TestAsyncAPIMatchesTheCode(t *testing.T) {
 		"NextStep":                jsonFields(reflect.TypeFor[domain.NextStep]()),
 		"ResourceData":            jsonFields(reflect.TypeFor[domain.ResourceData]()),
 		"AvailabilityChange":      jsonFields(reflect.TypeFor[domain.AvailabilityChange]()),
-		"AMQPConfirmation":        without(jsonFields(reflect.TypeFor[service.ConfirmBody]()), "operationId"), // the operation id is the correlation-id
+		"AMQPConfirmation":        without(jsonFields(reflect.TypeFor[api.ConfirmBody]()), "operationId"), // the operation id is the correlation-id
 		"TargetRequest":           reqKeys,
 		"TargetRequestProperties": props,
 	}

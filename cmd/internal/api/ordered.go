@@ -1,4 +1,4 @@
-package service
+package api
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 )
 
 // AttributeMap is a JSON object of attribute values that remembers the order of its keys:
@@ -129,6 +128,3 @@ func jsonValueKind(tok json.Token) string {
 	}
 	return fmt.Sprintf("%T", tok)
 }
-
-// orderOf keeps the order of a decoded map, or nil.
-func orderOf(order []string) []string { return slices.Clone(order) }

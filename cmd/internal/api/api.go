@@ -1,4 +1,4 @@
-package service
+package api
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 )
 
@@ -19,7 +20,7 @@ import (
 const MaxBody = 1 << 20
 
 // ErrBadRequest is a request that cannot be decoded.
-var ErrBadRequest = &domain.Error{Category: domain.CategorySchema, Message: "bad request"}
+var ErrBadRequest = service.ErrBadRequest
 
 // AddBody is the JSON body of prov.cmd.<resource>.add.
 type AddBody struct {
@@ -302,7 +303,7 @@ func jsonKind(goType string) string {
 	switch {
 	case strings.HasPrefix(goType, "[]"), strings.HasPrefix(goType, "*[]"):
 		return "an array"
-	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "service."):
+	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "api."):
 		return "an object"
 	case goType == "string":
 		return "a string"

@@ -333,7 +333,9 @@ func (r *RequestRecord) Pending() bool { return len(r.Reply) == 0 && r.Refused =
 
 // RefuseRequest completes the record of a request id with a refusal, r naming the ids the refused
 // attempt decided with: it creates the record when there is none, and completes a reservation
-// only when it names those ids (r.Revision, when set, is that reservation's). Whatever happens,
+// only when it names those ids and, when r.Revision is set (the refused attempt's own
+// reservation), only while it is still at that revision: once another attempt took it over, that
+// attempt's decision is the answer. Whatever happens,
 // it returns the record in place afterwards, which is the request's answer: the refusal, the
 // reply of an attempt that completed first, or the reservation of another attempt (whose ids the
 // caller adopts); written says whether that is r.
@@ -353,7 +355,8 @@ func (s *index) RefuseRequest(ctx context.Context, resource, requestID string, r
 		switch {
 		case cur == nil:
 			nrev, err = s.kv.Create(ctx, key, b)
-		case !cur.Pending() || cur.ShadowID != r.ShadowID || cur.OperationID != r.OperationID:
+		case !cur.Pending() || cur.ShadowID != r.ShadowID || cur.OperationID != r.OperationID,
+			r.Revision != 0 && rev != r.Revision: // another attempt took the reservation over (TakeOverRequest)
 			cur.Revision = rev
 			return cur, false, nil
 		default:
@@ -427,6 +430,33 @@ func (s *index) ReserveRequest(ctx context.Context, resource, requestID string, 
 		// Dropped meanwhile: try again.
 	}
 	return nil, false, fmt.Errorf("eventstore: reserve request: %w: too much contention", ErrConflict)
+}
+
+// TakeOverRequest makes the pending record r (as read, with its Revision) this caller's: it
+// writes it again, unchanged, at r's revision, so that the attempt that wrote it, if it is slow
+// rather than dead, can no longer complete it with an answer of its own (RefuseRequest refuses
+// a reservation that moved on). It returns the record in place afterwards: r at its new
+// revision, or what another attempt wrote first (the caller judges it again).
+func (s *index) TakeOverRequest(ctx context.Context, resource, requestID string, r RequestRecord) (*RequestRecord, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	rev, err := s.kv.Update(ctx, requestKey(resource, requestID), b, r.Revision)
+	if err == nil {
+		r.Revision, r.Since = rev, time.Time{}
+		return &r, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) &&
+		!errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("eventstore: take over request: %w", unavailable(err))
+	}
+	cur, rev, err := s.getRequest(ctx, resource, requestID)
+	if err != nil || cur == nil {
+		return nil, err
+	}
+	cur.Revision = rev
+	return cur, nil
 }
 
 // DropRequest removes the pending record of a request id whose decision was refused before

@@ -58,11 +58,21 @@ type UpdateResult struct {
 }
 
 // AdoptError says that the request id is reserved by another attempt of the same request (a
-// concurrent twin, or an attempt that crashed): decide again with its ids.
+// concurrent twin, or an attempt that crashed): decide again with its ids; or that the request
+// was answered meanwhile (Record is not Pending): that answer is the reply.
 type AdoptError struct{ Record *RequestRecord }
 
 func (e *AdoptError) Error() string {
 	return fmt.Sprintf("eventstore: request reserved by another attempt, for operation %s", e.Record.OperationID)
+}
+
+// adoptable returns the AdoptError an attempt reserving mine meets in the record cur: another
+// attempt's ids, or an answer (nil: cur is mine to decide with).
+func adoptable(cur, mine *RequestRecord) *AdoptError {
+	if cur.OperationID != mine.OperationID || cur.ShadowID != mine.ShadowID || !cur.Pending() {
+		return &AdoptError{Record: cur}
+	}
+	return nil
 }
 
 // maxUpdateAttempts bounds the conflicts one update lives through. Updates of one shadow in one
@@ -147,8 +157,23 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 			if err != nil {
 				return UpdateResult{}, err
 			}
-			if cur.OperationID != o.Reserve.OperationID || cur.ShadowID != o.Reserve.ShadowID {
-				return UpdateResult{}, &AdoptError{Record: cur}
+			// Another attempt's ids, or a request already answered (refused or completed) while
+			// this attempt waited: the record is the answer; deciding over it would replace it.
+			if adopt := adoptable(cur, o.Reserve); adopt != nil {
+				return UpdateResult{}, adopt
+			}
+			if !made {
+				// An earlier attempt's reservation, decided again with its ids (it looked dead):
+				// taken over, so that its late answer, if it was only slow, cannot land over ours.
+				if cur, err = u.ix.TakeOverRequest(ctx, o.Resource, o.RequestID, *cur); err != nil {
+					return UpdateResult{}, err
+				}
+				if cur == nil {
+					continue // dropped meanwhile: reserve again
+				}
+				if adopt := adoptable(cur, o.Reserve); adopt != nil {
+					return UpdateResult{}, adopt
+				}
 			}
 			reserved, created, o.Reserve.Revision = true, made, cur.Revision
 			if err := fault(FaultAfterReserve); err != nil {

@@ -216,6 +216,62 @@ func testUnitOfWork(t *testing.T, s Store) {
 		t.Fatal("the second attempt stored a shadow")
 	}
 
+	// An attempt deciding with the ids of a reservation that was answered meanwhile (refused, or
+	// completed) must not decide: the record is the request's answer, for good. (A twin whose
+	// wait for the first attempt ran out decided with its ids, the first attempt's refusal
+	// landed just before its reservation, and the twin's success replaced the refusal: one
+	// request answered two ways, in a chaos soak.)
+	for _, answered := range []eventstore.RequestRecord{
+		{Fingerprint: "f", ShadowID: NewID(), OperationID: NewID(), Refused: &eventstore.Refusal{Category: domain.CategoryAlreadyExists, Message: "taken"}},
+		{Fingerprint: "f", ShadowID: NewID(), OperationID: NewID(), Reply: []byte(`{"shadowId":"x"}`)},
+	} {
+		rid := "answered-" + answered.OperationID
+		if err := s.PutRequest(ctx, "demo", rid, answered); err != nil {
+			t.Fatal(err)
+		}
+		retry := eventstore.RequestRecord{Fingerprint: "f", ShadowID: answered.ShadowID, OperationID: answered.OperationID}
+		_, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: answered.ShadowID, RequestID: rid, Reserve: &retry,
+			Decide: func(st domain.Shadow) ([]domain.Event, error) { // a login nobody holds: it would be stored
+				return domain.Decide(st, addCmd(res, answered.ShadowID, "free-"+answered.OperationID), time.Now())
+			}})
+		if !errors.As(err, &adopt) || adopt.Record.Pending() {
+			t.Fatalf("an attempt on an answered request id (%+v): %v, want the answer to adopt", answered, err)
+		}
+		if st, _, _ := s.Load(ctx, "demo", answered.ShadowID); st.Created() {
+			t.Fatal("an attempt decided over the request id's answer")
+		}
+		if rec, err := s.GetRequest(ctx, "demo", rid); err != nil || rec.Pending() || (rec.Refused == nil) != (answered.Refused == nil) {
+			t.Fatalf("the answer changed: %+v %v", rec, err)
+		}
+	}
+
+	// An attempt that decides with the ids of a reservation that looked dead takes it over: the
+	// attempt that made it, if it was only slow, can no longer complete it with a refusal of its
+	// own (its answer would differ from the one the taking attempt gives).
+	slow := eventstore.RequestRecord{Fingerprint: "f", ShadowID: NewID(), OperationID: NewID()}
+	if _, created, err := s.ReserveRequest(ctx, "demo", "slow", slow); err != nil || !created {
+		t.Fatalf("reserve: %v %v", created, err)
+	}
+	slowRec, err := s.GetRequest(ctx, "demo", "slow")
+	if err != nil || slowRec == nil {
+		t.Fatalf("reservation: %+v %v", slowRec, err)
+	}
+	taker := eventstore.RequestRecord{Fingerprint: "f", ShadowID: slow.ShadowID, OperationID: slow.OperationID}
+	if _, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: slow.ShadowID, RequestID: "slow", Reserve: &taker,
+		Decide: func(st domain.Shadow) ([]domain.Event, error) {
+			return domain.Decide(st, addCmd(res, slow.ShadowID, "free-"+slow.OperationID), time.Now())
+		}}); err != nil {
+		t.Fatalf("the taking attempt: %v", err)
+	}
+	if taker.Revision == slowRec.Revision {
+		t.Fatal("the reservation was decided again without being taken over")
+	}
+	late := eventstore.RequestRecord{Fingerprint: "f", ShadowID: slow.ShadowID, OperationID: slow.OperationID, Revision: slowRec.Revision,
+		Refused: &eventstore.Refusal{Category: domain.CategoryAlreadyExists, Message: "taken"}}
+	if cur, written, err := s.RefuseRequest(ctx, "demo", "slow", late); err != nil || written || cur.Refused != nil {
+		t.Fatalf("the slow attempt's refusal over a reservation taken over: written %v, record %+v, %v", written, cur, err)
+	}
+
 	// A refused add (its login taken) stores nothing and leaves nothing claimed.
 	withLogins := func(shadowID string, logins ...any) func(domain.Shadow) ([]domain.Event, error) {
 		return func(st domain.Shadow) ([]domain.Event, error) {

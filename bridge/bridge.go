@@ -33,15 +33,32 @@ type Log interface {
 // Known only costs a reload.
 type Known = eventstore.Known
 
-// Outcomes records what happened to an attempt (the command service implements it). known may
-// be nil.
+// Attempt names one attempt of one operation: its resource, shadow and operation, its number
+// (1 for the first), and the shadow as the dispatcher last saw it (Known, may be nil).
+type Attempt struct {
+	Resource, ShadowID, OperationID string
+	Number                          int
+	Known                           *Known
+}
+
+// Failure is why an attempt failed: the error's category and message, and whether the request
+// never reached the target (NotSent, see ErrNotSent).
+type Failure struct {
+	Category domain.Category
+	Message  string
+	NotSent  bool
+}
+
+// Outcomes records what happened to an attempt (the command service implements it). Each is
+// idempotent: recording the same outcome of the same attempt again changes nothing.
 type Outcomes interface {
-	Delivered(ctx context.Context, resource, shadowID, operationID string, attempt int, reference string, known *Known) error
-	// Failed: notSent says the request never reached the target (see ErrNotSent).
-	Failed(ctx context.Context, resource, shadowID, operationID string, attempt int, category domain.Category, message string, notSent bool, known *Known) error
+	// Delivered records that the transport took the request, with the reference a confirmation
+	// may name.
+	Delivered(ctx context.Context, a Attempt, reference string) error
+	Failed(ctx context.Context, a Attempt, f Failure) error
 	// Postponed records that the attempt was held back without contacting the target (the
 	// resource is in maintenance); no attempt is counted.
-	Postponed(ctx context.Context, resource, shadowID, operationID string, attempt int, reason string, known *Known) error
+	Postponed(ctx context.Context, a Attempt, reason string) error
 }
 
 // Gate says whether a resource is administratively closed (in maintenance). Implementations must
@@ -66,6 +83,11 @@ type Request struct {
 	// TraceParent is the W3C traceparent the request carries: the operation's when released,
 	// the attempt's own span while it is sent.
 	TraceParent string
+}
+
+// attempt names the request's attempt for Outcomes.
+func (r Request) attempt(known *Known) Attempt {
+	return Attempt{Resource: r.Resource, ShadowID: r.ShadowID, OperationID: r.OperationID, Number: r.Attempt, Known: known}
 }
 
 func requestOf(resource, shadowID string, dr domain.DispatchRequested) Request {
@@ -356,12 +378,12 @@ func (d *Dispatcher) requestFromHistory(ctx context.Context, resource, shadowID,
 func (d *Dispatcher) send(ctx context.Context, req Request, known *Known) error {
 	if d.Gate != nil && d.Gate.InMaintenance(ctx, req.Resource) {
 		// Not remembered as done: the same attempt goes out when maintenance ends.
-		return d.outcomes.Postponed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, "resource in maintenance", known)
+		return d.outcomes.Postponed(ctx, req.attempt(known), "resource in maintenance")
 	}
 	t, ok := d.targets[req.Resource]
 	if !ok {
-		return d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, domain.CategoryConfiguration,
-			fmt.Sprintf("resource %q has no target", req.Resource), false, known)
+		return d.outcomes.Failed(ctx, req.attempt(known), Failure{Category: domain.CategoryConfiguration,
+			Message: fmt.Sprintf("resource %q has no target", req.Resource)})
 	}
 	if req.Redelivered {
 		d.logger.Info("re-sending a redelivered request (same operation id: the target's duplicate detection drops it)",
@@ -391,9 +413,9 @@ func (d *Dispatcher) send(ctx context.Context, req Request, known *Known) error 
 		// change of availability and the periodic summary are logged above debug instead.
 		d.logger.Debug("send failed", "resource", req.Resource, "shadow", req.ShadowID, "operation", req.OperationID,
 			"attempt", req.Attempt, "category", cat, "err", err)
-		err = d.outcomes.Failed(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, cat, err.Error(), errors.Is(err, ErrNotSent), known)
+		err = d.outcomes.Failed(ctx, req.attempt(known), Failure{Category: cat, Message: err.Error(), NotSent: errors.Is(err, ErrNotSent)})
 	} else {
-		err = d.outcomes.Delivered(ctx, req.Resource, req.ShadowID, req.OperationID, req.Attempt, ref, known)
+		err = d.outcomes.Delivered(ctx, req.attempt(known), ref)
 	}
 	if err == nil {
 		d.done.add(attemptKey(req.OperationID, req.Attempt))

@@ -38,16 +38,17 @@ func (r recorder) do(ctx context.Context, shadowID string, cmd domain.Command) e
 	}
 }
 
-func (r recorder) Delivered(ctx context.Context, resource, shadowID, op string, attempt int, ref string, _ *bridge.Known) error {
-	return r.do(ctx, shadowID, domain.RecordDelivery{Resource: r.res, OperationID: op, Attempt: attempt, Reference: ref})
+func (r recorder) Delivered(ctx context.Context, a bridge.Attempt, ref string) error {
+	return r.do(ctx, a.ShadowID, domain.RecordDelivery{Resource: r.res, OperationID: a.OperationID, Attempt: a.Number, Reference: ref})
 }
 
-func (r recorder) Failed(ctx context.Context, resource, shadowID, op string, attempt int, cat domain.Category, msg string, notSent bool, _ *bridge.Known) error {
-	return r.do(ctx, shadowID, domain.RecordFailure{Resource: r.res, OperationID: op, Attempt: attempt, Error: domain.OperationError{Category: cat, Message: msg}, NotSent: notSent})
+func (r recorder) Failed(ctx context.Context, a bridge.Attempt, f bridge.Failure) error {
+	return r.do(ctx, a.ShadowID, domain.RecordFailure{Resource: r.res, OperationID: a.OperationID, Attempt: a.Number,
+		Error: domain.OperationError{Category: f.Category, Message: f.Message}, NotSent: f.NotSent})
 }
 
-func (r recorder) Postponed(ctx context.Context, resource, shadowID, op string, attempt int, reason string, _ *bridge.Known) error {
-	return r.do(ctx, shadowID, domain.RecordPostponement{Resource: r.res.WithMaintenance(true), OperationID: op, Attempt: attempt, Reason: reason})
+func (r recorder) Postponed(ctx context.Context, a bridge.Attempt, reason string) error {
+	return r.do(ctx, a.ShadowID, domain.RecordPostponement{Resource: r.res.WithMaintenance(true), OperationID: a.OperationID, Attempt: a.Number, Reason: reason})
 }
 
 type fixture struct {

@@ -220,13 +220,13 @@ func (ix *PendingIndex) PendingPage(ctx context.Context, resource, after string,
 		last := list[len(list)-1]
 		page.Next = last.resource + "." + last.id
 	}
-	page.Shadows = make([]domain.ShadowData, 0, len(list))
+	page.Shadows, page.JSON = make([]domain.ShadowData, 0, len(list)), make([]json.RawMessage, 0, len(list))
 	for _, e := range list {
 		var d domain.ShadowData
 		if err := json.Unmarshal(e.v, &d); err != nil {
 			return PendingPage{}, fmt.Errorf("projections: pending: %w", err)
 		}
-		page.Shadows = append(page.Shadows, d)
+		page.Shadows, page.JSON = append(page.Shadows, d), append(page.JSON, e.v)
 	}
 	return page, nil
 }
@@ -236,4 +236,7 @@ type PendingPage struct {
 	Shadows []domain.ShadowData `json:"shadows"`
 	Total   int                 `json:"total"`
 	Next    string              `json:"next,omitempty"`
+	// JSON holds each of Shadows as the projection stores it (what a reply can carry as it is,
+	// instead of encoding the shadow again).
+	JSON []json.RawMessage `json:"-"`
 }

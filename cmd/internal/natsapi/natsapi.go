@@ -458,8 +458,10 @@ func (s *server) queryPending(ctx context.Context, data []byte) (any, error) {
 	room, size := int(s.nc.MaxPayload())-4096, 0
 	out := pendingReply{Shadows: make([]json.RawMessage, 0, len(page.Shadows)), Total: page.Total, Next: page.Next}
 	for i, sd := range page.Shadows {
-		b, err := json.Marshal(sd)
-		if err != nil {
+		var b []byte
+		if i < len(page.JSON) {
+			b = page.JSON[i] // the projection's JSON as it is: no second encoding
+		} else if b, err = json.Marshal(sd); err != nil {
 			return nil, err
 		}
 		if size += len(b) + 1; size > room && i > 0 {

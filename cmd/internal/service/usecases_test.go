@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"shadowbridge/bridge"
 	"shadowbridge/cmd/internal/api"
 	"shadowbridge/cmd/internal/app"
 	"shadowbridge/cmd/internal/service"
@@ -60,7 +61,7 @@ func TestUseCasesOverMemory(t *testing.T) {
 		t.Fatalf("a second jack: %v, want the identifier taken", err)
 	}
 	// The add completes with a uid; a modify addressed by the login travels after it.
-	if err := s.Delivered(ctx, "demo", r1.ShadowID, r1.OperationID, 1, r1.OperationID, nil); err != nil {
+	if err := s.Delivered(ctx, bridge.Attempt{Resource: "demo", ShadowID: r1.ShadowID, OperationID: r1.OperationID, Number: 1}, r1.OperationID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Confirm(ctx, service.ConfirmRequest{Resource: "demo", OperationID: r1.OperationID, Result: domain.ResultSuccess,

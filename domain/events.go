@@ -14,6 +14,33 @@ type Event interface {
 	EventTime() time.Time
 }
 
+// ShadowEvent is an event of a shadow; the other events are a resource's (availability,
+// maintenance, reconciliation runs). The event codecs are generated for the shadow events
+// (eventstore/internal/eventgen finds them by this interface).
+type ShadowEvent interface {
+	Event
+	shadowEvent()
+}
+
+func (AddRequested) shadowEvent()       {}
+func (ModifyRequested) shadowEvent()    {}
+func (DeleteRequested) shadowEvent()    {}
+func (DispatchRequested) shadowEvent()  {}
+func (OperationSent) shadowEvent()      {}
+func (AttemptFailed) shadowEvent()      {}
+func (OperationCompleted) shadowEvent() {}
+func (OperationPostponed) shadowEvent() {}
+func (TimerSet) shadowEvent()           {}
+func (TimerCleared) shadowEvent()       {}
+func (GracePeriodEnded) shadowEvent()   {}
+func (OperationRemoved) shadowEvent()   {}
+func (ShadowExpired) shadowEvent()      {}
+func (AccountDiscovered) shadowEvent()  {}
+func (ShadowDiscovered) shadowEvent()   {}
+func (RecreateRequested) shadowEvent()  {}
+func (AccountGone) shadowEvent()        {}
+func (AccountChanged) shadowEvent()     {}
+
 // TargetRequest is exactly what is asked of the target system for one attempt, recorded in the
 // DispatchRequested event so that auditors see what was sent and the dispatcher needs no lookup.
 type TargetRequest struct {

@@ -1,5 +1,9 @@
 package eventstore
 
+// The events' fast writers and readers and their JSON field tables are generated from the
+// domain's event structs (eventstore/internal/eventgen).
+//go:generate go run ./internal/eventgen
+
 import (
 	"bytes"
 	"errors"

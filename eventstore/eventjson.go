@@ -152,37 +152,8 @@ type jsonField struct {
 	kind jsonKind
 }
 
-// eventFields are the domain's event structs as encoding/json sees them: json names in field
-// order and their options. TestEventFieldTablesMatchTheStructs compares them with the structs.
-var eventFields = map[string][]jsonField{
-	"AddRequested": {{"shadowId", kStr}, {"resource", kStr}, {"objectClass", kStr}, {"secondaryIdentifier", kStr},
-		{"operationId", kStr}, {"requestId", kStrOmit}, {"attributes", kAttrs}, {"order", kStrsOmit}, {"assigned", kBoolOmit},
-		{"traceparent", kStrOmit}, {"time", kTime}},
-	"ModifyRequested": {{"operationId", kStr}, {"requestId", kStrOmit}, {"changes", kChanges}, {"order", kStrsOmit},
-		{"traceparent", kStrOmit}, {"time", kTime}},
-	"DeleteRequested": {{"operationId", kStr}, {"requestId", kStrOmit}, {"traceparent", kStrOmit}, {"time", kTime}},
-	"DispatchRequested": {{"operationId", kStr}, {"attempt", kInt}, {"sequence", kIntOmit}, {"previousSequence", kIntOmit},
-		{"request", kRequest}, {"traceparent", kStrOmit}, {"time", kTime}},
-	"OperationSent": {{"operationId", kStr}, {"attempt", kInt}, {"reference", kStrOmit}, {"time", kTime}},
-	"AttemptFailed": {{"operationId", kStr}, {"attempt", kInt}, {"error", kOpError}, {"notSent", kBoolOmit}, {"time", kTime}},
-	"OperationCompleted": {{"operationId", kStr}, {"result", kStr}, {"message", kStrOmit}, {"primaryIdentifiers", kAttrsOmit},
-		{"source", kStr}, {"graceUntil", kTimeOmitZero}, {"time", kTime}},
-	"AccountDiscovered": {{"operationId", kStr}, {"shadowId", kStr}, {"attributes", kAttrsOmit}, {"primaryIdentifiers", kAttrsOmit},
-		{"time", kTime}},
-	"ShadowDiscovered": {{"shadowId", kStr}, {"resource", kStr}, {"objectClass", kStr}, {"secondaryIdentifier", kStr},
-		{"attributes", kAttrs}, {"primaryIdentifiers", kAttrsOmit}, {"cause", kStrOmit}, {"time", kTime}},
-	"RecreateRequested":  {{"operationId", kStr}, {"attributes", kAttrs}, {"source", kStrOmit}, {"time", kTime}},
-	"OperationPostponed": {{"operationId", kStr}, {"attempt", kInt}, {"reason", kStrOmit}, {"time", kTime}},
-	"TimerSet":           {{"at", kTime}, {"time", kTime}},
-	"TimerCleared":       {{"time", kTime}},
-	"GracePeriodEnded":   {{"operationId", kStr}, {"time", kTime}},
-	"OperationRemoved":   {{"operationId", kStr}, {"time", kTime}},
-	"ShadowExpired":      {{"time", kTime}},
-	"AccountGone":        {{"source", kStrOmit}, {"time", kTime}},
-	"AccountChanged": {{"source", kStr}, {"reconciliation", kStrOmit}, {"before", kAttrsOmit}, {"after", kAttrsOmit},
-		{"primaryIdentifiers", kAttrsOmit}, {"time", kTime}},
-}
-
+// The tables of the structs events hold (the events' own, eventFields, are generated in
+// events_gen.go).
 var (
 	requestFields = []jsonField{{"operation", kStr}, {"objectClass", kStr}, {"attributes", kAttrsOmit},
 		{"primaryIdentifiers", kAttrsOmit}, {"secondaryIdentifiers", kAttrsOmit}, {"changes", kChangesOmit}, {"order", kStrsOmit}}
@@ -234,135 +205,123 @@ func transcodeObject(b, data []byte, pos int, fields []jsonField) (out []byte, n
 	}
 	b = append(b, '{')
 	first := true
-	key := func(name string) {
+	for i, f := range fields {
+		mark := len(b)
 		if !first {
 			b = append(b, ',')
 		}
-		first = false
 		b = append(b, '"')
-		b = append(b, name...)
+		b = append(b, f.name...)
 		b = append(b, '"', ':')
-	}
-	for i, f := range fields {
-		sp := spans[i]
-		if sp.start < 0 {
-			// Absent: the Go zero value, which the omitting kinds leave out.
-			switch f.kind {
-			case kStr:
-				key(f.name)
-				b = append(b, `""`...)
-			case kInt:
-				key(f.name)
-				b = append(b, '0')
-			case kStrOmit, kIntOmit, kBoolOmit, kTimeOmitZero, kAttrsOmit, kChangesOmit, kStrsOmit:
-			default:
-				return b, 0, false // rare: let encoding/json write the zero value
-			}
+		var skip bool
+		if sp := spans[i]; sp.start < 0 {
+			b, skip, ok = appendAbsent(b, f)
+		} else {
+			b, skip, ok = appendFieldValue(b, data[sp.start:sp.end], f)
+		}
+		if !ok {
+			return b, 0, false
+		}
+		if skip { // omitted: the key goes too
+			b = b[:mark]
 			continue
 		}
-		v := data[sp.start:sp.end]
-		switch f.kind {
-		case kStr, kStrOmit:
-			s, _, ok := strAt(v, 0)
-			if !ok {
-				return b, 0, false
-			}
-			if f.kind == kStrOmit && len(s) == 0 {
-				continue
-			}
-			key(f.name)
-			b = appendJSONStringBytes(b, s)
-		case kInt, kIntOmit:
-			n, ok := intAt(v)
-			if !ok {
-				return b, 0, false
-			}
-			if f.kind == kIntOmit && n == 0 {
-				continue
-			}
-			key(f.name)
-			b = strconv.AppendInt(b, n, 10)
-		case kBoolOmit:
-			switch v[0] {
-			case 0xc3:
-				key(f.name)
-				b = append(b, "true"...)
-			case 0xc2, 0xc0:
-			default:
-				return b, 0, false
-			}
-		case kTime, kTimeOmitZero:
-			t, ok := timeAt(v)
-			if !ok {
-				return b, 0, false
-			}
-			if f.kind == kTimeOmitZero && t.IsZero() {
-				continue
-			}
-			key(f.name)
-			if b, ok = appendJSONTime(b, t); !ok {
-				return b, 0, false
-			}
-		case kAttrs, kAttrsOmit:
-			n, _, ok := mapHeader(v, 0)
-			if !ok {
-				return b, 0, false
-			}
-			if f.kind == kAttrsOmit && n <= 0 {
-				continue
-			}
-			key(f.name)
-			if b, ok = appendAttrs(b, v); !ok {
-				return b, 0, false
-			}
-		case kChanges, kChangesOmit:
-			n, _, ok := mapHeader(v, 0)
-			if !ok {
-				return b, 0, false
-			}
-			if f.kind == kChangesOmit && n <= 0 {
-				continue
-			}
-			key(f.name)
-			if b, ok = appendChanges(b, v); !ok {
-				return b, 0, false
-			}
-		case kStrsOmit:
-			n, pos, ok := arrayHeader(v, 0)
-			if !ok {
-				return b, 0, false
-			}
-			if n <= 0 {
-				continue
-			}
-			key(f.name)
-			b = append(b, '[')
-			for j := range n {
-				var s []byte
-				if s, pos, ok = strAt(v, pos); !ok {
-					return b, 0, false
-				}
-				if j > 0 {
-					b = append(b, ',')
-				}
-				b = appendJSONStringBytes(b, s)
-			}
-			b = append(b, ']')
-		case kOpError, kRequest:
-			if v[0] == 0xc0 {
-				return b, 0, false
-			}
-			key(f.name)
-			inner := opErrorFields
-			if f.kind == kRequest {
-				inner = requestFields
-			}
-			if b, _, ok = transcodeObject(b, v, 0, inner); !ok {
-				return b, 0, false
-			}
-		}
+		first = false
 	}
 	return append(b, '}'), next, true
+}
+
+// appendAbsent appends the value of a field the map does not hold: the Go zero value, which the
+// omitting kinds leave out (skip).
+func appendAbsent(b []byte, f jsonField) (out []byte, skip, ok bool) {
+	switch f.kind {
+	case kStr:
+		return append(b, `""`...), false, true
+	case kInt:
+		return append(b, '0'), false, true
+	case kStrOmit, kIntOmit, kBoolOmit, kTimeOmitZero, kAttrsOmit, kChangesOmit, kStrsOmit:
+		return b, true, true
+	}
+	return b, false, false // rare: let encoding/json write the zero value
+}
+
+// appendFieldValue appends the JSON of the msgpack value v of field f, or reports skip when f's
+// options leave it out (an empty string, a zero number, ...); ok is false for bytes it does not
+// handle (the caller lets encoding/json write the event).
+func appendFieldValue(b, v []byte, f jsonField) (out []byte, skip, ok bool) {
+	switch f.kind {
+	case kStr, kStrOmit:
+		s, _, ok := strAt(v, 0)
+		if !ok || (f.kind == kStrOmit && len(s) == 0) {
+			return b, ok, ok
+		}
+		return appendJSONStringBytes(b, s), false, true
+	case kInt, kIntOmit:
+		n, ok := intAt(v)
+		if !ok || (f.kind == kIntOmit && n == 0) {
+			return b, ok, ok
+		}
+		return strconv.AppendInt(b, n, 10), false, true
+	case kBoolOmit:
+		switch v[0] {
+		case 0xc3:
+			return append(b, "true"...), false, true
+		case 0xc2, 0xc0:
+			return b, true, true
+		}
+		return b, false, false
+	case kTime, kTimeOmitZero:
+		t, ok := timeAt(v)
+		if !ok || (f.kind == kTimeOmitZero && t.IsZero()) {
+			return b, ok, ok
+		}
+		b, ok = appendJSONTime(b, t)
+		return b, false, ok
+	case kAttrs, kAttrsOmit, kChanges, kChangesOmit:
+		n, _, ok := mapHeader(v, 0)
+		if !ok || ((f.kind == kAttrsOmit || f.kind == kChangesOmit) && n <= 0) {
+			return b, ok, ok
+		}
+		if f.kind == kAttrs || f.kind == kAttrsOmit {
+			b, ok = appendAttrs(b, v)
+		} else {
+			b, ok = appendChanges(b, v)
+		}
+		return b, false, ok
+	case kStrsOmit:
+		return appendStrs(b, v)
+	case kOpError, kRequest:
+		if v[0] == 0xc0 {
+			return b, false, false
+		}
+		inner := opErrorFields
+		if f.kind == kRequest {
+			inner = requestFields
+		}
+		b, _, ok = transcodeObject(b, v, 0, inner)
+		return b, false, ok
+	}
+	return b, false, false
+}
+
+// appendStrs appends a msgpack array of strings as JSON (skip: an empty one, omitted).
+func appendStrs(b, v []byte) (out []byte, skip, ok bool) {
+	n, pos, ok := arrayHeader(v, 0)
+	if !ok || n <= 0 {
+		return b, ok, ok
+	}
+	b = append(b, '[')
+	for j := range n {
+		var s []byte
+		if s, pos, ok = strAt(v, pos); !ok {
+			return b, false, false
+		}
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONStringBytes(b, s)
+	}
+	return append(b, ']'), false, true
 }
 
 // mapEntry is an entry of a msgpack map with string keys: the key and where its value lies.

@@ -590,150 +590,6 @@ func (r *reader) targetRequest() domain.TargetRequest {
 	return t
 }
 
-// readEvent decodes the events every decision records without reflection; ok is false for the
-// other types (the caller decodes those reflectively).
-func readEvent(typ string, raw []byte) (e domain.Event, ok bool, err error) {
-	r := newReader(raw)
-	defer r.release()
-	switch typ {
-	case "AddRequested":
-		var x domain.AddRequested
-		r.each(func(k []byte) {
-			switch string(k) {
-			case "shadowId":
-				x.ShadowID = r.str()
-			case "resource":
-				x.Resource = r.str()
-			case "objectClass":
-				x.ObjectClass = r.str()
-			case "secondaryIdentifier":
-				x.SecondaryIdentifier = r.str()
-			case "operationId":
-				x.OperationID = r.str()
-			case "requestId":
-				x.RequestID = r.str()
-			case "traceparent":
-				x.TraceParent = r.str()
-			case "attributes":
-				x.Attributes = r.attrs()
-			case "order":
-				x.Order = r.strs()
-			case "assigned":
-				x.Assigned = r.boolean()
-			case "time":
-				x.Time = r.tm()
-			default:
-				r.skip()
-			}
-		})
-		e = x
-	case "ModifyRequested":
-		var x domain.ModifyRequested
-		r.each(func(k []byte) {
-			switch string(k) {
-			case "operationId":
-				x.OperationID = r.str()
-			case "requestId":
-				x.RequestID = r.str()
-			case "traceparent":
-				x.TraceParent = r.str()
-			case "changes":
-				x.Changes = r.changes()
-			case "order":
-				x.Order = r.strs()
-			case "time":
-				x.Time = r.tm()
-			default:
-				r.skip()
-			}
-		})
-		e = x
-	case "DeleteRequested":
-		var x domain.DeleteRequested
-		r.each(func(k []byte) {
-			switch string(k) {
-			case "operationId":
-				x.OperationID = r.str()
-			case "requestId":
-				x.RequestID = r.str()
-			case "traceparent":
-				x.TraceParent = r.str()
-			case "time":
-				x.Time = r.tm()
-			default:
-				r.skip()
-			}
-		})
-		e = x
-	case "DispatchRequested":
-		var x domain.DispatchRequested
-		r.each(func(k []byte) {
-			switch string(k) {
-			case "operationId":
-				x.OperationID = r.str()
-			case "attempt":
-				x.Attempt = int(r.int())
-			case "sequence":
-				x.Sequence = r.int()
-			case "previousSequence":
-				x.PreviousSequence = r.int()
-			case "request":
-				x.Request = r.targetRequest()
-			case "traceparent":
-				x.TraceParent = r.str()
-			case "time":
-				x.Time = r.tm()
-			default:
-				r.skip()
-			}
-		})
-		e = x
-	case "OperationSent":
-		var x domain.OperationSent
-		r.each(func(k []byte) {
-			switch string(k) {
-			case "operationId":
-				x.OperationID = r.str()
-			case "attempt":
-				x.Attempt = int(r.int())
-			case "reference":
-				x.Reference = r.str()
-			case "time":
-				x.Time = r.tm()
-			default:
-				r.skip()
-			}
-		})
-		e = x
-	case "OperationCompleted":
-		var x domain.OperationCompleted
-		r.each(func(k []byte) {
-			switch string(k) {
-			case "operationId":
-				x.OperationID = r.str()
-			case "result":
-				x.Result = domain.ResultStatus(r.str())
-			case "message":
-				x.Message = r.str()
-			case "primaryIdentifiers":
-				x.PrimaryIdentifiers = r.attrs()
-			case "source":
-				x.Source = r.str()
-			case "graceUntil":
-				x.GraceUntil = r.tm()
-			case "time":
-				x.Time = r.tm()
-			default:
-				r.skip()
-			}
-		})
-		e = x
-	default:
-		return nil, false, nil
-	}
-	return e, true, r.err
-}
-
 // readDecisionTime reads the "time" of a commit's first event without decoding the events:
 // what an as-of query compares, for every commit of a shadow. ok is false when the first event
 // has no time field (the caller decodes it then).
@@ -845,4 +701,18 @@ func readStateSummary(raw []byte) (StateSummary, error) {
 		return s, fmt.Errorf("%w: %w", ErrCorrupt, r.err)
 	}
 	return s, nil
+}
+
+func (r *reader) opError() (e domain.OperationError) {
+	r.each(func(k []byte) {
+		switch string(k) {
+		case "category":
+			e.Category = domain.Category(r.str())
+		case "message":
+			e.Message = r.str()
+		default:
+			r.skip()
+		}
+	})
+	return e
 }

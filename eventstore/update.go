@@ -66,6 +66,37 @@ func (e *AdoptError) Error() string {
 	return fmt.Sprintf("eventstore: request reserved by another attempt, for operation %s", e.Record.OperationID)
 }
 
+// reserve writes the request id's pending record for o's decision (made), or makes an earlier
+// attempt's record with the same ids this attempt's (TakeOverRequest), and sets
+// o.Reserve.Revision. An *AdoptError says another attempt's ids or an answer are in place;
+// again, that the record taken over was dropped meanwhile.
+func (u *unit) reserve(ctx context.Context, o UpdateOptions) (made, again bool, err error) {
+	cur, made, err := u.ix.ReserveRequest(ctx, o.Resource, o.RequestID, *o.Reserve)
+	if err != nil {
+		return false, false, err
+	}
+	// Another attempt's ids, or a request already answered (refused or completed) while this
+	// attempt waited: the record is the answer; deciding over it would replace it.
+	if adopt := adoptable(cur, o.Reserve); adopt != nil {
+		return false, false, adopt
+	}
+	if !made {
+		// An earlier attempt's reservation, decided again with its ids (it looked dead): taken
+		// over, so that its late answer, if it was only slow, cannot land over ours.
+		if cur, err = u.ix.TakeOverRequest(ctx, o.Resource, o.RequestID, *cur); err != nil {
+			return false, false, err
+		}
+		if cur == nil {
+			return false, true, nil
+		}
+		if adopt := adoptable(cur, o.Reserve); adopt != nil {
+			return false, false, adopt
+		}
+	}
+	o.Reserve.Revision = cur.Revision
+	return made, false, nil
+}
+
 // adoptable returns the AdoptError an attempt reserving mine meets in the record cur: another
 // attempt's ids, or an answer (nil: cur is mine to decide with).
 func adoptable(cur, mine *RequestRecord) *AdoptError {
@@ -153,29 +184,14 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 			return UpdateResult{Shadow: st, Seq: seq}, err
 		}
 		if o.Reserve != nil && !reserved {
-			cur, made, err := u.ix.ReserveRequest(ctx, o.Resource, o.RequestID, *o.Reserve)
+			made, again, err := u.reserve(ctx, o)
+			if again {
+				continue // the reservation taken over was dropped meanwhile: reserve again
+			}
 			if err != nil {
 				return UpdateResult{}, err
 			}
-			// Another attempt's ids, or a request already answered (refused or completed) while
-			// this attempt waited: the record is the answer; deciding over it would replace it.
-			if adopt := adoptable(cur, o.Reserve); adopt != nil {
-				return UpdateResult{}, adopt
-			}
-			if !made {
-				// An earlier attempt's reservation, decided again with its ids (it looked dead):
-				// taken over, so that its late answer, if it was only slow, cannot land over ours.
-				if cur, err = u.ix.TakeOverRequest(ctx, o.Resource, o.RequestID, *cur); err != nil {
-					return UpdateResult{}, err
-				}
-				if cur == nil {
-					continue // dropped meanwhile: reserve again
-				}
-				if adopt := adoptable(cur, o.Reserve); adopt != nil {
-					return UpdateResult{}, adopt
-				}
-			}
-			reserved, created, o.Reserve.Revision = true, made, cur.Revision
+			reserved, created = true, made
 			if err := fault(FaultAfterReserve); err != nil {
 				return UpdateResult{}, err
 			}

@@ -216,6 +216,58 @@ func testUnitOfWork(t *testing.T, s Store) {
 		t.Fatal("the second attempt stored a shadow")
 	}
 
+	testAnsweredRequests(t, s, res)
+
+	// A refused add (its login taken) stores nothing and leaves nothing claimed.
+	withLogins := func(shadowID string, logins ...any) func(domain.Shadow) ([]domain.Event, error) {
+		return func(st domain.Shadow) ([]domain.Event, error) {
+			return domain.Decide(st, domain.Add{Resource: res, ShadowID: shadowID, OperationID: NewID(), ObjectClass: "AccountObjectClass",
+				Attributes: domain.Attributes{"login": logins}}, time.Now())
+		}
+	}
+	owner := NewID()
+	if _, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: owner, Known: &eventstore.Known{}, Decide: withLogins(owner, "both")}); err != nil {
+		t.Fatal(err)
+	}
+	loser := NewID()
+	_, err = s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: loser, Known: &eventstore.Known{}, Decide: withLogins(loser, "both")})
+	var taken *eventstore.TakenError
+	if !errors.As(err, &taken) || taken.Owner != owner {
+		t.Fatalf("add of a taken login: %v, want *TakenError naming %s", err, owner)
+	}
+	if st, _, _ := s.Load(ctx, "demo", loser); st.Created() {
+		t.Fatal("the refused add stored a shadow")
+	}
+
+	// Concurrent adds of one login, each from the empty state: exactly one is stored.
+	const racers = 12
+	var won sync.Map
+	for range racers {
+		wg.Go(func() {
+			id := NewID()
+			_, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: id, Known: &eventstore.Known{}, Decide: withLogins(id, "race")})
+			switch {
+			case err == nil:
+				won.Store(id, true)
+			case !errors.As(err, new(*eventstore.TakenError)):
+				t.Errorf("racing add: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	winners := 0
+	won.Range(func(any, any) bool { winners++; return true })
+	if winners != 1 {
+		t.Fatalf("%d of %d concurrent adds of one login were stored, want 1", winners, racers)
+	}
+}
+
+// testAnsweredRequests: an attempt never decides over a request id's answer, nor lets a slower
+// attempt answer over its own decision (see UnitOfWork).
+func testAnsweredRequests(t *testing.T, s Store, res domain.Resource) {
+	ctx := t.Context()
+	var adopt *eventstore.AdoptError
+
 	// An attempt deciding with the ids of a reservation that was answered meanwhile (refused, or
 	// completed) must not decide: the record is the request's answer, for good. (A twin whose
 	// wait for the first attempt ran out decided with its ids, the first attempt's refusal
@@ -270,49 +322,6 @@ func testUnitOfWork(t *testing.T, s Store) {
 		Refused: &eventstore.Refusal{Category: domain.CategoryAlreadyExists, Message: "taken"}}
 	if cur, written, err := s.RefuseRequest(ctx, "demo", "slow", late); err != nil || written || cur.Refused != nil {
 		t.Fatalf("the slow attempt's refusal over a reservation taken over: written %v, record %+v, %v", written, cur, err)
-	}
-
-	// A refused add (its login taken) stores nothing and leaves nothing claimed.
-	withLogins := func(shadowID string, logins ...any) func(domain.Shadow) ([]domain.Event, error) {
-		return func(st domain.Shadow) ([]domain.Event, error) {
-			return domain.Decide(st, domain.Add{Resource: res, ShadowID: shadowID, OperationID: NewID(), ObjectClass: "AccountObjectClass",
-				Attributes: domain.Attributes{"login": logins}}, time.Now())
-		}
-	}
-	owner := NewID()
-	if _, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: owner, Known: &eventstore.Known{}, Decide: withLogins(owner, "both")}); err != nil {
-		t.Fatal(err)
-	}
-	loser := NewID()
-	_, err = s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: loser, Known: &eventstore.Known{}, Decide: withLogins(loser, "both")})
-	var taken *eventstore.TakenError
-	if !errors.As(err, &taken) || taken.Owner != owner {
-		t.Fatalf("add of a taken login: %v, want *TakenError naming %s", err, owner)
-	}
-	if st, _, _ := s.Load(ctx, "demo", loser); st.Created() {
-		t.Fatal("the refused add stored a shadow")
-	}
-
-	// Concurrent adds of one login, each from the empty state: exactly one is stored.
-	const racers = 12
-	var won sync.Map
-	for range racers {
-		wg.Go(func() {
-			id := NewID()
-			_, err := s.Update(ctx, eventstore.UpdateOptions{Resource: "demo", ShadowID: id, Known: &eventstore.Known{}, Decide: withLogins(id, "race")})
-			switch {
-			case err == nil:
-				won.Store(id, true)
-			case !errors.As(err, new(*eventstore.TakenError)):
-				t.Errorf("racing add: %v", err)
-			}
-		})
-	}
-	wg.Wait()
-	winners := 0
-	won.Range(func(any, any) bool { winners++; return true })
-	if winners != 1 {
-		t.Fatalf("%d of %d concurrent adds of one login were stored, want 1", winners, racers)
 	}
 }
 

@@ -333,8 +333,7 @@ func (h confirmationHandler) handle(msg *message.Message, reject func(cond, desc
 		return refuse("malformed", "amqp:invalid-field", "", perr)
 	}
 	ctx, span := tracerOr(h.tracer).Start(WithTraceParent(ctx, c.TraceParent), "confirm "+h.resource,
-		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.String("shadowbridge.operation_id", c.OperationID),
-			attribute.String("shadowbridge.result_status", c.ResultStatus)))
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.String("shadowbridge.operation_id", c.OperationID)))
 	defer span.End()
 	backoff := 100 * time.Millisecond
 	for {
@@ -342,6 +341,8 @@ func (h confirmationHandler) handle(msg *message.Message, reject func(cond, desc
 		switch {
 		case err == nil, errors.Is(err, domain.ErrOperationFinished):
 			return nil
+		case errors.Is(err, ErrMalformed):
+			return refuse("malformed", "amqp:invalid-field", c.OperationID, err)
 		case errors.Is(err, domain.CategoryNotFound):
 			return refuse("unknown-operation", "amqp:not-found", c.OperationID, err)
 		case errors.Is(err, domain.CategorySchema), errors.Is(err, domain.CategoryConflict):

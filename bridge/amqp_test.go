@@ -3,7 +3,9 @@ package bridge_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"strings"
@@ -131,14 +133,27 @@ func TestAMQPWrongPasswordIsSecurity(t *testing.T) {
 
 type confirmRecorder struct {
 	mu    sync.Mutex
-	got   []bridge.Confirmation
+	got   []recordedConfirmation
 	fail  int // communication failures to return before succeeding
 	known map[string]bool
+}
+
+// recordedConfirmation is a confirmation as the recorder read its body (the service reads it
+// with the NATS confirm command's decoder; see the app's tests).
+type recordedConfirmation struct {
+	OperationID        string
+	ResultStatus       string           `json:"resultStatus"`
+	Message            string           `json:"message"`
+	PrimaryIdentifiers map[string][]any `json:"primaryIdentifiers"`
 }
 
 func (c *confirmRecorder) Confirm(_ context.Context, _ string, cf bridge.Confirmation) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	rc := recordedConfirmation{OperationID: cf.OperationID}
+	if err := json.Unmarshal(cf.Body, &rc); err != nil || rc.ResultStatus == "" {
+		return fmt.Errorf("%w: %v", bridge.ErrMalformed, err)
+	}
 	if !c.known[cf.OperationID] {
 		return domain.ErrOperationNotFound
 	}
@@ -146,7 +161,7 @@ func (c *confirmRecorder) Confirm(_ context.Context, _ string, cf bridge.Confirm
 		c.fail--
 		return errors.New("nats: timeout") // uncategorized: not stored, retried
 	}
-	c.got = append(c.got, cf)
+	c.got = append(c.got, rc)
 	return nil
 }
 

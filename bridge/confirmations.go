@@ -19,23 +19,27 @@ import (
 	"shadowbridge/domain"
 )
 
-// Confirmation is the target system's answer to an operation.
+// Confirmation is a target system's answer to an operation as a transport received it: the
+// operation it answers (the message's correlation-id), its JSON body as it came, and the W3C
+// traceparent it carried (optional). The body is read once, by the Confirmer, with the same
+// decoder as the NATS confirm command's: AMQP and NATS confirmations meet the same rules.
 type Confirmation struct {
-	OperationID        string
-	ResultStatus       string
-	Message            string
-	PrimaryIdentifiers map[string][]any
-	ErrorCategory      string           // why it failed (already-exists, not-found, ...), optional
-	Attributes         map[string][]any // the existing account's, with already-exists
-	TraceParent        string           // the W3C traceparent the confirmation carried, optional
+	OperationID string
+	Body        []byte
+	TraceParent string
 }
 
 // Confirmer records confirmations (the command service implements it). Its errors carry domain
-// categories: schema and not-found errors refuse the confirmation; a conflict means the operation
-// is already completed (a redelivered confirmation), which is fine.
+// categories: ErrMalformed (a body that cannot be read), schema and not-found errors refuse the
+// confirmation; a conflict means the operation is already completed (a redelivered
+// confirmation), which is fine.
 type Confirmer interface {
 	Confirm(ctx context.Context, resource string, c Confirmation) error
 }
+
+// ErrMalformed marks a confirmation whose body the Confirmer cannot read (not the JSON
+// confirmation, no resultStatus, an unknown field): it is refused as malformed.
+var ErrMalformed = errors.New("malformed confirmation")
 
 // ConfirmationReceiver consumes the confirmation address of one resource and turns every message
 // (correlation-id = operation id, JSON body {"resultStatus","message","primaryIdentifiers"}) into
@@ -175,40 +179,16 @@ func (r *ConfirmationReceiver) handlePage(msg *message.Message) error {
 	return nil
 }
 
-// ParseConfirmationMessage reads a confirmation from a watermill message: the correlation id
-// (metadata correlation_id, the AMQP correlation-id) and the JSON body.
+// ParseConfirmationMessage reads a confirmation's envelope from a watermill message: the
+// correlation id (metadata correlation_id, the AMQP correlation-id), which must be an operation
+// id, the body and the traceparent. The body is the Confirmer's to read.
 func ParseConfirmationMessage(msg *message.Message) (Confirmation, error) {
 	id := msg.Metadata.Get(amqp10.MetadataCorrelationID)
 	if id == "" {
 		return Confirmation{}, errors.New("no correlation-id (it must be the operation id)")
 	}
-	c, err := parseConfirmationBody(id, msg.Payload)
-	c.TraceParent = msg.Metadata.Get("traceparent")
-	return c, err
-}
-
-// parseConfirmationBody reads the JSON body of the confirmation of operation id.
-func parseConfirmationBody(id string, body []byte) (Confirmation, error) {
-	c := Confirmation{OperationID: id}
-	if !domain.ValidID(c.OperationID) {
-		return c, fmt.Errorf("correlation-id %q is not an operation id (UUID)", c.OperationID)
+	if !domain.ValidID(id) {
+		return Confirmation{}, fmt.Errorf("correlation-id %q is not an operation id (UUID)", id)
 	}
-	var b struct {
-		ResultStatus       string           `json:"resultStatus"`
-		Message            string           `json:"message"`
-		PrimaryIdentifiers map[string][]any `json:"primaryIdentifiers"`
-		ErrorCategory      string           `json:"errorCategory"`
-		Attributes         map[string][]any `json:"attributes"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&b); err != nil {
-		return c, fmt.Errorf("body is not the JSON confirmation {\"resultStatus\",\"message\",\"primaryIdentifiers\"}: %w", err)
-	}
-	if b.ResultStatus == "" {
-		return c, errors.New("resultStatus is required")
-	}
-	c.ResultStatus, c.Message, c.PrimaryIdentifiers = b.ResultStatus, b.Message, b.PrimaryIdentifiers
-	c.ErrorCategory, c.Attributes = b.ErrorCategory, b.Attributes
-	return c, nil
+	return Confirmation{OperationID: id, Body: msg.Payload, TraceParent: msg.Metadata.Get("traceparent")}, nil
 }

@@ -54,3 +54,28 @@ func FuzzDecodeCommands(f *testing.F) {
 		check(err)
 	})
 }
+
+// FuzzConfirmation feeds arbitrary bodies to the reader of AMQP confirmations: it never panics,
+// every refusal is a schema error, and what it accepts answers the message's operation with a
+// result status.
+func FuzzConfirmation(f *testing.F) {
+	for _, s := range []string{`{"resultStatus":"success","primaryIdentifiers":{"uid":["u-1"]}}`,
+		`{"resultStatus":"fatal_error","errorCategory":"already-exists","attributes":{"login":["x"]}}`,
+		`{"resultStatus":"success","operationId":"00000000-0000-4000-8000-000000000001"}`,
+		`{"resultStatus":"success","resultStatus":"success"}`, `{"resultstatus":"success"}`, `{}`, `not json`, "\xff"} {
+		f.Add([]byte(s))
+	}
+	const op = "00000000-0000-4000-8000-000000000000"
+	f.Fuzz(func(t *testing.T, body []byte) {
+		c, err := Confirmation("demo", op, body)
+		if err != nil {
+			if !errors.Is(err, domain.CategorySchema) {
+				t.Fatalf("uncategorized error %v for %q", err, body)
+			}
+			return
+		}
+		if c.OperationID != op || c.Result == "" || c.Resource != "demo" {
+			t.Fatalf("accepted %q as %+v", body, c)
+		}
+	})
+}

@@ -101,6 +101,24 @@ func (b ConfirmBody) Request(resource string) (service.ConfirmRequest, error) {
 		ErrorCategory: domain.Category(b.ErrorCategory), Attributes: attrs}, nil
 }
 
+// Confirmation reads the body of a confirmation that arrived on a resource's confirmation address
+// (AMQP), whose correlation-id names the operation: the confirm command's body, decoded as
+// strictly (Decode), without operationId or with the same one, and with a resultStatus.
+func Confirmation(resource, operationID string, body []byte) (service.ConfirmRequest, error) {
+	b, err := Decode[ConfirmBody](body)
+	if err != nil {
+		return service.ConfirmRequest{}, err
+	}
+	switch {
+	case b.OperationID != "" && b.OperationID != operationID:
+		return service.ConfirmRequest{}, fmt.Errorf("confirm: %w: the body names operation %s, the correlation-id %s", ErrBadRequest, b.OperationID, operationID)
+	case b.ResultStatus == "":
+		return service.ConfirmRequest{}, fmt.Errorf("confirm: %w: resultStatus is required", ErrBadRequest)
+	}
+	b.OperationID = operationID
+	return b.Request(resource)
+}
+
 // Notification is the change this body reports on resource (the NATS notify command and the
 // resource's AMQP notification address).
 func (b NotifyBody) Notification(resource string) (service.Notification, error) {

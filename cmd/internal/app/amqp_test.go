@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -267,4 +270,57 @@ func testAMQPConnectionCutMidStream(t *testing.T, b amqptest.Broker) {
 	if b.Artemis() && dups > 0 {
 		t.Fatalf("Artemis let %d re-sends through: _AMQ_DUPL_ID must drop them", dups)
 	}
+}
+
+// An AMQP confirmation is read with the NATS confirm command's decoder: a body the confirm
+// command refuses (an unknown field, a key given twice, no resultStatus, another operation's id)
+// is refused on the confirmation address too, counted as malformed, and leaves the operation
+// waiting; the same confirmation written correctly completes it.
+func TestAMQPConfirmationsAreReadLikeTheConfirmCommand(t *testing.T) {
+	b := amqptest.Start(t)
+	req, conf := b.Queue(t, "strict-requests"), b.Queue(t, "strict-confirmations")
+	e := start(t, amqpConfig(t, b.URL, req, conf, true), app.Options{})
+	r := add(t, e.app, "strict")
+	waitFor(t, "sent", 20*time.Second, func() bool {
+		return shadow(t, e.app, r.ShadowID).PendingOperations[0].ExecutionStatus == domain.StatusExecuting
+	})
+	snd := b.Sender(t, conf)
+	send := func(body string) {
+		m := &amqp.Message{Properties: &amqp.MessageProperties{CorrelationID: r.OperationID}, Value: body}
+		if err := snd.Send(t.Context(), m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := []string{
+		`{"resultStatus":"success","primaryIdentifers":{"uid":["u-1"]}}`,
+		`{"resultStatus":"success","resultStatus":"fatal_error"}`,
+		`{"message":"done"}`,
+		`{"resultStatus":"success","operationId":"00000000-0000-4000-8000-000000000000"}`,
+	}
+	for _, body := range bad {
+		send(body)
+		// The NATS confirm command refuses the same body (with the operation named).
+		natsBody := strings.Replace(body, `{`, fmt.Sprintf(`{"operationId":%q,`, r.OperationID), 1)
+		if strings.Contains(body, `"operationId"`) {
+			natsBody = body
+		}
+		msg, err := e.nc.Request("prov.cmd.fs.confirm", []byte(natsBody), 5*time.Second)
+		if err != nil || msg.Header.Get("Nats-Service-Error-Code") == "" {
+			t.Fatalf("the confirm command took %s: %v %s", natsBody, err, msg.Data)
+		}
+	}
+	rec := httptest.NewRecorder()
+	waitFor(t, "the bad confirmations refused", 20*time.Second, func() bool {
+		rec = httptest.NewRecorder()
+		e.app.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		return metric(t, rec.Body.String(), `shadowbridge_confirmations_refused_total{reason="malformed",resource="fs"}`) == float64(len(bad))
+	})
+	if p := shadow(t, e.app, r.ShadowID).PendingOperations[0]; p.Completed() {
+		t.Fatalf("a refused confirmation completed the operation: %+v", p)
+	}
+	send(`{"resultStatus":"success","primaryIdentifiers":{"uid":["u-1"]}}`)
+	waitFor(t, "confirmed", 20*time.Second, func() bool {
+		d := shadow(t, e.app, r.ShadowID)
+		return d.LifecycleState == domain.LifecycleLive && len(d.PrimaryIdentifiers["uid"]) == 1
+	})
 }

@@ -308,13 +308,13 @@ var _ bridge.Outcomes = (*service.Service)(nil)
 // confirmer adapts the command service to the bridge's Confirmer.
 type confirmer struct{ s *service.Service }
 
-// Confirm turns the AMQP confirmation into the one typed confirmation the NATS confirm command
-// also becomes (api.ConfirmBody.Request), checked the same way.
+// Confirm reads the AMQP confirmation's body with the NATS confirm command's decoder
+// (api.Confirmation) and stores it: both transports' confirmations meet the same rules and become
+// the same service.ConfirmRequest.
 func (c confirmer) Confirm(ctx context.Context, resource string, b bridge.Confirmation) error {
-	req, err := api.ConfirmBody{OperationID: b.OperationID, ResultStatus: b.ResultStatus, Message: b.Message,
-		PrimaryIdentifiers: b.PrimaryIdentifiers, ErrorCategory: b.ErrorCategory, Attributes: b.Attributes}.Request(resource)
+	req, err := api.Confirmation(resource, b.OperationID, b.Body)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", bridge.ErrMalformed, err)
 	}
 	_, err = c.s.Confirm(ctx, req)
 	return err

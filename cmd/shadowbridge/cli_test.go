@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"shadowbridge/cmd/internal/buildinfo"
 )
 
 // Every verb answers --help with its own usage line and only its own flags, on stdout, exit 0.
@@ -210,5 +214,29 @@ func TestPendingTableAndAuditShadowColumn(t *testing.T) {
 	if _, err := client(t, natsURL, "get", "00000000-0000-4000-8000-000000000000"); err == nil ||
 		err.Error() != "get: shadow not found: 00000000-0000-4000-8000-000000000000 (status 404)" {
 		t.Errorf("unknown shadow: %v", err)
+	}
+}
+
+// version, --version and version --json say which build this is; help lists the verb.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		var out bytes.Buffer
+		if err := run(t.Context(), args, func(string) string { return "" }, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if want := buildinfo.Read().String() + "\n"; out.String() != want || !strings.HasPrefix(want, "shadowbridge "+buildinfo.Version) {
+			t.Fatalf("%v: %q, want %q", args, out.String(), want)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"version", "--json"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var got buildinfo.Info
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || got != buildinfo.Read() {
+		t.Fatalf("version --json: %s (%v)", out.String(), err)
+	}
+	if !strings.Contains(usage(), "version ") {
+		t.Fatal("help does not list version")
 	}
 }

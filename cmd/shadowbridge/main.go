@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"syscall"
 
 	"shadowbridge/cmd/internal/api"
+	"shadowbridge/cmd/internal/buildinfo"
 )
 
 func main() {
@@ -70,6 +72,7 @@ func verbTable() []verb {
 		{name: "audit", summary: "replay the event log for auditors, filtered", client: true, run: runAudit},
 		{name: "verify", summary: "check the log against the projection, the index and the timers (read-only; non-zero exit on a violation)", client: true, run: runVerify},
 		{name: "completion", args: "bash|zsh", summary: "print a shell completion script (source it, or install it as the shell expects)", run: runCompletion},
+		{name: "version", args: "[--json]", summary: "which shadowbridge this is (release, commit, Go version)", run: runVersion},
 		{name: "help", args: "[VERB]", summary: "this list, or one verb's usage", run: runHelp},
 	}
 }
@@ -87,7 +90,7 @@ func usage() string {
 	var b strings.Builder
 	b.WriteString("usage: shadowbridge <command> [arguments] [flags]\n\nservice:\n")
 	for _, v := range verbTable() {
-		if !v.client && v.name != "completion" && v.name != "help" {
+		if !v.client && v.name != "completion" && v.name != "version" && v.name != "help" {
 			fmt.Fprintf(&b, "  %-12s %s\n", v.name, v.summary)
 		}
 	}
@@ -98,7 +101,7 @@ func usage() string {
 		}
 	}
 	b.WriteString("\nother:\n")
-	for _, name := range []string{"completion", "help"} {
+	for _, name := range []string{"completion", "version", "help"} {
 		v, _ := lookupVerb(name)
 		fmt.Fprintf(&b, "  %-12s %s\n", v.name, v.summary)
 	}
@@ -112,8 +115,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return errors.New("no command given")
 	}
 	name, rest := args[0], args[1:]
-	if name == "-h" || name == "--help" || name == "-help" {
+	switch name {
+	case "-h", "--help", "-help":
 		name = "help"
+	case "--version", "-version":
+		name = "version"
 	}
 	v, ok := lookupVerb(name)
 	if !ok {
@@ -237,4 +243,21 @@ func oneLine(err error) string {
 
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// runVersion prints the binary's build (buildinfo.Read): one line, or JSON with --json.
+func runVersion(ctx context.Context, args []string, _ func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(ctx, "version", stdout, stderr)
+	asJSON := fs.Bool("json", false, "print JSON (version, revision, time, modified, goVersion)")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	i := buildinfo.Read()
+	if *asJSON {
+		out, _ := json.MarshalIndent(i, "", "  ")
+		fmt.Fprintln(stdout, string(out))
+		return nil
+	}
+	fmt.Fprintln(stdout, i)
+	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"shadowbridge/cmd/internal/api"
+	"shadowbridge/cmd/internal/buildinfo"
 	"shadowbridge/cmd/internal/metrics"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
@@ -207,6 +208,10 @@ func (a *App) Ready(ctx context.Context) error {
 func (a *App) registerGauges() {
 	scrape := func() (context.Context, context.CancelFunc) { return context.WithTimeout(a.ctx, 2*time.Second) }
 	names := func() []string { return slices.Sorted(maps.Keys(a.Service.Catalog())) }
+	bi := buildinfo.Read()
+	a.metrics.NewGaugeFunc("shadowbridge_build_info", "Always 1: the running shadowbridge's release, commit and Go version as labels.", func() []metrics.LabeledValue {
+		return []metrics.LabeledValue{{Value: 1, Labels: []string{bi.Version, bi.Revision, bi.GoVersion}}}
+	}, "version", "revision", "goversion")
 	a.metrics.NewGaugeFunc("shadowbridge_projection_lag_records", "Records in the log not yet in the projection.", func() []metrics.LabeledValue {
 		ctx, cancel := scrape()
 		defer cancel()

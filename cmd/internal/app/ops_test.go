@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"shadowbridge/cmd/internal/app"
+	"shadowbridge/cmd/internal/buildinfo"
 	"shadowbridge/domain"
 )
 
@@ -63,6 +65,9 @@ func TestMetricsAndReadiness(t *testing.T) {
 	}
 	if strings.Contains(text, "junk") {
 		t.Errorf("a made-up subject became a metric label:\n%s", text)
+	}
+	if bi := buildinfo.Read(); metric(t, text, fmt.Sprintf(`shadowbridge_build_info{goversion=%q,revision=%q,version=%q}`, bi.GoVersion, bi.Revision, bi.Version)) != 1 {
+		t.Errorf("no shadowbridge_build_info for %+v:\n%s", bi, text)
 	}
 	if metric(t, text, `shadowbridge_commands_total{outcome="not-found",verb="unknown"}`) != 3 {
 		t.Errorf("made-up subjects not counted as verb=\"unknown\":\n%s", text)

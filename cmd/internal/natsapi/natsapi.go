@@ -25,13 +25,14 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"shadowbridge/cmd/internal/api"
+	"shadowbridge/cmd/internal/buildinfo"
 	"shadowbridge/cmd/internal/metrics"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 )
 
 // Version is reported by the micro service.
-const Version = "0.1.0"
+const Version = buildinfo.Version
 
 // ServeOptions configure the micro service.
 type ServeOptions struct {

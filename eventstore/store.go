@@ -128,6 +128,9 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("eventstore: config: %w", err)
 	}
+	if err := checkServerVersion(nc.ConnectedServerVersion(), nc.ConnectedUrlRedacted()); err != nil {
+		return nil, fmt.Errorf("eventstore: %w", err)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: %w", err)

@@ -8,9 +8,11 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
+	"shadowbridge/cmd/internal/api"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
@@ -56,7 +58,7 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	resource := fs.String("resource", "", "only this resource")
 	fs.StringVar(&f.objectClass, "object-class", "", "only this object class")
 	fs.StringVar(&f.operation, "operation", "", "only events of add, modify or delete operations")
-	fs.StringVar(&f.result, "result", "", "only events with this outcome (success, fatal_error, ..., sent, failed, postponed)")
+	fs.StringVar(&f.result, "result", "", "only events with this outcome: "+strings.Join(auditResults, ", "))
 	fs.StringVar(&f.requestID, "request-id", "", "only events of the operation with this requestId")
 	since := fs.String("since", "", "from this time (RFC 3339, date, or duration ago such as 24h)")
 	until := fs.String("until", "", "before this time (same forms)")
@@ -73,6 +75,13 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	case "", "add", "modify", "delete":
 	default:
 		return fmt.Errorf("audit: --operation %q: want add, modify or delete", f.operation)
+	}
+	if f.result != "" && !slices.Contains(auditResults, f.result) {
+		hint := ""
+		if s := closest(f.result, auditResults); s != "" {
+			hint = fmt.Sprintf(" (did you mean %s?)", s)
+		}
+		return fmt.Errorf("audit: --result %q: want one of %s%s", f.result, strings.Join(auditResults, ", "), hint)
 	}
 	now := time.Now()
 	o := eventstore.ScanOptions{Resource: *resource}
@@ -213,4 +222,20 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// auditResults are the outcomes --result filters on: an operation's final result, or what
+// happened to an attempt.
+var auditResults = []string{"success", "warning", "partial_error", "fatal_error", "handled_error", "not_applicable",
+	"released", "sent", "failed", "postponed"}
+
+// closest returns the word of words nearest to w (at most two edits away), or "".
+func closest(w string, words []string) string {
+	best, bestD := "", 3
+	for _, c := range words {
+		if d := api.EditDistance(w, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
 }

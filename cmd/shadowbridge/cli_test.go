@@ -240,3 +240,30 @@ func TestVersion(t *testing.T) {
 		t.Fatal("help does not list version")
 	}
 }
+
+// Every error of a verb starts with the verb, and flags are spelled as the usage spells them
+// (--name), an unknown one with the closest flag of the verb suggested.
+func TestVerbErrorsHaveOneForm(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "--timout", "1s", "x"}, "get: unknown flag --timout (did you mean --timeout?)"},
+		{[]string{"get", "--timeout", "soon", "x"}, `get: invalid value "soon" for --timeout: parse error`},
+		{[]string{"get", "--as-of"}, "get: --as-of needs a value"},
+		{[]string{"audit", "--json=maybe"}, `audit: invalid value "maybe" for --json: parse error`},
+		{[]string{"get"}, "get: missing SHADOW"},
+		{[]string{"maintenance", "demo", "maybe"}, `maintenance: "maybe": want on or off`},
+		{[]string{"serve"}, "serve: --config FILE is required"},
+		{[]string{"audit", "--result", "succes"}, `audit: --result "succes": want one of success, warning, partial_error, fatal_error, handled_error, not_applicable, released, sent, failed, postponed (did you mean success?)`},
+	} {
+		var stderr bytes.Buffer
+		err := run(t.Context(), c.args, func(string) string { return "" }, io.Discard, &stderr)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+		if e := stderr.String(); strings.Contains(e, "not defined: -") || strings.Contains(e, "for flag -") || strings.Contains(e, "argument: -") {
+			t.Errorf("%v: the flag package's own message leaked:\n%s", c.args, stderr.String())
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -134,11 +135,59 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if wantsHelp(rest) {
 		ctx = context.WithValue(ctx, helpKey{}, true)
 	}
-	err := v.run(ctx, rest, getenv, stdout, stderr)
+	var sets []*flag.FlagSet
+	err := v.run(context.WithValue(ctx, collectKey{}, &sets), rest, getenv, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // the flag set printed the verb's usage to stdout
 	}
-	return err
+	return verbError(name, err, sets)
+}
+
+// flagErrors rewrite the flag package's messages the way the usage spells flags (--name).
+var flagErrors = []struct {
+	re   *regexp.Regexp
+	with string
+}{
+	{regexp.MustCompile(`^flag provided but not defined: -+(\S+)$`), "unknown flag --$1"},
+	{regexp.MustCompile(`^invalid (boolean )?value (".*") for (flag )?-+([^:\s]+): `), "invalid value $2 for --$4: "},
+	{regexp.MustCompile(`^flag needs an argument: -+(\S+)$`), "--$1 needs a value"},
+}
+
+// verbError gives every error of a verb one form: "VERB: message", a flag spelled --name (with
+// the closest flag of the verb suggested for an unknown one).
+func verbError(verb string, err error, sets []*flag.FlagSet) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for _, f := range flagErrors {
+		if f.re.MatchString(msg) {
+			msg = f.re.ReplaceAllString(msg, f.with)
+			if name, ok := strings.CutPrefix(msg, "unknown flag --"); ok {
+				if s := closestFlag(name, sets); s != "" {
+					msg += " (did you mean --" + s + "?)"
+				}
+			}
+			return fmt.Errorf("%s: %s", verb, msg)
+		}
+	}
+	if strings.HasPrefix(msg, verb+":") || strings.HasPrefix(msg, verb+" ") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", verb, err)
+}
+
+// closestFlag returns the flag of sets nearest to name (at most two edits away), or "".
+func closestFlag(name string, sets []*flag.FlagSet) string {
+	best, bestD := "", 3
+	for _, fs := range sets {
+		fs.VisitAll(func(f *flag.Flag) {
+			if d := api.EditDistance(name, f.Name); d < bestD {
+				best, bestD = f.Name, d
+			}
+		})
+	}
+	return best
 }
 
 // helpKey marks a context whose verb was asked for --help: its flag set prints the usage to
@@ -169,7 +218,9 @@ func newFlagSet(ctx context.Context, name string, stdout, stderr io.Writer) *fla
 	if ctx.Value(helpKey{}) != nil {
 		out = stdout
 	}
-	fs.SetOutput(out)
+	// The flag package's own error line spells flags -name: run prints the error (verbError),
+	// the flag set only the usage.
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
 		v, _ := lookupVerb(name)
 		fmt.Fprintf(out, "usage: shadowbridge %s %s\n\n%s.\n", name, v.args, v.summary)

@@ -113,10 +113,21 @@ resources:
 		}
 		return f
 	}
-	// Nothing listens on port 1: the connection fails and says so.
+	// Nothing listens on port 1: serve waits for NATS, saying why, until it is stopped.
 	var out, errb syncBuf
-	err = run(t.Context(), []string{"serve", "--config", write("nats://sb:" + canary + "@127.0.0.1:1")}, func(string) string { return "" }, &out, &errb)
-	if err == nil || strings.Contains(err.Error()+out.String()+errb.String(), canary) {
+	wctx, stopWaiting := context.WithCancel(t.Context())
+	waited := make(chan error, 1)
+	go func() {
+		waited <- run(wctx, []string{"serve", "--config", write("nats://sb:" + canary + "@127.0.0.1:1")}, func(string) string { return "" }, &out, &errb)
+	}()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(errb.String(), "waiting for NATS"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve with an unreachable NATS does not say it waits:\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopWaiting()
+	if err := <-waited; err == nil || strings.Contains(err.Error()+out.String()+errb.String(), canary) {
 		t.Fatalf("serve with an unreachable NATS: %v\n%s%s", err, out.String(), errb.String())
 	}
 	// It connects and serves.

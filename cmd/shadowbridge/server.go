@@ -83,7 +83,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	defer nc.Close()
-	err = runApp(ctx, nc, cfg, cfg.HTTP.Listen, log, getenv, func(httpAddr string) {
+	err = runApp(ctx, nc, cfg, cfg.HTTP.Listen, log, getenv, nil, func(httpAddr string) {
 		fmt.Fprintf(stdout, "shadowbridge dev is running\n  NATS:      %s\n  dashboard: http://%s/\n  data:      %s\n  resources:", srv.ClientURL(), httpAddr, dir)
 		for _, r := range cfg.Resources {
 			fmt.Fprintf(stdout, " %s", r.Name)
@@ -100,7 +100,10 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 // When ctx ends (SIGTERM, SIGINT) it stops gracefully (see app.App.Close) within shutdownGrace;
 // past that it returns an error and the process exits with what it has not stored left
 // unacknowledged, for another instance or the next start.
-func runApp(ctx context.Context, nc *nats.Conn, cfg app.Config, httpAddr string, log *slog.Logger, getenv func(string) string, ready func(httpAddr string)) error {
+// runApp runs the service on nc until ctx ends. With a waiter (serve), starting it is retried
+// while NATS is not ready (JetStream still electing, say), and the waiter's HTTP address is
+// taken over once it runs.
+func runApp(ctx context.Context, nc *nats.Conn, cfg app.Config, httpAddr string, log *slog.Logger, getenv func(string) string, w *waiter, ready func(httpAddr string)) error {
 	tp, shutdownTracing, err := tracerProvider(ctx, getenv)
 	if err != nil {
 		return err
@@ -113,10 +116,16 @@ func runApp(ctx context.Context, nc *nats.Conn, cfg app.Config, httpAddr string,
 		}
 	}()
 	// Not ctx: the signal must not cancel requests in flight; Close ends everything in order.
-	a, err := app.Start(context.WithoutCancel(ctx), nc, cfg, app.Options{TracerProvider: tp}, log)
+	a, err := until(ctx, w, "start the service", startTransient, func() (*app.App, error) {
+		return app.Start(context.WithoutCancel(ctx), nc, cfg, app.Options{TracerProvider: tp}, log)
+	})
 	if err != nil {
 		return err
 	}
+	if addr := w.addr(); addr != "" {
+		httpAddr = addr // the port the waiter answered on (a ":0" address was resolved)
+	}
+	w.close()
 	hs, err := startHTTP(httpAddr, a)
 	if err != nil {
 		a.Close()
@@ -184,12 +193,20 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("config: %w", err)
 	}
 	log := newLogger(stderr, getenv)
-	nc, err := connect(cfg.NATS, "shadowbridge")
+	// NATS may not be up yet (or a cluster still forming): serve waits for it, /readyz false.
+	w, err := newWaiter(cfg.HTTP.Listen, log)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	defer w.close()
+	nc, err := until(ctx, w, "connect to NATS at "+bridge.RedactURL(cfg.NATS.URL), anyError, func() (*nats.Conn, error) {
+		return connect(cfg.NATS, "shadowbridge")
+	})
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	return runApp(ctx, nc, cfg, cfg.HTTP.Listen, log, getenv, func(httpAddr string) {
+	return runApp(ctx, nc, cfg, cfg.HTTP.Listen, log, getenv, w, func(httpAddr string) {
 		log.Info("serving", "nats", nc.ConnectedUrlRedacted(), "http", httpAddr)
 	})
 }

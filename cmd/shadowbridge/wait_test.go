@@ -37,7 +37,9 @@ resources:
 	ctx, cancel := context.WithCancel(t.Context())
 	var out lockedBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfgFile}, func(string) string { return "" }, &out, &out) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", cfgFile}, func(string) string { return "" }, &out, &out)
+	}()
 	stopped := false
 	defer func() {
 		cancel()
@@ -107,5 +109,9 @@ type lockedBuffer struct {
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *lockedBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }

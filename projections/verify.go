@@ -73,9 +73,30 @@ func (f Finding) String() string {
 
 // VerifyReport is what Verify read and found.
 type VerifyReport struct {
-	Records, Shadows, Folded, Operations, IndexEntries, Claims int
-	LastSeq                                                    uint64
-	Findings                                                   []Finding
+	Records      int       `json:"records"`
+	Shadows      int       `json:"shadows"`
+	Folded       int       `json:"folded"`
+	Operations   int       `json:"operations"`
+	IndexEntries int       `json:"indexEntries"`
+	Claims       int       `json:"claims"`
+	LastSeq      uint64    `json:"lastSeq"`
+	Findings     []Finding `json:"findings"`
+}
+
+// MarshalJSON writes the report with its counts of violations and notices.
+func (r VerifyReport) MarshalJSON() ([]byte, error) {
+	type plain VerifyReport
+	findings := r.Findings
+	if findings == nil {
+		findings = []Finding{}
+	}
+	p := plain(r)
+	p.Findings = findings
+	return json.Marshal(struct {
+		plain
+		Violations int `json:"violations"`
+		Notices    int `json:"notices"`
+	}{p, r.Violations(), len(r.Findings) - r.Violations()})
 }
 
 // Violations counts the findings that are not notices.

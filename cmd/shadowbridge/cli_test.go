@@ -255,6 +255,7 @@ func TestVerbErrorsHaveOneForm(t *testing.T) {
 		{[]string{"get"}, "get: missing SHADOW"},
 		{[]string{"maintenance", "demo", "maybe"}, `maintenance: "maybe": want on or off`},
 		{[]string{"serve"}, "serve: --config FILE is required"},
+		{[]string{"get", "x", "--as-of", "yesterday"}, `get: --as-of "yesterday": want an RFC 3339 time, a date (2006-01-02) or a duration ago (90m)`},
 		{[]string{"audit", "--result", "succes"}, `audit: --result "succes": want one of success, warning, partial_error, fatal_error, handled_error, not_applicable, released, sent, failed, postponed (did you mean success?)`},
 	} {
 		var stderr bytes.Buffer

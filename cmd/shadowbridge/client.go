@@ -149,7 +149,7 @@ func (a *clientArgs) bind(fs *flag.FlagSet) {
 		case "message":
 			fs.StringVar(&a.message, name, "", "message recorded with the result")
 		case "as-of":
-			fs.StringVar(&a.asOf, name, "", "show the shadow as it was at this RFC 3339 time")
+			fs.StringVar(&a.asOf, name, "", "show the shadow as it was at this time (RFC 3339, a date, or a duration ago such as 90m)")
 		case "resource":
 			fs.StringVar(&a.resource, name, "", "only this resource")
 		case "json":
@@ -350,7 +350,15 @@ func shadowQuery(a *clientArgs) (string, any, error) {
 	if err := a.need(1, "SHADOW"); err != nil {
 		return "", nil, err
 	}
-	return "query.shadow", api.ShadowQuery{ShadowID: a.pos[0], AsOf: a.asOf}, nil
+	q := api.ShadowQuery{ShadowID: a.pos[0]}
+	at, err := parseTime(a.asOf, time.Now()) // the forms --since takes
+	if err != nil {
+		return "", nil, fmt.Errorf("get: --as-of %w", err)
+	}
+	if !at.IsZero() {
+		q.AsOf = at.Format(time.RFC3339Nano)
+	}
+	return "query.shadow", q, nil
 }
 
 func pendingQuery(a *clientArgs) (string, any, error) {

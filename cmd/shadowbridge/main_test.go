@@ -107,6 +107,14 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	if !regexp.MustCompile(`"shoeSize": \[\s*42\s*\]`).MatchString(out) {
 		t.Fatalf("shoe size not a number:\n%s", out)
 	}
+	// --as-of takes what audit's --since takes: a duration ago (the shadow did not exist an hour
+	// ago), a date (tomorrow's: the shadow as it is).
+	if _, err := client(t, natsURL, "get", id, "--as-of", "1h"); err == nil || !strings.Contains(err.Error(), "(status 404)") {
+		t.Fatalf("get --as-of 1h: %v", err)
+	}
+	if then, err := client(t, natsURL, "get", id, "--as-of", time.Now().AddDate(0, 0, 2).Format(time.DateOnly)); err != nil || !strings.Contains(then, `"lifecycleState": "live"`) {
+		t.Fatalf("get --as-of a date: %v\n%s", err, then)
+	}
 	if _, err := client(t, natsURL, "modify", "demo", "--id", "login=jack", "fullName=Jack SPARROW", "group+=pirates"); err != nil {
 		t.Fatal(err)
 	}
@@ -237,5 +245,16 @@ func TestVerifyCommand(t *testing.T) {
 	out, err = client(t, natsURL, "verify", "--recheck", "200ms")
 	if err == nil || !strings.Contains(err.Error(), "1 violations") || !strings.Contains(out, "VIOLATION [projection] demo "+r.ShadowID) {
 		t.Fatalf("verify after a deleted projection entry: %v\n%s", err, out)
+	}
+	// --json: camelCase, with the counts.
+	out, _ = client(t, natsURL, "verify", "--recheck", "200ms", "--json")
+	var rep struct {
+		Records, Shadows, Violations, Notices int
+		LastSeq                               uint64 `json:"lastSeq"`
+		Findings                              []struct{ Check, ShadowID string }
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Violations != 1 || rep.Records == 0 || rep.LastSeq == 0 ||
+		len(rep.Findings) == 0 || rep.Findings[0].Check != "projection" || !strings.Contains(out, `"indexEntries"`) {
+		t.Fatalf("verify --json: %v %+v\n%s", err, rep, out)
 	}
 }

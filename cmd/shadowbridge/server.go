@@ -213,6 +213,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 func runRebuild(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet(ctx, "rebuild", stdout, stderr)
+	progress := fs.Bool("progress", isTerminal(stderr), "show a progress bar on stderr (default: when stderr is a terminal)")
 	cf := clientFlags(fs, getenv)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -233,10 +234,14 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	start := time.Now()
-	pr, err := p.Rebuild(ctx, func(pr projections.Progress) {
-		fmt.Fprint(stderr, "\r"+progressBar(pr, total, time.Since(start)))
-	})
-	fmt.Fprintln(stderr)
+	var show func(projections.Progress)
+	if *progress {
+		show = func(pr projections.Progress) { fmt.Fprint(stderr, "\r"+progressBar(pr, total, time.Since(start))) }
+	}
+	pr, err := p.Rebuild(ctx, show)
+	if *progress {
+		fmt.Fprintln(stderr)
+	}
 	if err != nil {
 		return err
 	}

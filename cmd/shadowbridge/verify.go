@@ -19,7 +19,8 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	cf := clientFlags(fs, getenv)
 	full := fs.Bool("full", false, "fold every shadow's events (default: one shadow in 16)")
 	cfgFile := fs.String("config", "", "the service's YAML configuration, for each resource's consistency settings (default: midPoint's defaults)")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
+	asJSON := fs.Bool("json", false, "print the report as JSON (counts, violations, notices, findings)")
+	progress := fs.Bool("progress", isTerminal(stderr), "show progress on stderr (default: when stderr is a terminal)")
 	recheck := fs.Duration("recheck", 3*time.Second, "how long a running service gets to fix a finding before it is reported")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -53,9 +54,14 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	start := time.Now()
-	rep, err := projections.Verify(ctx, store, kv, projections.VerifyOptions{Full: *full, Consistency: consistency, Recheck: *recheck,
-		Progress: func(read, last uint64) { fmt.Fprintf(stderr, "\rverify: record %d", read) }})
-	fmt.Fprint(stderr, "\r")
+	o := projections.VerifyOptions{Full: *full, Consistency: consistency, Recheck: *recheck}
+	if *progress {
+		o.Progress = func(read, last uint64) { fmt.Fprintf(stderr, "\rverify: record %d", read) }
+	}
+	rep, err := projections.Verify(ctx, store, kv, o)
+	if *progress {
+		fmt.Fprint(stderr, "\r")
+	}
 	if err != nil {
 		return err
 	}

@@ -289,7 +289,7 @@ func runHelp(ctx context.Context, args []string, getenv func(string) string, std
 }
 
 func oneLine(err error) string {
-	return strings.ReplaceAll(err.Error(), "\n", ";")
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
 func signalContext() (context.Context, context.CancelFunc) {

@@ -1,11 +1,12 @@
 package app
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,9 +66,12 @@ const MinTokenBytes = 16
 // validate reports what is wrong with the listener's protection.
 func (h HTTPConfig) validate() []error {
 	var errs []error
-	host, _, err := net.SplitHostPort(h.Listen)
+	host, port, err := net.SplitHostPort(h.Listen)
 	if err != nil {
 		return []error{fmt.Errorf("http.listen %q: want host:port", h.Listen)}
+	}
+	if err := checkPort("http.listen", port); err != nil {
+		errs = append(errs, err)
 	}
 	if h.Token != "" && len(h.Token) < MinTokenBytes {
 		errs = append(errs, fmt.Errorf("http.token: at least %d characters", MinTokenBytes))
@@ -76,6 +80,15 @@ func (h HTTPConfig) validate() []error {
 		errs = append(errs, fmt.Errorf("http.listen %q is not a loopback address and the dashboard shows account data: set http.token (or SHADOWBRIDGE_HTTP_TOKEN), or http.insecure: true", h.Listen))
 	}
 	return errs
+}
+
+// checkPort refuses a port that is not a number from 0 to 65535 (0: any free one).
+func checkPort(field, port string) error {
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%s: port %q out of range (0-65535)", field, port)
+	}
+	return nil
 }
 
 func loopback(host string) bool {
@@ -170,7 +183,8 @@ type Duration time.Duration
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (e.g. 30m, 24h, 0s)", n.Line, n.Value)
+		// A TypeError: the decoder notes it and goes on, so that every problem is reported.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration (e.g. 30m, 24h, 0s)", n.Line, n.Value)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -197,22 +211,46 @@ func DefaultConfig() Config {
 }
 
 // Load reads a YAML file over the defaults (resources in the file replace the demo resource).
+// Its errors name the file, and every problem Parse finds (see Parse).
 func Load(path string) (Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
-	return Parse(b)
+	c, err := Parse(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, errors.Unwrap(err)) // Parse's own "config: " left out
+	}
+	return c, nil
 }
 
-// Parse reads YAML over the defaults. Unknown keys are errors.
+// ErrEmptyConfig is a configuration with nothing in it (or only comments).
+var ErrEmptyConfig = errors.New("the file is empty: it needs at least one resource under resources: (deployments/shadowbridge.example.yaml shows every key)")
+
+// Parse reads YAML over the defaults. Every unknown key is an error, named with its line and its
+// path (resources[1].objectClases) and the closest known key; a value of the wrong kind says what
+// it is and what is wanted, in YAML's words; all of them are reported at once.
 func Parse(b []byte) (Config, error) {
 	c := DefaultConfig()
 	c.Resources = nil
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if doc.Kind == 0 || (len(doc.Content) == 1 && doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null") {
+		return Config{}, fmt.Errorf("config: %w", ErrEmptyConfig)
+	}
+	errs := unknownKeys(&doc, reflect.TypeFor[Config](), "")
+	if err := doc.Decode(&c); err != nil {
+		errs = append(errs, yamlTypeErrors(err)...)
+	} else if len(errs) > 0 {
+		// Unknown keys aside, what was read is checked too: every problem at once.
+		if err := c.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("config: %w", errors.Join(errs...))
 	}
 	return c, nil
 }

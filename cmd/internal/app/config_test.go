@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,5 +132,54 @@ func TestDeploymentFilesAreValid(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "systemd", "shadowbridge.service")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A configuration's mistakes come back all at once, each with its line and its path in YAML
+// names, the closest known key suggested for a misspelt one, a wrong value described in YAML's
+// words (not Go types); an empty file says what it needs; the file is named.
+func TestConfigErrorsAreAllReportedInYAMLTerms(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "sb.yaml")
+	if err := os.WriteFile(f, []byte(`nats: {url: "nats://n:4222", replicas: three}
+http: {listen: "127.0.0.1:99999"}
+resources:
+  - name: demo
+    objectClases: [{name: A, secondaryIdentifier: login}]
+    target: {sample: {}}
+    consistency: {operationRetryPeriod: soon, retryOnRecovery: maybe}
+  - name: two
+    objectClasses: [{name: A, secondaryIdentifier: login, primaryIdentifer: uid}]
+    target: {sample: {}}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := app.Load(f)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"config " + f + ": ",
+		"line 1: \"three\" is a string, want a number",
+		"line 5: unknown key resources[0].objectClases (did you mean objectClasses?)",
+		"line 7: \"soon\" is not a duration",
+		"line 7: \"maybe\" is a string, want true or false",
+		"line 9: unknown key resources[1].objectClasses[0].primaryIdentifer (did you mean primaryIdentifier?)",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "app.") || strings.Contains(err.Error(), "int") && strings.Contains(err.Error(), "into") {
+		t.Errorf("a Go type leaked:\n%v", err)
+	}
+	// Only unknown keys: what was read is validated as well (the port is out of range).
+	if _, err := app.Parse([]byte("http: {listen: \"127.0.0.1:99999\"}\nresources:\n  - name: x\n    objectClasses: [{name: A, secondaryIdentifier: login}]\n    target: {sample: {}}\n    colour: red\n")); err == nil ||
+		!strings.Contains(err.Error(), "unknown key resources[0].colour") || !strings.Contains(err.Error(), `http.listen: port "99999" out of range`) {
+		t.Fatalf("unknown key and a bad port: %v", err)
+	}
+	for _, empty := range []string{"", "\n\n", "# nothing yet\n"} {
+		if _, err := app.Parse([]byte(empty)); !errors.Is(err, app.ErrEmptyConfig) {
+			t.Errorf("%q: %v, want ErrEmptyConfig", empty, err)
+		}
 	}
 }

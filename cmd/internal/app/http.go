@@ -239,7 +239,8 @@ func (a *App) registerGauges() {
 		}
 		return out
 	}
-	a.metrics.NewGaugeFunc("shadowbridge_resource_up", "Resource availability: 1 for the current status, 0 otherwise.", func() []metrics.LabeledValue {
+	// A state set: one series per state, 1 for the current one.
+	a.metrics.NewGaugeFunc("shadowbridge_resource_state", "Resource availability as a state set (up, down, broken): 1 for the current state, 0 for the others.", func() []metrics.LabeledValue {
 		var out []metrics.LabeledValue
 		for name, st := range states() {
 			for _, s := range []domain.Availability{domain.AvailabilityUp, domain.AvailabilityDown, domain.AvailabilityBroken} {
@@ -251,7 +252,7 @@ func (a *App) registerGauges() {
 			}
 		}
 		return out
-	}, "resource", "status")
+	}, "resource", "state")
 	a.metrics.NewGaugeFunc("shadowbridge_resource_maintenance", "1 while the resource is in maintenance.", func() []metrics.LabeledValue {
 		var out []metrics.LabeledValue
 		for name, st := range states() {

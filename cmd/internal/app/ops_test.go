@@ -69,8 +69,9 @@ func TestMetricsAndReadiness(t *testing.T) {
 	if bi := buildinfo.Read(); metric(t, text, fmt.Sprintf(`shadowbridge_build_info{goversion=%q,revision=%q,version=%q}`, bi.GoVersion, bi.Revision, bi.Version)) != 1 {
 		t.Errorf("no shadowbridge_build_info for %+v:\n%s", bi, text)
 	}
-	if metric(t, text, `shadowbridge_commands_total{outcome="not-found",verb="unknown"}`) != 3 {
-		t.Errorf("made-up subjects not counted as verb=\"unknown\":\n%s", text)
+	if metric(t, text, `shadowbridge_commands_total{outcome="not-found",verb="unknown"}`) != 2 ||
+		metric(t, text, `shadowbridge_queries_total{outcome="not-found",query="unknown"}`) != 1 {
+		t.Errorf("made-up subjects not counted as unknown commands (2) and queries (1):\n%s", text)
 	}
 	for _, c := range []struct {
 		prefix string
@@ -82,7 +83,9 @@ func TestMetricsAndReadiness(t *testing.T) {
 		{`shadowbridge_events_appended_total{type="OperationCompleted"}`, 1},
 		{`shadowbridge_bridge_outcomes_total{outcome="sent",resource="demo"}`, 1},
 		{`shadowbridge_command_duration_seconds_count{verb="add"}`, 2},
-		{`shadowbridge_resource_up{resource="demo",status="up"}`, 1},
+		{`shadowbridge_resource_state{resource="demo",state="up"}`, 1},
+		{`shadowbridge_resource_state{resource="demo",state="down"}`, 0},
+		{`shadowbridge_confirmations_total{outcome="ok",resource="demo"}`, 1},
 		{`shadowbridge_resource_maintenance{resource="demo"}`, 0},
 		{`shadowbridge_projection_lag_records`, 0},
 	} {

@@ -45,6 +45,10 @@ type Set struct {
 	Registry        *prometheus.Registry
 	Commands        *CounterVec
 	CommandDuration *HistogramVec
+	Queries         *CounterVec
+	QueryDuration   *HistogramVec
+	// Confirmations counts the target systems' answers, whichever transport brought them.
+	Confirmations *CounterVec
 	EventsAppended  *CounterVec
 	BridgeOutcomes  *CounterVec
 	Timers          *CounterVec
@@ -62,13 +66,18 @@ func New() *Set {
 		r.MustRegister(v)
 		return &CounterVec{v}
 	}
-	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "shadowbridge_command_duration_seconds",
-		Help: "Time to answer a command or query.", Buckets: DefaultBuckets}, []string{"verb"})
-	r.MustRegister(hist)
+	histogram := func(name, help string, labels ...string) *HistogramVec {
+		v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: DefaultBuckets}, labels)
+		r.MustRegister(v)
+		return &HistogramVec{v}
+	}
 	return &Set{
 		Registry:             r,
-		Commands:             counter("shadowbridge_commands_total", "Commands and queries answered, by verb and outcome (ok or the error category).", "verb", "outcome"),
-		CommandDuration:      &HistogramVec{hist},
+		Commands:             counter("shadowbridge_commands_total", "Commands answered, by verb and outcome (ok or the error category); unknown: a subject that names no verb.", "verb", "outcome"),
+		CommandDuration:      histogram("shadowbridge_command_duration_seconds", "Time to answer a command.", "verb"),
+		Queries:              counter("shadowbridge_queries_total", "Queries answered, by query and outcome (ok or the error category).", "query", "outcome"),
+		QueryDuration:        histogram("shadowbridge_query_duration_seconds", "Time to answer a query.", "query"),
+		Confirmations:        counter("shadowbridge_confirmations_total", "Target systems' confirmations of operations, over AMQP or the confirm command, by resource and outcome (ok, already-done, or the error category).", "resource", "outcome"),
 		EventsAppended:       counter("shadowbridge_events_appended_total", "Events stored in the log, by type.", "type"),
 		BridgeOutcomes:       counter("shadowbridge_bridge_outcomes_total", "Attempts recorded by the dispatcher, by resource and outcome (sent, failed, postponed).", "resource", "outcome"),
 		ConfirmationsRefused: counter("shadowbridge_confirmations_refused_total", "Confirmations from a target refused for good (dead-lettered), by resource and reason (malformed, unknown-operation, invalid); logged at most once per 10 s.", "resource", "reason"),

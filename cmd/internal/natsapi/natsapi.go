@@ -132,25 +132,38 @@ func Serve(ctx context.Context, nc *nats.Conn, svc *service.Service, o ServeOpti
 // state after its handler returns, which would race. The headers and body follow micro's
 // convention exactly; micro still counts the requests.
 
-// verbOf names a request for metrics: the command verb, or "query_<name>"; anything else is
-// "unknown", so that a client publishing to made-up subjects cannot add series to /metrics.
-func verbOf(subject string) string {
+// kindOf names a request for metrics: a command's verb or a query's name (query true); anything
+// else is "unknown", so that a client publishing to made-up subjects cannot add series.
+func kindOf(subject string) (name string, query bool) {
 	i := strings.LastIndexByte(subject, '.')
-	verb := subject[i+1:]
+	name = subject[i+1:]
 	if strings.Contains(subject, ".query.") {
-		if slices.Contains(QueryNames, verb) {
-			return "query_" + verb
+		if slices.Contains(QueryNames, name) {
+			return name, true
 		}
-		return "unknown"
+		return "unknown", true
 	}
-	if slices.Contains(CommandVerbs, verb) {
-		return verb
+	if slices.Contains(CommandVerbs, name) {
+		return name, false
 	}
-	return "unknown"
+	return "unknown", false
 }
 
 func (s *server) observe(r micro.Request, start time.Time) {
-	s.metrics.CommandDuration.Observe(time.Since(start), verbOf(r.Subject()))
+	if name, query := kindOf(r.Subject()); query {
+		s.metrics.QueryDuration.Observe(time.Since(start), name)
+	} else {
+		s.metrics.CommandDuration.Observe(time.Since(start), name)
+	}
+}
+
+// count counts a request's outcome: ok, or its error's category.
+func (s *server) count(r micro.Request, outcome string) {
+	if name, query := kindOf(r.Subject()); query {
+		s.metrics.Queries.Inc(name, outcome)
+	} else {
+		s.metrics.Commands.Inc(name, outcome)
+	}
 }
 
 func (s *server) respondJSON(r micro.Request, v any) {
@@ -159,13 +172,13 @@ func (s *server) respondJSON(r micro.Request, v any) {
 		s.respondErr(r, fmt.Errorf("encode reply: %w", err))
 		return
 	}
-	s.metrics.Commands.Inc(verbOf(r.Subject()), "ok")
+	s.count(r, "ok")
 	s.reply(r, b, nil)
 }
 
 func (s *server) respondErr(r micro.Request, err error) {
 	code, cat := api.StatusOf(err)
-	s.metrics.Commands.Inc(verbOf(r.Subject()), string(cat))
+	s.count(r, string(cat))
 	var body api.ErrorBody
 	body.Error.Code = string(cat)
 	body.Error.Message = err.Error()
@@ -226,7 +239,8 @@ func (s *server) handleCommand(ctx context.Context, r micro.Request) {
 		s.respondErr(r, &notFound{err})
 		return
 	}
-	ctx, span := s.tracer.Start(traceContext.Extract(ctx, headerCarrier(r.Headers())), "command "+verbOf(r.Subject()),
+	name, _ := kindOf(r.Subject())
+	ctx, span := s.tracer.Start(traceContext.Extract(ctx, headerCarrier(r.Headers())), "command "+name,
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("shadowbridge.resource", resource)))
 	defer span.End()
 	var (

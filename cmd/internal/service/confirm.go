@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"shadowbridge/domain"
@@ -21,7 +22,21 @@ type ConfirmRequest struct {
 // Confirm records the target system's answer. A confirmation of an already completed operation
 // returns an error matching domain.ErrOperationFinished, which confirmation receivers treat as
 // "already done".
-func (s *Service) Confirm(ctx context.Context, c ConfirmRequest) (Reply, error) {
+func (s *Service) Confirm(ctx context.Context, c ConfirmRequest) (_ Reply, err error) {
+	defer func() {
+		outcome := "ok"
+		switch {
+		case errors.Is(err, domain.ErrOperationFinished):
+			outcome = "already-done"
+		case err != nil:
+			outcome = string(CategoryOf(err))
+		}
+		resource := c.Resource
+		if _, lerr := s.catalog.Lookup(resource); lerr != nil {
+			resource = "unknown" // a made-up name adds no series
+		}
+		s.metrics.Confirmations.Inc(resource, outcome)
+	}()
 	res, err := s.lookup(ctx, c.Resource)
 	if err != nil {
 		return Reply{}, fmt.Errorf("confirm: %w", err)

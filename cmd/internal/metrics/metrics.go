@@ -48,11 +48,11 @@ type Set struct {
 	Queries         *CounterVec
 	QueryDuration   *HistogramVec
 	// Confirmations counts the target systems' answers, whichever transport brought them.
-	Confirmations *CounterVec
-	EventsAppended  *CounterVec
-	BridgeOutcomes  *CounterVec
-	Timers          *CounterVec
-	RecordsSkipped  *CounterVec
+	Confirmations  *CounterVec
+	EventsAppended *CounterVec
+	BridgeOutcomes *CounterVec
+	Timers         *CounterVec
+	RecordsSkipped *CounterVec
 	// ConfirmationsRefused counts the target's confirmations that could never be stored.
 	ConfirmationsRefused *CounterVec
 }

@@ -12,8 +12,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/jsm.go/natscontext"
 	"github.com/nats-io/nats.go"
 
+	"shadowbridge/bridge"
 	"shadowbridge/cmd/internal/api"
 	"shadowbridge/cmd/internal/app"
 	"shadowbridge/domain"
@@ -21,12 +23,13 @@ import (
 )
 
 type cflags struct {
-	server, creds, user, password, tlsCA, prefix *string
-	timeout                                      *time.Duration
+	fs                                                    *flag.FlagSet
+	context, server, creds, user, password, tlsCA, prefix *string
+	timeout                                               *time.Duration
 }
 
 // connFlags are the connection flags every client verb takes (help lists them apart).
-var connFlags = map[string]bool{"server": true, "creds": true, "user": true, "password": true, "tls-ca": true, "prefix": true, "timeout": true}
+var connFlags = map[string]bool{"context": true, "server": true, "creds": true, "user": true, "password": true, "tls-ca": true, "prefix": true, "timeout": true}
 
 func clientFlags(fs *flag.FlagSet, getenv func(string) string) *cflags {
 	def := getenv("NATS_URL")
@@ -34,6 +37,8 @@ func clientFlags(fs *flag.FlagSet, getenv func(string) string) *cflags {
 		def = "nats://127.0.0.1:4222"
 	}
 	return &cflags{
+		fs:       fs,
+		context:  fs.String("context", getenv("NATS_CONTEXT"), "a nats CLI context: its server, credentials and TLS (env NATS_CONTEXT; the flags below override it)"),
 		server:   fs.String("server", def, "NATS URL (env NATS_URL)"),
 		creds:    fs.String("creds", "", "NATS credentials file"),
 		user:     fs.String("user", "", "NATS user"),
@@ -45,10 +50,43 @@ func clientFlags(fs *flag.FlagSet, getenv func(string) string) *cflags {
 }
 
 func (c *cflags) connect() (*nats.Conn, error) {
-	nc, err := connect(app.NATSConfig{URL: *c.server, Creds: *c.creds, User: *c.user, Password: *c.password,
+	if *c.context != "" {
+		return c.connectContext()
+	}
+	return connect(app.NATSConfig{URL: *c.server, Creds: *c.creds, User: *c.user, Password: *c.password,
 		TLS: app.TLSConfig{CA: *c.tlsCA}}, "shadowbridge client")
+}
+
+// connectContext connects with a nats CLI context (natscontext, as the nats CLI reads it: the
+// server, credentials, TLS), the connection flags given on the command line overriding it.
+func (c *cflags) connectContext() (*nats.Conn, error) {
+	nctx, err := natscontext.New(*c.context, true)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("nats context %q: %w", *c.context, err)
+	}
+	set := map[string]bool{}
+	c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	opts := []nats.Option{nats.Name("shadowbridge client"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	if set["creds"] {
+		opts = append(opts, nats.UserCredentials(*c.creds))
+	}
+	if set["user"] || set["password"] {
+		opts = append(opts, nats.UserInfo(*c.user, *c.password))
+	}
+	if set["tls-ca"] {
+		opts = append(opts, nats.RootCAs(*c.tlsCA))
+	}
+	all, err := nctx.NATSOptions(opts...) // the context's first, ours after: ours win
+	if err != nil {
+		return nil, fmt.Errorf("nats context %q: %w", *c.context, err)
+	}
+	url := nctx.ServerURL()
+	if set["server"] {
+		url = *c.server
+	}
+	nc, err := nats.Connect(url, all...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s (context %q): %w", bridge.RedactURL(url), *c.context, err)
 	}
 	return nc, nil
 }

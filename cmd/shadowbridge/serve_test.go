@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,6 +86,37 @@ resources:
 	}
 	if _, err := client(t, "", "get", r["shadowId"], "--server", srv.ClientURL(), "--timeout", "1s"); err == nil {
 		t.Fatal("a client without credentials was served")
+	}
+	// A nats CLI context (natscontext: where NATS users keep server, credentials and TLS) stands
+	// in for the connection flags, by --context or NATS_CONTEXT; a flag given overrides it.
+	cfgHome := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", cfgHome)
+	if err := os.MkdirAll(filepath.Join(cfgHome, "nats", "context"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, pw := range map[string]string{"sbtest": "s3cret", "wrongpw": "nope"} {
+		body := fmt.Sprintf(`{"url":%q,"user":"sb","password":%q}`, srv.ClientURL(), pw)
+		if err := os.WriteFile(filepath.Join(cfgHome, "nats", "context", name+".json"), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := client(t, "", "get", r["shadowId"], "--context", "sbtest"); err != nil || !strings.Contains(got, r["shadowId"]) {
+		t.Fatalf("get --context: %v\n%s", err, got)
+	}
+	var viaEnv bytes.Buffer
+	if err := run(t.Context(), []string{"get", r["shadowId"]}, func(k string) string {
+		return map[string]string{"NATS_CONTEXT": "sbtest"}[k]
+	}, &viaEnv, io.Discard); err != nil || !strings.Contains(viaEnv.String(), r["shadowId"]) {
+		t.Fatalf("get with NATS_CONTEXT: %v\n%s", err, viaEnv.String())
+	}
+	if _, err := client(t, "", "get", r["shadowId"], "--context", "wrongpw", "--timeout", "1s"); err == nil {
+		t.Fatal("a context with the wrong password was served")
+	}
+	if _, err := client(t, "", "get", r["shadowId"], "--context", "wrongpw", "--password", "s3cret", "--user", "sb"); err != nil {
+		t.Fatalf("--user/--password over a context: %v", err)
+	}
+	if _, err := client(t, "", "get", r["shadowId"], "--context", "nosuch"); err == nil || !strings.Contains(err.Error(), `nats context "nosuch"`) {
+		t.Fatalf("an unknown context: %v", err)
 	}
 	if _, err := client(t, "", append([]string{"confirm", "hr", r["operationId"]}, auth...)...); err == nil || !strings.HasSuffix(err.Error(), "(status 409)") {
 		t.Fatalf("second confirm: %v", err)

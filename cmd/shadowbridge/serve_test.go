@@ -183,3 +183,50 @@ resources:
 		t.Fatalf("serve printed the password:\n%s", all)
 	}
 }
+
+// serve takes its NATS password from a file in systemd's credentials directory (LoadCredential=,
+// as the shipped unit does) and never prints it.
+func TestServeReadsThePasswordFromACredentialFile(t *testing.T) {
+	const canary = "cr3d-canary-pw"
+	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Username: "sb", Password: canary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	creds := t.TempDir()
+	if err := os.WriteFile(filepath.Join(creds, "nats-password"), []byte(canary+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(t.TempDir(), "sb.yaml")
+	if err := os.WriteFile(cfgFile, []byte(`
+nats: {url: "`+srv.ClientURL()+`", user: sb, passwordFile: nats-password}
+http: {listen: "127.0.0.1:0"}
+resources:
+  - name: hr
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
+    target: {nats: {subject: target.hr}}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errb syncBuf
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", cfgFile}, func(k string) string {
+			return map[string]string{"CREDENTIALS_DIRECTORY": creds}[k]
+		}, &out, &errb)
+	}()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(errb.String(), "serving"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start with the password from the file:\n%s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String()+errb.String(), canary) {
+		t.Fatal("serve printed the password")
+	}
+}

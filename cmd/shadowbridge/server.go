@@ -58,8 +58,8 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		}
 	}
 	cfg.HTTP.Listen = *httpAddr
-	if t := getenv("SHADOWBRIDGE_HTTP_TOKEN"); t != "" {
-		cfg.HTTP.Token = t
+	if err := cfg.LoadSecrets(getenv); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -186,8 +186,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if u := getenv("NATS_URL"); u != "" && cfg.NATS.URL == app.DefaultConfig().NATS.URL {
 		cfg.NATS.URL = u
 	}
-	if t := getenv("SHADOWBRIDGE_HTTP_TOKEN"); t != "" {
-		cfg.HTTP.Token = t
+	if err := cfg.LoadSecrets(getenv); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)

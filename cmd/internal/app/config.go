@@ -26,12 +26,14 @@ type Config struct {
 
 // NATSConfig is how to reach NATS.
 type NATSConfig struct {
-	URL      string    `yaml:"url"`
-	Creds    string    `yaml:"creds"`
-	User     string    `yaml:"user"`
-	Password string    `yaml:"password"`
-	TLS      TLSConfig `yaml:"tls"`
-	Embedded struct {
+	URL      string `yaml:"url"`
+	Creds    string `yaml:"creds"`
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	// PasswordFile, instead of password, names a file holding it (see Config.LoadSecrets).
+	PasswordFile string    `yaml:"passwordFile"`
+	TLS          TLSConfig `yaml:"tls"`
+	Embedded     struct {
 		StoreDir string `yaml:"storeDir"`
 	} `yaml:"embedded"`
 	// Replicas of the streams and buckets (1 for a single server, 3 for a cluster).
@@ -54,8 +56,10 @@ type TLSConfig struct {
 // environment variable SHADOWBRIDGE_HTTP_TOKEN) unless Insecure says otherwise. /healthz and
 // /readyz are always open; /metrics is open only with OpenMetrics.
 type HTTPConfig struct {
-	Listen      string `yaml:"listen"`
-	Token       string `yaml:"token"`
+	Listen string `yaml:"listen"`
+	Token  string `yaml:"token"`
+	// TokenFile, instead of token, names a file holding it (see Config.LoadSecrets).
+	TokenFile   string `yaml:"tokenFile"`
 	Insecure    bool   `yaml:"insecure"`
 	OpenMetrics bool   `yaml:"openMetrics"`
 }
@@ -122,6 +126,7 @@ type AMQPConfig struct {
 	Address             string    `yaml:"address"`
 	Username            string    `yaml:"username"`
 	Password            string    `yaml:"password"`
+	PasswordFile        string    `yaml:"passwordFile"` // instead of password (see Config.LoadSecrets)
 	TLS                 TLSConfig `yaml:"tls"`
 	ConfirmationAddress string    `yaml:"confirmationAddress"`
 	// NotificationAddress, when set, is where the target sends change notifications of its

@@ -130,8 +130,21 @@ func TestDeploymentFilesAreValid(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "systemd", "shadowbridge.service")); err != nil {
+	// The unit hands the example's password file to the service (LoadCredential=NAME:...), where
+	// the example's passwordFile finds it.
+	unit, err := os.ReadFile(filepath.Join(root, "systemd", "shadowbridge.service"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(string(unit), "\nLoadCredential="+c.NATS.PasswordFile+":") {
+		t.Fatalf("the unit does not load the credential %q the example names", c.NATS.PasswordFile)
+	}
+	creds := t.TempDir()
+	if err := os.WriteFile(filepath.Join(creds, c.NATS.PasswordFile), []byte("pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LoadSecrets(func(k string) string { return map[string]string{"CREDENTIALS_DIRECTORY": creds}[k] }); err != nil || c.NATS.Password != "pw" {
+		t.Fatalf("the example's secrets: %v %q", err, c.NATS.Password)
 	}
 }
 
@@ -181,5 +194,57 @@ resources:
 		if _, err := app.Parse([]byte(empty)); !errors.Is(err, app.ErrEmptyConfig) {
 			t.Errorf("%q: %v, want ErrEmptyConfig", empty, err)
 		}
+	}
+}
+
+// Secrets can live outside the configuration: a *File key names a file holding the secret,
+// looked up in systemd's $CREDENTIALS_DIRECTORY when relative; the environment can name them
+// too. A secret given twice, a missing or empty file are errors that name the key and the file,
+// never the secret.
+func TestSecretsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	for name, v := range map[string]string{"nats-password": "n4ts-pw\n", "http-token": "0123456789abcdef0123\n", "amqp-password": "amqp-pw", "empty": "\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := app.Parse([]byte(`
+nats: {url: "nats://n:4222", user: sb, passwordFile: nats-password}
+http: {listen: "0.0.0.0:8080", tokenFile: http-token}
+resources:
+  - name: fs
+    objectClasses: [{name: A, secondaryIdentifier: login}]
+    target: {amqp: {url: "amqp://a:5672", address: q, username: u, passwordFile: ` + filepath.Join(dir, "amqp-password") + `}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"CREDENTIALS_DIRECTORY": dir}
+	if err := c.LoadSecrets(func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.Password != "n4ts-pw" || c.HTTP.Token != "0123456789abcdef0123" || c.Resources[0].Target.AMQP.Password != "amqp-pw" {
+		t.Fatalf("secrets: %q %q %q", c.NATS.Password, c.HTTP.Token, c.Resources[0].Target.AMQP.Password)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// From the environment: a file for the NATS password, the token itself.
+	c2, _ := app.Parse([]byte("nats: {url: \"nats://n:4222\", user: sb}\nresources:\n  - name: x\n    objectClasses: [{name: A, secondaryIdentifier: login}]\n    target: {sample: {}}\n"))
+	env2 := map[string]string{"SHADOWBRIDGE_NATS_PASSWORD_FILE": filepath.Join(dir, "nats-password"), "SHADOWBRIDGE_HTTP_TOKEN": "from-the-environment-1234"}
+	if err := c2.LoadSecrets(func(k string) string { return env2[k] }); err != nil || c2.NATS.Password != "n4ts-pw" || c2.HTTP.Token != "from-the-environment-1234" {
+		t.Fatalf("from the environment: %v %q %q", err, c2.NATS.Password, c2.HTTP.Token)
+	}
+	// Refusals.
+	c3, _ := app.Parse([]byte("nats: {url: \"nats://n:4222\", user: sb, password: inline-secret, passwordFile: nats-password}\nhttp: {listen: \"127.0.0.1:8080\", tokenFile: missing}\nresources:\n  - name: x\n    objectClasses: [{name: A, secondaryIdentifier: login}]\n    target: {amqp: {url: \"amqp://a:5672\", address: q, passwordFile: empty}}\n"))
+	err = c3.LoadSecrets(func(k string) string { return env[k] })
+	for _, want := range []string{"nats.passwordFile: give the secret inline or in a file, not both", "http.tokenFile: read " + filepath.Join(dir, "missing") + ": no such file",
+		"resources[0] (x): target.amqp.passwordFile: " + filepath.Join(dir, "empty") + " is empty"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
+	}
+	if err != nil && (strings.Contains(err.Error(), "inline-secret") || strings.Contains(err.Error(), "n4ts-pw")) {
+		t.Errorf("a secret in an error: %v", err)
 	}
 }

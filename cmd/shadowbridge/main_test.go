@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -256,5 +258,43 @@ func TestVerifyCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Violations != 1 || rep.Records == 0 || rep.LastSeq == 0 ||
 		len(rep.Findings) == 0 || rep.Findings[0].Check != "projection" || !strings.Contains(out, `"indexEntries"`) {
 		t.Fatalf("verify --json: %v %+v\n%s", err, rep, out)
+	}
+}
+
+// dev keeps its JetStream files where the configuration's nats.embedded.storeDir says, unless
+// --data names another directory.
+func TestDevUsesTheConfiguredStoreDir(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "store")
+	cfgFile := filepath.Join(t.TempDir(), "dev.yaml")
+	if err := os.WriteFile(cfgFile, []byte(`
+nats: {embedded: {storeDir: "`+store+`"}}
+resources:
+  - name: demo
+    objectClasses: [{name: AccountObjectClass, secondaryIdentifier: login}]
+    target: {sample: {}}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	out, errb := &syncBuf{}, &syncBuf{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--config", cfgFile, "--nats", "127.0.0.1:0", "--http", "127.0.0.1:0"}, func(string) string { return "" }, out, errb)
+	}()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out.String(), "data:"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("dev did not start:\n%s\n%s", out.String(), errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "data:      "+store) {
+		t.Fatalf("dev's data directory is not the configured storeDir %s:\n%s", store, out.String())
+	}
+	if entries, err := os.ReadDir(store); err != nil || len(entries) == 0 {
+		t.Fatalf("nothing stored in %s: %v", store, err)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,9 +42,16 @@ func newLogger(stderr io.Writer, getenv func(string) string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, o))
 }
 
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet(ctx, "dev", stdout, stderr)
-	data := fs.String("data", "./.shadowbridge", "directory for JetStream's files (state survives restarts)")
+	data := fs.String("data", "./.shadowbridge", "directory for JetStream's files (state survives restarts; default: the config's nats.embedded.storeDir, else ./.shadowbridge)")
 	listen := fs.String("nats", "127.0.0.1:4222", "address of the embedded NATS server")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "address of the dashboard")
 	cfgFile := fs.String("config", "", "YAML configuration (default: the demo resource on the sample target system)")
@@ -65,7 +73,11 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return fmt.Errorf("config: %w", err)
 	}
 	log := newLogger(stderr, getenv)
-	dir, err := filepath.Abs(*data)
+	dataDir := *data
+	if set := flagSet(fs, "data"); !set && cfg.NATS.Embedded.StoreDir != "" {
+		dataDir = cfg.NATS.Embedded.StoreDir // the configuration's, unless --data says otherwise
+	}
+	dir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -266,5 +268,24 @@ func TestVerbErrorsHaveOneForm(t *testing.T) {
 		if e := stderr.String(); strings.Contains(e, "not defined: -") || strings.Contains(e, "for flag -") || strings.Contains(e, "argument: -") {
 			t.Errorf("%v: the flag package's own message leaked:\n%s", c.args, stderr.String())
 		}
+	}
+}
+
+// health answers 0 when the service's health endpoint says 200, an error naming the URL otherwise.
+func TestHealth(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }))
+	defer up.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }))
+	defer down.Close()
+	env := func(k string) string { return map[string]string{"SHADOWBRIDGE_HEALTH_URL": up.URL + "/healthz"}[k] }
+	if err := run(t.Context(), []string{"health"}, env, io.Discard, io.Discard); err != nil {
+		t.Fatalf("health of a healthy service: %v", err)
+	}
+	if err := run(t.Context(), []string{"health", "--url", down.URL}, env, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("health of an unhealthy service: %v", err)
+	}
+	if err := run(t.Context(), []string{"health", "--url", "http://127.0.0.1:1/healthz", "--timeout", "1s"}, env, io.Discard, io.Discard); err == nil ||
+		!strings.HasPrefix(err.Error(), "health: http://127.0.0.1:1/healthz") {
+		t.Fatalf("health with nothing listening: %v", err)
 	}
 }

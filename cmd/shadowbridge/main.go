@@ -14,11 +14,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"shadowbridge/cmd/internal/api"
 	"shadowbridge/cmd/internal/buildinfo"
@@ -74,6 +77,7 @@ func verbTable() []verb {
 		{name: "verify", summary: "check the log against the projection, the index and the timers (read-only; non-zero exit on a violation)", client: true, run: runVerify},
 		{name: "completion", args: "bash|zsh", summary: "print a shell completion script (source it, or install it as the shell expects)", run: runCompletion},
 		{name: "version", args: "[--json]", summary: "which shadowbridge this is (release, commit, Go version)", run: runVersion},
+		{name: "health", args: "[--url URL]", summary: "exit 0 if a running service answers its health check (a container's HEALTHCHECK)", run: runHealth},
 		{name: "help", args: "[VERB]", summary: "this list, or one verb's usage", run: runHelp},
 	}
 }
@@ -91,7 +95,7 @@ func usage() string {
 	var b strings.Builder
 	b.WriteString("usage: shadowbridge <command> [arguments] [flags]\n\nservice:\n")
 	for _, v := range verbTable() {
-		if !v.client && v.name != "completion" && v.name != "version" && v.name != "help" {
+		if !v.client && !slices.Contains([]string{"completion", "version", "health", "help"}, v.name) {
 			fmt.Fprintf(&b, "  %-12s %s\n", v.name, v.summary)
 		}
 	}
@@ -102,7 +106,7 @@ func usage() string {
 		}
 	}
 	b.WriteString("\nother:\n")
-	for _, name := range []string{"completion", "version", "help"} {
+	for _, name := range []string{"completion", "version", "health", "help"} {
 		v, _ := lookupVerb(name)
 		fmt.Fprintf(&b, "  %-12s %s\n", v.name, v.summary)
 	}
@@ -310,5 +314,36 @@ func runVersion(ctx context.Context, args []string, _ func(string) string, stdou
 		return nil
 	}
 	fmt.Fprintln(stdout, i)
+	return nil
+}
+
+// runHealth asks a running service's /healthz (or the URL given): exit 0 on 200. It is the
+// container image's HEALTHCHECK, where no shell or curl exists.
+func runHealth(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(ctx, "health", stdout, stderr)
+	def := getenv("SHADOWBRIDGE_HEALTH_URL")
+	if def == "" {
+		def = "http://127.0.0.1:8080/healthz"
+	}
+	url := fs.String("url", def, "the health endpoint (env SHADOWBRIDGE_HEALTH_URL)")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
+	if _, err := parseInterleaved(fs, args); err != nil {
+		return err
+	}
+	hctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(hctx, http.MethodGet, *url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", *url, resp.Status)
+	}
+	fmt.Fprintln(stdout, "ok")
 	return nil
 }

@@ -1093,3 +1093,39 @@ func TestFiredTimerRearmsNotSooner(t *testing.T) {
 	eqTypes(t, ev, "TimerSet")
 	eq(t, "re-armed a second on", ev[0].(TimerSet).At, end.Add(-100*time.Millisecond+time.Second))
 }
+
+// Explain says why work waits when the resource holds it: the maintenance (since when, why) of
+// an operation waiting to be released, the outage (since when, its reason) and the last error of
+// a retry.
+func TestExplainNamesWhatHoldsTheWork(t *testing.T) {
+	r := testResource(t, true)
+	s := added(t, r)
+	var res ResourceState
+	resource := func(evs []Event, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			res = EvolveResource(res, e)
+		}
+	}
+	resource(DecideAdministrative(res, r.Name(), AdministrativeMaintenance, "patching", t0.Add(-time.Hour)))
+	x := ExplainIn(s, r.Consistency(), res, t0)
+	want := "the resource is in maintenance since " + t0.Add(-time.Hour).UTC().Format(time.RFC3339) + " (patching)"
+	if !strings.Contains(x.Why[0], want) || len(x.Next) != 1 || !strings.Contains(x.Next[0].What, "waits until maintenance ends ("+want+")") {
+		t.Fatalf("in maintenance: %+v", x)
+	}
+	if plain := Explain(s, r.Consistency(), t0); strings.Contains(strings.Join(plain.Why, " "), "maintenance") {
+		t.Fatalf("without the resource, no maintenance is claimed: %+v", plain)
+	}
+	// Back in operation, the add fails to reach a resource that is down: the retry names both.
+	resource(DecideAdministrative(res, r.Name(), AdministrativeOperational, "", t0))
+	resource(DecideAvailability(res, r.Name(), AvailabilityDown, "connection refused", t0.Add(time.Second)))
+	s, _ = run(t, s, RecordFailure{Resource: r, OperationID: op1, Attempt: 1, Error: OperationError{Category: CategoryCommunication, Message: "connection refused"}}, t0.Add(time.Second))
+	x = ExplainIn(s, r.Consistency(), res, t0.Add(2*time.Second))
+	if len(x.Next) != 1 || !strings.Contains(x.Next[0].What, "last error communication: connection refused") ||
+		!strings.Contains(x.Next[0].What, "the resource is down since "+t0.Add(time.Second).UTC().Format(time.RFC3339)+": connection refused") {
+		t.Fatalf("retry while down: %+v", x.Next)
+	}
+}

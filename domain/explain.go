@@ -22,8 +22,15 @@ type NextStep struct {
 	What string    `json:"what"`
 }
 
-// Explain explains s at now under the resource's consistency settings. Pure: no I/O, no clock.
+// Explain explains s at now under the resource's consistency settings, the resource taken as
+// up and operational. Pure: no I/O, no clock.
 func Explain(s Shadow, c Consistency, now time.Time) Explanation {
+	return ExplainIn(s, c, ResourceState{}, now)
+}
+
+// ExplainIn is Explain with the resource as it is (r): why work waits names the maintenance (since
+// when, why) or the outage (since when, the last error) that holds it. Pure.
+func ExplainIn(s Shadow, c Consistency, r ResourceState, now time.Time) Explanation {
 	d := s.d
 	x := Explanation{ShadowID: d.ShadowID, LifecycleState: d.LifecycleState, Why: []string{}, Next: []NextStep{}}
 	why := func(f string, a ...any) { x.Why = append(x.Why, fmt.Sprintf(f, a...)) }
@@ -39,9 +46,14 @@ func Explain(s Shadow, c Consistency, now time.Time) Explanation {
 		}
 		return PendingOperation{}, false
 	}
+	held := resourceHold(r, ts)
 	switch d.LifecycleState {
 	case LifecycleProposed:
-		why("the add is recorded but has not reached the target yet (queued, or the resource is in maintenance)")
+		if held != "" {
+			why("the add is recorded but has not reached the target yet: %s", held)
+		} else {
+			why("the add is recorded but has not reached the target yet (queued behind an operation, or released after a crash and about to be sent)")
+		}
 	case LifecycleConceived:
 		if p, ok := last(ChangeAdd); ok {
 			why("the add was attempted %d time(s) and has not completed: %s", p.AttemptNumber, opState(p))
@@ -87,15 +99,19 @@ func Explain(s Shadow, c Consistency, now time.Time) Explanation {
 		switch {
 		case p.ExecutionStatus == StatusRequested && blocked:
 			next(time.Time{}, "%s %s waits behind the operations before it", p.Delta.ChangeType, p.ID)
+		case p.ExecutionStatus == StatusRequested && r.InMaintenance():
+			next(time.Time{}, "%s %s waits until maintenance ends (%s)", p.Delta.ChangeType, p.ID, held)
 		case p.ExecutionStatus == StatusRequested:
-			next(time.Time{}, "%s %s waits to be released (resource in maintenance, or a refresh after a crash)", p.Delta.ChangeType, p.ID)
+			next(time.Time{}, "%s %s waits to be released (a refresh after a crash)", p.Delta.ChangeType, p.ID)
+		case p.ExecutionStatus == StatusExecutionPending && r.InMaintenance():
+			next(time.Time{}, "%s %s attempt %d waits until maintenance ends (%s)", p.Delta.ChangeType, p.ID, p.AttemptNumber+1, held)
 		case p.ExecutionStatus == StatusExecutionPending:
 			next(time.Time{}, "%s %s attempt %d is being sent to the target", p.Delta.ChangeType, p.ID, p.AttemptNumber+1)
 		case p.Type == TypeRetry && p.AttemptNumber >= c.OperationRetryMaxAttempts:
 			next(p.LastAttemptTimestamp, "%s %s has no attempts left: it ends with fatal_error", p.Delta.ChangeType, p.ID)
 		case p.Type == TypeRetry:
-			next(p.LastAttemptTimestamp.Add(c.OperationRetryPeriod), "%s %s is retried (attempt %d of %d; earlier if the resource comes back up)",
-				p.Delta.ChangeType, p.ID, p.AttemptNumber+1, c.OperationRetryMaxAttempts)
+			next(p.LastAttemptTimestamp.Add(c.OperationRetryPeriod), "%s %s is retried (attempt %d of %d%s%s; earlier if the resource comes back up)",
+				p.Delta.ChangeType, p.ID, p.AttemptNumber+1, c.OperationRetryMaxAttempts, lastError(p), prefixed("; ", held))
 		default:
 			next(time.Time{}, "%s %s waits for the target system's confirmation (reference %s)", p.Delta.ChangeType, p.ID, p.AsynchronousOperationReference)
 		}
@@ -118,6 +134,50 @@ func Explain(s Shadow, c Consistency, now time.Time) Explanation {
 		return a.At.Compare(b.At)
 	})
 	return x
+}
+
+// resourceHold says what about the resource holds its operations back ("" : nothing): the
+// maintenance (since when, why) or the outage (since when, the last error).
+func resourceHold(r ResourceState, ts func(time.Time) string) string {
+	d := r.d
+	switch {
+	case r.InMaintenance():
+		s := "the resource is in maintenance"
+		if n := len(d.AdministrativeChanges); n > 0 {
+			ch := d.AdministrativeChanges[n-1]
+			s += " since " + ts(ch.Time)
+			if ch.Reason != "" {
+				s += " (" + ch.Reason + ")"
+			}
+		}
+		return s
+	case r.Availability() == AvailabilityDown || r.Availability() == AvailabilityBroken:
+		s := "the resource is " + string(r.Availability())
+		if n := len(d.Changes); n > 0 {
+			ch := d.Changes[n-1]
+			s += " since " + ts(ch.Time)
+			if ch.Reason != "" {
+				s += ": " + ch.Reason
+			}
+		}
+		return s
+	}
+	return ""
+}
+
+// lastError is "; last error CATEGORY: MESSAGE" for an operation that failed an attempt.
+func lastError(p PendingOperation) string {
+	if p.LastError == nil {
+		return ""
+	}
+	return fmt.Sprintf("; last error %s: %s", p.LastError.Category, p.LastError.Message)
+}
+
+func prefixed(prefix, s string) string {
+	if s == "" {
+		return ""
+	}
+	return prefix + s
 }
 
 func opState(p PendingOperation) string {

@@ -15,6 +15,8 @@ type Log interface {
 	LoadByID(ctx context.Context, shadowID string) (domain.Shadow, uint64, error)
 	CommitAsOf(ctx context.Context, shadowID string, t time.Time) (*eventstore.Record, error)
 	History(ctx context.Context, shadowID string) ([]*eventstore.Record, error)
+	// LoadResource reads a resource's state (explain says why work waits from it).
+	LoadResource(ctx context.Context, resource string) (domain.ResourceState, uint64, error)
 }
 
 var _ Log = (*eventstore.Store)(nil)
@@ -71,7 +73,13 @@ func (q *Queries) Explain(ctx context.Context, shadowID string, cons func(resour
 	if !st.Created() {
 		return domain.Explanation{}, fmt.Errorf("explain: %w: %s", domain.ErrShadowNotFound, shadowID)
 	}
-	return domain.Explain(st, cons(st.Resource()), q.now()), nil
+	// The resource's maintenance or outage says why work waits; unreadable, the shadow alone
+	// still explains itself.
+	res, _, err := q.log.LoadResource(ctx, st.Resource())
+	if err != nil {
+		res = domain.ResourceState{}
+	}
+	return domain.ExplainIn(st, cons(st.Resource()), res, q.now()), nil
 }
 
 // HistoryEvent is one event as history and audit show it.

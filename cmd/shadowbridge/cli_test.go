@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"shadowbridge/cmd/internal/buildinfo"
+	"shadowbridge/domain"
 )
 
 // Every verb answers --help with its own usage line and only its own flags, on stdout, exit 0.
@@ -193,7 +194,8 @@ func TestPendingTableAndAuditShadowColumn(t *testing.T) {
 	}
 	t.Logf("pending:\n%s", table)
 	lines := strings.Split(strings.TrimSpace(table), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "SHADOW") || !strings.Contains(lines[0], "NEXT ATTEMPT") {
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "SHADOW") || !strings.Contains(lines[0], "NEXT ATTEMPT") ||
+		!strings.Contains(lines[0], "AGE") || !strings.Contains(lines[0], "LAST ERROR") {
 		t.Fatalf("pending table:\n%s", table)
 	}
 	for _, want := range []string{id, "demo", "held", "add"} {
@@ -287,5 +289,25 @@ func TestHealth(t *testing.T) {
 	if err := run(t.Context(), []string{"health", "--url", "http://127.0.0.1:1/healthz", "--timeout", "1s"}, env, io.Discard, io.Discard); err == nil ||
 		!strings.HasPrefix(err.Error(), "health: http://127.0.0.1:1/healthz") {
 		t.Fatalf("health with nothing listening: %v", err)
+	}
+}
+
+// The pending table says how long the work waits and why the last attempt failed.
+func TestPendingTableShowsAgeAndLastError(t *testing.T) {
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	sd := domain.ShadowData{ShadowID: "00000000-0000-4000-8000-000000000001", Resource: "demo", LifecycleState: domain.LifecycleConceived,
+		SecondaryIdentifiers: domain.Attributes{"login": {"anne"}},
+		PendingOperations: []domain.PendingOperation{{ID: "op", Type: domain.TypeRetry, ExecutionStatus: domain.StatusExecuting,
+			Delta: domain.Delta{ChangeType: domain.ChangeAdd}, AttemptNumber: 1, RequestTimestamp: now.Add(-2 * time.Minute),
+			LastAttemptTimestamp: now.Add(-time.Minute), LastError: &domain.OperationError{Category: domain.CategoryCommunication, Message: "connection refused"}}}}
+	raw, _ := json.Marshal(sd)
+	var out bytes.Buffer
+	if err := printPending([]json.RawMessage{raw}, map[string]time.Time{sd.ShadowID: now.Add(29 * time.Minute)}, now, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"2m0s", "communication: connection refused", "(in 29m0s)", "retry, 1 attempts"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("missing %q:\n%s", want, out.String())
+		}
 	}
 }

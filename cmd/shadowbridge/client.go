@@ -461,16 +461,24 @@ func printPending(shadows []json.RawMessage, next map[string]time.Time, now time
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SHADOW\tRESOURCE\tLOGIN\tLIFECYCLE\tOPERATIONS\tSTATUS\tNEXT ATTEMPT")
+	fmt.Fprintln(tw, "SHADOW\tRESOURCE\tLOGIN\tLIFECYCLE\tOPERATIONS\tSTATUS\tAGE\tNEXT ATTEMPT\tLAST ERROR")
 	for _, raw := range shadows {
 		var sd domain.ShadowData
 		if err := json.Unmarshal(raw, &sd); err != nil {
 			return fmt.Errorf("reply: %w", err)
 		}
 		var ops, status []string
+		var oldest, errAt time.Time
+		lastErr := "-"
 		for _, p := range sd.PendingOperations {
 			if p.Completed() {
 				continue
+			}
+			if oldest.IsZero() || p.RequestTimestamp.Before(oldest) {
+				oldest = p.RequestTimestamp
+			}
+			if p.LastError != nil && !p.LastAttemptTimestamp.Before(errAt) {
+				errAt, lastErr = p.LastAttemptTimestamp, shorten(string(p.LastError.Category)+": "+p.LastError.Message, 48)
 			}
 			ops = append(ops, string(p.Delta.ChangeType))
 			st := string(p.ExecutionStatus)
@@ -488,10 +496,22 @@ func printPending(shadows []json.RawMessage, next map[string]time.Time, now time
 				when += " (due)"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sd.ShadowID, sd.Resource, loginOf(sd), sd.LifecycleState,
-			strings.Join(ops, ","), strings.Join(status, ", "), when)
+		age := "-"
+		if !oldest.IsZero() {
+			age = now.Sub(oldest).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sd.ShadowID, sd.Resource, loginOf(sd), sd.LifecycleState,
+			strings.Join(ops, ","), strings.Join(status, ", "), age, when, lastErr)
 	}
 	return tw.Flush()
+}
+
+// shorten cuts s to n runes, marking the cut.
+func shorten(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }
 
 // loginOf is the name a person knows the account by: its login attribute, else its first

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"shadowbridge/cmd/internal/app"
+	"shadowbridge/eventstore/natstest"
 )
 
 func TestDefaultConfigIsTheDemo(t *testing.T) {
@@ -116,12 +117,25 @@ func TestDeploymentFilesAreValid(t *testing.T) {
 	t.Setenv("SHADOWBRIDGE_NATS_PASSWORD", "x")
 	t.Setenv("IDM_NATS_PASSWORD", "y")
 	t.Setenv("AUDITOR_NATS_PASSWORD", "z")
+	tlsDir := t.TempDir()
+	natstest.CA(t, tlsDir)
+	t.Setenv("NATS_TLS_CERT", filepath.Join(tlsDir, "server.pem"))
+	t.Setenv("NATS_TLS_KEY", filepath.Join(tlsDir, "server-key.pem"))
+	t.Setenv("NATS_TLS_CA", filepath.Join(tlsDir, "ca.pem"))
 	opts, err := server.ProcessConfigFile(filepath.Join(root, "nats", "nats-server.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !opts.JetStream || opts.MaxPayload < 2<<20 {
-		t.Fatalf("nats-server.conf: jetstream %v max_payload %d", opts.JetStream, opts.MaxPayload)
+	if !opts.JetStream || opts.MaxPayload < 2<<20 || opts.TLSConfig == nil {
+		t.Fatalf("nats-server.conf: jetstream %v max_payload %d tls %v", opts.JetStream, opts.MaxPayload, opts.TLSConfig != nil)
+	}
+	// The cluster node: clients and routes over TLS, the routes verified.
+	copts, err := server.ProcessConfigFile(filepath.Join(root, "nats", "cluster.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if copts.TLSConfig == nil || copts.Cluster.TLSConfig == nil || len(copts.Routes) != 3 {
+		t.Fatalf("cluster.conf: client tls %v, route tls %v, %d routes", copts.TLSConfig != nil, copts.Cluster.TLSConfig != nil, len(copts.Routes))
 	}
 	c, err := app.Load(filepath.Join(root, "shadowbridge.example.yaml"))
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 	"shadowbridge/eventstore/natstest"
 )
 
-
 // The roles of deployments/nats/accounts.conf on a real server with TLS from a CA made here:
 // the service user runs shadowbridge; an IDM user sends commands and reads replies and nothing
 // else; an auditor reads the event stream (audit works) and nothing else; anonymous clients and

@@ -387,17 +387,7 @@ func (r *reader) pendingOp() domain.PendingOperation {
 			p.AsynchronousOperationReference = r.str()
 		case "lastError":
 			if !r.isNil() {
-				var e domain.OperationError
-				r.each(func(k []byte) {
-					switch string(k) {
-					case "category":
-						e.Category = domain.Category(r.str())
-					case "message":
-						e.Message = r.str()
-					default:
-						r.skip()
-					}
-				})
+				e := r.opError()
 				p.LastError = &e
 			}
 		case "requestId":

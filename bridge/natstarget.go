@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"shadowbridge/domain"
+	"shadowbridge/eventstore"
 )
 
 // NATSTarget publishes requests to a JetStream-backed work-queue subject through watermill-nats'
@@ -36,7 +37,7 @@ func NewNATSTarget(ctx context.Context, js jetstream.JetStream, subject, stream,
 		return nil, err
 	}
 	if _, err := js.StreamNameBySubject(ctx, subject); errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		_, err = eventstore.EnsureStream(ctx, js, jetstream.StreamConfig{
 			Name: stream, Subjects: []string{subject}, Retention: jetstream.WorkQueuePolicy,
 			Storage: jetstream.FileStorage, Description: "shadowbridge requests for a target system",
 		})

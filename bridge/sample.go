@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"shadowbridge/domain"
+	"shadowbridge/eventstore"
 )
 
 // The sample target system: a little account store in KV that consumes requests from a work
@@ -49,7 +50,7 @@ func NewSampleTarget(ctx context.Context, js jetstream.JetStream, prefix, resour
 }
 
 func ensureSampleStream(ctx context.Context, js jetstream.JetStream, prefix string) (jetstream.Stream, error) {
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := eventstore.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name: SampleStream, Subjects: []string{prefix + ".sample.>"}, Retention: jetstream.WorkQueuePolicy,
 		Storage: jetstream.FileStorage, Description: "requests for shadowbridge's built-in sample target system",
 	})
@@ -82,11 +83,11 @@ func NewSampleSystem(ctx context.Context, nc *nats.Conn, prefix string, primary 
 	if _, err := ensureSampleStream(ctx, js, prefix); err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SampleBucket, History: 1, Description: "accounts of the sample target system"})
+	kv, err := eventstore.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: SampleBucket, History: 1, Description: "accounts of the sample target system"})
 	if err != nil {
 		return nil, fmt.Errorf("sample system: bucket: %w", err)
 	}
-	order, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SampleOrderBucket, History: 1, Description: "per account: the last operation the sample target system applied, and its recent answers"})
+	order, err := eventstore.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: SampleOrderBucket, History: 1, Description: "per account: the last operation the sample target system applied, and its recent answers"})
 	if err != nil {
 		return nil, fmt.Errorf("sample system: bucket: %w", err)
 	}

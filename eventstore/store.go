@@ -145,7 +145,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		}
 	}
 	p := cfg.Prefix
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	stream, err := EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:              cfg.Stream,
 		Description:       "shadowbridge provisioning events, timers and timer firings",
 		Subjects:          []string{p + ".evt.>", p + ".res.>", p + ".timer.>", p + ".due.>"},
@@ -165,7 +165,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if cfg.Memory {
 		kvStorage = jetstream.MemoryStorage
 	}
-	idx, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	idx, err := EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      cfg.Index,
 		Description: "shadowbridge: request ids, operation ids, identifier claims",
 		History:     1,

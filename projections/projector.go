@@ -87,7 +87,7 @@ func OpenBucket(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstr
 	if cfg.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := eventstore.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "shadowbridge shadow projection (JSON per CONTRACT.md); key <resource>.<shadowId>",
 		History:     1,

@@ -2,68 +2,33 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
 
-	"shadowbridge/cmd/internal/api"
-	"shadowbridge/cmd/internal/service"
-	"shadowbridge/domain"
+	"shadowbridge/cmd/internal/cli"
 	"shadowbridge/eventstore"
-	"shadowbridge/projections"
 )
-
-// auditFilter selects history events; empty fields select everything.
-type auditFilter struct {
-	objectClass, operation, result, requestID, shadowID string
-}
-
-func (f auditFilter) match(h service.HistoryEvent) bool {
-	return (f.objectClass == "" || h.ObjectClass == f.objectClass) &&
-		(f.operation == "" || h.Operation == f.operation) &&
-		(f.result == "" || h.Outcome == f.result || strings.HasPrefix(h.Outcome, f.result+":")) &&
-		(f.requestID == "" || h.RequestID == f.requestID) &&
-		(f.shadowID == "" || h.ShadowID == f.shadowID)
-}
-
-// parseTime reads an RFC 3339 time, a date (UTC midnight), or a duration meaning that long ago.
-func parseTime(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("%q: want an RFC 3339 time, a date (2006-01-02) or a duration ago (90m)", s)
-}
 
 // runAudit streams the event log through the filters as a table or JSON lines. Memory stays
 // constant (one record at a time); on a terminal, stderr shows progress.
 func runAudit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet(ctx, "audit", stdout, stderr)
 	cf := clientFlags(fs, getenv)
-	var f auditFilter
+	var f cli.AuditFilter
 	resource := fs.String("resource", "", "only this resource")
-	fs.StringVar(&f.objectClass, "object-class", "", "only this object class")
-	fs.StringVar(&f.operation, "operation", "", "only events of add, modify or delete operations")
-	fs.StringVar(&f.result, "result", "", "only events with this outcome: "+strings.Join(auditResults, ", "))
-	fs.StringVar(&f.requestID, "request-id", "", "only events of the operation with this requestId")
+	fs.StringVar(&f.ObjectClass, "object-class", "", "only this object class")
+	fs.StringVar(&f.Operation, "operation", "", "only events of add, modify or delete operations")
+	fs.StringVar(&f.Result, "result", "", "only events with this outcome: "+strings.Join(cli.AuditResults, ", "))
+	fs.StringVar(&f.RequestID, "request-id", "", "only events of the operation with this requestId")
 	since := fs.String("since", "", "from this time (RFC 3339, date, or duration ago such as 24h)")
 	until := fs.String("until", "", "before this time (same forms)")
 	asJSON := fs.Bool("json", false, "JSON lines instead of a table")
-	progress := fs.Bool("progress", isTerminal(stderr), "show progress on stderr (default: when stderr is a terminal)")
+	progress := fs.Bool("progress", cli.IsTerminal(stderr), "show progress on stderr (default: when stderr is a terminal)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -71,24 +36,24 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	if len(pos) > 0 {
 		return fmt.Errorf("audit: unexpected argument %q (filters are flags)", pos[0])
 	}
-	switch f.operation {
+	switch f.Operation {
 	case "", "add", "modify", "delete":
 	default:
-		return fmt.Errorf("audit: --operation %q: want add, modify or delete", f.operation)
+		return fmt.Errorf("audit: --operation %q: want add, modify or delete", f.Operation)
 	}
-	if f.result != "" && !slices.Contains(auditResults, f.result) {
+	if f.Result != "" && !slices.Contains(cli.AuditResults, f.Result) {
 		hint := ""
-		if s := closest(f.result, auditResults); s != "" {
+		if s := cli.Closest(f.Result, cli.AuditResults); s != "" {
 			hint = fmt.Sprintf(" (did you mean %s?)", s)
 		}
-		return fmt.Errorf("audit: --result %q: want one of %s%s", f.result, strings.Join(auditResults, ", "), hint)
+		return fmt.Errorf("audit: --result %q: want one of %s%s", f.Result, strings.Join(cli.AuditResults, ", "), hint)
 	}
 	now := time.Now()
 	o := eventstore.ScanOptions{Resource: *resource}
-	if o.Since, err = parseTime(*since, now); err != nil {
+	if o.Since, err = cli.ParseTime(*since, now); err != nil {
 		return fmt.Errorf("audit: --since %w", err)
 	}
-	if o.Until, err = parseTime(*until, now); err != nil {
+	if o.Until, err = cli.ParseTime(*until, now); err != nil {
 		return fmt.Errorf("audit: --until %w", err)
 	}
 	store, closeConn, err := cf.attach(ctx)
@@ -105,137 +70,5 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	defer w.Flush()
-	return streamEvents(ctx, store, o, f, *asJSON, *progress, w, stderr)
-}
-
-// streamEvents is the audit loop (projections.Audit), shared by audit and its benchmark: the
-// filter, the output format and the progress line are the CLI's.
-func streamEvents(ctx context.Context, store *eventstore.Store, o eventstore.ScanOptions, f auditFilter, asJSON, progress bool, w io.Writer, stderr io.Writer) error {
-	if !asJSON {
-		fmt.Fprintln(w, auditHeader)
-	}
-	format := func(b *bytes.Buffer, h service.HistoryEvent) error {
-		_, err := b.WriteString(tableRow(h))
-		return err
-	}
-	var shown time.Time
-	show := func(p projections.AuditProgress) {
-		if time.Since(shown) < 200*time.Millisecond {
-			return
-		}
-		shown = time.Now()
-		rate := float64(p.Records) / p.Elapsed.Seconds()
-		eta := time.Duration(float64(p.Last-min(p.Seq, p.Last)) / max(rate, 1) * float64(time.Second))
-		fmt.Fprintf(stderr, "\raudit: record %d of %d (%.0f%%), %d events shown, %.0f records/s, ETA %s   ",
-			p.Seq, p.Last, 100*float64(p.Seq)/float64(max(p.Last, 1)), p.Shown, rate, eta.Round(time.Second))
-	}
-	if !progress {
-		show = nil
-	}
-	var p projections.AuditProgress
-	var err error
-	if asJSON {
-		p, err = projections.AuditJSON(ctx, store, o, f.match, w, show)
-	} else {
-		p, err = projections.Audit(ctx, store, o, f.match, format, w, show)
-	}
-	if progress {
-		fmt.Fprintf(stderr, "\raudit: %d records read, %d events shown in %s%s\n", p.Records, p.Shown,
-			p.Elapsed.Round(time.Millisecond), strings.Repeat(" ", 30))
-	}
-	if n := len(p.Skipped); n > 0 {
-		fmt.Fprintf(stderr, "audit: %d record(s) skipped: they cannot be decoded (not written by shadowbridge; `shadowbridge verify` lists them): sequence %v\n",
-			n, p.Skipped[:min(n, 20)])
-	}
-	return err
-}
-
-// tableHeader heads history's table (one shadow); auditHeader audit's, which names the shadow
-// of each event.
-const (
-	tableHeader = "TIME                            SEQ       EVENT                 OPERATION                             OP      ATT  REQUEST           OUTCOME"
-	auditHeader = "TIME                            SEQ       RESOURCE     SHADOW                                EVENT                 OPERATION                             OP      ATT  REQUEST           OUTCOME"
-)
-
-// row is one line of the audit and history tables.
-type row struct {
-	Time        time.Time `json:"time"`
-	Seq         uint64    `json:"seq"`
-	Type        string    `json:"type"`
-	OperationID string    `json:"operationId"`
-	Operation   string    `json:"operation"`
-	RequestID   string    `json:"requestId"`
-	Outcome     string    `json:"outcome"`
-	Attempt     int       `json:"attempt"`
-	shadow      string    // audit's resource and shadow columns, formatted
-}
-
-// tableRow formats one event with fixed widths (no buffering of the whole table: constant memory).
-func tableRow(h service.HistoryEvent) string {
-	prefix := fmt.Sprintf("%-12s %-37s ", h.Resource, h.ShadowID)
-	return formatRow(row{Time: h.Time, Seq: h.Seq, Type: h.Type, OperationID: h.OperationID, Operation: h.Operation,
-		RequestID: h.RequestID, Outcome: outcomeDetail(h), Attempt: h.Attempt, shadow: prefix})
-}
-
-func formatRow(r row) string {
-	req := r.RequestID
-	if len(req) > 16 {
-		req = req[:15] + "…"
-	}
-	att := ""
-	if r.Attempt > 0 {
-		att = fmt.Sprint(r.Attempt)
-	}
-	return fmt.Sprintf("%-31s %-9d %s%-21s %-37s %-7s %-4s %-17s %s\n", r.Time.UTC().Format(time.RFC3339Nano), r.Seq, r.shadow, r.Type,
-		dash(r.OperationID), dash(r.Operation), att, dash(req), r.Outcome)
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// outcomeDetail adds what an auditor wants next to the outcome: the message or error.
-func outcomeDetail(h service.HistoryEvent) string {
-	out := h.Outcome
-	switch x := h.Event.(type) {
-	case domain.OperationCompleted:
-		if x.Message != "" {
-			out += " (" + x.Message + ")"
-		}
-	case domain.AttemptFailed:
-		out += " (" + x.Error.Message + ")"
-	case domain.AddRequested:
-		out = "shadow " + h.ShadowID
-	case domain.TimerSet:
-		out = "due " + x.At.UTC().Format(time.RFC3339Nano)
-	}
-	return out
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// auditResults are the outcomes --result filters on: an operation's final result, or what
-// happened to an attempt.
-var auditResults = []string{"success", "warning", "partial_error", "fatal_error", "handled_error", "not_applicable",
-	"released", "sent", "failed", "postponed"}
-
-// closest returns the word of words nearest to w (at most two edits away), or "".
-func closest(w string, words []string) string {
-	best, bestD := "", 3
-	for _, c := range words {
-		if d := api.EditDistance(w, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
+	return cli.StreamEvents(ctx, store, o, f, *asJSON, *progress, w, stderr)
 }

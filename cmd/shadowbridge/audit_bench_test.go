@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"shadowbridge/cmd/internal/cli"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
@@ -107,7 +108,7 @@ func BenchmarkAudit(b *testing.B) {
 			}
 			cpu0 := processCPU()
 			start := time.Now()
-			if err := streamEvents(ctx, store, eventstore.ScanOptions{}, auditFilter{}, true, false, cw, io.Discard); err != nil {
+			if err := cli.StreamEvents(ctx, store, eventstore.ScanOptions{}, cli.AuditFilter{}, true, false, cw, io.Discard); err != nil {
 				b.Fatal(err)
 			}
 			pprof.StopCPUProfile()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"shadowbridge/cmd/internal/cli"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
 	"shadowbridge/eventstore/natstest"
@@ -67,7 +68,7 @@ func TestAuditGolden(t *testing.T) {
 		asJSON bool
 	}{{"audit.golden.jsonl", true}, {"audit.golden.txt", false}} {
 		var out bytes.Buffer
-		if err := streamEvents(context.Background(), store, eventstore.ScanOptions{}, auditFilter{}, c.asJSON, false, &out, io.Discard); err != nil {
+		if err := cli.StreamEvents(context.Background(), store, eventstore.ScanOptions{}, cli.AuditFilter{}, c.asJSON, false, &out, io.Discard); err != nil {
 			t.Fatal(err)
 		}
 		path := filepath.Join("testdata", c.file)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"testing"
 
+	"shadowbridge/cmd/internal/cli"
 	"shadowbridge/eventstore"
 	"shadowbridge/eventstore/natstest"
 	"shadowbridge/eventstore/storetest"
@@ -27,7 +28,7 @@ func TestAuditKeepsLogOrderAcrossBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := streamEvents(context.Background(), store, eventstore.ScanOptions{}, auditFilter{}, true, false, &out, io.Discard); err != nil {
+	if err := cli.StreamEvents(context.Background(), store, eventstore.ScanOptions{}, cli.AuditFilter{}, true, false, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	var last uint64
@@ -48,7 +49,7 @@ func TestAuditKeepsLogOrderAcrossBatches(t *testing.T) {
 	}
 
 	failing := &failAfter{n: 3}
-	err = streamEvents(context.Background(), store, eventstore.ScanOptions{}, auditFilter{}, true, false, failing, io.Discard)
+	err = cli.StreamEvents(context.Background(), store, eventstore.ScanOptions{}, cli.AuditFilter{}, true, false, failing, io.Discard)
 	if !errors.Is(err, errDiskFull) {
 		t.Fatalf("audit to a failing writer: %v, want %v", err, errDiskFull)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"shadowbridge/cmd/internal/buildinfo"
+	"shadowbridge/cmd/internal/cli"
 	"shadowbridge/domain"
 )
 
@@ -246,7 +247,7 @@ func TestVersion(t *testing.T) {
 }
 
 // Every error of a verb starts with the verb, and flags are spelled as the usage spells them
-// (--name), an unknown one with the closest flag of the verb suggested.
+// (--name), an unknown one with the cli.Closest flag of the verb suggested.
 func TestVerbErrorsHaveOneForm(t *testing.T) {
 	for _, c := range []struct {
 		args []string
@@ -302,7 +303,7 @@ func TestPendingTableShowsAgeAndLastError(t *testing.T) {
 			LastAttemptTimestamp: now.Add(-time.Minute), LastError: &domain.OperationError{Category: domain.CategoryCommunication, Message: "connection refused"}}}}
 	raw, _ := json.Marshal(sd)
 	var out bytes.Buffer
-	if err := printPending([]json.RawMessage{raw}, map[string]time.Time{sd.ShadowID: now.Add(29 * time.Minute)}, now, &out); err != nil {
+	if err := cli.PrintPending([]json.RawMessage{raw}, map[string]time.Time{sd.ShadowID: now.Add(29 * time.Minute)}, now, &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"2m0s", "communication: connection refused", "(in 29m0s)", "retry, 1 attempts"} {

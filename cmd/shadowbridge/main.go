@@ -158,7 +158,7 @@ var flagErrors = []struct {
 }
 
 // verbError gives every error of a verb one form: "VERB: message", a flag spelled --name (with
-// the closest flag of the verb suggested for an unknown one).
+// the cli.Closest flag of the verb suggested for an unknown one).
 func verbError(verb string, err error, sets []*flag.FlagSet) error {
 	if err == nil {
 		return nil
@@ -267,7 +267,7 @@ func newFlagSet(ctx context.Context, name string, stdout, stderr io.Writer) *fla
 	return fs
 }
 
-// suggest returns the verb closest to name (a prefix, or at most two edits away), or "".
+// suggest returns the verb cli.Closest to name (a prefix, or at most two edits away), or "".
 func suggest(name string) string {
 	best, bestD := "", 3
 	for _, v := range verbTable() {

@@ -19,6 +19,7 @@ import (
 
 	"shadowbridge/bridge"
 	"shadowbridge/cmd/internal/app"
+	"shadowbridge/cmd/internal/cli"
 	"shadowbridge/eventstore/embedded"
 	"shadowbridge/projections"
 )
@@ -225,7 +226,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 func runRebuild(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet(ctx, "rebuild", stdout, stderr)
-	progress := fs.Bool("progress", isTerminal(stderr), "show a progress bar on stderr (default: when stderr is a terminal)")
+	progress := fs.Bool("progress", cli.IsTerminal(stderr), "show a progress bar on stderr (default: when stderr is a terminal)")
 	cf := clientFlags(fs, getenv)
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"shadowbridge/cmd/internal/app"
+	"shadowbridge/cmd/internal/cli"
 	"shadowbridge/domain"
 	"shadowbridge/projections"
 )
@@ -20,7 +21,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	full := fs.Bool("full", false, "fold every shadow's events (default: one shadow in 16)")
 	cfgFile := fs.String("config", "", "the service's YAML configuration, for each resource's consistency settings (default: midPoint's defaults)")
 	asJSON := fs.Bool("json", false, "print the report as JSON (counts, violations, notices, findings)")
-	progress := fs.Bool("progress", isTerminal(stderr), "show progress on stderr (default: when stderr is a terminal)")
+	progress := fs.Bool("progress", cli.IsTerminal(stderr), "show progress on stderr (default: when stderr is a terminal)")
 	recheck := fs.Duration("recheck", 3*time.Second, "how long a running service gets to fix a finding before it is reported")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -70,7 +70,7 @@ func openSeenMarks(ctx context.Context, store *eventstore.Store, replicas int, m
 	if memory {
 		storage = jetstream.MemoryStorage
 	}
-	_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: ReconBucket, History: 1, TTL: 24 * time.Hour,
+	_, err := eventstore.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: ReconBucket, History: 1, TTL: 24 * time.Hour,
 		Replicas: max(replicas, 1), Storage: storage, Description: "shadowbridge: the shadows each reconciliation run's pages named"})
 	if err != nil {
 		return seenMarks{}, fmt.Errorf("bucket %s: %w", ReconBucket, err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"shadowbridge/cmd/internal/api"
 	"shadowbridge/cmd/internal/cli"
 	"shadowbridge/eventstore"
 )
@@ -43,7 +44,7 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if f.Result != "" && !slices.Contains(cli.AuditResults, f.Result) {
 		hint := ""
-		if s := cli.Closest(f.Result, cli.AuditResults); s != "" {
+		if s := api.Suggest(f.Result, cli.AuditResults); s != "" {
 			hint = fmt.Sprintf(" (did you mean %s?)", s)
 		}
 		return fmt.Errorf("audit: --result %q: want one of %s%s", f.Result, strings.Join(cli.AuditResults, ", "), hint)

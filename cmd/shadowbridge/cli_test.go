@@ -247,7 +247,7 @@ func TestVersion(t *testing.T) {
 }
 
 // Every error of a verb starts with the verb, and flags are spelled as the usage spells them
-// (--name), an unknown one with the cli.Closest flag of the verb suggested.
+// (--name), an unknown one with the closest flag of the verb suggested.
 func TestVerbErrorsHaveOneForm(t *testing.T) {
 	for _, c := range []struct {
 		args []string

@@ -60,16 +60,15 @@ func (c *cflags) connectContext() (*nats.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats context %q: %w", *c.context, err)
 	}
-	set := map[string]bool{}
-	c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := func(name string) bool { return flagSet(c.fs, name) }
 	opts := []nats.Option{nats.Name("shadowbridge client"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
-	if set["creds"] {
+	if set("creds") {
 		opts = append(opts, nats.UserCredentials(*c.creds))
 	}
-	if set["user"] || set["password"] {
+	if set("user") || set("password") {
 		opts = append(opts, nats.UserInfo(*c.user, *c.password))
 	}
-	if set["tls-ca"] {
+	if set("tls-ca") {
 		opts = append(opts, nats.RootCAs(*c.tlsCA))
 	}
 	all, err := nctx.NATSOptions(opts...) // the context's first, ours after: ours win
@@ -77,7 +76,7 @@ func (c *cflags) connectContext() (*nats.Conn, error) {
 		return nil, fmt.Errorf("nats context %q: %w", *c.context, err)
 	}
 	url := nctx.ServerURL()
-	if set["server"] {
+	if set("server") {
 		url = *c.server
 	}
 	nc, err := nats.Connect(url, all...)

@@ -158,7 +158,7 @@ var flagErrors = []struct {
 }
 
 // verbError gives every error of a verb one form: "VERB: message", a flag spelled --name (with
-// the cli.Closest flag of the verb suggested for an unknown one).
+// the closest flag of the verb suggested for an unknown one).
 func verbError(verb string, err error, sets []*flag.FlagSet) error {
 	if err == nil {
 		return nil
@@ -181,17 +181,13 @@ func verbError(verb string, err error, sets []*flag.FlagSet) error {
 	return fmt.Errorf("%s: %w", verb, err)
 }
 
-// closestFlag returns the flag of sets nearest to name (at most two edits away), or "".
+// closestFlag returns the flag of sets nearest to name (api.Suggest), or "".
 func closestFlag(name string, sets []*flag.FlagSet) string {
-	best, bestD := "", 3
+	var names []string
 	for _, fs := range sets {
-		fs.VisitAll(func(f *flag.Flag) {
-			if d := api.EditDistance(name, f.Name); d < bestD {
-				best, bestD = f.Name, d
-			}
-		})
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 	}
-	return best
+	return api.Suggest(name, names)
 }
 
 // helpKey marks a context whose verb was asked for --help: its flag set prints the usage to
@@ -267,7 +263,7 @@ func newFlagSet(ctx context.Context, name string, stdout, stderr io.Writer) *fla
 	return fs
 }
 
-// suggest returns the verb cli.Closest to name (a prefix, or at most two edits away), or "".
+// suggest returns the verb closest to name (a prefix, or at most two edits away), or "".
 func suggest(name string) string {
 	best, bestD := "", 3
 	for _, v := range verbTable() {

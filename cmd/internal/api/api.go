@@ -291,7 +291,7 @@ func describe(err error, v any) string {
 	msg := err.Error()
 	if name, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
 		name = strings.Trim(name, `"`)
-		if s := suggest(name, fieldNames(v)); s != "" {
+		if s := Suggest(name, fieldNames(v)); s != "" {
 			return fmt.Sprintf("unknown field %q (did you mean %q?)", name, s)
 		}
 		return fmt.Sprintf("unknown field %q (known: %s)", name, strings.Join(fieldNames(v), ", "))
@@ -351,7 +351,9 @@ func fieldNames(v any) []string {
 }
 
 // suggest returns the known name closest to name if it is close enough to be a typo.
-func suggest(name string, known []string) string {
+// Suggest returns the entry of known nearest to name, case aside and at most two edits away
+// (the first of equals), or "": the "did you mean" of every refusal.
+func Suggest(name string, known []string) string {
 	best, bestD := "", 3
 	for _, k := range known {
 		d := EditDistance(strings.ToLower(name), strings.ToLower(k))

@@ -3,8 +3,10 @@ package app
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,12 +61,9 @@ func unknownMapKeys(n *yaml.Node, t reflect.Type, path string) []error {
 		k, v := n.Content[i], n.Content[i+1]
 		ft, ok := fields[k.Value]
 		if !ok {
-			names := make([]string, 0, len(fields))
-			for name := range fields {
-				names = append(names, name)
-			}
+			names := slices.Sorted(maps.Keys(fields)) // sorted: the same suggestion on a tie
 			msg := fmt.Sprintf("line %d: unknown key %s", k.Line, join(path, k.Value))
-			if s := closestKey(k.Value, names); s != "" {
+			if s := api.Suggest(k.Value, names); s != "" {
 				msg += fmt.Sprintf(" (did you mean %s?)", s)
 			}
 			errs = append(errs, errors.New(msg))
@@ -106,20 +105,6 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
-}
-
-// closestKey returns the key of names nearest to k (case aside, or at most two edits away).
-func closestKey(k string, names []string) string {
-	best, bestD := "", 3
-	for _, n := range names {
-		if strings.EqualFold(n, k) {
-			return n
-		}
-		if d := api.EditDistance(strings.ToLower(k), strings.ToLower(n)); d < bestD || (d == bestD && n < best) {
-			best, bestD = n, d
-		}
-	}
-	return best
 }
 
 // typeError rewrites the decoder's complaints in the configuration's own words: YAML kinds, not

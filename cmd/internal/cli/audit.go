@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"shadowbridge/cmd/internal/api"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 	"shadowbridge/eventstore"
@@ -168,14 +167,3 @@ func IsTerminal(w io.Writer) bool {
 var AuditResults = []string{"success", "warning", "partial_error", "fatal_error", "handled_error", "not_applicable",
 
 	"released", "sent", "failed", "postponed"}
-
-// Closest returns the word of words nearest to w (at most two edits away), or "".
-func Closest(w string, words []string) string {
-	best, bestD := "", 3
-	for _, c := range words {
-		if d := api.EditDistance(w, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -66,7 +65,7 @@ type App struct {
 	Pending   *projections.PendingIndex
 	Dashboard *projections.Dashboard
 	Trend     *projections.Trend // the sampled gauges of the dashboard's charts
-	Micro     micro.Service
+	Micro     *natsapi.Service
 	metrics   *metrics.Set // this app's own registry, served at /metrics
 	http      HTTPConfig
 	feed      dashboardFeed

@@ -58,14 +58,59 @@ type server struct {
 	metrics *metrics.Set
 	tracer  trace.Tracer
 	log     *slog.Logger
+	micro   *Service
 }
 
-// Serve registers the micro service `shadowbridge` on nc, answering with svc: endpoint
-// "commands" on <prefix>.cmd.> and "queries" on <prefix>.query.>, in queue group "shadowbridge"
-// so that instances share the load. Requests are handled on worker goroutines that svc.Close
-// waits for; one that arrives once Close has begun is answered 503 ("try again": another
-// instance takes it). Stop the returned service to unsubscribe.
-func Serve(ctx context.Context, nc *nats.Conn, svc *service.Service, o ServeOptions) (micro.Service, error) {
+// Serve registers the micro service `shadowbridge` on nc, answering with svc: one endpoint per
+// command verb (<prefix>.cmd.*.<verb>) and per query (<prefix>.query.<name>), in queue group
+// "shadowbridge" so that instances share the load, and the micro discovery protocol ($SRV) with
+// each endpoint's real stats. Requests are handled on worker goroutines that svc.Close waits for;
+// one that arrives once Close has begun is answered 503 ("try again": another instance takes
+// it). Stop the returned service to unsubscribe.
+func Serve(ctx context.Context, nc *nats.Conn, svc *service.Service, o ServeOptions) (*Service, error) {
+	o = o.withDefaults()
+	s := &server{svc: svc, nc: nc, prefix: o.Prefix, metrics: o.Metrics, tracer: o.Tracer, log: o.Logger.WithGroup("service")}
+	s.micro = newService(nc, o.Prefix, "shadowbridge")
+	sem := make(chan struct{}, o.Concurrency)
+	async := func(h func(context.Context, *nats.Msg) (any, error)) nats.MsgHandler {
+		return func(m *nats.Msg) {
+			start := time.Now()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			started := svc.Go(func() {
+				defer func() { <-sem }()
+				rctx, cancel := context.WithTimeout(ctx, o.Timeout)
+				defer cancel()
+				reply, err := h(rctx, m)
+				s.finish(m, start, reply, err)
+			})
+			if !started { // closing: another instance takes the retry
+				<-sem
+				s.finish(m, start, nil, fmt.Errorf("%w: shadowbridge is stopping; try again", domain.CategoryCommunication))
+			}
+		}
+	}
+	for subject, h := range map[string]func(context.Context, *nats.Msg) (any, error){
+		o.Prefix + ".cmd.>": s.handleCommand, o.Prefix + ".query.>": s.handleQuery,
+	} {
+		sub, err := nc.QueueSubscribe(subject, s.micro.queue, async(h))
+		if err != nil {
+			_ = s.micro.Stop()
+			return nil, fmt.Errorf("service: subscribe %s: %w", subject, err)
+		}
+		s.micro.reqSubs = append(s.micro.reqSubs, sub)
+	}
+	if err := s.micro.subscribeDiscovery(); err != nil {
+		_ = s.micro.Stop()
+		return nil, fmt.Errorf("service: discovery: %w", err)
+	}
+	return s.micro, nil
+}
+
+func (o ServeOptions) withDefaults() ServeOptions {
 	if o.Prefix == "" {
 		o.Prefix = "prov"
 	}
@@ -84,53 +129,8 @@ func Serve(ctx context.Context, nc *nats.Conn, svc *service.Service, o ServeOpti
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &server{svc: svc, nc: nc, prefix: o.Prefix, metrics: o.Metrics, tracer: o.Tracer, log: o.Logger.WithGroup("service")}
-	m, err := micro.AddService(nc, micro.Config{
-		Name:        "shadowbridge",
-		Version:     Version,
-		Description: "event-sourced provisioning: commands and queries",
-		QueueGroup:  "shadowbridge",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("service: %w", err)
-	}
-	sem := make(chan struct{}, o.Concurrency)
-	async := func(h func(context.Context, micro.Request)) micro.HandlerFunc {
-		return func(r micro.Request) {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			started := svc.Go(func() {
-				defer func() { <-sem }()
-				rctx, cancel := context.WithTimeout(ctx, o.Timeout)
-				defer cancel()
-				defer s.observe(r, time.Now())
-				h(rctx, r)
-			})
-			if !started { // closing: another instance takes the retry
-				<-sem
-				s.respondErr(r, fmt.Errorf("%w: shadowbridge is stopping; try again", domain.CategoryCommunication))
-			}
-		}
-	}
-	for _, e := range []struct {
-		name, subject string
-		h             func(context.Context, micro.Request)
-	}{{"commands", o.Prefix + ".cmd.>", s.handleCommand}, {"queries", o.Prefix + ".query.>", s.handleQuery}} {
-		if err := m.AddEndpoint(e.name, async(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
-			_ = m.Stop()
-			return nil, fmt.Errorf("service: %w", err)
-		}
-	}
-	return m, nil
+	return o
 }
-
-// Replies are published on the request's reply subject directly rather than through
-// micro.Request.Respond/Error: handlers run on worker goroutines, and micro reads a request's error
-// state after its handler returns, which would race. The headers and body follow micro's
-// convention exactly; micro still counts the requests.
 
 // kindOf names a request for metrics: a command's verb or a query's name (query true); anything
 // else is "unknown", so that a client publishing to made-up subjects cannot add series.
@@ -149,53 +149,57 @@ func kindOf(subject string) (name string, query bool) {
 	return "unknown", false
 }
 
-func (s *server) observe(r micro.Request, start time.Time) {
-	if name, query := kindOf(r.Subject()); query {
-		s.metrics.QueryDuration.Observe(time.Since(start), name)
-	} else {
-		s.metrics.CommandDuration.Observe(time.Since(start), name)
+// finish answers a request (its reply, or err in micro's error convention) and counts it: in the
+// Prometheus metrics by outcome and duration, and in the discovery stats of its endpoint.
+func (s *server) finish(m *nats.Msg, start time.Time, reply any, err error) {
+	var (
+		data []byte
+		h    nats.Header
+		code int
+	)
+	if err == nil {
+		if data, err = json.Marshal(reply); err != nil {
+			err = fmt.Errorf("encode reply: %w", err)
+		}
 	}
-}
-
-// count counts a request's outcome: ok, or its error's category.
-func (s *server) count(r micro.Request, outcome string) {
-	if name, query := kindOf(r.Subject()); query {
+	outcome := "ok"
+	if err != nil {
+		var cat domain.Category
+		code, cat = api.StatusOf(err)
+		outcome = string(cat)
+		data, h = errorReply(code, cat, err)
+	}
+	s.send(m, data, h)
+	elapsed := time.Since(start)
+	s.micro.record(m.Subject, elapsed, code, err)
+	if name, query := kindOf(m.Subject); query {
 		s.metrics.Queries.Inc(name, outcome)
+		s.metrics.QueryDuration.Observe(elapsed, name)
 	} else {
 		s.metrics.Commands.Inc(name, outcome)
+		s.metrics.CommandDuration.Observe(elapsed, name)
 	}
 }
 
-func (s *server) respondJSON(r micro.Request, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		s.respondErr(r, fmt.Errorf("encode reply: %w", err))
-		return
-	}
-	s.count(r, "ok")
-	s.reply(r, b, nil)
-}
-
-func (s *server) respondErr(r micro.Request, err error) {
-	code, cat := api.StatusOf(err)
-	s.count(r, string(cat))
+// errorReply is micro's error convention: the status code and a one-line message in headers,
+// and the full message with its category in the body.
+func errorReply(code int, cat domain.Category, err error) ([]byte, nats.Header) {
 	var body api.ErrorBody
 	body.Error.Code = string(cat)
 	body.Error.Message = err.Error()
 	b, _ := json.Marshal(body)
 	h := nats.Header{}
 	h.Set(micro.ErrorCodeHeader, strconv.Itoa(code))
-	// The header carries one line; the body carries the full message.
 	h.Set(micro.ErrorHeader, strings.ReplaceAll(err.Error(), "\n", "; "))
-	s.reply(r, b, h)
+	return b, h
 }
 
-func (s *server) reply(r micro.Request, data []byte, h nats.Header) {
-	if r.Reply() == "" {
+func (s *server) send(m *nats.Msg, data []byte, h nats.Header) {
+	if m.Reply == "" {
 		return // a publish without a reply subject: nobody to answer
 	}
-	if err := s.nc.PublishMsg(&nats.Msg{Subject: r.Reply(), Data: data, Header: h}); err != nil {
-		s.log.Warn("reply not sent", "subject", r.Subject(), "err", err)
+	if err := s.nc.PublishMsg(&nats.Msg{Subject: m.Reply, Data: data, Header: h}); err != nil {
+		s.log.Warn("reply not sent", "subject", m.Subject, "err", err)
 	}
 }
 
@@ -228,45 +232,38 @@ var commands = map[string]command{
 	"maintenance": (*server).maintenance,
 }
 
-func (s *server) handleCommand(ctx context.Context, r micro.Request) {
-	rest := strings.TrimPrefix(r.Subject(), s.prefix+".cmd.")
+// handleCommand runs <prefix>.cmd.<resource>.<verb>, a span around it.
+func (s *server) handleCommand(ctx context.Context, m *nats.Msg) (any, error) {
+	rest := strings.TrimPrefix(m.Subject, s.prefix+".cmd.")
 	resource, verb, ok := strings.Cut(rest, ".")
 	if !ok || strings.Contains(verb, ".") {
-		s.respondErr(r, fmt.Errorf("%w: subject %q: want %s.cmd.<resource>.<add|modify|delete|refresh|confirm>", domain.ErrInvalidCommand, r.Subject(), s.prefix))
-		return
+		return nil, fmt.Errorf("%w: subject %q: want %s.cmd.<resource>.<add|modify|delete|refresh|confirm>", domain.ErrInvalidCommand, m.Subject, s.prefix)
 	}
 	if _, err := s.svc.Catalog().Lookup(resource); err != nil {
-		s.respondErr(r, &notFound{err})
-		return
+		return nil, &notFound{err}
 	}
-	name, _ := kindOf(r.Subject())
-	ctx, span := s.tracer.Start(traceContext.Extract(ctx, headerCarrier(r.Headers())), "command "+name,
+	name, _ := kindOf(m.Subject)
+	ctx, span := s.tracer.Start(traceContext.Extract(ctx, headerCarrier(m.Header)), "command "+name,
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("shadowbridge.resource", resource)))
 	defer span.End()
-	var (
-		reply any
-		err   error
-	)
-	if run, ok := commands[verb]; ok {
-		reply, err = run(s, ctx, resource, r.Data())
-	} else {
-		err = &notFound{fmt.Errorf("unknown command %q (want %s)", verb, strings.Join(CommandVerbs, ", "))}
+	run, ok := commands[verb]
+	if !ok {
+		return nil, &notFound{fmt.Errorf("unknown command %q (want %s)", verb, strings.Join(CommandVerbs, ", "))}
 	}
+	reply, err := run(s, ctx, resource, m.Data)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "refused")
-		s.log.Debug("command refused", "subject", r.Subject(), "err", err)
-		s.respondErr(r, err)
-		return
+		s.log.Debug("command refused", "subject", m.Subject, "err", err)
 	}
-	s.respondJSON(r, reply)
+	return reply, err
 }
 
 // traceContext reads a command's W3C traceparent/tracestate headers.
 var traceContext = propagation.TraceContext{}
 
 // headerCarrier reads NATS headers for the propagator, whatever the case of their names.
-type headerCarrier micro.Headers
+type headerCarrier nats.Header
 
 func (h headerCarrier) Get(key string) string {
 	if v := nats.Header(h).Get(key); v != "" {
@@ -399,22 +396,14 @@ var queries = map[string]query{
 	"resource": (*server).queryResource, "explain": (*server).queryExplain,
 }
 
-func (s *server) handleQuery(ctx context.Context, r micro.Request) {
-	var (
-		reply any
-		err   error
-	)
-	q := strings.TrimPrefix(r.Subject(), s.prefix+".query.")
-	if run, ok := queries[q]; ok {
-		reply, err = run(s, ctx, r.Data())
-	} else {
-		err = &notFound{fmt.Errorf("unknown query %q (want %s)", q, strings.Join(QueryNames, ", "))}
+// handleQuery runs <prefix>.query.<name>.
+func (s *server) handleQuery(ctx context.Context, m *nats.Msg) (any, error) {
+	q := strings.TrimPrefix(m.Subject, s.prefix+".query.")
+	run, ok := queries[q]
+	if !ok {
+		return nil, &notFound{fmt.Errorf("unknown query %q (want %s)", q, strings.Join(QueryNames, ", "))}
 	}
-	if err != nil {
-		s.respondErr(r, err)
-		return
-	}
-	s.respondJSON(r, reply)
+	return run(s, ctx, m.Data)
 }
 
 func (s *server) queryShadow(ctx context.Context, data []byte) (any, error) {

@@ -1129,3 +1129,19 @@ func TestExplainNamesWhatHoldsTheWork(t *testing.T) {
 		t.Fatalf("retry while down: %+v", x.Next)
 	}
 }
+
+func TestOperationErrorSaysItsCategoryOnce(t *testing.T) {
+	for _, c := range []struct {
+		e    OperationError
+		want string
+	}{
+		{OperationError{Category: CategoryCommunication, Message: "broker down"}, "communication: broker down"},
+		{OperationError{Category: CategoryCommunication, Message: "communication: amqp10: broker down"}, "communication: amqp10: broker down"},
+		{OperationError{Category: CategorySchema, Message: "communication: odd"}, "schema: communication: odd"},
+		{OperationError{Message: "no category"}, "no category"},
+	} {
+		if got := c.e.String(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.e, got, c.want)
+		}
+	}
+}

@@ -170,7 +170,7 @@ func lastError(p PendingOperation) string {
 	if p.LastError == nil {
 		return ""
 	}
-	return fmt.Sprintf("; last error %s: %s", p.LastError.Category, p.LastError.Message)
+	return "; last error " + p.LastError.String()
 }
 
 func prefixed(prefix, s string) string {

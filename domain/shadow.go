@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"iter"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -126,6 +127,15 @@ func OrderNames(given []string, names []string) []string {
 type OperationError struct {
 	Category Category `json:"category"`
 	Message  string   `json:"message"`
+}
+
+// String is "category: message", the category said once: a message that already starts with
+// its category (as a transport's error often does) is not prefixed again.
+func (e OperationError) String() string {
+	if strings.HasPrefix(e.Message, string(e.Category)+": ") || e.Category == "" {
+		return e.Message
+	}
+	return string(e.Category) + ": " + e.Message
 }
 
 // PendingOperation is midPoint's pending operation: one unfinished (or recently finished) delta.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -57,6 +58,19 @@ func marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.Clone(buf.Bytes()), nil
+}
+
+// Times decode in UTC on the reflective path too (msgpack's own decoder gives the local zone):
+// the same record must decode to the same values, and encode to the same JSON, in every zone.
+func init() {
+	msgpack.Register(time.Time{}, nil, func(d *msgpack.Decoder, v reflect.Value) error {
+		t, err := d.DecodeTime()
+		if err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(t.UTC()))
+		return nil
+	})
 }
 
 func unmarshal(data []byte, v any) error {

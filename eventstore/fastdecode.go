@@ -217,7 +217,7 @@ func (r *reader) tm() time.Time {
 	}
 	var t time.Time
 	r.viaDecoder(func(d *msgpack.Decoder) (err error) { t, err = d.DecodeTime(); return })
-	return t
+	return t.UTC()
 }
 
 func (r *reader) skip() { r.raw() }

@@ -69,7 +69,7 @@ func TestReaderPrimitivesMatchTheDecoder(t *testing.T) {
 		{"keyBytes", func(r *reader) any { return string(r.keyBytes()) }, func(d *msgpack.Decoder) (any, error) { return d.DecodeString() }},
 		{"int", func(r *reader) any { return r.int() }, func(d *msgpack.Decoder) (any, error) { return d.DecodeInt64() }},
 		{"boolean", func(r *reader) any { return r.boolean() }, func(d *msgpack.Decoder) (any, error) { return d.DecodeBool() }},
-		{"tm", func(r *reader) any { return r.tm() }, func(d *msgpack.Decoder) (any, error) { return d.DecodeTime() }},
+		{"tm", func(r *reader) any { return r.tm() }, func(d *msgpack.Decoder) (any, error) { t, err := d.DecodeTime(); return t.UTC(), err }},
 		{"value", func(r *reader) any { return r.value() }, func(d *msgpack.Decoder) (any, error) { return d.DecodeInterfaceLoose() }},
 	}
 	checked := 0

@@ -212,8 +212,9 @@ func intAt(v []byte) (int64, bool) {
 	return n, ok
 }
 
-// timeAt reads msgpack's time extension (-1) of 4, 8 or 12 bytes as the decoder does
-// (time.Unix, in the local zone; the zero time in UTC); ok is false for anything else.
+// timeAt reads msgpack's time extension (-1) of 4, 8 or 12 bytes, in UTC (msgpack's decoder
+// gives the local zone, and a shadow decoded in Kolkata must encode to the same JSON as one
+// decoded in UTC: verify compares them); ok is false for anything else.
 func timeAt(v []byte) (time.Time, bool) {
 	var t time.Time
 	switch {
@@ -227,8 +228,5 @@ func timeAt(v []byte) (time.Time, bool) {
 	default:
 		return t, false
 	}
-	if t.IsZero() {
-		return t.UTC(), true
-	}
-	return t, true
+	return t.UTC(), true
 }

@@ -395,7 +395,9 @@ type Record struct {
 }
 
 func (s *Store) newRecord(subject string, seq uint64, tm time.Time, h nats.Header, data []byte) *Record {
-	r := &Record{Seq: seq, Subject: subject, Time: tm, data: data, Types: h.Values(HeaderEventType)}
+	// UTC: nats.go gives the stored time in the local zone, and a record must read the same
+	// (audit, JSON) wherever it is read.
+	r := &Record{Seq: seq, Subject: subject, Time: tm.UTC(), data: data, Types: h.Values(HeaderEventType)}
 	for _, kind := range []string{".evt.", ".due."} {
 		if rest, ok := strings.CutPrefix(subject, s.cfg.Prefix+kind); ok {
 			r.Resource, r.ShadowID, _ = strings.Cut(rest, ".")

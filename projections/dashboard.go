@@ -38,7 +38,32 @@ type shadowSummary struct {
 	lifecycle domain.Lifecycle
 	statuses  []domain.ExecutionStatus // of unfinished operations
 	retries   int                      // unfinished operations postponed for retry
-	failures  []time.Time              // failed attempts and fatal completions still visible
+	failures  []failure                // failed attempts and fatal completions still visible
+}
+
+// failure is a failed attempt or a fatal completion the projection still shows.
+type failure struct {
+	at          time.Time
+	operationID string
+	change      domain.ChangeType
+	fatal       bool
+	retrying    bool   // a failed attempt of an operation that is not over
+	err         string // "category: message"
+}
+
+// FailureRow is a failure in the dashboard's list of recent failures: the operation's last
+// failed attempt, or its completion with fatal_error.
+type FailureRow struct {
+	Time        time.Time         `json:"time"`
+	Resource    string            `json:"resource"`
+	ShadowID    string            `json:"shadowId"`
+	OperationID string            `json:"operationId"`
+	ChangeType  domain.ChangeType `json:"changeType"`
+	// Fatal: the operation ended with fatal_error; otherwise an attempt failed, and Retrying
+	// says the operation is not over (its next attempt is to come).
+	Fatal    bool   `json:"fatal"`
+	Retrying bool   `json:"retrying"`
+	Error    string `json:"error"`
 }
 
 // ResourceCounts is the dashboard's view of one resource.
@@ -113,12 +138,17 @@ type entryFields struct {
 	PrimaryIdentifiers   domain.Attributes `json:"primaryIdentifiers"`
 	SecondaryIdentifiers domain.Attributes `json:"secondaryIdentifiers"`
 	PendingOperations    []struct {
+		ID    string `json:"id"`
+		Delta struct {
+			ChangeType domain.ChangeType `json:"changeType"`
+		} `json:"delta"`
+		Message              string                 `json:"message"`
 		Type                 domain.OperationType   `json:"type"`
 		ExecutionStatus      domain.ExecutionStatus `json:"executionStatus"`
 		ResultStatus         domain.ResultStatus    `json:"resultStatus"`
 		LastAttemptTimestamp time.Time              `json:"lastAttemptTimestamp"`
 		CompletionTimestamp  time.Time              `json:"completionTimestamp"`
-		LastError            *struct{}              `json:"lastError"`
+		LastError            *domain.OperationError `json:"lastError"`
 	} `json:"pendingOperations"`
 }
 
@@ -142,12 +172,20 @@ func (d *Dashboard) applyDecoded(key string, s *entryFields) {
 		if p.ExecutionStatus == domain.StatusCompleted && !p.CompletionTimestamp.IsZero() {
 			sum.done = append(sum.done, doneOp{at: p.CompletionTimestamp, result: p.ResultStatus})
 		}
+		errText := p.Message
+		if p.LastError != nil {
+			errText = p.LastError.String()
+		}
+		f := failure{operationID: p.ID, change: p.Delta.ChangeType, err: errText}
 		if p.LastError != nil && !p.LastAttemptTimestamp.IsZero() {
-			sum.failures = append(sum.failures, p.LastAttemptTimestamp)
+			f.at, f.retrying = p.LastAttemptTimestamp, p.ExecutionStatus != domain.StatusCompleted
+			sum.failures = append(sum.failures, f)
+			f.retrying = false
 		}
 		if p.ExecutionStatus == domain.StatusCompleted {
 			if p.ResultStatus == domain.ResultFatalError {
-				sum.failures = append(sum.failures, p.CompletionTimestamp)
+				f.at, f.fatal = p.CompletionTimestamp, true
+				sum.failures = append(sum.failures, f)
 			}
 			continue
 		}
@@ -212,7 +250,7 @@ func (d *Dashboard) Counts(ctx context.Context, now time.Time) ([]ResourceCounts
 		}
 		rc.RetryBacklog += s.retries
 		for _, f := range s.failures {
-			if f.After(hourAgo) {
+			if f.at.After(hourAgo) {
 				rc.FailuresLastHour++
 			}
 		}
@@ -223,6 +261,48 @@ func (d *Dashboard) Counts(ctx context.Context, now time.Time) ([]ResourceCounts
 	}
 	slices.SortFunc(out, func(a, b ResourceCounts) int { return strings.Compare(a.Resource, b.Resource) })
 	return out, nil
+}
+
+// RecentFailures returns the newest failures still in the projection, at most n, newest first
+// (ties by shadow and operation id, so that a list does not reorder between pushes). It does not
+// wait for the initial load: before it, the list is what is loaded so far.
+func (d *Dashboard) RecentFailures(n int) []FailureRow {
+	d.mu.RLock()
+	out := make([]FailureRow, 0, n+1)
+	for _, s := range d.shadows {
+		for _, f := range s.failures {
+			row := FailureRow{Time: f.at, Resource: s.resource, ShadowID: s.id, OperationID: f.operationID, ChangeType: f.change, Fatal: f.fatal, Retrying: f.retrying, Error: f.err}
+			i, _ := slices.BinarySearchFunc(out, row, newerFailure)
+			if i < n {
+				out = slices.Insert(out, i, row)
+				if len(out) > n {
+					out = out[:n]
+				}
+			}
+		}
+	}
+	d.mu.RUnlock()
+	return out
+}
+
+// newerFailure orders failures newest first, then by shadow, operation and kind.
+func newerFailure(a, b FailureRow) int {
+	if c := b.Time.Compare(a.Time); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.ShadowID, b.ShadowID); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.OperationID, b.OperationID); c != 0 {
+		return c
+	}
+	switch {
+	case a.Fatal == b.Fatal:
+		return 0
+	case a.Fatal:
+		return -1
+	}
+	return 1
 }
 
 // doneOp is a completed operation: when, and how it ended.
@@ -386,7 +466,7 @@ func (d *Dashboard) Activity(ctx context.Context, windows ...Window) ([]map[stri
 				}
 			}
 			for _, f := range s.failures {
-				if i := w.bucket(f); i >= 0 {
+				if i := w.bucket(f.at); i >= 0 {
 					a.Failures[i]++
 				}
 			}

@@ -29,12 +29,12 @@ func TestDashboardListAndActivity(t *testing.T) {
 			d.PendingOperations = append(d.PendingOperations, domain.PendingOperation{ID: storetest.NewID(), ExecutionStatus: domain.StatusRequested})
 		}
 		// Shadow i completed an operation i minutes ago, every third with a fatal error.
-		res := domain.ResultSuccess
+		res, msg := domain.ResultSuccess, ""
 		if i%3 == 0 {
-			res = domain.ResultFatalError
+			res, msg = domain.ResultFatalError, fmt.Sprint("refused ", i)
 		}
 		d.PendingOperations = append(d.PendingOperations, domain.PendingOperation{ID: storetest.NewID(), ExecutionStatus: domain.StatusCompleted,
-			ResultStatus: res, CompletionTimestamp: now.Add(-time.Duration(i) * time.Minute)})
+			ResultStatus: res, CompletionTimestamp: now.Add(-time.Duration(i) * time.Minute), Message: msg})
 		b, _ := json.Marshal(d)
 		if _, err := f.kv.Put(t.Context(), "demo."+id, b); err != nil {
 			t.Fatal(err)
@@ -44,6 +44,7 @@ func TestDashboardListAndActivity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	byIndex := slices.Clone(ids)
 	slices.Sort(ids)
 	var seen []string
 	after, pages := "", 0
@@ -108,6 +109,21 @@ func TestDashboardListAndActivity(t *testing.T) {
 		t.Fatalf("failures %v", a.Failures)
 	}
 
+	// Recent failures, newest first and at most n: the fatal completions of shadows 0, 3, 6.
+	recent := dash.RecentFailures(3)
+	if len(recent) != 3 {
+		t.Fatalf("recent failures: %+v", recent)
+	}
+	for k, r := range recent {
+		i := 3 * k
+		if r.ShadowID != byIndex[i] || !r.Fatal || r.Error != fmt.Sprint("refused ", i) || !r.Time.Equal(now.Add(-time.Duration(i)*time.Minute)) {
+			t.Errorf("recent failure %d: %+v, want shadow %d's fatal error", k, r, i)
+		}
+	}
+	if all := dash.RecentFailures(100); len(all) != 10 {
+		t.Errorf("%d failures in the projection, want 10", len(all))
+	}
+
 	charts, err := projections.Charts(t.Context(), dash, projections.NewTrend(10), []string{"demo", "idle"}, now)
 	if err != nil {
 		t.Fatal(err)
@@ -166,5 +182,30 @@ func TestChangeSummary(t *testing.T) {
 		if got := projections.ChangeSummary(c.d, c.max); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.d, got, c.want)
 		}
+	}
+}
+
+// A pending table row says how old the oldest unfinished operation is, when the next retry is
+// due and the newest error of an unfinished operation (a completed one's is history).
+func TestPendingRowSaysWhyWorkWaits(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	sd := domain.ShadowData{ShadowID: "s", Resource: "demo", LifecycleState: domain.LifecycleLive, PendingOperations: []domain.PendingOperation{
+		{ID: "done", ExecutionStatus: domain.StatusCompleted, RequestTimestamp: t0.Add(-time.Hour), LastAttemptTimestamp: t0.Add(time.Hour),
+			LastError: &domain.OperationError{Category: domain.CategorySchema, Message: "old"}},
+		{ID: "a", Type: domain.TypeRetry, ExecutionStatus: domain.StatusExecuting, RequestTimestamp: t0.Add(2 * time.Minute), AttemptNumber: 2,
+			LastAttemptTimestamp: t0.Add(5 * time.Minute), LastError: &domain.OperationError{Category: domain.CategoryCommunication, Message: "first"}},
+		{ID: "b", Type: domain.TypeRetry, ExecutionStatus: domain.StatusExecuting, RequestTimestamp: t0, AttemptNumber: 1,
+			LastAttemptTimestamp: t0.Add(7 * time.Minute), LastError: &domain.OperationError{Category: domain.CategoryCommunication, Message: "communication: newest"}},
+	}}
+	due := t0.Add(30 * time.Minute)
+	row := projections.NewPendingRow(sd, func(domain.ShadowData) (time.Time, bool) { return due, true })
+	if !row.Since.Equal(t0) || !row.NextAttempt.Equal(due) || row.LastError != "communication: newest" || !row.LastErrorAt.Equal(t0.Add(7*time.Minute)) || len(row.PendingOperations) != 2 {
+		t.Fatalf("row %+v", row)
+	}
+	if row := projections.NewPendingRow(sd, nil); !row.NextAttempt.IsZero() {
+		t.Fatalf("no next attempt function, next attempt %v", row.NextAttempt)
+	}
+	if b, _ := json.Marshal(projections.NewPendingRow(domain.ShadowData{ShadowID: "x"}, nil)); string(b) != `{"resource":"","shadowId":"x","lifecycleState":"","pendingOperations":[]}` {
+		t.Fatalf("a row without pending operations: %s", b)
 	}
 }

@@ -26,7 +26,7 @@ type browser struct {
 	ctx context.Context
 }
 
-func startBrowser(t *testing.T) *browser {
+func startBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browser {
 	path, err := exec.LookPath("chromium")
 	if err != nil {
 		if os.Getenv("SHADOWBRIDGE_REQUIRE_BROWSER") != "" {
@@ -36,6 +36,7 @@ func startBrowser(t *testing.T) *browser {
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
 		chromedp.Flag("disable-quic", true), chromedp.Flag("hide-scrollbars", true), chromedp.WindowSize(1280, 1000))
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelAlloc() })

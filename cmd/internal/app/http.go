@@ -46,15 +46,7 @@ func (a *App) Handler() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", a.metrics.Handler())
-	mux.HandleFunc("GET /api/pending", func(w http.ResponseWriter, r *http.Request) {
-		list, err := a.Pending.Pending(r.Context(), r.URL.Query().Get("resource"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"shadows": list})
-	})
+	mux.HandleFunc("GET /api/pending", a.pendingRows)
 	static, _ := fs.Sub(webFS, "web")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	page := func(name string) http.HandlerFunc {
@@ -280,7 +272,45 @@ type DashboardData = projections.DashboardData
 var _ projections.ResourceStates = (*service.Service)(nil)
 
 func (a *App) dashboardData(ctx context.Context) (DashboardData, error) {
-	return projections.BuildDashboard(ctx, time.Now().UTC(), slices.Sorted(maps.Keys(a.Service.Catalog())), a.Service, a.Dashboard, a.Trend, a.Pending)
+	return projections.BuildDashboard(ctx, time.Now().UTC(), slices.Sorted(maps.Keys(a.Service.Catalog())), projections.DashboardSources{
+		States: a.Service, Dashboard: a.Dashboard, Trend: a.Trend, Pending: a.Pending, NextAttempt: a.nextAttempt,
+	})
+}
+
+// nextAttempt says when a shadow's earliest retry is due, by its resource's consistency settings.
+func (a *App) nextAttempt(sd domain.ShadowData) (time.Time, bool) {
+	r, err := a.Service.Catalog().Lookup(sd.Resource)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return domain.NextRetry(domain.RestoreShadow(sd), r.Consistency())
+}
+
+// pendingRows answers GET /api/pending?resource=&after=&limit=: a page of the pending table
+// (limit 1 to api.MaxPendingLimit, default projections.DashboardPageSize).
+func (a *App) pendingRows(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := projections.DashboardPageSize
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > api.MaxPendingLimit {
+			http.Error(w, fmt.Sprintf("limit %q: want a number from 1 to %d", l, api.MaxPendingLimit), http.StatusBadRequest)
+			return
+		}
+		limit = n
+	}
+	if res := q.Get("resource"); res != "" {
+		if _, err := a.Service.Catalog().Lookup(res); err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+	}
+	rows, err := a.Pending.Rows(r.Context(), q.Get("resource"), q.Get("after"), limit, a.nextAttempt)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	writeJSON(w, rows)
 }
 
 // sse prepares a server-sent events response; send writes one event.

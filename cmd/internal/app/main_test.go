@@ -3,12 +3,16 @@ package app_test
 import (
 	"os"
 	"testing"
+	"time"
 
 	"shadowbridge/eventstore/natstest"
 )
 
-// TestMain lets a benchmark run its NATS server in a child process (natstest.StartProcess).
+// TestMain lets a benchmark run its NATS server in a child process (natstest.StartProcess), and
+// runs the tests in a zone that is not UTC (+05:30), whatever the machine's: the service must
+// write and read the same records, projections and times in every zone.
 func TestMain(m *testing.M) {
 	natstest.ServeIfAsked()
+	time.Local = time.FixedZone("IST", 5*3600+1800)
 	os.Exit(m.Run())
 }

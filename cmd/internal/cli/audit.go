@@ -90,8 +90,8 @@ func StreamEvents(ctx context.Context, store *eventstore.Store, o eventstore.Sca
 // tableHeader heads history's table (one shadow); auditHeader audit's, which names the shadow
 // of each event.
 const (
-	tableHeader = "TIME                            SEQ       EVENT                 OPERATION                             OP      ATT  REQUEST           OUTCOME"
-	auditHeader = "TIME                            SEQ       RESOURCE     SHADOW                                EVENT                 OPERATION                             OP      ATT  REQUEST           OUTCOME"
+	tableHeader = "TIME                                SEQ       EVENT                 OPERATION                             OP      ATT  REQUEST           OUTCOME"
+	auditHeader = "TIME                                SEQ       RESOURCE     SHADOW                                EVENT                 OPERATION                             OP      ATT  REQUEST           OUTCOME"
 )
 
 // row is one line of the audit and history tables.
@@ -123,7 +123,7 @@ func formatRow(r row) string {
 	if r.Attempt > 0 {
 		att = fmt.Sprint(r.Attempt)
 	}
-	return fmt.Sprintf("%-31s %-9d %s%-21s %-37s %-7s %-4s %-17s %s\n", r.Time.UTC().Format(time.RFC3339Nano), r.Seq, r.shadow, r.Type,
+	return fmt.Sprintf("%-35s %-9d %s%-21s %-37s %-7s %-4s %-17s %s\n", r.Time.Local().Format(ExactTime), r.Seq, r.shadow, r.Type,
 		dash(r.OperationID), dash(r.Operation), att, dash(req), r.Outcome)
 }
 
@@ -147,7 +147,7 @@ func outcomeDetail(h service.HistoryEvent) string {
 	case domain.AddRequested:
 		out = "shadow " + h.ShadowID
 	case domain.TimerSet:
-		out = "due " + x.At.UTC().Format(time.RFC3339Nano)
+		out = "due " + x.At.Local().Format(ExactTime)
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -16,6 +17,7 @@ import (
 
 	"shadowbridge/cmd/internal/api"
 	"shadowbridge/domain"
+	"shadowbridge/projections"
 )
 
 // MultiFlag collects repeated flags.
@@ -338,19 +340,9 @@ func PrintPending(shadows []json.RawMessage, next map[string]time.Time, now time
 		if err := json.Unmarshal(raw, &sd); err != nil {
 			return fmt.Errorf("reply: %w", err)
 		}
+		row := projections.NewPendingRow(sd, func(sd domain.ShadowData) (time.Time, bool) { at, ok := next[sd.ShadowID]; return at, ok })
 		var ops, status []string
-		var oldest, errAt time.Time
-		lastErr := "-"
-		for _, p := range sd.PendingOperations {
-			if p.Completed() {
-				continue
-			}
-			if oldest.IsZero() || p.RequestTimestamp.Before(oldest) {
-				oldest = p.RequestTimestamp
-			}
-			if p.LastError != nil && !p.LastAttemptTimestamp.Before(errAt) {
-				errAt, lastErr = p.LastAttemptTimestamp, shorten(string(p.LastError.Category)+": "+p.LastError.Message, 48)
-			}
+		for _, p := range row.PendingOperations {
 			ops = append(ops, string(p.Delta.ChangeType))
 			st := string(p.ExecutionStatus)
 			if p.Type == domain.TypeRetry {
@@ -359,7 +351,7 @@ func PrintPending(shadows []json.RawMessage, next map[string]time.Time, now time
 			status = append(status, st)
 		}
 		when := "-"
-		if at, ok := next[sd.ShadowID]; ok {
+		if at := row.NextAttempt; !at.IsZero() {
 			when = at.Local().Format(time.DateTime)
 			if d := at.Sub(now).Round(time.Second); d > 0 {
 				when += " (in " + d.String() + ")"
@@ -367,14 +359,35 @@ func PrintPending(shadows []json.RawMessage, next map[string]time.Time, now time
 				when += " (due)"
 			}
 		}
-		age := "-"
-		if !oldest.IsZero() {
-			age = now.Sub(oldest).Round(time.Second).String()
+		age, lastErr := "-", "-"
+		if !row.Since.IsZero() {
+			age = now.Sub(row.Since).Round(time.Second).String()
+		}
+		if row.LastError != "" {
+			lastErr = shorten(row.LastError, 48)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sd.ShadowID, sd.Resource, loginOf(sd), sd.LifecycleState,
 			strings.Join(ops, ","), strings.Join(status, ", "), age, when, lastErr)
 	}
 	return tw.Flush()
+}
+
+// ExactTime is how the audit and history tables write a time: local, to the nanosecond, with
+// its offset (fixed width, so that columns line up and rows sort by text within one zone).
+const ExactTime = "2006-01-02T15:04:05.000000000Z07:00"
+
+// rfc3339 finds the times a server's sentence carries (RFC 3339, as the domain writes them).
+var rfc3339 = regexp.MustCompile(`\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})`)
+
+// LocalTimes rewrites the RFC 3339 times in a server's sentence (UTC) as local times.
+func LocalTimes(s string) string {
+	return rfc3339.ReplaceAllStringFunc(s, func(t string) string {
+		at, err := time.Parse(time.RFC3339Nano, t)
+		if err != nil {
+			return t
+		}
+		return at.Local().Format(time.RFC3339)
+	})
 }
 
 // shorten cuts s to n runes, marking the cut.
@@ -453,7 +466,7 @@ func PrintExplanation(data []byte, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "shadow %s is %s\n", x.ShadowID, x.LifecycleState)
 	for _, w := range x.Why {
-		fmt.Fprintf(stdout, "  because %s\n", w)
+		fmt.Fprintf(stdout, "  because %s\n", LocalTimes(w))
 	}
 	if len(x.Next) == 0 {
 		fmt.Fprintln(stdout, "nothing is due")
@@ -463,9 +476,9 @@ func PrintExplanation(data []byte, stdout io.Writer) error {
 	for _, n := range x.Next {
 		at := "waiting"
 		if !n.At.IsZero() {
-			at = n.At.UTC().Format(time.RFC3339)
+			at = n.At.Local().Format(time.RFC3339)
 		}
-		fmt.Fprintf(stdout, "  %-20s %s\n", at, n.What)
+		fmt.Fprintf(stdout, "  %-25s %s\n", at, LocalTimes(n.What))
 	}
 	return nil
 }

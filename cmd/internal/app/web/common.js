@@ -20,6 +20,28 @@ function ts(iso) {
   const text = today ? d.toLocaleTimeString() : d.toLocaleString();
   return el("time", {datetime: iso, title: iso}, text);
 }
+// withTimes renders a server's sentence with its RFC 3339 times (UTC) as local times (ts).
+function withTimes(text) {
+  const out = el("span", {});
+  const re = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})/g;
+  let at = 0;
+  for (const m of text.matchAll(re)) {
+    out.append(text.slice(at, m.index), ts(m[0]));
+    at = m.index + m[0].length;
+  }
+  out.append(text.slice(at));
+  return out;
+}
+// errorText is an operation error as "category: message", the category said once (as the
+// server's OperationError.String).
+function errorText(e) {
+  if (!e) return "";
+  return e.message.startsWith(e.category + ": ") ? e.message : e.category + ": " + e.message;
+}
+// clipped shows the first n characters of a long text, all of it on hover.
+function clipped(text, n) {
+  return text.length <= n ? text : el("span", {title: text}, text.slice(0, n - 1) + "…");
+}
 function changeSummary(delta) {
   const vals = vs => (vs || []).map(String).join("|");
   const parts = [];

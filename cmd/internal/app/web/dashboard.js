@@ -70,17 +70,59 @@ function render(d) {
   const svc = document.getElementById("service");
   svc.replaceChildren(el("h2", {}, "service"), el("div", {class: "charts"},
     lineChart("projectionLag", "projection lag (records behind the log)", Date.parse(cw.start), cw.stepSeconds, [{name: "lag", color: "#4a8fd6", values: cw.projectionLag}])));
-  const tb = document.querySelector("#pending tbody");
-  tb.replaceChildren();
-  for (const s of d.pending) {
-    const ops = s.pendingOperations.map(p => p.delta.changeType + " " + p.executionStatus + (p.attemptNumber ? " #" + p.attemptNumber : "") + (p.change ? " (" + p.change + ")" : "")).join(", ");
-    tb.append(el("tr", {}, el("td", {}, s.resource), el("td", {}, el("a", {href: "/shadow/" + s.shadowId}, s.shadowId)), el("td", {}, s.lifecycleState), el("td", {}, ops)));
-  }
+  pendingPage(d);
+  failures(d.recentFailures || []);
   const rs = document.getElementById("resource");
   if (rs.options.length === 1) for (const r of d.resources) rs.append(el("option", {value: r.resource}, r.resource));
   document.getElementById("status").replaceChildren("live · updated ", ts(d.time));
   document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
   refreshList();
+}
+// The pending table: the first page comes with every push; a later page is fetched again
+// (GET /api/pending) on each push, so that it stays live too.
+const pendingCursors = [""];
+function pendingPage(d) {
+  const after = pendingCursors[pendingCursors.length - 1];
+  if (after === "") { showPending({shadows: d.pending, total: d.pendingTotal, next: d.pending.length < d.pendingTotal ? cursorOf(d.pending) : ""}); return; }
+  fetch("/api/pending?" + new URLSearchParams({after: after, limit: "50"})).then(r => r.ok ? r.json() : null).then(p => { if (p) showPending(p); });
+}
+function cursorOf(rows) { const l = rows[rows.length - 1]; return l ? l.resource + "." + l.shadowId : ""; }
+function showPending(p) {
+  const tb = document.querySelector("#pending tbody");
+  tb.replaceChildren();
+  const now = Date.now();
+  for (const s of p.shadows) {
+    const ops = s.pendingOperations.map(o => o.delta.changeType + " " + o.executionStatus + (o.attemptNumber ? " #" + o.attemptNumber : "") + (o.change ? " (" + o.change + ")" : "")).join(", ");
+    tb.append(el("tr", {"data-shadow": s.shadowId}, el("td", {}, s.resource), el("td", {}, el("a", {href: "/shadow/" + s.shadowId}, s.shadowId)),
+      el("td", {}, s.lifecycleState), el("td", {}, ops), el("td", {"data-col": "age"}, s.since ? age(now - Date.parse(s.since)) : ""),
+      el("td", {"data-col": "next"}, s.nextAttempt ? ts(s.nextAttempt) : ""), el("td", {"data-col": "error"}, s.lastError ? ts(s.lastErrorAt) : "", s.lastError ? " " : "", clipped(s.lastError || "", 90))));
+  }
+  const first = (pendingCursors.length - 1) * 50;
+  document.getElementById("pendingCount").textContent = p.total === 0 ? "none" :
+    (first + 1) + "–" + (first + p.shadows.length) + " of " + p.total;
+  const next = document.getElementById("pendingNext");
+  next.disabled = !p.next;
+  next.onclick = () => { pendingCursors.push(p.next); if (last) pendingPage(last); };
+  document.getElementById("pendingFirst").disabled = pendingCursors.length === 1;
+  document.body.dataset.pendingPages = String(Number(document.body.dataset.pendingPages || 0) + 1);
+}
+document.getElementById("pendingFirst").addEventListener("click", () => { pendingCursors.length = 1; if (last) pendingPage(last); });
+// age says how long ago, in the largest two units.
+function age(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return s + "s";
+  if (s < 3600) return Math.floor(s / 60) + "m " + (s % 60) + "s";
+  if (s < 86400) return Math.floor(s / 3600) + "h " + Math.floor(s % 3600 / 60) + "m";
+  return Math.floor(s / 86400) + "d " + Math.floor(s % 86400 / 3600) + "h";
+}
+// The recent failures, newest first: each links to its shadow's page (the whole story).
+function failures(list) {
+  const tb = document.querySelector("#failures tbody");
+  tb.replaceChildren();
+  if (!list.length) { tb.append(el("tr", {}, el("td", {colspan: "6", class: "muted"}, "no failures in the projection"))); return; }
+  for (const f of list) tb.append(el("tr", {"data-failure": f.operationId}, el("td", {}, ts(f.time)), el("td", {}, f.resource),
+    el("td", {}, el("a", {href: "/shadow/" + f.shadowId}, f.shadowId)), el("td", {}, f.changeType + " " + f.operationId),
+    el("td", {}, f.fatal ? "ended with fatal_error" : f.retrying ? "attempt failed (retried)" : "attempt failed"), el("td", {}, clipped(f.error, 90))));
 }
 for (const b of document.querySelectorAll("[data-window]")) b.addEventListener("click", () => {
   win = b.dataset.window;

@@ -4,12 +4,13 @@ function td(...xs) { return xs.map(x => el("td", {}, x == null ? "" : (x instanc
 function render(d) {
   const s = d.shadow;
   document.getElementById("title").textContent = s.resource + " · " + s.objectClass + " · " + id + " · " + s.lifecycleState;
-  document.getElementById("why").textContent = d.explanation.why.join("; ");
+  const why = document.getElementById("why"); why.replaceChildren();
+  d.explanation.why.forEach((w, i) => why.append(i ? "; " : "", withTimes(w)));
   const next = document.getElementById("next"); next.replaceChildren();
-  for (const n of d.explanation.next) next.append(el("li", {}, n.at ? ts(n.at) : "waiting", " — " + n.what));
+  for (const n of d.explanation.next) next.append(el("li", {}, n.at ? ts(n.at) : "waiting", " — ", withTimes(n.what)));
   const ops = document.querySelector("#ops tbody"); ops.replaceChildren();
   for (const p of s.pendingOperations) ops.append(el("tr", {"data-op": p.id}, ...td(p.id, p.type, p.delta.changeType, changeSummary(p.delta), p.executionStatus, p.resultStatus,
-    p.attemptNumber, ts(p.requestTimestamp), ts(p.lastAttemptTimestamp), p.lastError ? p.lastError.category + ": " + p.lastError.message : "")));
+    p.attemptNumber, ts(p.requestTimestamp), ts(p.lastAttemptTimestamp), errorText(p.lastError))));
   const attrs = document.querySelector("#attrs tbody"); attrs.replaceChildren();
   for (const name of Object.keys(s.attributes || {}).sort()) attrs.append(el("tr", {"data-attr": name}, ...td(name, s.attributes[name].map(String).join(", "))));
   const tl = document.querySelector("#timeline tbody"); tl.replaceChildren();

@@ -28,7 +28,7 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	fs.StringVar(&f.RequestID, "request-id", "", "only events of the operation with this requestId")
 	since := fs.String("since", "", "from this time (RFC 3339, date, or duration ago such as 24h)")
 	until := fs.String("until", "", "before this time (same forms)")
-	asJSON := fs.Bool("json", false, "JSON lines instead of a table")
+	out := cli.OutputFlags(fs) // json: one JSON line per event
 	progress := fs.Bool("progress", cli.IsTerminal(stderr), "show progress on stderr (default: when stderr is a terminal)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -71,5 +71,5 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	defer w.Flush()
-	return cli.StreamEvents(ctx, store, o, f, *asJSON, *progress, w, stderr)
+	return cli.StreamEvents(ctx, store, o, f, *out == cli.JSON, *progress, w, stderr)
 }

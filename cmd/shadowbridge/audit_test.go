@@ -22,7 +22,7 @@ func TestAuditFiltersAndFormats(t *testing.T) {
 	idOf := regexp.MustCompile(`"shadowId": "([^"]+)"`)
 	var ids []string
 	for _, login := range []string{"anne", "bob"} {
-		out, err := client(t, natsURL, "add", "demo", "login="+login, "--request-id", "hr-"+login)
+		out, err := client(t, natsURL, "add", "-o", "json", "demo", "login="+login, "--request-id", "hr-"+login)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +31,7 @@ func TestAuditFiltersAndFormats(t *testing.T) {
 	waitLive := func(id string) {
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			out, _ := client(t, natsURL, "get", id)
+			out, _ := client(t, natsURL, "get", "-o", "json", id)
 			if strings.Contains(out, `"lifecycleState": "live"`) {
 				return
 			}
@@ -44,10 +44,10 @@ func TestAuditFiltersAndFormats(t *testing.T) {
 	for _, id := range ids {
 		waitLive(id)
 	}
-	if _, err := client(t, natsURL, "modify", "demo", "--id", "login=anne", "fullName=Anne Bonny", "--request-id", "hr-anne-2"); err != nil {
+	if _, err := client(t, natsURL, "modify", "-o", "json", "demo", "--id", "login=anne", "fullName=Anne Bonny", "--request-id", "hr-anne-2"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client(t, natsURL, "delete", "demo", "--id", "login=bob"); err != nil {
+	if _, err := client(t, natsURL, "delete", "-o", "json", "demo", "--id", "login=bob"); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond) // let the sample target answer

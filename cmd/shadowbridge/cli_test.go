@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,9 +50,9 @@ func TestHelpPerVerb(t *testing.T) {
 		verb       string
 		has, hasnt []string
 	}{
-		{"add", []string{"--object-class", "--request-id", "RESOURCE attr=value", "connection flags:", "--server"}, []string{"--as-of", "--force", "--result", "--reason", "--json"}},
+		{"add", []string{"--object-class", "--request-id", "RESOURCE attr=value", "connection flags:", "--server", "--output"}, []string{"--as-of", "--force", "--result", "--reason"}},
 		{"get", []string{"--as-of", "SHADOW"}, []string{"--object-class", "--request-id", "--force"}},
-		{"pending", []string{"--json", "--resource"}, []string{"--as-of", "--object-class"}},
+		{"pending", []string{"--output", "--json", "--resource"}, []string{"--as-of", "--object-class"}},
 		{"dev", []string{"--data", "--nats", "--http"}, []string{"--server", "connection flags:"}},
 		{"audit", []string{"--since", "--operation", "--server"}, []string{"--as-of", "--force"}},
 	} {
@@ -174,10 +175,10 @@ func TestPendingTableAndAuditShadowColumn(t *testing.T) {
 	if out, err := client(t, natsURL, "pending"); err != nil || !strings.Contains(out, "no shadow has unfinished operations") {
 		t.Fatalf("empty pending: %v\n%s", err, out)
 	}
-	if _, err := client(t, natsURL, "maintenance", "demo", "on", "--reason", "test"); err != nil {
+	if _, err := client(t, natsURL, "maintenance", "-o", "json", "demo", "on", "--reason", "test"); err != nil {
 		t.Fatal(err)
 	}
-	out, err := client(t, natsURL, "add", "demo", "login=held")
+	out, err := client(t, natsURL, "add", "-o", "json", "demo", "login=held")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestPendingTableAndAuditShadowColumn(t *testing.T) {
 			t.Errorf("audit row without its shadow: %s", l)
 		}
 	}
-	if _, err := client(t, natsURL, "get", "00000000-0000-4000-8000-000000000000"); err == nil ||
+	if _, err := client(t, natsURL, "get", "-o", "json", "00000000-0000-4000-8000-000000000000"); err == nil ||
 		err.Error() != "get: shadow not found: 00000000-0000-4000-8000-000000000000 (status 404)" {
 		t.Errorf("unknown shadow: %v", err)
 	}
@@ -256,7 +257,9 @@ func TestVerbErrorsHaveOneForm(t *testing.T) {
 		{[]string{"get", "--timout", "1s", "x"}, "get: unknown flag --timout (did you mean --timeout?)"},
 		{[]string{"get", "--timeout", "soon", "x"}, `get: invalid value "soon" for --timeout: parse error`},
 		{[]string{"get", "--as-of"}, "get: --as-of needs a value"},
-		{[]string{"audit", "--json=maybe"}, `audit: invalid value "maybe" for --json: parse error`},
+		{[]string{"audit", "--json=maybe"}, `audit: invalid value "maybe" for --json: want true or false`},
+		{[]string{"get", "x", "-o", "yaml"}, `get: invalid value "yaml" for -o: want table or json`},
+		{[]string{"pending", "--output", "jsn"}, `pending: invalid value "jsn" for --output: want table or json (did you mean json?)`},
 		{[]string{"get"}, "get: missing SHADOW"},
 		{[]string{"maintenance", "demo", "maybe"}, `maintenance: "maybe": want on or off`},
 		{[]string{"serve"}, "serve: --config FILE is required"},
@@ -310,5 +313,84 @@ func TestPendingTableShowsAgeAndLastError(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("missing %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// Every verb that prints a result takes one --output table|json (-o; --json is --output json):
+// a table for people by default, JSON that parses for programs.
+func TestEveryVerbPrintsATableOrJSON(t *testing.T) {
+	for _, v := range verbTable() {
+		if slices.Contains([]string{"dev", "serve", "completion", "health", "help"}, v.name) {
+			continue
+		}
+		var out bytes.Buffer
+		if err := run(t.Context(), []string{v.name, "--help"}, func(string) string { return "" }, &out, &out); err != nil || !strings.Contains(out.String(), "-output") {
+			t.Errorf("%s --help has no --output: %v\n%s", v.name, err, out.String())
+		}
+	}
+	natsURL, _, stop := startDev(t, t.TempDir())
+	defer stop()
+	addJSON, err := client(t, natsURL, "add", "demo", "login=tabled", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r map[string]string
+	if err := json.Unmarshal([]byte(addJSON), &r); err != nil || r["shadowId"] == "" {
+		t.Fatalf("add -o json: %v\n%s", err, addJSON)
+	}
+	id := r["shadowId"]
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if out, _ := client(t, natsURL, "get", id, "--json"); strings.Contains(out, `"lifecycleState": "live"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never live", id)
+		}
+	}
+	jsonLines := func(s string) bool {
+		for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+			if !json.Valid([]byte(l)) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, c := range []struct {
+		args  []string
+		table string // in the table, not in the JSON
+		lines bool   // JSON lines rather than one document
+	}{
+		{[]string{"add", "demo", "login=tabled2", "--request-id", "tab2"}, "SHADOW  ", false},
+		{[]string{"modify", "demo", id, "fullName=T"}, "EXECUTION", false},
+		{[]string{"get", id}, "attributes:", false},
+		{[]string{"refresh", "demo"}, "refreshed ", false},
+		{[]string{"resource", "demo"}, "administrative status", false},
+		{[]string{"pending"}, "", false},
+		{[]string{"history", id}, "EVENT", true},
+		{[]string{"explain", id}, "because", false},
+		{[]string{"reconcile", "demo"}, "--wait follows it", false},
+		{[]string{"audit", "--resource", "demo"}, "OUTCOME", true},
+		{[]string{"verify"}, "verified ", false},
+		{[]string{"version"}, "shadowbridge ", false},
+	} {
+		table, err := client(t, natsURL, c.args...)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if json.Valid([]byte(table)) || (c.table != "" && !strings.Contains(table, c.table)) {
+			t.Errorf("%v: not the table (want %q):\n%s", c.args, c.table, table)
+		}
+		for _, flag := range [][]string{{"-o", "json"}, {"--output=json"}, {"--json"}} {
+			out, err := client(t, natsURL, append(slices.Clone(c.args), flag...)...)
+			if err != nil {
+				t.Fatalf("%v %v: %v", c.args, flag, err)
+			}
+			if ok := json.Valid([]byte(out)) || (c.lines && jsonLines(out)); !ok || (c.table != "" && strings.Contains(out, c.table)) {
+				t.Errorf("%v %v: not JSON:\n%s", c.args, flag, out)
+			}
+		}
+	}
+	if out, err := client(t, natsURL, "maintenance", "demo", "on", "--reason", "tables"); err != nil || !strings.Contains(out, "maintenance") || json.Valid([]byte(out)) {
+		t.Errorf("maintenance on: %v\n%s", err, out)
 	}
 }

@@ -130,7 +130,7 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 		return raw, err
 	}
 	if verb == "pending" {
-		return cli.ListPending(ask, body.(api.PendingQuery), a.JSON, stdout)
+		return cli.ListPending(ask, body.(api.PendingQuery), *a.Output, stdout)
 	}
 	data, err := ask(body)
 	if err != nil {
@@ -138,17 +138,11 @@ func runClient(ctx context.Context, verb string, args []string, getenv func(stri
 	}
 	switch {
 	case verb == "history":
-		return cli.PrintHistory(data, a.JSON, stdout)
-	case verb == "explain" && !a.JSON:
+		return cli.PrintHistory(data, *a.Output, stdout)
+	case verb == "explain" && *a.Output == cli.Table:
 		return cli.PrintExplanation(data, stdout)
 	}
-	var pretty any
-	if err := json.Unmarshal(data, &pretty); err != nil {
-		return fmt.Errorf("reply is not JSON: %w", err)
-	}
-	out, _ := json.MarshalIndent(pretty, "", "  ")
-	fmt.Fprintln(stdout, string(out))
-	return nil
+	return cli.PrintReply(verb, data, *a.Output, stdout)
 }
 
 // parseInterleaved parses flags anywhere among the positional arguments ("--" ends flags).

@@ -17,7 +17,7 @@ import (
 func TestDevClientsCannotWriteTheLog(t *testing.T) {
 	natsURL, _, stop := startDev(t, t.TempDir())
 	defer stop()
-	out, err := client(t, natsURL, "add", "demo", "login=guarded")
+	out, err := client(t, natsURL, "add", "-o", "json", "demo", "login=guarded")
 	if err != nil {
 		t.Fatalf("a client's command: %v", err)
 	}
@@ -74,7 +74,7 @@ func TestDevClientsCannotWriteTheLog(t *testing.T) {
 	if after.State.FirstSeq != before.State.FirstSeq || after.State.LastSeq < before.State.LastSeq {
 		t.Fatalf("the log changed under a client: %+v -> %+v", before.State, after.State)
 	}
-	if _, err := client(t, natsURL, "get", id); err != nil {
+	if _, err := client(t, natsURL, "get", "-o", "json", id); err != nil {
 		t.Fatalf("the shadow after the attempts: %v", err)
 	}
 }
@@ -87,7 +87,7 @@ func TestReconcileVerb(t *testing.T) {
 	for _, login := range []string{"r1", "r2"} {
 		addLive(t, natsURL, login)
 	}
-	out, err := client(t, natsURL, "reconcile", "demo", "--wait")
+	out, err := client(t, natsURL, "reconcile", "-o", "json", "demo", "--wait")
 	if err != nil || !strings.Contains(out, `"state": "finished"`) || !strings.Contains(out, `"accounts": 2`) {
 		t.Fatalf("reconcile --wait: %v\n%s", err, out)
 	}
@@ -106,7 +106,7 @@ func addLive(t *testing.T, natsURL, login string) {
 // addLiveIn adds an account to resource and waits until its shadow is live; it returns its id.
 func addLiveIn(t *testing.T, natsURL, resource, login string) string {
 	t.Helper()
-	out, err := client(t, natsURL, "add", resource, "login="+login)
+	out, err := client(t, natsURL, "add", "-o", "json", resource, "login="+login)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func addLiveIn(t *testing.T, natsURL, resource, login string) string {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		out, err := client(t, natsURL, "get", r.ShadowID)
+		out, err := client(t, natsURL, "get", "-o", "json", r.ShadowID)
 		if err == nil && strings.Contains(out, `"lifecycleState": "live"`) && !strings.Contains(out, `"executionStatus": "executing"`) {
 			return r.ShadowID
 		}

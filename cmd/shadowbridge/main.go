@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 
 	"shadowbridge/cmd/internal/api"
 	"shadowbridge/cmd/internal/buildinfo"
+	"shadowbridge/cmd/internal/cli"
 )
 
 func main() {
@@ -70,13 +70,13 @@ func verbTable() []verb {
 		{name: "resource", args: "RESOURCE", summary: "availability, maintenance and their recent changes", client: true, run: clientVerb("resource")},
 		{name: "reconcile", args: "RESOURCE [--wait]", summary: "compare every account on the target with its shadow (the target lists them)", client: true, run: runReconcile},
 		{name: "get", args: "SHADOW", summary: "a shadow, now or as it was at a time", client: true, run: clientVerb("get")},
-		{name: "pending", summary: "shadows with unfinished operations (a table; --json for the shadows)", client: true, run: clientVerb("pending")},
+		{name: "pending", summary: "shadows with unfinished operations (a table; --output json for the shadows)", client: true, run: clientVerb("pending")},
 		{name: "history", args: "SHADOW", summary: "a shadow's events, oldest first", client: true, run: clientVerb("history")},
 		{name: "explain", args: "SHADOW", summary: "why the shadow is in its state, and what happens next", client: true, run: clientVerb("explain")},
 		{name: "audit", summary: "replay the event log for auditors, filtered", client: true, run: runAudit},
 		{name: "verify", summary: "check the log against the projection, the index and the timers (read-only; non-zero exit on a violation)", client: true, run: runVerify},
 		{name: "completion", args: "bash|zsh", summary: "print a shell completion script (source it, or install it as the shell expects)", run: runCompletion},
-		{name: "version", args: "[--json]", summary: "which shadowbridge this is (release, commit, Go version)", run: runVersion},
+		{name: "version", args: "[--output json]", summary: "which shadowbridge this is (release, commit, Go version)", run: runVersion},
 		{name: "health", args: "[--url URL]", summary: "exit 0 if a running service answers its health check (a container's HEALTHCHECK)", run: runHealth},
 		{name: "help", args: "[VERB]", summary: "this list, or one verb's usage", run: runHelp},
 	}
@@ -157,6 +157,9 @@ var flagErrors = []struct {
 	{regexp.MustCompile(`^flag needs an argument: -+(\S+)$`), "--$1 needs a value"},
 }
 
+// shortFlag finds a one-letter flag spelled with two dashes (-o is spelled -o).
+var shortFlag = regexp.MustCompile(`(^|\s)--([A-Za-z])([\s:]|$)`)
+
 // verbError gives every error of a verb one form: "VERB: message", a flag spelled --name (with
 // the closest flag of the verb suggested for an unknown one).
 func verbError(verb string, err error, sets []*flag.FlagSet) error {
@@ -166,7 +169,7 @@ func verbError(verb string, err error, sets []*flag.FlagSet) error {
 	msg := err.Error()
 	for _, f := range flagErrors {
 		if f.re.MatchString(msg) {
-			msg = f.re.ReplaceAllString(msg, f.with)
+			msg = shortFlag.ReplaceAllString(f.re.ReplaceAllString(msg, f.with), "$1-$2$3")
 			if name, ok := strings.CutPrefix(msg, "unknown flag --"); ok {
 				if s := closestFlag(name, sets); s != "" {
 					msg += " (did you mean --" + s + "?)"
@@ -299,15 +302,13 @@ func signalContext() (context.Context, context.CancelFunc) {
 // runVersion prints the binary's build (buildinfo.Read): one line, or JSON with --json.
 func runVersion(ctx context.Context, args []string, _ func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet(ctx, "version", stdout, stderr)
-	asJSON := fs.Bool("json", false, "print JSON (version, revision, time, modified, goVersion)")
+	out := cli.OutputFlags(fs) // json: version, revision, time, modified, goVersion
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return err
 	}
 	i := buildinfo.Read()
-	if *asJSON {
-		out, _ := json.MarshalIndent(i, "", "  ")
-		fmt.Fprintln(stdout, string(out))
-		return nil
+	if *out == cli.JSON {
+		return cli.PrintJSON(stdout, i)
 	}
 	fmt.Fprintln(stdout, i)
 	return nil

@@ -86,7 +86,7 @@ func client(t *testing.T, natsURL string, args ...string) (string, error) {
 func TestDevEndToEndAndRestart(t *testing.T) {
 	dir := t.TempDir()
 	natsURL, httpURL, stop := startDev(t, dir)
-	out, err := client(t, natsURL, "add", "demo", "login=jack", "fullName=Jack Sparrow", "shoeSize:=42", "--request-id", "r1")
+	out, err := client(t, natsURL, "add", "-o", "json", "demo", "login=jack", "fullName=Jack Sparrow", "shoeSize:=42", "--request-id", "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	id := reply["shadowId"]
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		out, err = client(t, natsURL, "get", id)
+		out, err = client(t, natsURL, "get", "-o", "json", id)
 		if err == nil && strings.Contains(out, `"lifecycleState": "live"`) {
 			break
 		}
@@ -111,19 +111,19 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	}
 	// --as-of takes what audit's --since takes: a duration ago (the shadow did not exist an hour
 	// ago), a date (tomorrow's: the shadow as it is).
-	if _, err := client(t, natsURL, "get", id, "--as-of", "1h"); err == nil || !strings.Contains(err.Error(), "(status 404)") {
+	if _, err := client(t, natsURL, "get", "-o", "json", id, "--as-of", "1h"); err == nil || !strings.Contains(err.Error(), "(status 404)") {
 		t.Fatalf("get --as-of 1h: %v", err)
 	}
-	if then, err := client(t, natsURL, "get", id, "--as-of", time.Now().AddDate(0, 0, 2).Format(time.DateOnly)); err != nil || !strings.Contains(then, `"lifecycleState": "live"`) {
+	if then, err := client(t, natsURL, "get", "-o", "json", id, "--as-of", time.Now().AddDate(0, 0, 2).Format(time.DateOnly)); err != nil || !strings.Contains(then, `"lifecycleState": "live"`) {
 		t.Fatalf("get --as-of a date: %v\n%s", err, then)
 	}
-	if _, err := client(t, natsURL, "modify", "demo", "--id", "login=jack", "fullName=Jack SPARROW", "group+=pirates"); err != nil {
+	if _, err := client(t, natsURL, "modify", "-o", "json", "demo", "--id", "login=jack", "fullName=Jack SPARROW", "group+=pirates"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client(t, natsURL, "add", "demo", "login=jack"); err == nil || !strings.Contains(err.Error(), "(status 409)") {
+	if _, err := client(t, natsURL, "add", "-o", "json", "demo", "login=jack"); err == nil || !strings.Contains(err.Error(), "(status 409)") {
 		t.Fatalf("duplicate login: %v", err)
 	}
-	if _, err := client(t, natsURL, "add", "nowhere", "login=x"); err == nil || !strings.HasSuffix(err.Error(), "(status 404)") {
+	if _, err := client(t, natsURL, "add", "-o", "json", "nowhere", "login=x"); err == nil || !strings.HasSuffix(err.Error(), "(status 404)") {
 		t.Fatalf("unknown resource: %v", err)
 	}
 	hist, err := client(t, natsURL, "history", id)
@@ -137,16 +137,16 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	if out, err := client(t, natsURL, "pending", "--json"); err != nil || !strings.Contains(out, `"shadows"`) {
 		t.Fatalf("pending: %v %s", err, out)
 	}
-	if out, err := client(t, natsURL, "refresh", "demo"); err != nil || !strings.Contains(out, `"refreshed"`) {
+	if out, err := client(t, natsURL, "refresh", "-o", "json", "demo"); err != nil || !strings.Contains(out, `"refreshed"`) {
 		t.Fatalf("refresh: %v %s", err, out)
 	}
-	if out, err := client(t, natsURL, "maintenance", "demo", "on", "--reason", "patching"); err != nil || !strings.Contains(out, `"administrativeAvailabilityStatus": "maintenance"`) {
+	if out, err := client(t, natsURL, "maintenance", "-o", "json", "demo", "on", "--reason", "patching"); err != nil || !strings.Contains(out, `"administrativeAvailabilityStatus": "maintenance"`) {
 		t.Fatalf("maintenance on: %v %s", err, out)
 	}
-	if out, err := client(t, natsURL, "resource", "demo"); err != nil || !strings.Contains(out, `"reason": "patching"`) {
+	if out, err := client(t, natsURL, "resource", "-o", "json", "demo"); err != nil || !strings.Contains(out, `"reason": "patching"`) {
 		t.Fatalf("resource: %v %s", err, out)
 	}
-	if out, err := client(t, natsURL, "maintenance", "demo", "off"); err != nil || !strings.Contains(out, `"administrativeAvailabilityStatus": "operational"`) {
+	if out, err := client(t, natsURL, "maintenance", "-o", "json", "demo", "off"); err != nil || !strings.Contains(out, `"administrativeAvailabilityStatus": "operational"`) {
 		t.Fatalf("maintenance off: %v %s", err, out)
 	}
 	if out, err := client(t, natsURL, "rebuild"); err != nil || !strings.Contains(out, "rebuilt 1 shadow,") {
@@ -166,11 +166,11 @@ func TestDevEndToEndAndRestart(t *testing.T) {
 	// Same data dir: the shadow, its login claim and the request id survive.
 	natsURL, _, stop = startDev(t, dir)
 	defer stop()
-	out, err = client(t, natsURL, "get", id)
+	out, err = client(t, natsURL, "get", "-o", "json", id)
 	if err != nil || !strings.Contains(out, "Jack SPARROW") {
 		t.Fatalf("after restart: %v\n%s", err, out)
 	}
-	again, err := client(t, natsURL, "add", "demo", "login=jack", "fullName=Jack Sparrow", "shoeSize:=42", "--request-id", "r1")
+	again, err := client(t, natsURL, "add", "-o", "json", "demo", "login=jack", "fullName=Jack Sparrow", "shoeSize:=42", "--request-id", "r1")
 	if err != nil || !strings.Contains(again, id) {
 		t.Fatalf("request id after restart: %v %s", err, again)
 	}
@@ -206,7 +206,7 @@ func TestSecondDevOnSameDataIsRefused(t *testing.T) {
 func TestVerifyCommand(t *testing.T) {
 	natsURL, _, stop := startDev(t, t.TempDir())
 	defer stop()
-	out, err := client(t, natsURL, "add", "demo", "login=verify")
+	out, err := client(t, natsURL, "add", "-o", "json", "demo", "login=verify")
 	if err != nil {
 		t.Fatal(err)
 	}

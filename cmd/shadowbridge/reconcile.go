@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"shadowbridge/cmd/internal/api"
+	"shadowbridge/cmd/internal/cli"
 	"shadowbridge/cmd/internal/service"
 	"shadowbridge/domain"
 )
@@ -22,6 +23,7 @@ func runReconcile(ctx context.Context, args []string, getenv func(string) string
 	fs := newFlagSet(ctx, "reconcile", stdout, stderr)
 	wait := fs.Bool("wait", false, "follow the run to its end and print its counts")
 	requestID := fs.String("request-id", "", "idempotency key: a re-send with the same key gets the first reply (the same run)")
+	out := cli.OutputFlags(fs)
 	cf := clientFlags(fs, getenv)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -41,7 +43,11 @@ func runReconcile(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("reconcile: %w", err)
 	}
 	if !*wait {
-		return printJSON(stdout, started)
+		if *out == cli.JSON {
+			return cli.PrintJSON(stdout, started)
+		}
+		_, err := fmt.Fprintf(stdout, "reconciliation %s of %s: %s (--wait follows it)\n", started.ReconciliationID, resource, started.State)
+		return err
 	}
 	fmt.Fprintf(stderr, "reconciliation %s of %s\n", started.ReconciliationID, resource)
 	for pages := -1; ; {
@@ -59,9 +65,9 @@ func runReconcile(ctx context.Context, args []string, getenv func(string) string
 		}
 		switch run.State {
 		case domain.RunFinished:
-			return printJSON(stdout, run)
+			return printRun(stdout, run, *out)
 		case domain.RunFailed:
-			_ = printJSON(stdout, run)
+			_ = printRun(stdout, run, *out)
 			return fmt.Errorf("reconcile: run %s failed: %s", run.ID, run.Reason)
 		}
 		select {
@@ -94,11 +100,9 @@ func request(ctx context.Context, nc *nats.Conn, timeout time.Duration, subject 
 	return json.Unmarshal(reply.Data, out)
 }
 
-func printJSON(w io.Writer, v any) error {
-	out, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
+func printRun(w io.Writer, run *domain.ReconciliationRun, out cli.Output) error {
+	if out == cli.JSON {
+		return cli.PrintJSON(w, run)
 	}
-	_, err = fmt.Fprintln(w, string(out))
-	return err
+	return cli.PrintRun(w, run)
 }

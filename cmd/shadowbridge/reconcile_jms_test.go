@@ -82,7 +82,7 @@ resources:
 	for _, id := range live {
 		wg.Go(func() {
 			for k := 1; k <= 5; k++ {
-				if out, err := client(t, natsURL, "modify", "fs", id, fmt.Sprintf("v=%d", k)); err != nil {
+				if out, err := client(t, natsURL, "modify", "-o", "json", "fs", id, fmt.Sprintf("v=%d", k)); err != nil {
 					t.Errorf("modify %s: %v %s", id, err, out)
 				}
 			}
@@ -126,7 +126,7 @@ func waitServing(t *testing.T, natsURL string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := client(t, natsURL, "resource", "fs"); err == nil {
+		if _, err := client(t, natsURL, "resource", "-o", "json", "fs"); err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -139,7 +139,7 @@ func waitServing(t *testing.T, natsURL string) {
 // reconcile starts a run of resource fs and returns its id.
 func reconcile(t *testing.T, natsURL string) string {
 	t.Helper()
-	out, err := client(t, natsURL, "reconcile", "fs")
+	out, err := client(t, natsURL, "reconcile", "-o", "json", "fs")
 	var r struct {
 		ReconciliationID string `json:"reconciliationId"`
 	}
@@ -155,7 +155,7 @@ func runDone(t *testing.T, natsURL, run string) domain.ReconciliationRun {
 	var res domain.ResourceData
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		out, err := client(t, natsURL, "resource", "fs")
+		out, err := client(t, natsURL, "resource", "-o", "json", "fs")
 		if err == nil && json.Unmarshal([]byte(out), &res) == nil && res.Reconciliation != nil &&
 			res.Reconciliation.ID == run && res.Reconciliation.State != domain.RunRunning {
 			return *res.Reconciliation
@@ -173,7 +173,7 @@ func waitShadowSettled(t *testing.T, natsURL, id string) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var d domain.ShadowData
-		out, err := client(t, natsURL, "get", id)
+		out, err := client(t, natsURL, "get", "-o", "json", id)
 		if err == nil && json.Unmarshal([]byte(out), &d) == nil && !domain.RestoreShadow(d).HasUnfinished() {
 			return
 		}
@@ -195,7 +195,7 @@ func liveShadows(t *testing.T, natsURL, resource string) map[string]domain.Shado
 	out := map[string]domain.ShadowData{}
 	for k := range keys.Keys() {
 		var d domain.ShadowData
-		got, err := client(t, natsURL, "get", strings.TrimPrefix(k, resource+"."))
+		got, err := client(t, natsURL, "get", "-o", "json", strings.TrimPrefix(k, resource+"."))
 		if err != nil || json.Unmarshal([]byte(got), &d) != nil {
 			t.Fatalf("get %s: %v %s", k, err, got)
 		}

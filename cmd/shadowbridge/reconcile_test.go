@@ -39,7 +39,7 @@ func TestReconciliationKilledMidPage(t *testing.T) {
 	waitUp := func() {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			if _, err := client(t, natsURL, "resource", "demo"); err == nil {
+			if _, err := client(t, natsURL, "resource", "-o", "json", "demo"); err == nil {
 				return
 			}
 			if time.Now().After(deadline) {
@@ -53,7 +53,7 @@ func TestReconciliationKilledMidPage(t *testing.T) {
 	for i := range 6 {
 		addLive(t, natsURL, fmt.Sprint("k", i))
 	}
-	started, err := client(t, natsURL, "reconcile", "demo")
+	started, err := client(t, natsURL, "reconcile", "-o", "json", "demo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestReconciliationKilledMidPage(t *testing.T) {
 	var res domain.ResourceData
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		out, err := client(t, natsURL, "resource", "demo")
+		out, err := client(t, natsURL, "resource", "-o", "json", "demo")
 		if err == nil && json.Unmarshal([]byte(out), &res) == nil && res.Reconciliation != nil &&
 			res.Reconciliation.ID == run.ReconciliationID && res.Reconciliation.State != domain.RunRunning {
 			break

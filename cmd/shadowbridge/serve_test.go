@@ -54,7 +54,7 @@ resources:
 	var out string
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		out, err = client(t, "", append([]string{"add", "hr", "login=anne"}, auth...)...)
+		out, err = client(t, "", append([]string{"add", "hr", "login=anne", "-o", "json"}, auth...)...)
 		if err == nil {
 			break
 		}
@@ -68,7 +68,7 @@ resources:
 	// The target system (here: us) confirms through the CLI, assigning the uid.
 	deadline = time.Now().Add(15 * time.Second)
 	for {
-		out, err = client(t, "", append([]string{"confirm", "hr", r["operationId"], "--result", "success", "--primary", "uid=4711"}, auth...)...)
+		out, err = client(t, "", append([]string{"confirm", "hr", r["operationId"], "--result", "success", "--primary", "uid=4711", "-o", "json"}, auth...)...)
 		if err == nil {
 			break
 		}
@@ -80,7 +80,7 @@ resources:
 	if !strings.Contains(out, `"resultStatus": "success"`) {
 		t.Fatalf("confirm reply: %s", out)
 	}
-	got, err := client(t, "", append([]string{"get", r["shadowId"]}, auth...)...)
+	got, err := client(t, "", append([]string{"get", r["shadowId"], "-o", "json"}, auth...)...)
 	if err != nil || !strings.Contains(got, `"live"`) || !strings.Contains(got, "4711") {
 		t.Fatalf("after confirm: %v\n%s", err, got)
 	}

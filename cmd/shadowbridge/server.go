@@ -227,6 +227,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 func runRebuild(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet(ctx, "rebuild", stdout, stderr)
 	progress := fs.Bool("progress", cli.IsTerminal(stderr), "show a progress bar on stderr (default: when stderr is a terminal)")
+	out := cli.OutputFlags(fs) // json: shadows, lastSequence, seconds
 	cf := clientFlags(fs, getenv)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -258,7 +259,11 @@ func runRebuild(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "rebuilt %s, covering the log up to sequence %d, in %s\n", plural(pr.Shadows, "shadow"), pr.Last, time.Since(start).Round(time.Millisecond))
+	took := time.Since(start)
+	if *out == cli.JSON {
+		return cli.PrintJSON(stdout, map[string]any{"shadows": pr.Shadows, "lastSequence": pr.Last, "seconds": took.Seconds()})
+	}
+	fmt.Fprintf(stdout, "rebuilt %s, covering the log up to sequence %d, in %s\n", plural(pr.Shadows, "shadow"), pr.Last, took.Round(time.Millisecond))
 	return nil
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -20,7 +19,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	cf := clientFlags(fs, getenv)
 	full := fs.Bool("full", false, "fold every shadow's events (default: one shadow in 16)")
 	cfgFile := fs.String("config", "", "the service's YAML configuration, for each resource's consistency settings (default: midPoint's defaults)")
-	asJSON := fs.Bool("json", false, "print the report as JSON (counts, violations, notices, findings)")
+	out := cli.OutputFlags(fs) // json: the report (counts, violations, notices, findings)
 	progress := fs.Bool("progress", cli.IsTerminal(stderr), "show progress on stderr (default: when stderr is a terminal)")
 	recheck := fs.Duration("recheck", 3*time.Second, "how long a running service gets to fix a finding before it is reported")
 	if err := fs.Parse(args); err != nil {
@@ -66,9 +65,10 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		out, _ := json.MarshalIndent(rep, "", "  ")
-		fmt.Fprintln(stdout, string(out))
+	if *out == cli.JSON {
+		if err := cli.PrintJSON(stdout, rep); err != nil {
+			return err
+		}
 	} else {
 		for _, f := range rep.Findings {
 			fmt.Fprintln(stdout, f)

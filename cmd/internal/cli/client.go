@@ -57,21 +57,23 @@ var VerbFlags = map[string][]string{
 	"maintenance": {"reason"},
 	"resource":    {},
 	"get":         {"as-of"},
-	"pending":     {"resource", "json"},
-	"history":     {"json"},
-	"explain":     {"json"},
+	"pending":     {"resource"},
+	"history":     {},
+	"explain":     {},
 }
 
 // Args is what a client verb's flags and positional arguments hold once parsed.
 type Args struct {
-	Verb                  string   // the client verb
-	Pos                   []string // positional arguments
-	ids, primary          MultiFlag
-	objectClass, result   string
-	requestID, message    string
-	asOf, resource        string
-	reason                string
-	assigned, force, JSON bool
+	Verb                string   // the client verb
+	Pos                 []string // positional arguments
+	ids, primary        MultiFlag
+	objectClass, result string
+	requestID, message  string
+	asOf, resource      string
+	reason              string
+	assigned, force     bool
+	// Output is how the reply is printed (--output, -o, --json; every verb takes it).
+	Output *Output
 }
 
 // NewArgs returns the arguments of verb with their defaults (object class AccountObjectClass,
@@ -88,8 +90,9 @@ func (a *Args) need(n int, what string) error {
 	return nil
 }
 
-// Bind declares the flags of a's verb on fs.
+// Bind declares the flags of a's verb on fs, --output among them.
 func (a *Args) Bind(fs *flag.FlagSet) {
+	a.Output = OutputFlags(fs)
 	for _, name := range VerbFlags[a.Verb] {
 		switch name {
 		case "object-class":
@@ -108,8 +111,6 @@ func (a *Args) Bind(fs *flag.FlagSet) {
 			fs.StringVar(&a.asOf, name, "", "show the shadow as it was at this time (RFC 3339, a date, or a duration ago such as 90m)")
 		case "resource":
 			fs.StringVar(&a.resource, name, "", "only this resource")
-		case "json":
-			fs.BoolVar(&a.JSON, name, false, "print JSON instead of a table")
 		case "reason":
 			fs.StringVar(&a.reason, name, "", "why (recorded with the change)")
 		case "id":
@@ -292,7 +293,7 @@ func historyQuery(a *Args) (string, any, error) {
 
 // ListPending asks for every page of the pending shadows (the service answers a page at a
 // time) and prints them all.
-func ListPending(ask func(any) ([]byte, error), q api.PendingQuery, asJSON bool, stdout io.Writer) error {
+func ListPending(ask func(any) ([]byte, error), q api.PendingQuery, out Output, stdout io.Writer) error {
 	var all []json.RawMessage
 	next := map[string]time.Time{}
 	for {
@@ -318,10 +319,8 @@ func ListPending(ask func(any) ([]byte, error), q api.PendingQuery, asJSON bool,
 	if all == nil {
 		all = []json.RawMessage{}
 	}
-	if asJSON {
-		out, _ := json.MarshalIndent(map[string]any{"shadows": all, "nextAttempts": next}, "", "  ")
-		fmt.Fprintln(stdout, string(out))
-		return nil
+	if out == JSON {
+		return PrintJSON(stdout, map[string]any{"shadows": all, "nextAttempts": next})
 	}
 	return PrintPending(all, next, time.Now(), stdout)
 }
@@ -427,15 +426,15 @@ func Assignments(args []string) (map[string][]any, error) {
 	return m, nil
 }
 
-// PrintHistory prints a history reply as a table (or JSON lines with asJSON).
-func PrintHistory(data []byte, asJSON bool, stdout io.Writer) error {
+// PrintHistory prints a history reply as a table (or JSON lines).
+func PrintHistory(data []byte, out Output, stdout io.Writer) error {
 	var h struct {
 		Events []json.RawMessage `json:"events"`
 	}
 	if err := json.Unmarshal(data, &h); err != nil {
 		return err
 	}
-	if asJSON {
+	if out == JSON {
 		for _, e := range h.Events {
 			fmt.Fprintln(stdout, string(e))
 		}

@@ -2,9 +2,10 @@
 """Builds an Artemis instance's etc/broker.xml from the one `artemis create` wrote and the
 project's broker.xml.fragment, so that the configuration shipped to users is the one under test.
 
-usage: merge-fragment.py BROKER_XML FRAGMENT HOST PORT [EXTRA_XML]
+usage: merge-fragment.py [--tls KEYSTORE PASSWORD] BROKER_XML FRAGMENT HOST PORT [EXTRA_XML]
 
-- <acceptors>: the fragment's, bound to HOST:PORT instead of 0.0.0.0:5672;
+- <acceptors>: the fragment's, bound to HOST:PORT instead of 0.0.0.0:5672; with --tls, TLS only
+  (the PKCS#12 KEYSTORE with its PASSWORD: amqps:// for AMQP, sslEnabled for CORE clients);
 - <addresses>: the fragment's (they include DLQ and ExpiryQueue);
 - <address-settings>, <security-settings>: the fragment's first, then EXTRA's, then the
   generated catch-alls ("#"), which tests rely on to make their own queues;
@@ -44,17 +45,27 @@ def prepend_section(text, tag, inner):
 
 
 def main():
-    if len(sys.argv) not in (5, 6):
+    args = sys.argv[1:]
+    tls = None
+    if args[:1] == ["--tls"]:
+        if len(args) < 3:
+            sys.exit(__doc__)
+        tls, args = args[1:3], args[3:]
+    if len(args) not in (4, 5):
         sys.exit(__doc__)
-    broker_path, fragment_path, host, port = sys.argv[1:5]
+    broker_path, fragment_path, host, port = args[:4]
     broker = open(broker_path).read()
     fragment = strip_comments(open(fragment_path).read())
-    extra = strip_comments(open(sys.argv[5]).read()) if len(sys.argv) == 6 else ""
+    extra = strip_comments(open(args[4]).read()) if len(args) == 5 else ""
 
     acceptors = section(fragment, "acceptors")
     if "tcp://0.0.0.0:5672" not in acceptors:
         sys.exit("merge-fragment: the fragment's acceptor must listen on tcp://0.0.0.0:5672")
     acceptors = acceptors.replace("tcp://0.0.0.0:5672", "tcp://%s:%s" % (host, port))
+    if tls:
+        acceptors = re.sub(r"(<acceptor [^>]*>[^<]*)(</acceptor>)",
+                           lambda m: "%s;sslEnabled=true;keyStoreType=PKCS12;keyStorePath=%s;keyStorePassword=%s%s" % (m.group(1), tls[0], tls[1], m.group(2)),
+                           acceptors)
     broker = replace_section(broker, "acceptors", acceptors + section(extra, "acceptors"))
     broker = replace_section(broker, "addresses", section(fragment, "addresses") + section(extra, "addresses"))
     for tag in ("address-settings", "security-settings"):

@@ -6,6 +6,8 @@
 # whose fragment or settings changed is made again.
 #
 #   test-broker.sh [start|stop|kill|status|url] [NAME]
+#   test-broker.sh dist    install the tools and fetch the distribution; print its directory
+#   test-broker.sh jms     build the JMS target system; print its class path
 #
 # NAME (default main): main  AMQP+CORE on 5673, TLS (amqps) on 5674, auto-creation of test queues
 #                            except for addresses starting with "nocreate."
@@ -199,5 +201,7 @@ case "$ACTION" in
   kill) if running; then kill -9 "$(cat "$PIDFILE")"; fi ;;
   status) if running; then echo "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"; else echo stopped; exit 1; fi ;;
   url) echo "amqp://$USER_NAME:$USER_PASS@127.0.0.1:$PORT" ;;
-  *) echo "usage: $0 [start|stop|kill|status|url] [main|crash|primary|backup]" >&2; exit 2 ;;
+  dist) install_tools; fetch; echo "$DIST" ;;
+  jms) install_tools; jms_fixture; echo "$HERE/jms-target/target/classes:$HERE/jms-target/target/lib/*" ;;
+  *) echo "usage: $0 [start|stop|kill|status|url|dist|jms] [main|crash|primary|backup]" >&2; exit 2 ;;
 esac

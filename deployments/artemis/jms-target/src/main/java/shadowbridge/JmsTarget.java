@@ -29,7 +29,9 @@ import org.apache.activemq.artemis.jms.client.ActiveMQConnectionFactory;
  * (by login: the order the adds arrive in is the dispatcher's, not the order they were made).
  *
  * It stops after N requests, or with N = 0 once no request came for 5 seconds, and prints the
- * accounts it holds as a last line: {"type":"accounts","accounts":{uid:{attributes}}}.
+ * accounts it holds as a last line: {"type":"accounts","accounts":{uid:{attributes}}}. With
+ * N < 0 it serves until it is killed (the production example's target system). The broker URL
+ * may carry TLS settings (tcp://host:port?sslEnabled=true;trustStorePath=...).
  *
  * usage: JmsTarget BROKER_URL USER PASSWORD REQUESTS CONFIRMATIONS N [drift]
  */
@@ -51,8 +53,11 @@ public final class JmsTarget {
             MessageConsumer consumer = session.createConsumer(session.createQueue(args[3]));
             MessageProducer producer = session.createProducer(session.createQueue(args[4]));
             conn.start();
-            for (int i = 0; n == 0 || i < n; i++) {
+            for (int i = 0; n <= 0 || i < n; i++) {
                 Message m = consumer.receive(n == 0 ? 5_000 : 60_000);
+                if (m == null && n < 0) {
+                    continue;
+                }
                 if (m == null && n == 0) {
                     break;
                 }

@@ -5,11 +5,11 @@
 # FILE it is also written as a docker-archive tarball (podman load / docker load take it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-if ! command -v podman >/dev/null; then
-  echo "image: installing podman (Debian)" >&2
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+  echo "image: installing podman and runc (Debian)" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q podman >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q podman runc >/dev/null
 fi
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT

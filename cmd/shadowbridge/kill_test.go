@@ -27,6 +27,9 @@ import (
 
 // TestMain lets a test re-execute this binary as the real shadowbridge process (to kill it).
 func TestMain(m *testing.M) {
+	// The CLI writes local times: the tests read them in a zone that is not UTC, whatever the
+	// machine's.
+	natstest.RunInZone(natstest.TestZone)
 	natstest.ServeIfAsked() // a NATS server of its own, to be killed and restarted (natsNode)
 	if os.Getenv("SHADOWBRIDGE_TEST_MAIN") == "1" {
 		ctx, stop := signalContext()
@@ -38,9 +41,6 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	// The CLI writes local times: the tests read them in a zone that is not UTC (+05:30, no
-	// hour of it reads the same in UTC), whatever the machine's.
-	time.Local = time.FixedZone("IST", 5*3600+1800)
 	os.Exit(m.Run())
 }
 

@@ -3,7 +3,6 @@ package app_test
 import (
 	"os"
 	"testing"
-	"time"
 
 	"shadowbridge/eventstore/natstest"
 )
@@ -12,7 +11,7 @@ import (
 // runs the tests in a zone that is not UTC (+05:30), whatever the machine's: the service must
 // write and read the same records, projections and times in every zone.
 func TestMain(m *testing.M) {
+	natstest.RunInZone(natstest.TestZone)
 	natstest.ServeIfAsked()
-	time.Local = time.FixedZone("IST", 5*3600+1800)
 	os.Exit(m.Run())
 }

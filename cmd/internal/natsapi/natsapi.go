@@ -61,12 +61,13 @@ type server struct {
 	micro   *Service
 }
 
-// Serve registers the micro service `shadowbridge` on nc, answering with svc: one endpoint per
-// command verb (<prefix>.cmd.*.<verb>) and per query (<prefix>.query.<name>), in queue group
-// "shadowbridge" so that instances share the load, and the micro discovery protocol ($SRV) with
-// each endpoint's real stats. Requests are handled on worker goroutines that svc.Close waits for;
-// one that arrives once Close has begun is answered 503 ("try again": another instance takes
-// it). Stop the returned service to unsubscribe.
+// Serve registers the micro service `shadowbridge` on nc, answering with svc: it subscribes to
+// <prefix>.cmd.> and <prefix>.query.> in queue group "shadowbridge" (instances share the load),
+// and answers the micro discovery protocol ($SRV) with one endpoint per command verb
+// (<prefix>.cmd.*.<verb>) and per query (<prefix>.query.<name>), each with its real stats.
+// Requests are handled on worker goroutines that svc.Close waits for; one that arrives once Close
+// has begun is answered 503 ("try again": another instance takes it). Stop the returned service to
+// unsubscribe.
 func Serve(ctx context.Context, nc *nats.Conn, svc *service.Service, o ServeOptions) (*Service, error) {
 	o = o.withDefaults()
 	s := &server{svc: svc, nc: nc, prefix: o.Prefix, metrics: o.Metrics, tracer: o.Tracer, log: o.Logger.WithGroup("service")}

@@ -77,6 +77,8 @@ func TestDashboardPendingPagesAndFailuresInBrowser(t *testing.T) {
 		r.querySelector('a').getAttribute("href") === "/shadow/`+ids[7]+`").map(r => r.children[4].textContent).join("|"))`,
 		"ended with fatal_error|attempt failed")
 	b.eval(`window.scrollTo(0, document.getElementById("failures").closest("section").offsetTop - 8)`)
+	t.Logf("screenshot: %s", b.screenshot("failures.png"))
+	b.eval(`window.scrollTo(0, document.getElementById("pending").closest("section").offsetTop - 8)`)
 	t.Logf("screenshot: %s", b.screenshot("pending.png"))
 
 	b.eval(`document.querySelector('#failures tbody tr[data-failure] a').click()`)

@@ -76,29 +76,22 @@ func Charts(ctx context.Context, d *Dashboard, t *Trend, resources []string, now
 // (replace, add, delete), "" for a delete.
 func ChangeSummary(d domain.Delta, max int) string {
 	var parts []string
-	vals := func(vs []any) string {
-		s := make([]string, len(vs))
-		for i, v := range vs {
-			s[i] = fmt.Sprint(v)
-		}
-		return strings.Join(s, "|")
-	}
 	switch d.ChangeType {
 	case domain.ChangeAdd:
 		for _, n := range domain.OrderNames(d.Order, slices.Sorted(maps.Keys(d.Attributes))) {
-			parts = append(parts, n+"="+vals(d.Attributes[n]))
+			parts = append(parts, n+"="+Values(d.Attributes[n]))
 		}
 	case domain.ChangeModify:
 		for _, n := range domain.OrderNames(d.Order, slices.Sorted(maps.Keys(d.Changes))) {
 			c := d.Changes[n]
 			if c.Replace != nil {
-				parts = append(parts, n+"="+vals(c.Replace))
+				parts = append(parts, n+"="+Values(c.Replace))
 			}
 			if len(c.Add) > 0 {
-				parts = append(parts, n+"+="+vals(c.Add))
+				parts = append(parts, n+"+="+Values(c.Add))
 			}
 			if len(c.Delete) > 0 {
-				parts = append(parts, n+"-="+vals(c.Delete))
+				parts = append(parts, n+"-="+Values(c.Delete))
 			}
 		}
 	}
@@ -111,4 +104,13 @@ func ChangeSummary(d domain.Delta, max int) string {
 		s = s[:cut] + "…"
 	}
 	return s
+}
+
+// Values writes an attribute's values as people read them: value|value.
+func Values(vs []any) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = fmt.Sprint(v)
+	}
+	return strings.Join(s, "|")
 }

@@ -13,6 +13,7 @@ import (
 
 	"shadowbridge/cmd/internal/api"
 	"shadowbridge/domain"
+	"shadowbridge/projections"
 )
 
 // Output is how a verb prints its result: a table for people (the default) or JSON for
@@ -199,7 +200,7 @@ func printShadow(data []byte, w io.Writer) error {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tVALUES")
 	for _, n := range slices.Sorted(maps.Keys(s.Attributes)) {
-		fmt.Fprintf(tw, "%s\t%s\n", n, values(s.Attributes[n]))
+		fmt.Fprintf(tw, "%s\t%s\n", n, projections.Values(s.Attributes[n]))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -225,17 +226,9 @@ func printShadow(data []byte, w io.Writer) error {
 func attrLine(a domain.Attributes) string {
 	parts := make([]string, 0, len(a))
 	for _, n := range slices.Sorted(maps.Keys(a)) {
-		parts = append(parts, n+"="+values(a[n]))
+		parts = append(parts, n+"="+projections.Values(a[n]))
 	}
 	return strings.Join(parts, " ")
-}
-
-func values(vs []any) string {
-	parts := make([]string, len(vs))
-	for i, v := range vs {
-		parts[i] = fmt.Sprint(v)
-	}
-	return strings.Join(parts, "|")
 }
 
 // PrintRun prints a reconciliation run: its state, times and what it found.

@@ -80,11 +80,11 @@ function render(d) {
 }
 // The pending table: the first page comes with every push; a later page is fetched again
 // (GET /api/pending) on each push, so that it stays live too.
-const pendingCursors = [""];
+const pendingCursors = [""], pendingPageSize = 50; // projections.DashboardPageSize
 function pendingPage(d) {
   const after = pendingCursors[pendingCursors.length - 1];
   if (after === "") { showPending({shadows: d.pending, total: d.pendingTotal, next: d.pending.length < d.pendingTotal ? cursorOf(d.pending) : ""}); return; }
-  fetch("/api/pending?" + new URLSearchParams({after: after, limit: "50"})).then(r => r.ok ? r.json() : null).then(p => { if (p) showPending(p); });
+  fetch("/api/pending?" + new URLSearchParams({after: after, limit: String(pendingPageSize)})).then(r => r.ok ? r.json() : null).then(p => { if (p) showPending(p); });
 }
 function cursorOf(rows) { const l = rows[rows.length - 1]; return l ? l.resource + "." + l.shadowId : ""; }
 function showPending(p) {
@@ -97,7 +97,7 @@ function showPending(p) {
       el("td", {}, s.lifecycleState), el("td", {}, ops), el("td", {"data-col": "age"}, s.since ? age(now - Date.parse(s.since)) : ""),
       el("td", {"data-col": "next"}, s.nextAttempt ? ts(s.nextAttempt) : ""), el("td", {"data-col": "error"}, s.lastError ? ts(s.lastErrorAt) : "", s.lastError ? " " : "", clipped(s.lastError || "", 90))));
   }
-  const first = (pendingCursors.length - 1) * 50;
+  const first = (pendingCursors.length - 1) * pendingPageSize;
   document.getElementById("pendingCount").textContent = p.total === 0 ? "none" :
     (first + 1) + "–" + (first + p.shadows.length) + " of " + p.total;
   const next = document.getElementById("pendingNext");

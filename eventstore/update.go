@@ -125,7 +125,10 @@ const StaleClaimAge = 30 * time.Second
 // ErrUnavailable (the append's outcome may be unknown: a retry with the same request id is safe),
 // *TakenError for an identifier held by another shadow, *AdoptError (see Reserve).
 func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err error) {
-	unlock := u.locks.lock(o.Resource + "." + o.ShadowID)
+	unlock, err := u.locks.lock(ctx, o.Resource+"."+o.ShadowID)
+	if err != nil {
+		return UpdateResult{}, err
+	}
 	defer unlock()
 	// created: this call wrote the reservation; maybeStored: something written for the decision
 	// may be stored (an append or an index write whose outcome is unknown). A reservation this
@@ -241,7 +244,10 @@ func (u *unit) Update(ctx context.Context, o UpdateOptions) (_ UpdateResult, err
 // append with the subject's sequence expected, start over on a conflict. It returns the resulting
 // state and whether events were stored.
 func (u *unit) UpdateResource(ctx context.Context, resource string, decide func(domain.ResourceState) ([]domain.Event, error)) (domain.ResourceState, []domain.Event, error) {
-	unlock := u.locks.lock("resource " + resource)
+	unlock, err := u.locks.lock(ctx, "resource "+resource)
+	if err != nil {
+		return domain.ResourceState{}, nil, err
+	}
 	defer unlock()
 	for attempt := range maxUpdateAttempts {
 		if attempt > 0 {
@@ -421,36 +427,43 @@ type unit struct {
 }
 
 // keyedLocks serializes work per key (a shadow) inside one process. Entries live only while
-// someone holds or waits for them.
+// someone holds or waits for them. Waiting ends with the caller's context: a stop (or a request's
+// deadline) must not queue behind a holder whose store calls are slow.
 type keyedLocks struct {
 	mu    sync.Mutex
 	locks map[string]*keyedLock
 }
 
 type keyedLock struct {
-	mu      sync.Mutex
+	held    chan struct{} // a token while someone holds the key
 	waiters int
 }
 
-func (k *keyedLocks) lock(key string) (unlock func()) {
+// lock takes key's lock, or returns ctx's error (with its unlock already done) if ctx ends first.
+func (k *keyedLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
 	k.mu.Lock()
 	if k.locks == nil {
 		k.locks = map[string]*keyedLock{}
 	}
 	l := k.locks[key]
 	if l == nil {
-		l = &keyedLock{}
+		l = &keyedLock{held: make(chan struct{}, 1)}
 		k.locks[key] = l
 	}
 	l.waiters++
 	k.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
+	leave := func() {
 		k.mu.Lock()
 		if l.waiters--; l.waiters == 0 {
 			delete(k.locks, key)
 		}
 		k.mu.Unlock()
+	}
+	select {
+	case l.held <- struct{}{}:
+		return func() { <-l.held; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, fmt.Errorf("%w: waiting for %s: %w", ErrUnavailable, key, ctx.Err())
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"strings"
 	"testing"
+	"time"
 
 	"shadowbridge/domain"
 )
@@ -128,5 +129,40 @@ func TestShardIsFNV1a(t *testing.T) {
 				t.Fatalf("shard(%q, %d) = %d, want %d", subj, n, got, want)
 			}
 		}
+	}
+}
+
+// A unit of work waiting for a shadow another holds gives up when its context ends (a stop
+// must not queue behind a slow holder); the lock is whole afterwards and its entry goes away.
+func TestKeyedLockWaitEndsWithContext(t *testing.T) {
+	var k keyedLocks
+	unlock, err := k.lock(t.Context(), "fs.a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := k.lock(ctx, "fs.a"); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting behind a holder: %v, want ErrUnavailable and the deadline", err)
+	}
+	other, err := k.lock(t.Context(), "fs.b") // other keys are not held up
+	if err != nil {
+		t.Fatal(err)
+	}
+	other()
+	got := make(chan struct{})
+	go func() {
+		u, err := k.lock(t.Context(), "fs.a")
+		if err == nil {
+			u()
+		}
+		close(got)
+	}()
+	unlock()
+	<-got
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.locks) != 0 {
+		t.Errorf("entries left: %v", k.locks)
 	}
 }

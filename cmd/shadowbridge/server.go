@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -152,10 +154,39 @@ func runApp(ctx context.Context, nc *nats.Conn, cfg app.Config, httpAddr string,
 	case <-done:
 		return nil
 	case <-time.After(shutdownGrace):
-		// What is still running, for the operator (and the bug report).
-		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
-		return fmt.Errorf("shutdown took longer than %s; exiting with the rest unacknowledged", shutdownGrace)
+		// What is still running, for the operator (and the bug report): every goroutine, then
+		// (last, where a truncated log still shows it) those of the components not stopped.
+		running := a.Running()
+		var dump bytes.Buffer
+		_ = pprof.Lookup("goroutine").WriteTo(&dump, 1)
+		os.Stderr.Write(dump.Bytes())
+		fmt.Fprint(os.Stderr, stuckStacks(dump.String(), running))
+		return fmt.Errorf("shutdown took longer than %s (still running: %s); exiting with the rest unacknowledged",
+			shutdownGrace, strings.Join(running, ", "))
 	}
+}
+
+// stuckStacks picks from a goroutine dump (pprof's debug=1 form) the stacks labelled with one of
+// the components still running, each shortened to its innermost frame and shadowbridge's own
+// frames.
+func stuckStacks(dump string, running []string) string {
+	var b strings.Builder
+	for _, group := range strings.Split(dump, "\n\n") {
+		lines := strings.Split(group, "\n")
+		if len(lines) < 2 || !slices.ContainsFunc(running, func(c string) bool {
+			return strings.Contains(group, fmt.Sprintf("%q:%q", app.ComponentLabel, c))
+		}) {
+			continue
+		}
+		count, _, _ := strings.Cut(lines[0], " @")
+		fmt.Fprintf(&b, "stuck: %s goroutine(s)\n", count)
+		for i, l := range lines[1:] {
+			if strings.HasPrefix(l, "# labels") || (strings.HasPrefix(l, "#\t") && (i == 1 || strings.Contains(l, "shadowbridge/"))) {
+				fmt.Fprintf(&b, "  %s\n", strings.TrimSpace(l))
+			}
+		}
+	}
+	return b.String()
 }
 
 // shutdownGrace bounds a graceful stop.

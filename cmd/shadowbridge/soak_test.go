@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -363,7 +364,7 @@ resources:
 func (s *scenario) serve() *proc {
 	p := &proc{start: func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "serve", "--config", s.cfgFile)
-		cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_MAIN=1", "SHADOWBRIDGE_LOG=error")
+		cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_MAIN=1", "SHADOWBRIDGE_LOG="+cmp.Or(os.Getenv("SHADOWBRIDGE_TEST_SERVE_LOG"), "error"))
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			s.t.Fatal(err)

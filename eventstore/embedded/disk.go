@@ -70,8 +70,8 @@ func watchDisk(s *server.Server, opts *server.Options, dir string, interval time
 // raiseLimit raises the server's storage limit to what the disk allows now, if that is more.
 func raiseLimit(s *server.Server, opts **server.Options, dir string, free int64) {
 	v, err := s.Varz(&server.VarzOptions{})
-	if err != nil {
-		return
+	if err != nil || v.JetStream.Stats == nil {
+		return // JetStream stopped since the caller looked (nats-server stops it on a disk error)
 	}
 	limit := storeLimit(int64(v.JetStream.Stats.Store), free)
 	cur := (*opts).JetStreamMaxStore

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -74,10 +75,12 @@ type App struct {
 	nc        *nats.Conn
 	kv        jetstream.KeyValue // the projection
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	log    *slog.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	log     *slog.Logger
+	runMu   sync.Mutex
+	running map[string]int // components whose Run has not returned, by name
 }
 
 // Start wires and starts everything on nc. Stop it with Close.
@@ -440,11 +443,39 @@ func amqpOptions(r ResourceConfig, log *slog.Logger) (bridge.AMQPOptions, error)
 }
 
 func (a *App) goRun(name string, fn func(context.Context) error) {
+	a.runMu.Lock()
+	if a.running == nil {
+		a.running = map[string]int{}
+	}
+	a.running[name]++
+	a.runMu.Unlock()
 	a.wg.Go(func() {
-		if err := fn(a.ctx); err != nil && a.ctx.Err() == nil {
-			a.log.Error("component stopped", "component", name, "err", err)
-		}
+		defer func() {
+			a.runMu.Lock()
+			if a.running[name]--; a.running[name] == 0 {
+				delete(a.running, name)
+			}
+			a.runMu.Unlock()
+		}()
+		// Labelled, with every goroutine it starts: a goroutine dump (a stop that takes too
+		// long prints one) says which component a stack belongs to.
+		pprof.Do(a.ctx, pprof.Labels(ComponentLabel, name), func(ctx context.Context) {
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				a.log.Error("component stopped", "component", name, "err", err)
+			}
+		})
 	})
+}
+
+// ComponentLabel is the pprof label naming the component a goroutine runs for (see Running).
+const ComponentLabel = "component"
+
+// Running names the components still running, sorted: what a stop that takes too long waits for.
+// Safe for concurrent use.
+func (a *App) Running() []string {
+	a.runMu.Lock()
+	defer a.runMu.Unlock()
+	return slices.Sorted(maps.Keys(a.running))
 }
 
 // sweep refreshes every resource's shadows with unfinished work now and then: cheap insurance
@@ -528,6 +559,7 @@ const commandDrain = 8 * time.Second
 // most: past it the consumers stop first, releasing any lock a command waits for), then the
 // consumers stop, leaving unacknowledged whatever they had not stored (another instance gets it).
 func (a *App) Close() {
+	start := time.Now()
 	if a.Micro != nil {
 		_ = a.Micro.Stop()
 	}
@@ -546,17 +578,31 @@ func (a *App) Close() {
 			<-done
 		}
 	}
+	commands := time.Since(start)
 	a.cancel()
 	a.wg.Wait()
 	if a.Service != nil {
 		a.Service.Close() // what the consumers started meanwhile
 	}
+	components := time.Since(start) - commands
+	var wg sync.WaitGroup
 	for _, t := range a.targets {
 		if t != nil {
-			_ = t.Close()
+			wg.Go(func() { _ = t.Close() }) // each bounded by its close timeout
 		}
 	}
+	wg.Wait()
+	// Where a slow stop spent its time, for the operator.
+	level := slog.LevelInfo
+	if time.Since(start) > slowStop {
+		level = slog.LevelWarn
+	}
+	a.log.Log(context.Background(), level, "stopped", "took", time.Since(start), "commands", commands,
+		"components", components, "targets", time.Since(start)-commands-components)
 }
+
+// slowStop is how long a stop takes before its summary is logged as a warning.
+const slowStop = 5 * time.Second
 
 // skipReporter counts the records readers pass over because they cannot be decoded and logs
 // each one once (a record stays in the log: every load of its shadow would log it again).

@@ -111,14 +111,27 @@ const availTTL = 2 * time.Second
 // noteAvailability records a change of availability unless this instance saw the same status
 // very recently. Failures are logged: availability is a report, not part of an operation.
 func (s *Service) noteAvailability(ctx context.Context, resource string, status domain.Availability, reason string) {
+	// One call at a time records a status: every outcome of a busy resource reports it, and
+	// all of them queuing for the resource's lock when the memory expired made a convoy that
+	// held the dispatcher's workers.
 	s.availMu.Lock()
 	seen, ok := s.avail[resource]
-	s.availMu.Unlock()
-	if ok && seen.status == status && s.now().Sub(seen.at) < availTTL {
+	if ok && seen.status == status && (seen.recording || s.now().Sub(seen.at) < availTTL) {
+		s.availMu.Unlock()
 		return
 	}
+	if s.avail == nil {
+		s.avail = map[string]availSeen{}
+	}
+	s.avail[resource] = availSeen{status: status, at: seen.at, recording: true}
+	s.availMu.Unlock()
 	changed, err := s.setAvailability(ctx, resource, status, reason)
 	if err != nil {
+		s.availMu.Lock()
+		if cur := s.avail[resource]; cur.recording && cur.status == status {
+			s.avail[resource] = seen // the next report tries again
+		}
+		s.availMu.Unlock()
 		s.log.Warn("availability not recorded", "resource", resource, "status", status, "err", err)
 		return
 	}
@@ -154,9 +167,6 @@ func (s *Service) noteAvailability(ctx context.Context, resource string, status 
 		}
 	}
 	s.availMu.Lock()
-	if s.avail == nil {
-		s.avail = map[string]availSeen{}
-	}
 	s.avail[resource] = availSeen{status: status, at: s.now()}
 	s.availMu.Unlock()
 }
@@ -164,8 +174,16 @@ func (s *Service) noteAvailability(ctx context.Context, resource string, status 
 // SetAvailability records the resource's availability if it changed (idempotent, safe across
 // instances: optimistic concurrency on the resource's subject).
 func (s *Service) SetAvailability(ctx context.Context, resource string, status domain.Availability, reason string) error {
-	_, err := s.setAvailability(ctx, resource, status, reason)
-	return err
+	if _, err := s.setAvailability(ctx, resource, status, reason); err != nil {
+		return err
+	}
+	s.availMu.Lock()
+	if s.avail == nil {
+		s.avail = map[string]availSeen{}
+	}
+	s.avail[resource] = availSeen{status: status, at: s.now()} // a report of another status is not skipped
+	s.availMu.Unlock()
+	return nil
 }
 
 // setAvailability is SetAvailability that also tells whether this call recorded a change.

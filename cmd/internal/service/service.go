@@ -135,8 +135,9 @@ type adminSeen struct {
 const adminTTL = time.Second
 
 type availSeen struct {
-	status domain.Availability
-	at     time.Time
+	status    domain.Availability
+	at        time.Time
+	recording bool // a call is recording status now: the others with the same status skip
 }
 
 // Option configures a Service.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,5 +217,45 @@ func TestAnUnrecordedRefusalIsNotGiven(t *testing.T) {
 	err := add("second")
 	if code, _ := api.StatusOf(err); code != api.CodeUnavailable || !errors.Is(err, domain.CategoryCommunication) {
 		t.Fatalf("an unrecorded refusal answered %v (status %d), want 503", err, code)
+	}
+}
+
+// countingStore counts the resource updates that reach the store.
+type countingStore struct {
+	*eventstore.Memory
+	updates atomic.Int64
+}
+
+func (c *countingStore) UpdateResource(ctx context.Context, resource string, decide func(domain.ResourceState) ([]domain.Event, error)) (domain.ResourceState, []domain.Event, error) {
+	c.updates.Add(1)
+	time.Sleep(time.Millisecond) // a store round trip: the others arrive while it runs
+	return c.Memory.UpdateResource(ctx, resource, decide)
+}
+
+// Every outcome of a busy resource reports it reachable: at once, one of them records it and the
+// others skip, instead of all queuing for the resource's lock.
+func TestReportsOfOneAvailabilityAreRecordedOnce(t *testing.T) {
+	cat, err := app.DefaultConfig().Catalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &countingStore{Memory: eventstore.NewMemory(eventstore.DefaultConfig())}
+	now := time.Now().UTC()
+	s := service.New(store, nil, cat, nil, service.WithClock(func() time.Time { return now }))
+	defer s.Close()
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() { s.Reachable(t.Context(), "demo") })
+	}
+	wg.Wait()
+	if n := store.updates.Load(); n != 1 {
+		t.Errorf("%d resource updates for 64 reports of the same status, want 1", n)
+	}
+	if err := s.SetAvailability(t.Context(), "demo", domain.AvailabilityDown, "test"); err != nil {
+		t.Fatal(err)
+	}
+	s.Reachable(t.Context(), "demo") // another status: recorded, not skipped
+	if st, err := s.ResourceState(t.Context(), "demo"); err != nil || st.Availability != domain.AvailabilityUp {
+		t.Errorf("after down then reachable: %+v %v, want up", st.Availability, err)
 	}
 }

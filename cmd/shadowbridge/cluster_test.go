@@ -25,17 +25,18 @@ func (p *proc) term(within time.Duration) (time.Duration, error) {
 		return 0, nil
 	}
 	start := time.Now()
+	p.stderr.mark()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
 		if code := cmd.ProcessState.ExitCode(); code != 0 {
-			return time.Since(start), fmt.Errorf("exit code %d after SIGTERM", code)
+			return time.Since(start), fmt.Errorf("exit code %d after SIGTERM:\n%s", code, p.stderr.why())
 		}
 		return time.Since(start), nil
 	case <-time.After(within):
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		<-exited
-		return time.Since(start), fmt.Errorf("still running %s after SIGTERM", within)
+		return time.Since(start), fmt.Errorf("still running %s after SIGTERM:\n%s", within, p.stderr.why())
 	}
 }
 

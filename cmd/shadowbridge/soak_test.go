@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -62,6 +63,44 @@ type proc struct {
 	exited  chan struct{}
 	start   func() *exec.Cmd
 	stopped bool
+	stderr  stderrLog // what the process wrote to stderr (also passed on to the test's)
+}
+
+// stderrLog passes a process's stderr on to the test's and keeps what was written since mark.
+type stderrLog struct {
+	mu   sync.Mutex
+	kept bytes.Buffer
+}
+
+func (l *stderrLog) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	if l.kept.Len() < 4<<20 {
+		l.kept.Write(b)
+	}
+	l.mu.Unlock()
+	return os.Stderr.Write(b)
+}
+
+// mark forgets what was written so far.
+func (l *stderrLog) mark() {
+	l.mu.Lock()
+	l.kept.Reset()
+	l.mu.Unlock()
+}
+
+// why returns the lines since mark that say why a stop took too long: the error and the stacks
+// of the components still running (see stuckStacks), for the test's failure message (a log cut
+// short keeps that, not the goroutine dump before it).
+func (l *stderrLog) why() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for line := range strings.Lines(l.kept.String()) {
+		if strings.HasPrefix(line, "stuck: ") || strings.HasPrefix(line, "  #") || strings.Contains(line, "shutdown took longer") {
+			out = append(out, strings.TrimRight(line, "\n"))
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func (p *proc) run() {
@@ -362,15 +401,16 @@ resources:
 
 // serve returns a `serve` process of the scenario (not started).
 func (s *scenario) serve() *proc {
-	p := &proc{start: func() *exec.Cmd {
+	p := &proc{}
+	p.start = func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "serve", "--config", s.cfgFile)
 		cmd.Env = append(os.Environ(), "SHADOWBRIDGE_TEST_MAIN=1", "SHADOWBRIDGE_LOG="+cmp.Or(os.Getenv("SHADOWBRIDGE_TEST_SERVE_LOG"), "error"))
-		cmd.Stderr = os.Stderr
+		cmd.Stderr = &p.stderr
 		if err := cmd.Start(); err != nil {
 			s.t.Fatal(err)
 		}
 		return cmd
-	}}
+	}
 	s.t.Cleanup(p.stop)
 	return p
 }

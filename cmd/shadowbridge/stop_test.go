@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"runtime/pprof"
 	"strings"
 	"testing"
@@ -40,5 +41,35 @@ func TestStuckStacksNameTheComponentsNotStopped(t *testing.T) {
 	}
 	if n := strings.Count(got, "stuck: "); n != 1 {
 		t.Errorf("%d stacks listed, want 1:\n%s", n, got)
+	}
+}
+
+// The cluster test's failure message for a slow stop carries what serve printed last: the error
+// naming the components still running and their stacks, not the rest of the process's log.
+func TestSlowStopReasonReachesTheFailureMessage(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan struct{})
+	go pprof.Do(context.Background(), pprof.Labels(app.ComponentLabel, "timers"), func(context.Context) {
+		close(started)
+		blockedComponent(release)
+	})
+	<-started
+	var dump bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&dump, 1)
+	var l stderrLog
+	fmt.Fprintln(&l, "level=INFO msg=before the stop")
+	l.mark()
+	fmt.Fprintln(&l, "level=WARN msg=\"commands still in flight\"")
+	fmt.Fprint(&l, stuckStacks(dump.String(), []string{"timers"}))
+	fmt.Fprintln(&l, "shadowbridge: serve: shutdown took longer than 20s (still running: timers); exiting with the rest unacknowledged")
+	why := l.why()
+	for _, want := range []string{"stuck: 1 goroutine(s)", `"component":"timers"`, "blockedComponent", "still running: timers"} {
+		if !strings.Contains(why, want) {
+			t.Errorf("%q missing from:\n%s", want, why)
+		}
+	}
+	if strings.Contains(why, "before the stop") || strings.Contains(why, "in flight") {
+		t.Errorf("other lines kept:\n%s", why)
 	}
 }

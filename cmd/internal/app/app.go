@@ -593,12 +593,12 @@ func (a *App) Close() {
 	}
 	wg.Wait()
 	// Where a slow stop spent its time, for the operator.
-	level := slog.LevelInfo
-	if time.Since(start) > slowStop {
+	took, level := time.Since(start), slog.LevelInfo
+	if took > slowStop {
 		level = slog.LevelWarn
 	}
-	a.log.Log(context.Background(), level, "stopped", "took", time.Since(start), "commands", commands,
-		"components", components, "targets", time.Since(start)-commands-components)
+	a.log.Log(context.Background(), level, "stopped", "took", took, "commands", commands,
+		"components", components, "targets", took-commands-components)
 }
 
 // slowStop is how long a stop takes before its summary is logged as a warning.

@@ -13,15 +13,25 @@ import (
 	"time"
 
 	"shadowbridge/eventstore/embedded"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
-// serve against an external NATS that requires a password; the client verbs use the same auth.
-func TestServeWithAuthAndConfirmVerb(t *testing.T) {
-	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Username: "sb", Password: "s3cret"})
+// natsWithPassword starts a NATS server (JetStream in a temporary directory) that lets in user
+// "sb" with password only; it stops with the test.
+func natsWithPassword(t *testing.T, password string) *server.Server {
+	t.Helper()
+	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Username: "sb", Password: password})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
+// serve against an external NATS that requires a password; the client verbs use the same auth.
+func TestServeWithAuthAndConfirmVerb(t *testing.T) {
+	srv := natsWithPassword(t, "s3cret")
 	cfgFile := filepath.Join(t.TempDir(), "sb.yaml")
 	cfg := `
 nats: {url: "` + srv.ClientURL() + `", user: sb, password: s3cret}
@@ -52,6 +62,7 @@ resources:
 	}()
 	auth := []string{"--user", "sb", "--password", "s3cret", "--server", srv.ClientURL()}
 	var out string
+	var err error
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		out, err = client(t, "", append([]string{"add", "hr", "login=anne", "-o", "json"}, auth...)...)
@@ -127,11 +138,7 @@ resources:
 // it serves (the log shows the URL with the password masked).
 func TestServeNeverPrintsTheNATSPassword(t *testing.T) {
 	const canary = "n4ts-canary-pw"
-	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Username: "sb", Password: canary})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natsWithPassword(t, canary)
 	port := srv.ClientURL()[strings.LastIndex(srv.ClientURL(), ":")+1:]
 	write := func(url string) string {
 		f := filepath.Join(t.TempDir(), "sb.yaml")
@@ -188,11 +195,7 @@ resources:
 // as the shipped unit does) and never prints it.
 func TestServeReadsThePasswordFromACredentialFile(t *testing.T) {
 	const canary = "cr3d-canary-pw"
-	srv, err := embedded.Start(embedded.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Username: "sb", Password: canary})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := natsWithPassword(t, canary)
 	creds := t.TempDir()
 	if err := os.WriteFile(filepath.Join(creds, "nats-password"), []byte(canary+"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -37,6 +37,11 @@ type indexKV interface {
 	DeleteIf(ctx context.Context, key string, revision uint64) error
 	// GetMany reads many keys at once, in the order of keys (nil where absent).
 	GetMany(ctx context.Context, keys []string) ([]*indexEntry, error)
+	// Latest reads key as the bucket's leader holds it: every write acknowledged before the call
+	// is seen (a KV get may be answered by a replica a moment behind). Absent, it returns nil and
+	// the revision of the key's delete marker (0 if none: Create writes it; else Update at that
+	// revision does).
+	Latest(ctx context.Context, key string) (*indexEntry, uint64, error)
 }
 
 type indexEntry struct {
@@ -77,6 +82,29 @@ func (k kvIndex) Get(ctx context.Context, key string) (indexEntry, error) {
 		return indexEntry{}, err
 	}
 	return indexEntry{value: e.Value(), revision: e.Revision(), created: e.Created()}, nil
+}
+
+func (k kvIndex) Latest(ctx context.Context, key string) (*indexEntry, uint64, error) {
+	if k.leader == nil { // one replica: a get is the leader's answer
+		e, err := k.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, 0, nil
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		return &e, 0, nil
+	}
+	r, err := k.leader(ctx, key)
+	switch {
+	case err != nil:
+		return nil, 0, err
+	case r == nil:
+		return nil, 0, nil
+	case r.kvDeleted:
+		return nil, r.Seq, nil
+	}
+	return &indexEntry{value: r.data, revision: r.Seq, created: r.Time}, 0, nil
 }
 
 func (k kvIndex) Put(ctx context.Context, key string, value []byte) (uint64, error) {
@@ -208,39 +236,50 @@ func (s *index) Claim(ctx context.Context, c domain.Claim, h Holder, stale func(
 		}
 		return nil
 	}
+	// The holder is read from the leader: a replica a moment behind could show a claim since
+	// released (or taken over) and the identifier would be refused as taken, for good.
+	var deleted uint64
 	for range 16 {
-		_, err := s.kv.Create(ctx, key, h.value())
+		_, err := s.createAt(ctx, key, h.value(), deleted)
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !casFailed(err) {
 			return fmt.Errorf("eventstore: claim: %w", unavailable(err))
 		}
-		e, err := s.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // released meanwhile
-		}
+		e, del, err := s.kv.Latest(ctx, key)
 		if err != nil {
 			return fmt.Errorf("eventstore: claim: %w", unavailable(err))
 		}
-		owner := parseHolder(e.Value())
+		if e == nil {
+			deleted = del // released meanwhile
+			continue
+		}
+		owner := parseHolder(e.value)
 		if owner.ShadowID == shadowID {
 			return nil
 		}
-		ok, err := stale(ctx, owner, e.Created())
+		ok, err := stale(ctx, owner, e.created)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return &TakenError{Claim: c, Owner: owner.ShadowID}
 		}
-		if _, err := s.kv.Update(ctx, key, h.value(), e.Revision()); err == nil {
+		if _, err := s.kv.Update(ctx, key, h.value(), e.revision); err == nil {
 			return nil
-		} else if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
+		} else if !casFailed(err) {
 			return fmt.Errorf("eventstore: claim: %w", unavailable(err))
 		}
 	}
-	return fmt.Errorf("eventstore: claim: %w: too much contention on %v", ErrConflict, c.Value)
+	// Not a refusal (that would be the request's answer for good): the identifier's fate is not
+	// known yet, and a retry finds out.
+	return fmt.Errorf("eventstore: claim: %w: too much contention on %v", ErrUnavailable, c.Value)
+}
+
+// casFailed tells a compare-and-set that lost (another write came first) from a store failure.
+func casFailed(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isWrongLastSeq(err)
 }
 
 // Release frees an identifier if shadowID still holds it.
@@ -354,7 +393,7 @@ func (s *index) RefuseRequest(ctx context.Context, resource, requestID string, r
 		var nrev uint64
 		switch {
 		case cur == nil:
-			nrev, err = s.kv.Create(ctx, key, b)
+			nrev, err = s.createAt(ctx, key, b, rev)
 		case !cur.Pending() || cur.ShadowID != r.ShadowID || cur.OperationID != r.OperationID,
 			r.Revision != 0 && rev != r.Revision: // another attempt took the reservation over (TakeOverRequest)
 			cur.Revision = rev
@@ -366,11 +405,11 @@ func (s *index) RefuseRequest(ctx context.Context, resource, requestID string, r
 			r.Revision = nrev
 			return &r, true, nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
+		if !casFailed(err) {
 			return nil, false, fmt.Errorf("eventstore: record refusal: %w", unavailable(err))
 		}
 	}
-	return nil, false, fmt.Errorf("eventstore: record refusal: %w: too much contention", ErrConflict)
+	return nil, false, fmt.Errorf("eventstore: record refusal: %w: too much contention", ErrUnavailable)
 }
 
 func requestKey(resource, requestID string) string { return "req." + resource + "." + hash(requestID) }
@@ -384,20 +423,37 @@ func (s *index) GetRequest(ctx context.Context, resource, requestID string) (*Re
 	return r, err
 }
 
+// getRequest reads the record of a request id from the bucket's leader: a decision follows from
+// what it says, and a replica a moment behind could show a reservation since dropped or
+// completed (an attempt then decided again what was already answered: the cluster scenario
+// answered a request 409 and then, from a stale read, carried it out). It returns the record and
+// its revision, or nil and the revision to create it at (see createAt).
 func (s *index) getRequest(ctx context.Context, resource, requestID string) (*RequestRecord, uint64, error) {
-	e, err := s.kv.Get(ctx, requestKey(resource, requestID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, nil
-	}
+	e, deleted, err := s.kv.Latest(ctx, requestKey(resource, requestID))
 	if err != nil {
 		return nil, 0, fmt.Errorf("eventstore: lookup request: %w", unavailable(err))
 	}
+	if e == nil {
+		return nil, deleted, nil
+	}
 	var r RequestRecord
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
+	if err := json.Unmarshal(e.value, &r); err != nil {
 		return nil, 0, fmt.Errorf("%w: request record: %w", ErrCorrupt, err)
 	}
-	r.Since = e.Created()
-	return &r, e.Revision(), nil
+	r.Since = e.created
+	return &r, e.revision, nil
+}
+
+// createAt writes the first value of key, or the first since its delete marker at revision
+// deleted: a compare-and-set either way (ErrKeyExists or a revision mismatch if another write
+// came first). Update at the marker's revision rather than Create: nats.go's Create looks for the
+// marker with a get that a replica may answer, and a stale one makes it report the key as
+// existing.
+func (s *index) createAt(ctx context.Context, key string, value []byte, deleted uint64) (uint64, error) {
+	if deleted == 0 {
+		return s.kv.Create(ctx, key, value)
+	}
+	return s.kv.Update(ctx, key, value, deleted)
 }
 
 // ReserveRequest writes r as the pending record of a request id (created is true), unless the id
@@ -410,13 +466,14 @@ func (s *index) ReserveRequest(ctx context.Context, resource, requestID string, 
 	if err != nil {
 		return nil, false, err
 	}
+	var deleted uint64
 	for range 16 {
-		rev, err := s.kv.Create(ctx, requestKey(resource, requestID), b)
+		rev, err := s.createAt(ctx, requestKey(resource, requestID), b, deleted)
 		if err == nil {
 			r.Revision = rev
 			return &r, true, nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !casFailed(err) {
 			return nil, false, fmt.Errorf("eventstore: reserve request: %w", unavailable(err))
 		}
 		cur, rev, err := s.getRequest(ctx, resource, requestID)
@@ -427,9 +484,10 @@ func (s *index) ReserveRequest(ctx context.Context, resource, requestID string, 
 			cur.Revision = rev
 			return cur, false, nil
 		}
-		// Dropped meanwhile: try again.
+		deleted = rev // dropped meanwhile: try again after its delete marker
 	}
-	return nil, false, fmt.Errorf("eventstore: reserve request: %w: too much contention", ErrConflict)
+	// Not a refusal: nothing is decided, and a retry (503) decides.
+	return nil, false, fmt.Errorf("eventstore: reserve request: %w: too much contention", ErrUnavailable)
 }
 
 // TakeOverRequest makes the pending record r (as read, with its Revision) this caller's: it
@@ -496,7 +554,7 @@ func (s *index) PutRequest(ctx context.Context, resource, requestID string, r Re
 		}
 		switch {
 		case cur == nil:
-			_, err = s.kv.Create(ctx, key, b)
+			_, err = s.createAt(ctx, key, b, rev)
 		case !cur.Pending():
 			return nil
 		default:
@@ -505,9 +563,9 @@ func (s *index) PutRequest(ctx context.Context, resource, requestID string, r Re
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
+		if !casFailed(err) {
 			return fmt.Errorf("eventstore: record request: %w", unavailable(err))
 		}
 	}
-	return fmt.Errorf("eventstore: record request: %w: too much contention", ErrConflict)
+	return fmt.Errorf("eventstore: record request: %w: too much contention", ErrUnavailable)
 }

@@ -417,6 +417,14 @@ func (k *memKV) Get(_ context.Context, key string) (indexEntry, error) {
 	return e, nil
 }
 
+func (k *memKV) Latest(ctx context.Context, key string) (*indexEntry, uint64, error) {
+	e, err := k.Get(ctx, key)
+	if err != nil {
+		return nil, 0, nil // deleted keys are gone: Create writes them again
+	}
+	return &e, 0, nil
+}
+
 func (k *memKV) set(key string, value []byte) uint64 {
 	k.rev++
 	k.entries[key] = indexEntry{value: append([]byte(nil), value...), revision: k.rev, created: k.now()}

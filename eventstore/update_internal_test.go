@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
 	"shadowbridge/domain"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // lostAnswers is an index whose claims are stored but answered with an error, as when NATS goes
@@ -164,5 +167,90 @@ func TestKeyedLockWaitEndsWithContext(t *testing.T) {
 	defer k.mu.Unlock()
 	if len(k.locks) != 0 {
 		t.Errorf("entries left: %v", k.locks)
+	}
+}
+
+// laggingReplica answers gets from a copy of the bucket taken at snapshot, as a replica a moment
+// behind the leader does; Latest and the writes reach the leader (the bucket itself).
+type laggingReplica struct {
+	indexKV
+	old map[string]indexEntry
+}
+
+func (l *laggingReplica) snapshot(m *memKV) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l.old = maps.Clone(m.entries)
+}
+
+func (l *laggingReplica) Get(_ context.Context, key string) (indexEntry, error) {
+	e, ok := l.old[key]
+	if !ok {
+		return indexEntry{}, jetstream.ErrKeyNotFound
+	}
+	return e, nil
+}
+
+// A request's record and an identifier's holder decide what happens next, so they are read from
+// the leader: a replica still showing a reservation since refused made a retry carry the request
+// out after it had been answered 409 (the cluster scenario's "answered two ways"), and one
+// still showing a claim since released would refuse the identifier as taken, for good.
+func TestDecisionsReadRequestsAndClaimsFromTheLeader(t *testing.T) {
+	ctx := t.Context()
+	m := NewMemory(DefaultConfig())
+	leader := m.index.kv.(*memKV)
+	replica := &laggingReplica{indexKV: leader}
+	m.index.kv = replica
+	pending := RequestRecord{Fingerprint: "f", ShadowID: "s1", OperationID: "o1"}
+	if _, created, err := m.index.ReserveRequest(ctx, "demo", "req-1", pending); err != nil || !created {
+		t.Fatalf("reserve: %v %v", created, err)
+	}
+	c := domain.Claim{Kind: domain.SecondaryIdentifier, Resource: "demo", ObjectClass: "AccountObjectClass", Attribute: "login", Value: "jack"}
+	if err := m.index.Claim(ctx, c, Holder{ShadowID: "s1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	replica.snapshot(leader) // the replica stops here: the reservation pending, jack held by s1
+	refusal := pending
+	refusal.Refused = &Refusal{Category: domain.CategoryConflict, Message: "refused"}
+	if _, written, err := m.index.RefuseRequest(ctx, "demo", "req-1", refusal); err != nil || !written {
+		t.Fatalf("refuse: %v %v", written, err)
+	}
+	if err := m.index.Release(ctx, c, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := m.index.GetRequest(ctx, "demo", "req-1")
+	if err != nil || rec == nil || rec.Refused == nil {
+		t.Fatalf("the request's record: %+v %v, want the refusal", rec, err)
+	}
+	if got, created, err := m.index.ReserveRequest(ctx, "demo", "req-1", RequestRecord{Fingerprint: "f", ShadowID: "s2", OperationID: "o2"}); err != nil || created || got.Refused == nil {
+		t.Fatalf("a retry's reservation: %+v created=%v %v, want the refusal", got, created, err)
+	}
+	never := func(context.Context, Holder, time.Time) (bool, error) { return false, nil }
+	if err := m.index.Claim(ctx, c, Holder{ShadowID: "s2"}, never); err != nil {
+		t.Fatalf("claiming the released login: %v, want it free", err)
+	}
+}
+
+// everExisting is a bucket where every key exists and none can be read: a compare-and-set that
+// never wins.
+type everExisting struct{ indexKV }
+
+func (everExisting) Create(context.Context, string, []byte) (uint64, error) {
+	return 0, jetstream.ErrKeyExists
+}
+func (everExisting) Latest(context.Context, string) (*indexEntry, uint64, error) { return nil, 0, nil }
+
+// Losing every compare-and-set is no refusal: the request or the identifier is not decided, the
+// answer is "try again" (a refusal would be the request's answer for good).
+func TestContentionIsNoRefusal(t *testing.T) {
+	m := NewMemory(DefaultConfig())
+	m.index.kv = everExisting{m.index.kv}
+	_, _, err := m.index.ReserveRequest(t.Context(), "demo", "req-1", RequestRecord{ShadowID: "s1", OperationID: "o1"})
+	if !errors.Is(err, ErrUnavailable) || domain.IsRefusal(err) {
+		t.Errorf("reserve: %v, want ErrUnavailable and no refusal", err)
+	}
+	c := domain.Claim{Kind: domain.SecondaryIdentifier, Resource: "demo", ObjectClass: "AccountObjectClass", Attribute: "login", Value: "jack"}
+	if err := m.index.Claim(t.Context(), c, Holder{ShadowID: "s1"}, nil); !errors.Is(err, ErrUnavailable) || domain.IsRefusal(err) {
+		t.Errorf("claim: %v, want ErrUnavailable and no refusal", err)
 	}
 }

@@ -76,7 +76,7 @@ func (k kvIndex) Get(ctx context.Context, key string) (indexEntry, error) {
 		if r == nil || r.kvDeleted {
 			return indexEntry{}, err
 		}
-		return indexEntry{value: r.data, revision: r.Seq, created: r.Time}, nil
+		return entryOf(r), nil
 	}
 	if err != nil {
 		return indexEntry{}, err
@@ -104,7 +104,13 @@ func (k kvIndex) Latest(ctx context.Context, key string) (*indexEntry, uint64, e
 	case r.kvDeleted:
 		return nil, r.Seq, nil
 	}
-	return &indexEntry{value: r.data, revision: r.Seq, created: r.Time}, 0, nil
+	e := entryOf(r)
+	return &e, 0, nil
+}
+
+// entryOf is a key's value as read from the bucket's stream.
+func entryOf(r *Record) indexEntry {
+	return indexEntry{value: r.data, revision: r.Seq, created: r.Time}
 }
 
 func (k kvIndex) Put(ctx context.Context, key string, value []byte) (uint64, error) {
@@ -296,7 +302,7 @@ func (s *index) Release(ctx context.Context, c domain.Claim, shadowID string) er
 		return nil
 	}
 	err = s.kv.DeleteIf(ctx, key, e.Revision())
-	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
+	if err != nil && !casFailed(err) {
 		return fmt.Errorf("eventstore: release: %w", unavailable(err))
 	}
 	return nil
@@ -505,8 +511,7 @@ func (s *index) TakeOverRequest(ctx context.Context, resource, requestID string,
 		r.Revision, r.Since = rev, time.Time{}
 		return &r, nil
 	}
-	if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) &&
-		!errors.Is(err, jetstream.ErrKeyNotFound) {
+	if !casFailed(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("eventstore: take over request: %w", unavailable(err))
 	}
 	cur, rev, err := s.getRequest(ctx, resource, requestID)
@@ -526,7 +531,7 @@ func (s *index) DropRequest(ctx context.Context, resource, requestID string, r R
 		return err
 	}
 	err = s.kv.DeleteIf(ctx, requestKey(resource, requestID), rev)
-	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isWrongLastSeq(err) {
+	if err != nil && !casFailed(err) {
 		return fmt.Errorf("eventstore: drop request: %w", unavailable(err))
 	}
 	return nil

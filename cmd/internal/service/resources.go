@@ -120,9 +120,6 @@ func (s *Service) noteAvailability(ctx context.Context, resource string, status 
 		s.availMu.Unlock()
 		return
 	}
-	if s.avail == nil {
-		s.avail = map[string]availSeen{}
-	}
 	s.avail[resource] = availSeen{status: status, at: seen.at, recording: true}
 	s.availMu.Unlock()
 	changed, err := s.setAvailability(ctx, resource, status, reason)
@@ -178,9 +175,6 @@ func (s *Service) SetAvailability(ctx context.Context, resource string, status d
 		return err
 	}
 	s.availMu.Lock()
-	if s.avail == nil {
-		s.avail = map[string]availSeen{}
-	}
 	s.avail[resource] = availSeen{status: status, at: s.now()} // a report of another status is not skipped
 	s.availMu.Unlock()
 	return nil

@@ -160,7 +160,7 @@ func New(store Store, pending Pending, catalog domain.Catalog, log *slog.Logger,
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Service{store: store, pending: pending, catalog: catalog, log: log.WithGroup("service"),
+	s := &Service{store: store, pending: pending, catalog: catalog, log: log.WithGroup("service"), avail: map[string]availSeen{},
 		now: func() time.Time { return time.Now().UTC() }, metrics: metrics.New(), tracer: noop.NewTracerProvider().Tracer("shadowbridge")}
 	for _, o := range opts {
 		o(s)

@@ -149,7 +149,9 @@ func (s *SampleSystem) Run(ctx context.Context) error {
 		}
 		wg.Wait()
 	}()
-	it, err := cons.Messages()
+	// A lost pull request is noticed after two missed heartbeats: nats.go's default of 15 s
+	// stalled the sample target for 30 s (eventstore's durableHeartbeat says more).
+	it, err := cons.Messages(jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return fmt.Errorf("sample system: %w", err)
 	}

@@ -249,7 +249,9 @@ type SubscribeOptions struct {
 // idempotent and must not assume that a record is newer than the ones it saw before. (Records are
 // acknowledged one by one: an ack-all of a newer record would acknowledge older ones still
 // awaiting redelivery, and they would never be processed.) Several processes may subscribe with
-// the same name. Subscribe returns when ctx ends.
+// the same name. Subscribe returns nil when ctx ends, or at once the error that kept it from
+// making or pulling from the consumer (ErrUnavailable when NATS did not answer): starting it
+// again is the caller's, and nothing is lost meanwhile.
 func (s *Store) Subscribe(ctx context.Context, name string, o SubscribeOptions, fn func(context.Context, []*Record) error) error {
 	if o.Batch <= 0 {
 		o.Batch = 256
@@ -259,12 +261,13 @@ func (s *Store) Subscribe(ctx context.Context, name string, o SubscribeOptions, 
 		return err
 	}
 	msgs := make(chan jetstream.Msg, o.Batch)
+	var lastErr atomic.Pointer[error]
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case msgs <- m:
 		case <-ctx.Done():
 		}
-	}, jetstream.PullMaxMessages(o.Batch))
+	}, durablePull(name, o.Logger, o.Batch, &lastErr)...)
 	if err != nil {
 		return fmt.Errorf("eventstore: consume %s: %w", name, unavailable(err))
 	}
@@ -276,6 +279,10 @@ func (s *Store) Subscribe(ctx context.Context, name string, o SubscribeOptions, 
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-cc.Closed():
+			if len(msgs) == 0 {
+				return consumeEnded(name, &lastErr)
+			}
 		case m := <-msgs:
 			batch = append(batch, m)
 		}
@@ -364,7 +371,7 @@ func (s *Store) process(ctx context.Context, name string, batch []jetstream.Msg,
 // is acknowledged as soon as fn returns nil for it; when fn fails it is retried with a backoff
 // (the worker's other records wait), so nothing is skipped. As with Subscribe, records of a
 // crashed subscriber are redelivered after AckWait, possibly after newer ones: fn must be
-// idempotent. Returns when ctx ends.
+// idempotent. Returns as Subscribe does.
 func (s *Store) SubscribeSharded(ctx context.Context, name string, o SubscribeOptions, fn func(context.Context, *Record) error) error {
 	if o.Workers <= 0 {
 		o.Workers = 64
@@ -375,15 +382,16 @@ func (s *Store) SubscribeSharded(ctx context.Context, name string, o SubscribeOp
 	}
 	queues := make([]chan jetstream.Msg, o.Workers)
 	slots := make([]busySlot, o.Workers)
-	kctx, stopKeeping := context.WithCancel(ctx)
-	defer stopKeeping()
-	go keepLeases(kctx, o.AckWait/3, slots)
+	// The workers' context also ends when consuming stops under them (see below).
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	go keepLeases(wctx, o.AckWait/3, slots)
 	var wg sync.WaitGroup
 	for i := range queues {
 		queues[i] = make(chan jetstream.Msg, 16)
 		wg.Go(func() {
 			for m := range queues[i] {
-				s.processOne(ctx, name, m, o, fn, &slots[i])
+				s.processOne(wctx, name, m, o, fn, &slots[i])
 			}
 		})
 	}
@@ -393,21 +401,29 @@ func (s *Store) SubscribeSharded(ctx context.Context, name string, o SubscribeOp
 		}
 		wg.Wait()
 	}
+	var lastErr atomic.Pointer[error]
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case queues[shard(m.Subject(), len(queues))] <- m:
 		case <-ctx.Done():
 		}
-	}, jetstream.PullMaxMessages(4*o.Workers))
+	}, durablePull(name, o.Logger, 4*o.Workers, &lastErr)...)
 	if err != nil {
 		stop()
 		return fmt.Errorf("eventstore: consume %s: %w", name, unavailable(err))
 	}
-	<-ctx.Done()
-	cc.Stop()
-	<-cc.Closed()
-	stop()
-	return nil
+	select {
+	case <-ctx.Done():
+		cc.Stop()
+		<-cc.Closed()
+		stop()
+		return nil
+	case <-cc.Closed():
+		// What the workers hold and have not finished is redelivered to the next subscriber.
+		stopWorkers()
+		stop()
+		return consumeEnded(name, &lastErr)
+	}
 }
 
 // shard picks the worker of a subject: FNV-1a over its bytes, without allocating (this runs for
@@ -491,6 +507,50 @@ func keepLeases(ctx context.Context, every time.Duration, slots []busySlot) {
 			}
 		}
 	}
+}
+
+// durableHeartbeat is the idle heartbeat of a durable subscription's pull requests. A pull
+// request can be lost without a word (on a cluster, one sent while the consumer's leader is still
+// being elected or its interest is still crossing the routes; any consumer's after a leader
+// change): nats.go sends another only after two missed heartbeats, with its default of 15 s (half
+// the 30 s expiry) a 30 s stall of the dispatcher, the projector or the timers. The contract
+// suite's subscriptions on a 3-node cluster under load met it about once in 50 (the consumer
+// made, its records pending, no pull request waiting), and CI failed on it. One second bounds it
+// at two; an idle heartbeat costs one small message per second per subscription.
+const durableHeartbeat = time.Second
+
+// durablePull are the pull options of Subscribe and SubscribeSharded: up to max messages
+// waiting in the client, the heartbeat above, and consume errors logged (a missed heartbeat at
+// debug, since nats.go recovers by pulling again, as does the connection's closing at a stop;
+// the consumer deleted under it as a warning; anything else, such as a leadership change, at
+// info). The last error is kept in last: nats.go stops consuming for good on some (the
+// consumer deleted under it), and the subscriber says why it ended.
+func durablePull(name string, log *slog.Logger, max int, last *atomic.Pointer[error]) []jetstream.PullConsumeOpt {
+	return []jetstream.PullConsumeOpt{
+		jetstream.PullMaxMessages(max),
+		jetstream.PullHeartbeat(durableHeartbeat),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			last.Store(&err)
+			if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConnectionClosed) {
+				log.Debug("consume: pulling again", "consumer", name, "err", err)
+				return
+			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) {
+				log.Warn("consume: the consumer was deleted", "consumer", name)
+				return
+			}
+			log.Info("consume", "consumer", name, "err", err)
+		}),
+	}
+}
+
+// consumeEnded is the error of a subscription whose consuming stopped while its context lives.
+func consumeEnded(name string, last *atomic.Pointer[error]) error {
+	why := errors.New("stopped without a reason")
+	if e := last.Load(); e != nil {
+		why = *e
+	}
+	return fmt.Errorf("eventstore: consume %s: %w: %w", name, ErrUnavailable, why)
 }
 
 // durable creates or updates the durable consumer of the event subjects (explicit acks: see

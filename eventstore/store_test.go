@@ -218,3 +218,46 @@ func TestLoadManyCutShortIsAnError(t *testing.T) {
 		t.Fatalf("Owners with no time to answer: %q and no error", got)
 	}
 }
+
+// A subscription whose durable consumer is deleted under it (`nats consumer rm`, a stream
+// restored without it) ends with an error saying so, rather than wait for ever on a consumer
+// that will never deliver again: its caller (the app's supervisor) makes it anew.
+func TestSubscriptionEndsWhenItsConsumerIsDeleted(t *testing.T) {
+	s := openStore(t, true)
+	subscribers := map[string]func(ctx context.Context, name string) error{
+		"Subscribe": func(ctx context.Context, name string) error {
+			return s.Subscribe(ctx, name, eventstore.SubscribeOptions{}, func(context.Context, []*eventstore.Record) error { return nil })
+		},
+		"SubscribeSharded": func(ctx context.Context, name string) error {
+			return s.SubscribeSharded(ctx, name, eventstore.SubscribeOptions{Workers: 2}, func(context.Context, *eventstore.Record) error { return nil })
+		},
+	}
+	for kind, subscribe := range subscribers {
+		t.Run(kind, func(t *testing.T) {
+			ctx := t.Context()
+			name := "deleted-" + kind
+			ended := make(chan error, 1)
+			go func() { ended <- subscribe(ctx, name) }()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				err := s.JetStream().DeleteConsumer(ctx, s.Config().Stream, name)
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, jetstream.ErrConsumerNotFound) || time.Now().After(deadline) {
+					t.Fatal(err)
+				}
+				time.Sleep(10 * time.Millisecond) // not made yet
+			}
+			select {
+			case err := <-ended:
+				if !errors.Is(err, eventstore.ErrUnavailable) || !strings.Contains(err.Error(), name) {
+					t.Fatalf("ended with %v; want ErrUnavailable naming the consumer", err)
+				}
+				t.Log(err)
+			case <-time.After(15 * time.Second):
+				t.Fatal("still subscribed 15 s after its consumer was deleted")
+			}
+		})
+	}
+}

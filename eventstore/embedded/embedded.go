@@ -125,10 +125,10 @@ func Start(o Options) (*server.Server, error) {
 		s.SetLogger(full, false, false)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !s.ReadyForConnections(readyTimeout) {
 		s.Shutdown()
 		release()
-		return nil, fmt.Errorf("embedded nats: not ready after 10s on %s", o.Listen)
+		return nil, fmt.Errorf("embedded nats: not ready after %s on %s", readyTimeout, o.Listen)
 	}
 	go func() { s.WaitForShutdown(); release() }()
 	if sizeStore {
@@ -139,3 +139,7 @@ func Start(o Options) (*server.Server, error) {
 
 // ErrDirInUse: the JetStream directory is in use by another running server (see Options.StoreDir).
 var ErrDirInUse = errors.New("data directory in use")
+
+// readyTimeout is how long Start waits for the server to take clients: a node of a cluster
+// recovering its streams on a loaded machine took more than 10 s.
+const readyTimeout = 30 * time.Second

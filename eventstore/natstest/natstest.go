@@ -5,6 +5,7 @@ package natstest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -248,11 +249,29 @@ func StartCluster(t testing.TB, n int) []*Server {
 	t.Helper()
 	plan := ClusterPlan(t, n)
 	servers := make([]*Server, n)
+	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i, node := range plan {
-		wg.Go(func() { servers[i] = StartNode(t, node) })
+		wg.Go(func() {
+			// Started at once (a node waits for its routes), failing here: t.Fatal belongs to
+			// the test's goroutine.
+			s, err := embedded.Start(node.Options())
+			if err != nil {
+				errs[i] = fmt.Errorf("node %s: %w", node.Name, err)
+				return
+			}
+			servers[i] = &Server{Server: s, Dir: node.Dir}
+		})
 	}
 	wg.Wait()
+	for _, s := range servers {
+		if s != nil {
+			t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
 	WaitClusterReady(t, URLs(plan))
 	return servers
 }

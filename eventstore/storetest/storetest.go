@@ -564,6 +564,7 @@ func testReplay(t *testing.T, s Store) {
 }
 
 func testSubscribe(t *testing.T, s Store) {
+	const ackWait = 2 * time.Second
 	ctx := t.Context()
 	res := Resource(t)
 	const n = 20
@@ -578,10 +579,8 @@ func testSubscribe(t *testing.T, s Store) {
 	var seen []uint64
 	failed := false
 	sub1, cancel1 := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Subscribe(sub1, "contract", eventstore.SubscribeOptions{Batch: 7}, func(_ context.Context, recs []*eventstore.Record) error {
+	ended := running(func() error {
+		return s.Subscribe(sub1, "contract", eventstore.SubscribeOptions{Batch: 7, AckWait: ackWait}, func(_ context.Context, recs []*eventstore.Record) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if !failed {
@@ -593,10 +592,12 @@ func testSubscribe(t *testing.T, s Store) {
 			}
 			return nil
 		})
-	}()
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) >= n })
+	})
+	waitFor(t, ended, func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) >= n })
 	cancel1()
-	<-done
+	if err := <-ended; err != nil {
+		t.Fatalf("subscription: %v", err)
+	}
 	mu.Lock()
 	for i := 1; i < len(seen); i++ {
 		if seen[i] <= seen[i-1] {
@@ -604,7 +605,10 @@ func testSubscribe(t *testing.T, s Store) {
 		}
 	}
 	mu.Unlock()
-	// A new subscriber on the same durable starts after what was acknowledged.
+	// A new subscriber on the same durable starts after what was acknowledged. The stopped
+	// subscriber's last pull request can outlive it on the server for a moment (on a cluster, its
+	// end crosses the routes): a record handed to it is redelivered after AckWait (Subscribe's
+	// contract), so the wait allows for one redelivery.
 	id := NewID()
 	_, r, err := Decide(ctx, t, s, res, id, addCmd(res, id, "late"))
 	if err != nil {
@@ -613,20 +617,22 @@ func testSubscribe(t *testing.T, s Store) {
 	sub2, cancel2 := context.WithCancel(ctx)
 	defer cancel2()
 	got := make(chan uint64, 100)
-	go func() {
-		_ = s.Subscribe(sub2, "contract", eventstore.SubscribeOptions{}, func(_ context.Context, recs []*eventstore.Record) error {
+	ended = running(func() error {
+		return s.Subscribe(sub2, "contract", eventstore.SubscribeOptions{AckWait: ackWait}, func(_ context.Context, recs []*eventstore.Record) error {
 			for _, r := range recs {
 				got <- r.Seq
 			}
 			return nil
 		})
-	}()
+	})
 	select {
+	case err := <-ended:
+		t.Fatalf("resumed subscription ended: %v", err)
 	case seq := <-got:
 		if seq != r.Seq {
 			t.Fatalf("resumed at %d, want %d", seq, r.Seq)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(ackWait + 10*time.Second):
 		t.Fatal("resumed subscriber got nothing")
 	}
 }
@@ -839,15 +845,29 @@ func testBadCommit(t *testing.T, s Store) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+// waitFor waits up to 15 s for cond while the subscription whose result comes on ended runs:
+// one that ends first fails the test with its error rather than leave it waiting out its time.
+func waitFor(t *testing.T, ended <-chan error, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
+		select {
+		case err := <-ended:
+			t.Fatalf("subscription ended before the condition was met: %v", err)
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatal("condition not met in 15s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// running runs a subscription and gives its result.
+func running(subscribe func() error) <-chan error {
+	ended := make(chan error, 1)
+	go func() { ended <- subscribe() }()
+	return ended
 }
 
 func testFollow(t *testing.T, s Store) {
@@ -935,10 +955,8 @@ func testSharded(t *testing.T, s Store) {
 	seen := map[string][]uint64{}
 	failedOnce := false
 	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.SubscribeSharded(sctx, "sharded", eventstore.SubscribeOptions{Workers: 4}, func(_ context.Context, r *eventstore.Record) error {
+	ended := running(func() error {
+		return s.SubscribeSharded(sctx, "sharded", eventstore.SubscribeOptions{Workers: 4}, func(_ context.Context, r *eventstore.Record) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if !failedOnce {
@@ -948,8 +966,8 @@ func testSharded(t *testing.T, s Store) {
 			seen[r.ShadowID] = append(seen[r.ShadowID], r.Seq)
 			return nil
 		})
-	}()
-	waitFor(t, func() bool {
+	})
+	waitFor(t, ended, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		n := 0
@@ -959,7 +977,9 @@ func testSharded(t *testing.T, s Store) {
 		return n >= 50
 	})
 	cancel()
-	<-done
+	if err := <-ended; err != nil {
+		t.Fatalf("subscription: %v", err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for id, seqs := range seen {

@@ -460,12 +460,43 @@ func (a *App) goRun(name string, fn func(context.Context) error) {
 		// Labelled, with every goroutine it starts: a goroutine dump (a stop that takes too
 		// long prints one) says which component a stack belongs to.
 		pprof.Do(a.ctx, pprof.Labels(ComponentLabel, name), func(ctx context.Context) {
-			if err := fn(ctx); err != nil && ctx.Err() == nil {
-				a.log.Error("component stopped", "component", name, "err", err)
-			}
+			supervise(ctx, name, fn, a.log, a.metrics.ComponentRestarts.Inc, restartBackoff)
 		})
 	})
 }
+
+// supervise runs fn until ctx ends, starting it again (after a pause that doubles from first up
+// to a minute, and starts over after a run that lasted longer than that) whenever it ends first:
+// a component must never stop for good while the process lives on and says it is ready (a
+// dispatcher whose consumer could not be made during an outage would leave every operation
+// pending until a restart). Each restart is logged and counted.
+func supervise(ctx context.Context, name string, fn func(context.Context) error, log *slog.Logger, restarted func(...string), first time.Duration) {
+	pause := first
+	for {
+		began := time.Now()
+		err := fn(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(began) > maxRestartPause {
+			pause = first
+		}
+		log.Error("component ended, starting it again", "component", name, "err", err, "in", pause)
+		restarted(name)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, maxRestartPause)
+	}
+}
+
+// restartBackoff is supervise's first pause; maxRestartPause its longest.
+const (
+	restartBackoff  = time.Second
+	maxRestartPause = time.Minute
+)
 
 // ComponentLabel is the pprof label naming the component a goroutine runs for (see Running).
 const ComponentLabel = "component"

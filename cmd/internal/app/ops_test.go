@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	"shadowbridge/cmd/internal/app"
 	"shadowbridge/cmd/internal/buildinfo"
 	"shadowbridge/domain"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -131,5 +134,34 @@ func TestMetricsArePerApp(t *testing.T) {
 	const series = `shadowbridge_commands_total{outcome="ok",verb="add"}`
 	if metric(t, m1, series) != 1 || metric(t, m2, series) != -1 {
 		t.Fatalf("adds counted: app one %v, app two %v (want 1 and none)", metric(t, m1, series), metric(t, m2, series))
+	}
+}
+
+// A component whose consumer is deleted under it (an operator's `nats consumer rm`) is started
+// again, which makes the consumer anew: the dispatcher and the projector go on, a new add still
+// becomes live in the projection, and each restart is counted. Before, the component ended for
+// good while the service went on answering and saying it was ready.
+func TestComponentsStartAgainWhenTheirConsumerIsDeleted(t *testing.T) {
+	e := start(t, app.DefaultConfig(), app.Options{})
+	srv := httptest.NewServer(e.app.Handler())
+	defer srv.Close()
+	first := e.ok(t, "prov.cmd.demo.add", map[string]any{"objectClass": "AccountObjectClass", "attributes": map[string]any{"login": []any{"before"}}})["shadowId"].(string)
+	e.waitShadow(t, "demo", first, func(d domain.ShadowData) bool { return d.LifecycleState == domain.LifecycleLive })
+	js, _ := jetstream.New(e.nc)
+	for _, durable := range []string{"PROV_DISPATCHER", "PROV_PROJECTOR"} {
+		if err := js.DeleteConsumer(t.Context(), e.app.Store.Config().Stream, durable); err != nil {
+			t.Fatalf("delete %s: %v", durable, err)
+		}
+	}
+	id := e.ok(t, "prov.cmd.demo.add", map[string]any{"objectClass": "AccountObjectClass", "attributes": map[string]any{"login": []any{"after"}}})["shadowId"].(string)
+	e.waitShadow(t, "demo", id, func(d domain.ShadowData) bool { return d.LifecycleState == domain.LifecycleLive })
+	_, text := get(t, srv.URL+"/metrics")
+	for _, c := range []string{"dispatcher", "projector"} {
+		if n := metric(t, text, fmt.Sprintf(`shadowbridge_component_restarts_total{component=%q}`, c)); n != 1 {
+			t.Errorf("%s restarted %v times, want 1", c, n)
+		}
+	}
+	if r := e.app.Running(); !slices.Contains(r, "dispatcher") || !slices.Contains(r, "projector") {
+		t.Fatalf("running: %v", r)
 	}
 }

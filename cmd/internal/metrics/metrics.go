@@ -55,6 +55,8 @@ type Set struct {
 	RecordsSkipped *CounterVec
 	// ConfirmationsRefused counts the target's confirmations that could never be stored.
 	ConfirmationsRefused *CounterVec
+	// ComponentRestarts counts components started again after they ended on their own.
+	ComponentRestarts *CounterVec
 }
 
 // New returns a fresh set of shadowbridge's metrics, with the Go runtime and process collectors.
@@ -82,6 +84,7 @@ func New() *Set {
 		BridgeOutcomes:       counter("shadowbridge_bridge_outcomes_total", "Attempts recorded by the dispatcher, by resource and outcome (sent, failed, postponed).", "resource", "outcome"),
 		ConfirmationsRefused: counter("shadowbridge_confirmations_refused_total", "Confirmations from a target refused for good (dead-lettered), by resource and reason (malformed, unknown-operation, invalid); logged at most once per 10 s.", "resource", "reason"),
 		RecordsSkipped:       counter("shadowbridge_records_skipped_total", "Records of the log passed over because they cannot be decoded (not written by shadowbridge), by reader; each is logged once.", "reader"),
+		ComponentRestarts:    counter("shadowbridge_component_restarts_total", "Components (dispatcher, projector, timers, receivers, ...) started again after they ended on their own, with an error, while the service ran.", "component"),
 		Timers:               counter("shadowbridge_timers_total", "Timers armed, cancelled and fired; stale: a record's arming or cancel skipped because a newer decision's schedule is in place; undecodable: a record whose timer events could not be read.", "action"),
 	}
 }

@@ -170,7 +170,8 @@ func (s *server) finish(m *nats.Msg, start time.Time, reply any, err error) {
 		outcome = string(cat)
 		data, h = errorReply(code, cat, err)
 	}
-	s.send(m, data, h)
+	// Counted before the reply goes out: a client that has its answer finds it in the metrics and
+	// the stats (counted after, a scrape right after the reply missed it now and then).
 	elapsed := time.Since(start)
 	s.micro.record(m.Subject, elapsed, code, err)
 	if name, query := kindOf(m.Subject); query {
@@ -180,6 +181,7 @@ func (s *server) finish(m *nats.Msg, start time.Time, reply any, err error) {
 		s.metrics.Commands.Inc(name, outcome)
 		s.metrics.CommandDuration.Observe(elapsed, name)
 	}
+	s.send(m, data, h)
 }
 
 // errorReply is micro's error convention: the status code and a one-line message in headers,

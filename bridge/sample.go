@@ -446,7 +446,10 @@ func (s *SampleSystem) WatchEdits(ctx context.Context, class func(resource strin
 	if err != nil {
 		return fmt.Errorf("sample system: watch: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
+	// Stopped without waiting: nats.go deletes the watch's consumer with a request that, NATS
+	// being unreachable at a stop, takes its 5 s timeout (every stop of the app waited for it);
+	// the server drops an ordered consumer no one reads anyway.
+	defer func() { go func() { _ = w.Stop() }() }()
 	for {
 		select {
 		case <-ctx.Done():

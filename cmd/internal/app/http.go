@@ -176,6 +176,9 @@ func secure(cfg HTTPConfig, next http.Handler) http.Handler {
 // readyLag is how far the projection may trail the log for the service to count as caught up.
 const readyLag = 1000
 
+// readyWait bounds Ready's question to JetStream: no answer in that time is "not ready".
+const readyWait = 900 * time.Millisecond
+
 // Ready returns nil when the service can answer from current data: NATS is connected, the pending
 // index has loaded, and the projection trails the log by fewer than readyLag records.
 func (a *App) Ready(ctx context.Context) error {
@@ -185,6 +188,10 @@ func (a *App) Ready(ctx context.Context) error {
 	if !a.Pending.Ready() {
 		return errors.New("pending index still loading")
 	}
+	// Bounded: a probe has a timeout of its own (Kubernetes' default is 1 s), and a NATS server
+	// going away while the connection still says connected left the lag's request waiting 5 s.
+	ctx, cancel := context.WithTimeout(ctx, readyWait)
+	defer cancel()
 	lag, err := a.Projector.Lag(ctx, a.Store.Config().Stream)
 	if err != nil {
 		return fmt.Errorf("projection lag unknown: %w", err)

@@ -266,6 +266,12 @@ func (d *Dispatcher) dispatchRecord(ctx context.Context, r *eventstore.Record) e
 		d.skip(r, err)
 		return nil
 	}
+	if r.Replayed {
+		// The consumer was made after this record (deleted and made again, or new on an old
+		// log): the request may have been sent and answered long ago, by a process whose memory
+		// of it is gone. The shadow as it is now says whether it is still due.
+		known = nil
+	}
 	for _, e := range evs {
 		dr, ok := e.(domain.DispatchRequested)
 		if !ok {

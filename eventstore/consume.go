@@ -256,7 +256,7 @@ func (s *Store) Subscribe(ctx context.Context, name string, o SubscribeOptions, 
 	if o.Batch <= 0 {
 		o.Batch = 256
 	}
-	cons, err := s.durable(ctx, name, &o, 4*o.Batch)
+	cons, made, err := s.durable(ctx, name, &o, 4*o.Batch)
 	if err != nil {
 		return err
 	}
@@ -302,7 +302,7 @@ func (s *Store) Subscribe(ctx context.Context, name string, o SubscribeOptions, 
 				continue
 			}
 			rec := s.newRecord(m.Subject(), md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data())
-			rec.Deliveries = md.NumDelivered
+			rec.Deliveries, rec.Replayed = md.NumDelivered, md.Timestamp.Before(made)
 			recs = append(recs, rec)
 		}
 		if len(recs) == 0 {
@@ -376,7 +376,7 @@ func (s *Store) SubscribeSharded(ctx context.Context, name string, o SubscribeOp
 	if o.Workers <= 0 {
 		o.Workers = 64
 	}
-	cons, err := s.durable(ctx, name, &o, 8*o.Workers)
+	cons, made, err := s.durable(ctx, name, &o, 8*o.Workers)
 	if err != nil {
 		return err
 	}
@@ -391,7 +391,7 @@ func (s *Store) SubscribeSharded(ctx context.Context, name string, o SubscribeOp
 		queues[i] = make(chan jetstream.Msg, 16)
 		wg.Go(func() {
 			for m := range queues[i] {
-				s.processOne(wctx, name, m, o, fn, &slots[i])
+				s.processOne(wctx, name, m, made, o, fn, &slots[i])
 			}
 		})
 	}
@@ -439,7 +439,7 @@ func shard(subject string, workers int) int {
 
 // processOne runs fn on one record until it succeeds (or ctx ends), then acknowledges it. Its
 // lease is kept alive by the worker's keeper while it runs (slot names the record).
-func (s *Store) processOne(ctx context.Context, name string, m jetstream.Msg, o SubscribeOptions, fn func(context.Context, *Record) error, slot *busySlot) {
+func (s *Store) processOne(ctx context.Context, name string, m jetstream.Msg, made time.Time, o SubscribeOptions, fn func(context.Context, *Record) error, slot *busySlot) {
 	if ctx.Err() != nil {
 		return // redelivered to the next subscriber
 	}
@@ -449,7 +449,7 @@ func (s *Store) processOne(ctx context.Context, name string, m jetstream.Msg, o 
 		return
 	}
 	rec := s.newRecord(m.Subject(), md.Sequence.Stream, md.Timestamp, m.Headers(), m.Data())
-	rec.Deliveries = md.NumDelivered
+	rec.Deliveries, rec.Replayed = md.NumDelivered, md.Timestamp.Before(made)
 	slot.hold(m)
 	defer slot.hold(nil)
 	backoff := 50 * time.Millisecond
@@ -554,8 +554,9 @@ func consumeEnded(name string, last *atomic.Pointer[error]) error {
 }
 
 // durable creates or updates the durable consumer of the event subjects (explicit acks: see
-// Subscribe) and fills in the options' defaults.
-func (s *Store) durable(ctx context.Context, name string, o *SubscribeOptions, maxAckPending int) (jetstream.Consumer, error) {
+// Subscribe) and fills in the options' defaults. It returns when the consumer was first made,
+// by the server's clock: the records stored before are Replayed.
+func (s *Store) durable(ctx context.Context, name string, o *SubscribeOptions, maxAckPending int) (jetstream.Consumer, time.Time, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -575,9 +576,15 @@ func (s *Store) durable(ctx context.Context, name string, o *SubscribeOptions, m
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: consumer %s: %w", name, unavailable(err))
+		return nil, time.Time{}, fmt.Errorf("eventstore: consumer %s: %w", name, unavailable(err))
 	}
-	return cons, nil
+	info := cons.CachedInfo()
+	if info == nil {
+		if info, err = cons.Info(ctx); err != nil {
+			return nil, time.Time{}, fmt.Errorf("eventstore: consumer %s: %w", name, unavailable(err))
+		}
+	}
+	return cons, info.Created, nil
 }
 
 // ScanOptions select the records of an audit.

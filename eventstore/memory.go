@@ -241,9 +241,10 @@ func (m *Memory) Follow(ctx context.Context, from uint64, fn func(*Record) error
 // memDurable is a durable subscription's position: every record before next is delivered, and
 // acked holds the acknowledged ones.
 type memDurable struct {
-	mu    sync.Mutex
-	acked map[uint64]bool
-	floor uint64 // every record below it is acknowledged
+	mu     sync.Mutex
+	acked  map[uint64]bool
+	floor  uint64 // every record below it is acknowledged
+	before uint64 // the last record stored when it was made: those up to it are Replayed
 }
 
 func (m *Memory) durable(name string) *memDurable {
@@ -251,7 +252,7 @@ func (m *Memory) durable(name string) *memDurable {
 	defer m.mu.Unlock()
 	d, ok := m.durables[name]
 	if !ok {
-		d = &memDurable{acked: map[uint64]bool{}, floor: 1}
+		d = &memDurable{acked: map[uint64]bool{}, floor: 1, before: uint64(len(m.records))}
 		m.durables[name] = d
 	}
 	return d
@@ -312,6 +313,9 @@ func (m *Memory) Subscribe(ctx context.Context, name string, o SubscribeOptions,
 			seq = r.Seq + 1
 			continue
 		}
+		for _, b := range batch {
+			b.Replayed = b.Seq <= d.before
+		}
 		for fn(ctx, batch) != nil {
 			if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 				return nil
@@ -365,6 +369,7 @@ func (m *Memory) SubscribeSharded(ctx context.Context, name string, o SubscribeO
 		if d.done(r.Seq) {
 			continue
 		}
+		r.Replayed = r.Seq <= d.before
 		select {
 		case queues[shard(r.Subject, len(queues))] <- r:
 		case <-ctx.Done():

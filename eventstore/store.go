@@ -389,6 +389,12 @@ type Record struct {
 	// Deliveries is how many times a durable consumer has handed this record out (1 the first
 	// time; more after a crash or a missed acknowledgement); 0 outside durable consumers.
 	Deliveries uint64
+	// Replayed is true for a record a durable consumer hands out although it was stored before
+	// the consumer was made (made for the first time on an existing log, or again after it was
+	// deleted): the record may be long past, and its state is not the shadow's current one, so a
+	// reader that acts on it (the dispatcher) looks at the shadow as it is now. False outside
+	// durable consumers.
+	Replayed   bool
 	data       []byte
 	wc         *wireCommit
 	kvDeleted  bool // a KV delete or purge marker (leader reads of the index)

@@ -576,7 +576,7 @@ func testSubscribe(t *testing.T, s Store) {
 	}
 	// First subscriber fails once on its first batch, then sees everything in order.
 	var mu sync.Mutex
-	var seen []uint64
+	var seen, fresh []uint64
 	failed := false
 	sub1, cancel1 := context.WithCancel(ctx)
 	ended := running(func() error {
@@ -589,6 +589,9 @@ func testSubscribe(t *testing.T, s Store) {
 			}
 			for _, r := range recs {
 				seen = append(seen, r.Seq)
+				if !r.Replayed {
+					fresh = append(fresh, r.Seq)
+				}
 			}
 			return nil
 		})
@@ -604,6 +607,10 @@ func testSubscribe(t *testing.T, s Store) {
 			t.Fatalf("out of order or repeated after a failed batch: %v", seen)
 		}
 	}
+	// Stored before the consumer was made: the dispatcher must not trust their state.
+	if len(fresh) > 0 {
+		t.Fatalf("records stored before the consumer was made not marked replayed: %v", fresh)
+	}
 	mu.Unlock()
 	// A new subscriber on the same durable starts after what was acknowledged. The stopped
 	// subscriber's last pull request can outlive it on the server for a moment (on a cluster, its
@@ -616,11 +623,11 @@ func testSubscribe(t *testing.T, s Store) {
 	}
 	sub2, cancel2 := context.WithCancel(ctx)
 	defer cancel2()
-	got := make(chan uint64, 100)
+	got := make(chan *eventstore.Record, 100)
 	ended = running(func() error {
 		return s.Subscribe(sub2, "contract", eventstore.SubscribeOptions{AckWait: ackWait}, func(_ context.Context, recs []*eventstore.Record) error {
 			for _, r := range recs {
-				got <- r.Seq
+				got <- r
 			}
 			return nil
 		})
@@ -628,9 +635,12 @@ func testSubscribe(t *testing.T, s Store) {
 	select {
 	case err := <-ended:
 		t.Fatalf("resumed subscription ended: %v", err)
-	case seq := <-got:
-		if seq != r.Seq {
-			t.Fatalf("resumed at %d, want %d", seq, r.Seq)
+	case rec := <-got:
+		if rec.Seq != r.Seq {
+			t.Fatalf("resumed at %d, want %d", rec.Seq, r.Seq)
+		}
+		if rec.Replayed {
+			t.Fatalf("record %d, stored after its consumer was made, marked replayed", rec.Seq)
 		}
 	case <-time.After(ackWait + 10*time.Second):
 		t.Fatal("resumed subscriber got nothing")

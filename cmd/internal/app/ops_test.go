@@ -156,6 +156,11 @@ func TestComponentsStartAgainWhenTheirConsumerIsDeleted(t *testing.T) {
 	id := e.ok(t, "prov.cmd.demo.add", map[string]any{"objectClass": "AccountObjectClass", "attributes": map[string]any{"login": []any{"after"}}})["shadowId"].(string)
 	e.waitShadow(t, "demo", id, func(d domain.ShadowData) bool { return d.LifecycleState == domain.LifecycleLive })
 	_, text := get(t, srv.URL+"/metrics")
+	// The new consumer starts at the log's beginning: the first add's request, delivered again,
+	// must not go to the target a second time.
+	if n := metric(t, text, `shadowbridge_bridge_outcomes_total{outcome="sent",resource="demo"}`); n != 2 {
+		t.Errorf("%v requests sent for 2 adds", n)
+	}
 	for _, c := range []string{"dispatcher", "projector"} {
 		if n := metric(t, text, fmt.Sprintf(`shadowbridge_component_restarts_total{component=%q}`, c)); n != 1 {
 			t.Errorf("%s restarted %v times, want 1", c, n)
@@ -163,5 +168,21 @@ func TestComponentsStartAgainWhenTheirConsumerIsDeleted(t *testing.T) {
 	}
 	if r := e.app.Running(); !slices.Contains(r, "dispatcher") || !slices.Contains(r, "projector") {
 		t.Fatalf("running: %v", r)
+	}
+
+	// The same after a restart, where this process's memory of what it sent is gone: a new
+	// instance on a log whose dispatcher consumer was deleted sends only the new request.
+	e.app.Close()
+	if err := js.DeleteConsumer(t.Context(), e.app.Store.Config().Stream, "PROV_DISPATCHER"); err != nil {
+		t.Fatal(err)
+	}
+	e2 := startOn(t, e.srv, app.DefaultConfig(), app.Options{})
+	srv2 := httptest.NewServer(e2.app.Handler())
+	defer srv2.Close()
+	third := e2.ok(t, "prov.cmd.demo.add", map[string]any{"objectClass": "AccountObjectClass", "attributes": map[string]any{"login": []any{"restarted"}}})["shadowId"].(string)
+	e2.waitShadow(t, "demo", third, func(d domain.ShadowData) bool { return d.LifecycleState == domain.LifecycleLive })
+	_, text = get(t, srv2.URL+"/metrics")
+	if n := metric(t, text, `shadowbridge_bridge_outcomes_total{outcome="sent",resource="demo"}`); n != 1 {
+		t.Errorf("the restarted instance sent %v requests for 1 new add (the log's earlier requests again)", n)
 	}
 }

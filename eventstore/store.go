@@ -394,10 +394,10 @@ type Record struct {
 	// deleted): the record may be long past, and its state is not the shadow's current one, so a
 	// reader that acts on it (the dispatcher) looks at the shadow as it is now. False outside
 	// durable consumers.
-	Replayed   bool
-	data       []byte
-	wc         *wireCommit
-	kvDeleted  bool // a KV delete or purge marker (leader reads of the index)
+	Replayed  bool
+	data      []byte
+	wc        *wireCommit
+	kvDeleted bool // a KV delete or purge marker (leader reads of the index)
 }
 
 func (s *Store) newRecord(subject string, seq uint64, tm time.Time, h nats.Header, data []byte) *Record {

@@ -308,14 +308,22 @@ func (s *Store) Subscribe(ctx context.Context, name string, o SubscribeOptions, 
 		if len(recs) == 0 {
 			continue
 		}
-		if err := s.process(ctx, name, batch, recs, o, fn); err != nil {
+		if err := s.process(ctx, name, batch, recs, o, fn, cc.Closed()); err != nil {
+			if errors.Is(err, errConsumeEnded) {
+				return consumeEnded(name, &lastErr)
+			}
 			return nil // ctx ended; unacked records are redelivered to the next subscriber
 		}
 	}
 }
 
-// process runs fn until it succeeds, keeping the batch's lease alive, then acks the batch.
-func (s *Store) process(ctx context.Context, name string, batch []jetstream.Msg, recs []*Record, o SubscribeOptions, fn func(context.Context, []*Record) error) error {
+// errConsumeEnded: consuming stopped under a batch (its consumer deleted), whose acknowledgement
+// can never be confirmed; the next consumer hands its records out again.
+var errConsumeEnded = errors.New("consuming ended")
+
+// process runs fn until it succeeds, keeping the batch's lease alive, then acks the batch. It
+// gives up the confirmation of the ack when consuming has ended (ended closed).
+func (s *Store) process(ctx context.Context, name string, batch []jetstream.Msg, recs []*Record, o SubscribeOptions, fn func(context.Context, []*Record) error, ended <-chan struct{}) error {
 	log := o.Logger
 	backoff := 50 * time.Millisecond
 	for {
@@ -346,10 +354,13 @@ func (s *Store) process(ctx context.Context, name string, batch []jetstream.Msg,
 				if aerr == nil || errors.Is(aerr, jetstream.ErrMsgAlreadyAckd) {
 					return nil
 				}
-				if ctx.Err() != nil {
+				select {
+				case <-ctx.Done():
 					return ctx.Err()
+				case <-ended:
+					return errConsumeEnded
+				case <-time.After(backoff):
 				}
-				time.Sleep(backoff)
 			}
 		}
 		if ctx.Err() != nil {
@@ -359,6 +370,8 @@ func (s *Store) process(ctx context.Context, name string, batch []jetstream.Msg,
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-ended:
+			return errConsumeEnded
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -259,5 +260,36 @@ func TestSubscriptionEndsWhenItsConsumerIsDeleted(t *testing.T) {
 				t.Fatal("still subscribed 15 s after its consumer was deleted")
 			}
 		})
+	}
+}
+
+// A batch in hand when its consumer is deleted: the acknowledgement can never be confirmed, and
+// Subscribe ends with an error rather than try for ever (the next consumer hands it out again).
+func TestSubscriptionWithABatchInHandEndsWhenItsConsumerIsDeleted(t *testing.T) {
+	s := openStore(t, true)
+	ctx := t.Context()
+	res, id := storetest.Resource(t), storetest.NewID()
+	if _, _, err := storetest.Decide(ctx, t, s, res, id, domain.Add{Resource: res, ShadowID: id, OperationID: storetest.NewID(),
+		ObjectClass: "AccountObjectClass", Attributes: domain.Attributes{"login": {"gone"}}}); err != nil {
+		t.Fatal(err)
+	}
+	inHand, deleted := make(chan struct{}), make(chan struct{})
+	once := sync.OnceFunc(func() { close(inHand); <-deleted })
+	ended := make(chan error, 1)
+	go func() {
+		ended <- s.Subscribe(ctx, "in-hand", eventstore.SubscribeOptions{}, func(context.Context, []*eventstore.Record) error { once(); return nil })
+	}()
+	<-inHand
+	if err := s.JetStream().DeleteConsumer(ctx, s.Config().Stream, "in-hand"); err != nil {
+		t.Fatal(err)
+	}
+	close(deleted)
+	select {
+	case err := <-ended:
+		if !errors.Is(err, eventstore.ErrUnavailable) {
+			t.Fatalf("ended with %v; want ErrUnavailable", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("still trying to acknowledge 15 s after its consumer was deleted")
 	}
 }

@@ -217,16 +217,18 @@ func claimKey(c domain.Claim) string {
 	return "id." + c.Resource + "." + string(c.Kind) + "." + hash(c.ObjectClass, c.Attribute, valueKey(c.Value))
 }
 
-// Owner returns the shadow holding the identifier, or "" if none.
+// Owner returns the shadow holding the identifier, or "" if none, as the index's leader holds it:
+// a command or a notification addressed by identifier must not go to a holder that has just
+// released it (a replica a moment behind still showed it).
 func (s *index) Owner(ctx context.Context, c domain.Claim) (string, error) {
-	e, err := s.kv.Get(ctx, claimKey(c))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", nil
-	}
+	e, _, err := s.kv.Latest(ctx, claimKey(c))
 	if err != nil {
 		return "", fmt.Errorf("eventstore: lookup identifier: %w", unavailable(err))
 	}
-	return parseHolder(e.Value()).ShadowID, nil
+	if e == nil {
+		return "", nil
+	}
+	return parseHolder(e.value).ShadowID, nil
 }
 
 // Claim reserves an identifier for h. Secondary identifiers are exclusive: if another shadow

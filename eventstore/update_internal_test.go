@@ -218,6 +218,9 @@ func TestDecisionsReadRequestsAndClaimsFromTheLeader(t *testing.T) {
 	if err := m.index.Release(ctx, c, "s1"); err != nil {
 		t.Fatal(err)
 	}
+	if owner, err := m.index.Owner(ctx, c); err != nil || owner != "" {
+		t.Fatalf("the released login's owner: %q %v, want none (a modify by login would reach s1)", owner, err)
+	}
 	rec, err := m.index.GetRequest(ctx, "demo", "req-1")
 	if err != nil || rec == nil || rec.Refused == nil {
 		t.Fatalf("the request's record: %+v %v, want the refusal", rec, err)

@@ -570,8 +570,12 @@ func durablePull(name string, log *slog.Logger, max int, last *atomic.Pointer[er
 		jetstream.PullHeartbeat(durableHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			last.Store(&err)
-			if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConnectionClosed) {
-				log.Debug("consume: pulling again", "consumer", name, "err", err)
+			switch {
+			case errors.Is(err, jetstream.ErrNoHeartbeat):
+				log.Debug("consume: no heartbeat, pulling again", "consumer", name)
+				return
+			case errors.Is(err, jetstream.ErrConnectionClosed):
+				log.Debug("consume: connection closed", "consumer", name)
 				return
 			}
 			if errors.Is(err, jetstream.ErrConsumerDeleted) {

@@ -26,33 +26,42 @@ func (s *Store) History(ctx context.Context, shadowID string) ([]*Record, error)
 		return nil, err
 	}
 	// The last record names the exact subject: a consumer filtered on it reads only the shadow's
-	// messages, where the wildcard filter would make the server scan the stream. A consumer
-	// served by a replica behind the leader can end before the last record: read again, briefly.
-	for attempt := 0; ; attempt++ {
-		var out []*Record
-		var seen uint64
-		err = s.replay(ctx, []string{last.Subject}, 1, last.Seq, func(r *Record) error {
-			seen = max(seen, r.Seq)
-			if _, err := r.decode(); err != nil {
-				s.skipped("history", r, err) // not ours: a shadow's history is its decisions
-				return nil
-			}
-			out = append(out, r)
+	// messages, where the wildcard filter would make the server scan the stream.
+	var out []*Record
+	err = s.replayToEnd(ctx, []string{last.Subject}, 1, last.Seq, func(r *Record) error {
+		if _, err := r.decode(); err != nil {
+			s.skipped("history", r, err) // not ours: a shadow's history is its decisions
 			return nil
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// replayToEnd calls fn for every record of filters from from up to end (a sequence the leader
+// holds), in order. A consumer served by a replica a moment behind the leader can end before end:
+// it reads again from where that one ended, every historyReread, historyRereads times at most.
+func (s *Store) replayToEnd(ctx context.Context, filters []string, from, end uint64, fn func(*Record) error) error {
+	next := from
+	for attempt := 0; ; attempt++ {
+		err := s.replay(ctx, filters, next, end, func(r *Record) error {
+			next = r.Seq + 1
+			return fn(r)
 		})
-		if err != nil || seen >= last.Seq || attempt == historyRereads {
-			return out, err
+		if err != nil || next > end || attempt == historyRereads {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(historyReread):
 		}
 	}
 }
 
-// historyRereads bounds History's reads again when a replica answered behind the leader, every
-// historyReread.
+// historyRereads bounds replayToEnd's reads again (History, Replay) when a replica answered
+// behind the leader, every historyReread.
 const (
 	historyRereads = 40
 	historyReread  = 25 * time.Millisecond
@@ -77,27 +86,12 @@ func (s *Store) Replay(ctx context.Context, from uint64, fn func(*Record) error)
 	}
 	// A consumer served by a replica a moment behind the leader ends at what that replica holds
 	// (the contract suite's cluster run: records 3 and 4 of 5, once in 45 under load): read up to
-	// the leader's last event record, again from where it ended, as History does.
+	// the leader's last event record.
 	end, err := s.leaderLast(ctx, s.cfg.Stream, filter)
 	if err != nil || end == nil || end.Seq < from {
 		return last, err
 	}
-	last = max(last, end.Seq)
-	next := from
-	for attempt := 0; ; attempt++ {
-		err = s.replay(ctx, []string{filter}, next, end.Seq, func(r *Record) error {
-			next = r.Seq + 1
-			return fn(r)
-		})
-		if err != nil || next > end.Seq || attempt == historyRereads {
-			return last, err
-		}
-		select {
-		case <-ctx.Done():
-			return last, ctx.Err()
-		case <-time.After(historyReread):
-		}
-	}
+	return max(last, end.Seq), s.replayToEnd(ctx, []string{filter}, from, end.Seq, fn)
 }
 
 // Follow calls fn for every event record with sequence >= from, in order, and keeps following
